@@ -1,0 +1,127 @@
+"""Parent process: pools, pre-touch, round-robin rounds of child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.cases import CaseInfo
+from benchmarks.workloads import Workload
+
+REPO = Path(__file__).resolve().parent.parent
+SRC = REPO / "src"
+
+
+@dataclass
+class Plan:
+    workloads: list[Workload]
+    cases: list[CaseInfo]
+    rounds: int
+    root: Path  # scratch dir (pools + per-case outputs), removed at the end
+    pretouch_gb: float = 3.0
+    timeout: float = 900.0
+
+
+def child_env() -> dict[str, str]:
+    """Environment for children: the work tree's ``src`` goes on PYTHONPATH."""
+    env = dict(os.environ)
+    paths = [str(REPO)]
+    if (SRC / "omestream").is_dir():
+        paths.insert(0, str(SRC))
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def _python(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+        env=child_env(), cwd=REPO, check=False,
+    )
+
+
+def pretouch(gb: float) -> dict[str, Any]:
+    if gb <= 0:
+        return {}
+    proc = _python(["-m", "benchmarks.pretouch", str(gb)], timeout=300)
+    return json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr[-500:]}
+
+
+def make_pools(plan: Plan) -> dict[str, Any]:
+    """Generate each distinct frame pool once, in a child; return its stats."""
+    stats: dict[str, Any] = {}
+    for w in plan.workloads:
+        key = f"{w.height}x{w.width}x{w.pool_size}"
+        if key not in stats:
+            args = [str(plan.root), str(w.height), str(w.width), str(w.pool_size)]
+            proc = _python(["-m", "benchmarks.frames", *args], timeout=600)
+            if proc.returncode != 0:
+                raise RuntimeError(f"frame pool generation failed:\n{proc.stderr}")
+            stats[key] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return stats
+
+
+def run_one(plan: Plan, case: CaseInfo, w: Workload, rnd: int) -> dict[str, Any]:
+    out = plan.root / f"r{rnd}-{w.name}-{case.name}"
+    result_path = plan.root / f"r{rnd}-{w.name}-{case.name}.json"
+    spec = {
+        "case": case.name, "workload": w.to_dict(), "out": str(out),
+        "pool_dir": str(plan.root), "result": str(result_path),
+    }
+    touch = pretouch(plan.pretouch_gb)
+    t0 = time.perf_counter()
+    try:
+        proc = _python(["-m", "benchmarks.run_case", json.dumps(spec)], plan.timeout)
+        if result_path.exists():
+            result = json.loads(result_path.read_text())
+        else:
+            tail = (proc.stderr or proc.stdout)[-2000:]
+            result = {"status": "error", "reason": f"child exited {proc.returncode}: {tail}"}
+    except subprocess.TimeoutExpired:
+        result = {"status": "error", "reason": f"timeout after {plan.timeout:.0f} s"}
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+        result_path.unlink(missing_ok=True)
+    result["child_seconds"] = time.perf_counter() - t0
+    result["pretouch"] = touch
+    return result
+
+
+def run_plan(plan: Plan, on_result: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    """Every round runs each (workload, case) once; the case order within a
+    workload rotates by one position per round (round-robin)."""
+    results: list[dict[str, Any]] = []
+    skipped: dict[tuple[str, str], str] = {}
+    for rnd in range(plan.rounds):
+        for w in plan.workloads:
+            k = rnd % max(1, len(plan.cases))
+            for case in plan.cases[k:] + plan.cases[:k]:
+                base = {"round": rnd, "workload": w.name, "case": case.name,
+                        "group": case.group}
+                reason = skipped.get((w.name, case.name)) or case.skip_reason(w)
+                if reason:
+                    skipped[(w.name, case.name)] = reason
+                    if rnd == 0:
+                        on_result(base | {"status": "skip", "reason": reason})
+                        results.append(base | {"status": "skip", "reason": reason})
+                    continue
+                res = base | run_one(plan, case, w, rnd)
+                if res["status"] == "skip":
+                    skipped[(w.name, case.name)] = res["reason"]
+                results.append(res)
+                on_result(res)
+    return results
+
+
+def make_root(parent: str | None) -> Path:
+    return Path(tempfile.mkdtemp(prefix="omestream-bench-", dir=parent))

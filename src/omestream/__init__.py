@@ -1,0 +1,72 @@
+"""omestream: stream microscopy acquisitions to OME-Zarr and OME-TIFF.
+
+Describe the dataset once with :class:`AcquisitionSettings`, then
+``with create_stream(settings) as stream: stream.append(frame)``.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("omestream")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+from omestream.errors import (  # noqa: E402
+    BackendUnavailableError,
+    ConcurrentModificationError,
+    FrameCountError,
+    FrameDtypeError,
+    FrameError,
+    FrameShapeError,
+    OmeStreamError,
+    ReadOnlyError,
+    SettingsError,
+    StoreError,
+    StoreExistsError,
+    StoreFormatError,
+    StreamClosedError,
+    WriteError,
+)
+from omestream.settings import (  # noqa: E402
+    AcquisitionSettings,
+    Channel,
+    Dimension,
+    Plate,
+    Position,
+    PositionDimension,
+    Pyramid,
+    StandardAxis,
+    WriterOptions,
+    dims_from_standard_axes,
+)
+from omestream.stream import OMEStream, create_stream  # noqa: E402
+
+__all__ = [
+    "AcquisitionSettings",
+    "BackendUnavailableError",
+    "Channel",
+    "ConcurrentModificationError",
+    "Dimension",
+    "FrameCountError",
+    "FrameDtypeError",
+    "FrameError",
+    "FrameShapeError",
+    "OMEStream",
+    "OmeStreamError",
+    "Plate",
+    "Position",
+    "PositionDimension",
+    "Pyramid",
+    "ReadOnlyError",
+    "SettingsError",
+    "StandardAxis",
+    "StoreError",
+    "StoreExistsError",
+    "StoreFormatError",
+    "StreamClosedError",
+    "WriteError",
+    "WriterOptions",
+    "__version__",
+    "create_stream",
+    "dims_from_standard_axes",
+]

@@ -1,0 +1,86 @@
+"""Compression settings -> codec objects, one source for every engine.
+
+The same choice gives the zarr-python codec (for array metadata and the
+zarr-python engine), the numcodecs codec (for the built-in engine's encoder) and
+the tensorstore / tifffile spellings, so every engine writes the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from omestream.settings import WriterOptions
+
+__all__ = ["CodecChoice", "codec_choice"]
+
+_SHUFFLE_INT = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+
+
+@dataclass(frozen=True)
+class CodecChoice:
+    name: str | None  # blosc-zstd | blosc-lz4 | zstd | gzip | lzw | None
+    level: int
+    shuffle: str  # for blosc
+
+    @property
+    def blosc_cname(self) -> str | None:
+        return self.name.split("-", 1)[1] if self.name and self.name.startswith("blosc-") else None
+
+    def numcodecs(self, dtype: str) -> Any:
+        """The numcodecs codec that encodes one chunk, or None for raw bytes."""
+        import numcodecs
+
+        if self.name is None:
+            return None
+        if cname := self.blosc_cname:
+            return numcodecs.Blosc(
+                cname=cname, clevel=self.level, shuffle=_SHUFFLE_INT[self.shuffle], blocksize=0
+            )
+        if self.name == "zstd":
+            return numcodecs.Zstd(level=self.level)
+        if self.name == "gzip":
+            return numcodecs.GZip(level=self.level)
+        raise ValueError(f"compression {self.name!r} has no Zarr codec")
+
+    def zarr_v3(self, dtype: str) -> list[Any]:
+        """``compressors=`` for ``zarr.create_array`` (Zarr v3)."""
+        from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+        if self.name is None:
+            return []
+        if cname := self.blosc_cname:
+            return [
+                BloscCodec(
+                    cname=cname,
+                    clevel=self.level,
+                    shuffle=self.shuffle,
+                    typesize=np.dtype(dtype).itemsize,
+                    blocksize=0,
+                )
+            ]
+        if self.name == "zstd":
+            return [ZstdCodec(level=self.level)]
+        return [GzipCodec(level=self.level)]
+
+    def zarr_v2(self, dtype: str) -> Any:
+        """``compressors=`` for ``zarr.create_array`` (Zarr v2): a numcodecs codec."""
+        return self.numcodecs(dtype)
+
+
+_DEFAULT_LEVEL = {"blosc-zstd": 1, "blosc-lz4": 1, "zstd": 1, "gzip": 1, "lzw": 0}
+
+
+def codec_choice(compression: str | None, options: WriterOptions | None = None) -> CodecChoice:
+    """Resolve level and shuffle; clevel 1 with bitshuffle was fastest for camera data."""
+    options = options or WriterOptions()
+    level = options.compression_level
+    if level is None:
+        level = _DEFAULT_LEVEL.get(compression or "", 0)
+    if compression and compression.startswith("blosc-"):
+        level = min(level, 9)
+    if compression == "gzip":
+        level = min(level, 9)
+    return CodecChoice(compression, level, options.shuffle or "bitshuffle")

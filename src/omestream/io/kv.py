@@ -1,0 +1,241 @@
+"""A small key/value view of a storage location: local folders and fsspec URLs.
+
+Keys are '/'-separated paths relative to the dataset root (``"0/zarr.json"``).
+Local writes go to a temporary file that is fsynced (when durable) and renamed over
+the target, so a reader or a crash never sees a half-written document or chunk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+from omestream.errors import WriteError
+
+__all__ = ["FsspecKV", "KVStore", "LocalKV", "open_kv"]
+
+TMP_PREFIX = ".omestream-tmp-"
+
+
+class KVStore(ABC):
+    """The storage operations omestream needs, and nothing more."""
+
+    url: str
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def set(self, key: str, data: bytes | memoryview, *, durable: bool = True) -> None: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> None: ...
+
+    @abstractmethod
+    def list_dir(self, prefix: str) -> list[str]:
+        """Names directly below ``prefix`` (files and folders)."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def zarr_store(self, read_only: bool = False) -> Any:
+        """A zarr-python store over the same location."""
+
+    def root_exists(self) -> bool:
+        return self.exists("")
+
+    @property
+    def is_local(self) -> bool:
+        return False
+
+
+class LocalKV(KVStore):
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self.url = self.root
+        self._made: set[str] = set()
+
+    @property
+    def is_local(self) -> bool:
+        return True
+
+    def path(self, key: str) -> str:
+        return os.path.join(self.root, *key.split("/")) if key else self.root
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            with open(self.path(key), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def _ensure_dir(self, directory: str) -> None:
+        if directory not in self._made:
+            os.makedirs(directory, exist_ok=True)
+            self._made.add(directory)
+
+    def set(self, key: str, data: bytes | memoryview, *, durable: bool = True) -> None:
+        self.set_parts(key, [data], durable=durable)
+
+    def set_parts(
+        self, key: str, parts: list[bytes | memoryview], *, durable: bool = True
+    ) -> None:
+        """Write the concatenation of ``parts`` (one writev, no joined copy)."""
+        target = self.path(key)
+        directory = os.path.dirname(target)
+        tmp = os.path.join(directory, f"{TMP_PREFIX}{uuid.uuid4().hex}")
+        try:
+            self._ensure_dir(directory)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
+                while views:
+                    n = os.writev(fd, views[:1024])
+                    while n:
+                        if n >= len(views[0]):
+                            n -= len(views.pop(0))
+                        else:
+                            views[0] = views[0][n:]
+                            n = 0
+                if durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise _write_error(exc, target) from exc
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        import shutil
+
+        p = self.path(prefix)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+        elif os.path.exists(p):
+            os.unlink(p)
+
+    def list_dir(self, prefix: str) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.path(prefix)) if not n.startswith(TMP_PREFIX))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def exists(self, key: str) -> bool:
+        return os.path.exists(self.path(key))
+
+    def sync_dir(self, key: str = "") -> None:
+        """fsync a directory so renames inside it survive a power cut."""
+        with contextlib.suppress(OSError):
+            fd = os.open(self.path(key), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def walk_tmp(self) -> Iterator[str]:
+        for dirpath, _dirs, files in os.walk(self.root):
+            for f in files:
+                if f.startswith(TMP_PREFIX):
+                    yield os.path.join(dirpath, f)
+
+    def zarr_store(self, read_only: bool = False) -> Any:
+        from zarr.storage import LocalStore
+
+        return LocalStore(self.root, read_only=read_only)
+
+
+class FsspecKV(KVStore):
+    """Object stores and other fsspec URLs (``s3://bucket/data.ome.zarr``)."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        import fsspec
+
+        self.url = url.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+        self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        self.root = self.root.rstrip("/")
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            data: bytes = self.fs.cat_file(self.path(key))
+            return data
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def set(self, key: str, data: bytes | memoryview, *, durable: bool = True) -> None:
+        # Object stores replace a whole object per PUT: no torn writes to guard against.
+        try:
+            self.fs.pipe_file(self.path(key), bytes(data))
+        except OSError as exc:
+            raise _write_error(exc, f"{self.url}/{key}") from exc
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.path(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.path(prefix), recursive=True)
+
+    def list_dir(self, prefix: str) -> list[str]:
+        try:
+            entries = self.fs.ls(self.path(prefix), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.fs.invalidate_cache(self.path(key))
+        except Exception:  # noqa: BLE001 - not every filesystem caches
+            pass
+        return bool(self.fs.exists(self.path(key)))
+
+    def root_exists(self) -> bool:
+        return bool(self.list_dir(""))
+
+    def zarr_store(self, read_only: bool = False) -> Any:
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(
+            self.url, storage_options=self.storage_options or None, read_only=read_only
+        )
+
+
+def _write_error(exc: OSError, where: str) -> WriteError:
+    reason = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "the file system is read-only",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    err = WriteError(exc.errno or 0, f"cannot write {where}: {reason}")
+    err.filename = where
+    return err
+
+
+def open_kv(location: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> KVStore:
+    """A KVStore for a local path or an fsspec URL."""
+    loc = os.fspath(location)
+    if "://" in loc and not loc.startswith("file://"):
+        return FsspecKV(loc, storage_options)
+    return LocalKV(loc.removeprefix("file://"))

@@ -1,0 +1,131 @@
+"""Zarr groups and arrays on a KVStore: create, read and update their documents.
+
+Array metadata is produced by zarr-python (so it is what every Zarr reader expects);
+group documents and later shape changes are small JSON rewrites done here, each an
+atomic replace.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from omestream.backends.codecs import CodecChoice
+from omestream.errors import StoreFormatError
+from omestream.io.kv import KVStore
+from omestream.plan import ArrayPlan
+
+__all__ = [
+    "array_meta_key",
+    "create_array",
+    "group_meta_key",
+    "read_array_meta",
+    "read_group_attrs",
+    "set_array_shape",
+    "write_group",
+]
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p for p in parts if p)
+
+
+def group_meta_key(path: str, zarr_format: int) -> str:
+    return _join(path, "zarr.json" if zarr_format == 3 else ".zattrs")
+
+
+def array_meta_key(path: str, zarr_format: int) -> str:
+    return _join(path, "zarr.json" if zarr_format == 3 else ".zarray")
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, indent=2, allow_nan=False).encode()
+
+
+def _load(kv: KVStore, key: str) -> dict[str, Any] | None:
+    raw = kv.get(key)
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise StoreFormatError(f"{kv.url}/{key} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise StoreFormatError(f"{kv.url}/{key} must hold a JSON object, found {type(doc).__name__}")
+    return doc
+
+
+def write_group(
+    kv: KVStore, path: str, attrs: dict[str, Any], zarr_format: int, durable: bool = True
+) -> None:
+    if zarr_format == 3:
+        doc = {"zarr_format": 3, "node_type": "group", "attributes": attrs}
+        kv.set(_join(path, "zarr.json"), _dump(doc), durable=durable)
+    else:
+        if not kv.exists(_join(path, ".zgroup")):
+            kv.set(_join(path, ".zgroup"), _dump({"zarr_format": 2}), durable=durable)
+        kv.set(_join(path, ".zattrs"), _dump(attrs), durable=durable)
+
+
+def read_group_attrs(kv: KVStore, path: str, zarr_format: int) -> dict[str, Any] | None:
+    if zarr_format == 3:
+        doc = _load(kv, _join(path, "zarr.json"))
+        if doc is None:
+            return None
+        if doc.get("node_type") != "group":
+            raise StoreFormatError(f"{kv.url}/{path or '.'} is a Zarr {doc.get('node_type')}, not a group")
+        attrs = doc.get("attributes", {})
+        return attrs if isinstance(attrs, dict) else {}
+    if not kv.exists(_join(path, ".zgroup")):
+        return None
+    return _load(kv, _join(path, ".zattrs")) or {}
+
+
+def create_array(
+    kv: KVStore,
+    path: str,
+    level: ArrayPlan,
+    dtype: str,
+    codec: CodecChoice,
+    zarr_format: int,
+    dimension_names: tuple[str, ...],
+    fill_value: int | float = 0,
+) -> None:
+    """Create (or replace) one array with zarr-python, then drop its default attributes."""
+    import zarr
+
+    kwargs: dict[str, Any] = {
+        "store": kv.zarr_store(),
+        "name": path,
+        "shape": level.shape,
+        "chunks": level.chunks,
+        "dtype": dtype,
+        "fill_value": fill_value,
+        "overwrite": True,
+        "zarr_format": zarr_format,
+    }
+    if zarr_format == 3:
+        kwargs["shards"] = level.shards
+        kwargs["compressors"] = codec.zarr_v3(dtype)
+        kwargs["dimension_names"] = list(dimension_names)
+        kwargs["chunk_key_encoding"] = {"name": "default", "separator": "/"}
+    else:
+        kwargs["compressors"] = codec.zarr_v2(dtype)
+        kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+    zarr.create_array(**kwargs)
+
+
+def read_array_meta(kv: KVStore, path: str, zarr_format: int) -> dict[str, Any]:
+    doc = _load(kv, array_meta_key(path, zarr_format))
+    if doc is None:
+        raise StoreFormatError(f"no Zarr v{zarr_format} array at {kv.url}/{path}")
+    return doc
+
+
+def set_array_shape(
+    kv: KVStore, path: str, shape: tuple[int, ...], zarr_format: int, durable: bool = True
+) -> None:
+    """Rewrite only the array's shape (atomically); chunks already written stay."""
+    doc = read_array_meta(kv, path, zarr_format)
+    doc["shape"] = list(shape)
+    kv.set(array_meta_key(path, zarr_format), _dump(doc), durable=durable)

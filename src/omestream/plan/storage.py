@@ -1,0 +1,254 @@
+"""StoragePlan: the hierarchy to write, as pure data (no I/O).
+
+A plan says which images exist (their group paths), the axes of each, and for every
+resolution level the array's shape, chunks and shards. Backends and metadata
+builders consume it; nothing here touches disk.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from omestream.settings import AcquisitionSettings, Channel, Dimension, Plate, Position
+from omestream.settings.dimensions import DEFAULT_COLORS
+
+__all__ = ["ArrayPlan", "AxisPlan", "ImagePlan", "StoragePlan", "auto_chunks", "plan_storage"]
+
+Layout = Literal["image", "bioformats2raw", "plate"]
+
+# Shards (or v2 chunks) of about this size keep per-file overhead small on every
+# filesystem while a partial write at a crash loses little.
+TARGET_SHARD_BYTES = 8 * 2**20
+MAX_FRAME_CHUNK = 512  # default y/x chunk edge when sharding (readers fetch 512x512 tiles)
+MAX_V2_CHUNK = 2048  # default y/x chunk edge without sharding
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    name: str
+    type: str  # space | time | channel | other
+    unit: str | None = None
+    scale: float = 1.0
+    translation: float = 0.0
+
+
+@dataclass(frozen=True)
+class ArrayPlan:
+    """One resolution level of one image."""
+
+    path: str  # relative to the image group: "0", "1", ...
+    shape: tuple[int, ...]  # unbounded axis starts at 0
+    chunks: tuple[int, ...]
+    shards: tuple[int, ...] | None  # in elements, Zarr v3 only
+    scale: tuple[float, ...]
+    translation: tuple[float, ...]
+
+    @property
+    def write_unit(self) -> tuple[int, ...]:
+        """The block written as one file: a shard if sharded, else a chunk."""
+        return self.shards or self.chunks
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    path: str  # group path from the root: "" (single image), "0", "A/1/fov0"
+    name: str
+    axes: tuple[AxisPlan, ...]  # storage order
+    levels: tuple[ArrayPlan, ...]
+    channels: tuple[Channel, ...] | None = None
+    position: Position | None = None
+    downscale_method: str | None = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.axes)
+
+    @property
+    def axis_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.axes)
+
+    def channel_axis(self) -> int | None:
+        return next((i for i, a in enumerate(self.axes) if a.type == "channel"), None)
+
+
+@dataclass(frozen=True)
+class StoragePlan:
+    layout: Layout
+    images: tuple[ImagePlan, ...]
+    dtype: str
+    fill_value: int | float
+    ngff_version: str  # "0.4" | "0.5"
+    zarr_format: int  # 2 | 3
+    compression: str | None
+    unbounded_axis: int | None  # storage axis that grows, if any
+    plate: Plate | None = None
+    wells: tuple[tuple[str, str, tuple[str, ...]], ...] = field(default=())
+
+    def with_images(self, images: tuple[ImagePlan, ...]) -> StoragePlan:
+        return replace(self, images=images)
+
+
+def auto_chunks(
+    dims: tuple[Dimension, ...], itemsize: int, sharded: bool
+) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """Chunk and shard shapes for ``dims`` (storage order), honouring user values.
+
+    Heuristic: y/x chunks of at most 512 (2048 without sharding); one frame per chunk
+    along the outer axes. With sharding, a shard covers the whole frame and groups
+    frames along the innermost outer axis until it holds about 8 MiB, so small frames
+    are not written as one tiny file each.
+    """
+    counts = [d.count or 1 for d in dims]
+    edge = MAX_FRAME_CHUNK if sharded else MAX_V2_CHUNK
+    chunks = []
+    for i, d in enumerate(dims):
+        if d.chunk_size is not None:
+            chunks.append(d.chunk_size)
+        elif i >= len(dims) - 2:
+            chunks.append(min(counts[i], edge))
+        else:
+            chunks.append(1)
+    if not sharded:
+        return tuple(chunks), None
+    if any(d.shard_size_chunks is not None for d in dims):
+        shards = [c * (d.shard_size_chunks or 1) for c, d in zip(chunks, dims, strict=True)]
+        return tuple(chunks), tuple(shards)
+    shards = list(chunks)
+    for i in (len(dims) - 2, len(dims) - 1):
+        shards[i] = math.ceil(counts[i] / chunks[i]) * chunks[i]
+    if len(dims) > 2:
+        inner = len(dims) - 3
+        frame_bytes = shards[-2] * shards[-1] * itemsize * math.prod(shards[:-2])
+        if frame_bytes < TARGET_SHARD_BYTES and dims[inner].chunk_size is None:
+            per = max(1, TARGET_SHARD_BYTES // frame_bytes)
+            limit = dims[inner].count or per
+            n_chunks = max(1, min(per, limit) // chunks[inner])
+            shards[inner] = chunks[inner] * n_chunks
+    return tuple(chunks), tuple(shards)
+
+
+def _level_plans(
+    dims: tuple[Dimension, ...],
+    chunks: tuple[int, ...],
+    shards: tuple[int, ...] | None,
+    settings: AcquisitionSettings,
+) -> tuple[ArrayPlan, ...]:
+    shape0 = tuple(d.count or 0 for d in dims)
+    scale0 = tuple(float(d.scale) if d.scale else 1.0 for d in dims)
+    trans0 = tuple(float(d.translation or 0.0) for d in dims)
+    pyr = settings.pyramid
+    n_levels = pyr.levels if pyr is not None else 1
+    factors = tuple((pyr.factors.get(d.name, 1) if pyr else 1) for d in dims)
+    levels = []
+    for lv in range(n_levels):
+        f = tuple(fi**lv for fi in factors)
+        shape = tuple(-(-s // fi) if s else 0 for s, fi in zip(shape0, f, strict=True))
+        scale = tuple(s * fi for s, fi in zip(scale0, f, strict=True))
+        # Averaging a block of fi pixels moves the sample centre by (fi - 1)/2 pixels.
+        shifted = pyr is not None and pyr.method in ("mean", "gaussian")
+        trans = tuple(
+            t + (s0 * (fi - 1) / 2 if shifted else 0.0)
+            for t, s0, fi in zip(trans0, scale0, f, strict=True)
+        )
+        c = tuple(min(ci, max(si, 1)) if si else ci for ci, si in zip(chunks, shape, strict=True))
+        sh = None
+        if shards is not None:
+            sh = tuple(
+                min(s, -(-max(si, 1) // ci) * ci) if si else s
+                for s, si, ci in zip(shards, shape, c, strict=True)
+            )
+            sh = tuple(max(ci, s - s % ci) for s, ci in zip(sh, c, strict=True))
+        levels.append(ArrayPlan(str(lv), shape, c, sh, scale, trans))
+    return tuple(levels)
+
+
+def _channels(dim: Dimension | None) -> tuple[Channel, ...] | None:
+    if dim is None or dim.count is None:
+        return None
+    given = dim.channels
+    out = []
+    for i in range(dim.count):
+        ch = given[i] if given and i < len(given) else Channel(name=f"Channel {i}")
+        if ch.color is None:
+            ch = ch.replace(color=DEFAULT_COLORS[i % len(DEFAULT_COLORS)])
+        out.append(ch)
+    return tuple(out)
+
+
+def plan_storage(settings: AcquisitionSettings) -> StoragePlan:
+    """Turn validated settings into the plan of groups and arrays to create."""
+    fmt = settings.format
+    assert fmt is not None
+    by_name = {d.name: d for d in settings.array_dimensions}
+    dims = tuple(by_name[n] for n in settings.storage_dimension_names)
+    itemsize = np.dtype(settings.dtype).itemsize
+    sharded = fmt.zarr_format == 3
+    chunks, shards = auto_chunks(dims, itemsize, sharded)
+    levels = _level_plans(dims, chunks, shards, settings)
+    axes = tuple(
+        AxisPlan(
+            name=d.name.lower() if fmt.name == "ome-zarr" else d.name,
+            type=d.type or "other",
+            unit=d.unit,
+            scale=float(d.scale) if d.scale else 1.0,
+            translation=float(d.translation or 0.0),
+        )
+        for d in dims
+    )
+    channel_dim = next((d for d in dims if d.type == "channel"), None)
+    channels = _channels(channel_dim)
+    method = settings.pyramid.method if settings.pyramid else None
+    positions = settings.positions
+    images: list[ImagePlan] = []
+    wells: dict[tuple[str, str], list[str]] = {}
+    if settings.plate is not None:
+        layout: Layout = "plate"
+        for p in positions:
+            row, col = p.well  # type: ignore[misc]
+            wells.setdefault((row, col), []).append(p.name)
+            images.append(
+                ImagePlan(f"{row}/{col}/{p.name}", p.name, axes, levels, channels, p, method)
+            )
+    elif positions:
+        layout = "bioformats2raw"
+        for i, p in enumerate(positions):
+            images.append(ImagePlan(str(i), p.name, axes, levels, channels, p, method))
+    else:
+        layout = "image"
+        name = _image_name(settings.root_path)
+        images.append(ImagePlan("", name, axes, levels, channels, None, method))
+    first = settings.array_dimensions[0]
+    unbounded = settings.storage_dimension_names.index(first.name) if first.count is None else None
+    plate = settings.plate
+    ordered_wells: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    if plate is not None:
+        ordered_wells = tuple(
+            (r, c, tuple(wells[(r, c)]))
+            for r in plate.row_names
+            for c in plate.column_names
+            if (r, c) in wells
+        )
+    return StoragePlan(
+        layout=layout,
+        images=tuple(images),
+        dtype=settings.dtype,
+        fill_value=0,
+        ngff_version=fmt.version or "0.5",
+        zarr_format=fmt.zarr_format or 3,
+        compression=settings.compression,
+        unbounded_axis=unbounded,
+        plate=plate,
+        wells=ordered_wells,
+    )
+
+
+def _image_name(root: str) -> str:
+    base = root.rstrip("/").rsplit("/", 1)[-1]
+    for suffix in (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if base.lower().endswith(suffix):
+            return base[: -len(suffix)] or "image"
+    return base or "image"

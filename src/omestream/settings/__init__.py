@@ -1,0 +1,27 @@
+"""Settings: frozen, validated descriptions of what to write (no I/O)."""
+
+from omestream.settings.acquisition import AcquisitionSettings, Plate, Pyramid, WriterOptions
+from omestream.settings.dimensions import (
+    Channel,
+    Dimension,
+    Position,
+    PositionDimension,
+    StandardAxis,
+    dims_from_standard_axes,
+)
+from omestream.settings.formats import ENGINES, FormatSpec
+
+__all__ = [
+    "ENGINES",
+    "AcquisitionSettings",
+    "Channel",
+    "Dimension",
+    "FormatSpec",
+    "Plate",
+    "Position",
+    "PositionDimension",
+    "Pyramid",
+    "StandardAxis",
+    "WriterOptions",
+    "dims_from_standard_axes",
+]

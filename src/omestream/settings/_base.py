@@ -1,0 +1,39 @@
+"""The frozen pydantic base model that every settings class uses."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from omestream.errors import SettingsError
+
+__all__ = ["FrozenModel", "as_settings_error"]
+
+
+class FrozenModel(BaseModel):
+    """Immutable, validated once; ``replace`` gives a validated copy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise as_settings_error(exc, type(self).__name__) from None
+
+    def replace(self, **changes: Any) -> Self:
+        """Return a copy with ``changes`` applied, validated like a new object."""
+        data = {name: getattr(self, name) for name in type(self).model_fields}
+        data.update(changes)
+        return type(self)(**data)
+
+
+def as_settings_error(exc: ValidationError, where: str) -> SettingsError:
+    """Turn pydantic's report into one readable SettingsError (field: message per line)."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return SettingsError(f"invalid {where}:\n  " + "\n  ".join(lines))

@@ -1,0 +1,334 @@
+"""AcquisitionSettings: the one description of a dataset to write."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from omestream.settings._base import FrozenModel
+from omestream.settings.dimensions import Dimension, Position, PositionDimension
+from omestream.settings.formats import (
+    ENGINES,
+    FormatSpec,
+    format_from_suffix,
+    normalize_compression,
+    resolve_format,
+)
+from omestream.settings.names import check_label, check_path_name
+
+__all__ = ["AcquisitionSettings", "Plate", "Pyramid", "WriterOptions"]
+
+# Pixel types both OME-Zarr and OME-TIFF can describe (OME-XML has no 64-bit integers).
+ZARR_DTYPES = frozenset(
+    {"uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float32", "float64"}
+)
+TIFF_DTYPES = frozenset({"uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64"})
+MAX_COUNT = 2**31 - 1
+MAX_FRAME_BYTES = 4 * 2**30
+
+StorageOrder = Literal["ome", "acquisition"] | tuple[str, ...]
+
+
+class Plate(FrozenModel):
+    """The plate layout: every row and column name, acquired or not."""
+
+    row_names: tuple[str, ...]
+    column_names: tuple[str, ...]
+    name: str | None = None
+
+    @field_validator("row_names", "column_names")
+    @classmethod
+    def _names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("a plate needs at least one row and one column")
+        for n in v:
+            check_path_name(n, "plate row/column")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate names in {list(v)}")
+        return v
+
+
+class Pyramid(FrozenModel):
+    """Downsampled resolution levels written next to the full-resolution data."""
+
+    levels: int = Field(default=4, ge=1, le=32, description="levels in total, level 0 included")
+    factors: dict[str, int] = Field(
+        default_factory=lambda: {"y": 2, "x": 2},
+        description="downsampling factor per dimension name between two levels",
+    )
+    method: Literal["mean", "nearest", "stride", "gaussian", "mode"] = "mean"
+
+    @field_validator("factors")
+    @classmethod
+    def _factors(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = {k: f for k, f in v.items() if not isinstance(f, int) or f < 1}
+        if bad or not any(f > 1 for f in v.values()):
+            raise ValueError(f"factors must be whole numbers >= 1, at least one > 1; got {v}")
+        return v
+
+
+class WriterOptions(FrozenModel):
+    """Knobs of the write engine; the defaults suit most acquisitions."""
+
+    threads: int | None = Field(default=None, ge=1, description="encode/IO threads; None = cores")
+    memory_budget_mb: int = Field(
+        default=192, ge=16, description="frames held for encoding/writing before append waits"
+    )
+    fsync: bool = Field(default=True, description="close() returns only when data is durable")
+    compression_level: int | None = Field(default=None, ge=0, le=22)
+    shuffle: Literal["bitshuffle", "shuffle", "noshuffle"] | None = None
+    metadata_interval_s: float = Field(
+        default=1.0, gt=0, description="how often metadata is refreshed on disk while streaming"
+    )
+    tiff_single_file: bool = Field(
+        default=False, description="OME-TIFF: all positions in one file (else one per position)"
+    )
+
+
+class AcquisitionSettings(FrozenModel):
+    """What to write: dimensions in acquisition order, pixel type, format and layout."""
+
+    root_path: str
+    dimensions: tuple[Dimension | PositionDimension, ...]
+    dtype: str
+    format: FormatSpec | None = None
+    compression: str | None = None
+    storage_order: StorageOrder = "ome"
+    plate: Plate | None = None
+    overwrite: bool = False
+    pyramid: Pyramid | None = None
+    writer: WriterOptions = WriterOptions()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _resolve(cls, data: Any, handler: Any) -> Any:
+        warning = None
+        if isinstance(data, dict):
+            data = dict(data)
+            root = data.get("root_path")
+            if isinstance(root, os.PathLike):
+                root = os.fspath(root)
+            if not isinstance(root, str) or not root.strip():
+                raise ValueError(f"root_path must be a non-empty path, got {root!r}")
+            data["root_path"] = root
+            data["format"], warning = resolve_format(data.get("format"), root)
+            data["compression"] = normalize_compression(data.get("compression"))
+            if isinstance(data.get("storage_order"), list):
+                data["storage_order"] = tuple(data["storage_order"])
+        self = handler(data)
+        if warning:
+            # stacklevel: this validator, pydantic's and our __init__, then the caller.
+            warnings.warn(warning, UserWarning, stacklevel=4)
+        return self
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype(cls, v: Any) -> str:
+        try:
+            name = np.dtype(v).name
+        except TypeError:
+            raise ValueError(f"dtype {v!r} is not a numpy dtype") from None
+        if name not in ZARR_DTYPES:
+            raise ValueError(f"dtype {name!r} is not supported: use one of {sorted(ZARR_DTYPES)}")
+        return name
+
+    @model_validator(mode="after")
+    def _check(self) -> AcquisitionSettings:
+        _check_dimensions(self.dimensions)
+        fmt = self.format
+        assert fmt is not None
+        info = ENGINES[fmt.backend]
+        if self.compression not in info.compressions:
+            ok = ", ".join(str(c) for c in info.compressions)
+            raise ValueError(
+                f"compression {self.compression!r} cannot be written by {fmt.name} backend "
+                f"{fmt.backend!r}: use one of {ok}"
+            )
+        if fmt.name == "ome-tiff" and self.dtype not in TIFF_DTYPES:
+            raise ValueError(f"OME-TIFF cannot store dtype {self.dtype!r}: use one of {sorted(TIFF_DTYPES)}")
+        order = self.storage_dimension_names
+        if not info.reorders_frames and order != self.acquisition_dimension_names:
+            raise ValueError(
+                f"backend {fmt.backend!r} writes frames only in the order they arrive, but "
+                f"storage order {order} differs from acquisition order "
+                f"{self.acquisition_dimension_names}; use storage_order='acquisition' or "
+                "another backend"
+            )
+        if fmt.name == "ome-zarr" and self.storage_order == "ome":
+            _check_ngff_axes(self.array_dimensions)
+        _check_plate(self.plate, self.position_dimension)
+        sharded = [d.name for d in self.array_dimensions if d.shard_size_chunks is not None]
+        if sharded and fmt.zarr_format != 3:
+            raise ValueError(
+                f"shard_size_chunks is set on {sharded}, but sharding needs Zarr v3 "
+                "(OME-Zarr 0.5); remove it or write format version '0.5'"
+            )
+        if self.pyramid is not None:
+            names = {d.name for d in self.array_dimensions}
+            extra = set(self.pyramid.factors) - names
+            if extra:
+                raise ValueError(f"pyramid factors name unknown dimensions {sorted(extra)}")
+            not_space = [d.name for d in self.array_dimensions
+                         if d.name in self.pyramid.factors and d.type != "space"
+                         and self.pyramid.factors[d.name] != 1]
+            if not_space:
+                raise ValueError(f"pyramid factors apply to spatial axes only, not {not_space}")
+        return self
+
+    # -- derived views ----------------------------------------------------------------
+    @property
+    def position_dimension(self) -> PositionDimension | None:
+        return next((d for d in self.dimensions if isinstance(d, PositionDimension)), None)
+
+    @property
+    def positions(self) -> tuple[Position, ...]:
+        pd = self.position_dimension
+        return pd.positions if pd is not None else ()
+
+    @property
+    def array_dimensions(self) -> tuple[Dimension, ...]:
+        """Dimensions that become array axes (all but positions), in acquisition order."""
+        return tuple(d for d in self.dimensions if isinstance(d, Dimension))
+
+    @property
+    def frame_dimensions(self) -> tuple[Dimension, Dimension]:
+        y, x = self.array_dimensions[-2:]
+        return y, x
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        y, x = self.frame_dimensions
+        assert y.count is not None and x.count is not None
+        return (y.count, x.count)
+
+    @property
+    def acquisition_dimension_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.array_dimensions)
+
+    @property
+    def storage_dimension_names(self) -> tuple[str, ...]:
+        """Array axes in the order they are stored."""
+        acq = self.array_dimensions
+        names = self.acquisition_dimension_names
+        order = self.storage_order
+        if order == "acquisition":
+            return names
+        if order == "ome":
+            assert self.format is not None
+            if self.format.name == "ome-tiff":
+                return names  # OME-TIFF stores any t/c/z order
+            rank = {"time": 0, "channel": 1, "other": 1, None: 1, "space": 2}
+            outer = sorted(acq[:-2], key=lambda d: rank[d.type])
+            return tuple(d.name for d in outer) + names[-2:]
+        given = tuple(order)
+        if given[-2:] != names[-2:] and set(names[-2:]).isdisjoint(given):
+            given = given + names[-2:]
+        return given
+
+    @property
+    def output_path(self) -> str:
+        """Where the data goes: the zarr group, the .ome.tiff file, or a folder of files."""
+        assert self.format is not None
+        root = self.root_path.rstrip("/") if "://" not in self.root_path else self.root_path
+        if self.format.name == "ome-zarr":
+            return root if format_from_suffix(root) == "ome-zarr" else root + ".ome.zarr"
+        multi_file = len(self.positions) > 1 and not self.writer.tiff_single_file
+        if multi_file:
+            for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+                if root.lower().endswith(suffix):
+                    return root[: -len(suffix)]
+            return root
+        return root if format_from_suffix(root) == "ome-tiff" else root + ".ome.tiff"
+
+    @property
+    def is_unbounded(self) -> bool:
+        return self.array_dimensions[0].count is None
+
+    @property
+    def frames_per_outer_step(self) -> int:
+        """Frames per index of the first (possibly unbounded) dimension."""
+        n = 1
+        for d in self.dimensions[1:-2]:
+            n *= d.count  # type: ignore[operator]
+        return n
+
+    @property
+    def total_frames(self) -> int | None:
+        first = self.dimensions[0]
+        if first.count is None:
+            return None
+        return first.count * self.frames_per_outer_step
+
+
+def _check_dimensions(dims: tuple[Dimension | PositionDimension, ...]) -> None:
+    if sum(isinstance(d, PositionDimension) for d in dims) > 1:
+        raise ValueError("only one PositionDimension is allowed")
+    arr = [d for d in dims if isinstance(d, Dimension)]
+    if not 2 <= len(arr) <= 5:
+        raise ValueError(
+            f"{len(arr)} array dimensions given: need 2 to 5 (besides positions), the last two "
+            "being the frame's y and x"
+        )
+    lowered = [d.name.lower() for d in dims]
+    dupes = sorted({n for n in lowered if lowered.count(n) > 1})
+    if dupes:
+        raise ValueError(f"dimension names must be unique (ignoring case); repeated: {dupes}")
+    for i, d in enumerate(dims):
+        if d.count is None and i != 0:
+            raise ValueError(f"dimension {d.name!r} has count=None: only the first may be unbounded")
+        if d.count is not None and d.count > MAX_COUNT:
+            raise ValueError(f"dimension {d.name!r}: count={d.count} is larger than {MAX_COUNT}")
+    if isinstance(dims[-1], PositionDimension) or isinstance(dims[-2], PositionDimension):
+        raise ValueError("the last two dimensions must be the frame's y and x, not positions")
+    y, x = arr[-2:]
+    for d in (y, x):
+        if d.count is None:
+            raise ValueError(f"frame dimension {d.name!r} needs a count")
+        if d.type not in ("space", None):
+            raise ValueError(
+                f"the last two dimensions are the frame's axes and must be spatial; "
+                f"{d.name!r} has type {d.type!r}"
+            )
+    if y.count * x.count * 8 > MAX_FRAME_BYTES:  # type: ignore[operator]
+        raise ValueError(f"frame of {y.count}x{x.count} is larger than omestream supports")
+    for d in arr:
+        check_label(d.name, "dimension")
+
+
+def _check_ngff_axes(arr: tuple[Dimension, ...]) -> None:
+    types = [d.type or "other" for d in arr[:-2]]
+    space = types.count("space") + 2
+    if space > 3:
+        raise ValueError(f"OME-Zarr images have at most 3 spatial axes; got {space}")
+    if types.count("time") > 1:
+        raise ValueError("OME-Zarr images have at most one time axis")
+    if types.count("channel") + types.count("other") > 1:
+        raise ValueError("OME-Zarr images have at most one channel (or custom) axis")
+
+
+def _check_plate(plate: Plate | None, pdim: PositionDimension | None) -> None:
+    positions = pdim.positions if pdim is not None else ()
+    in_wells = [p for p in positions if p.well is not None]
+    if plate is None:
+        if in_wells:
+            raise ValueError(
+                f"position {in_wells[0].name!r} names a well ({in_wells[0].plate_row}, "
+                f"{in_wells[0].plate_column}) but no plate= was given"
+            )
+        return
+    if not positions:
+        raise ValueError("plate= needs a PositionDimension whose positions name their wells")
+    for p in positions:
+        if p.well is None:
+            raise ValueError(f"position {p.name!r} has no plate_row/plate_column on a plate")
+        if p.plate_row not in plate.row_names:
+            raise ValueError(f"position {p.name!r}: row {p.plate_row!r} is not in {list(plate.row_names)}")
+        if p.plate_column not in plate.column_names:
+            raise ValueError(
+                f"position {p.name!r}: column {p.plate_column!r} is not in {list(plate.column_names)}"
+            )
+        check_path_name(p.name, "position (field of view)")

@@ -1,0 +1,296 @@
+"""Dimensions of an acquisition: axes, channels and stage positions."""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, field_validator, model_validator
+
+from omestream.settings._base import FrozenModel
+from omestream.settings.names import check_label
+from omestream.settings.units import normalize_unit
+
+__all__ = [
+    "Channel",
+    "Dimension",
+    "DimensionType",
+    "Position",
+    "PositionDimension",
+    "StandardAxis",
+    "dims_from_standard_axes",
+]
+
+DimensionType = Literal["space", "time", "channel", "other"]
+
+_NAMED_COLORS = {
+    "red": "FF0000", "green": "00FF00", "blue": "0000FF", "cyan": "00FFFF",
+    "magenta": "FF00FF", "yellow": "FFFF00", "white": "FFFFFF", "gray": "808080",
+    "grey": "808080", "orange": "FFA500",
+}  # fmt: skip
+
+# Cycled for channels without a colour, so every omero channel has one.
+DEFAULT_COLORS = ("00FF00", "FF00FF", "00FFFF", "FF0000", "0000FF", "FFFF00", "FFFFFF")
+
+
+class Channel(FrozenModel):
+    """One channel, used as a coordinate of a channel dimension."""
+
+    name: str
+    color: str | None = Field(
+        default=None, description="'RRGGBB' hex (a leading '#' is accepted) or a colour name."
+    )
+    excitation_wavelength: float | None = Field(default=None, gt=0, description="nm")
+    emission_wavelength: float | None = Field(default=None, gt=0, description="nm")
+    fluorophore: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_label(v, "channel")
+
+    @field_validator("color", mode="before")
+    @classmethod
+    def _color(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f"{v & 0xFFFFFF:06X}"
+        s = str(v).strip()
+        s = _NAMED_COLORS.get(s.lower(), s).removeprefix("#")
+        if len(s) == 8:  # RRGGBBAA: alpha is not part of NGFF colours
+            s = s[:6]
+        try:
+            int(s, 16)
+        except ValueError:
+            s = ""
+        if len(s) != 6:
+            raise ValueError(f"color {v!r} is not 'RRGGBB' hex or a known colour name")
+        return s.upper()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_str(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+
+class Position(FrozenModel):
+    """One stage position; on a plate also its well (``plate_row``, ``plate_column``)."""
+
+    name: str
+    plate_row: str | None = None
+    plate_column: str | None = None
+    x_coord: float | None = Field(default=None, description="stage x, in micrometer")
+    y_coord: float | None = Field(default=None, description="stage y, in micrometer")
+    z_coord: float | None = Field(default=None, description="stage z, in micrometer")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_str(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_label(v, "position")
+
+    @model_validator(mode="after")
+    def _well(self) -> Position:
+        if (self.plate_row is None) != (self.plate_column is None):
+            raise ValueError(
+                f"position {self.name!r}: give both plate_row and plate_column, or neither"
+            )
+        return self
+
+    @property
+    def well(self) -> tuple[str, str] | None:
+        if self.plate_row is None or self.plate_column is None:
+            return None
+        return (self.plate_row, self.plate_column)
+
+
+class Dimension(FrozenModel):
+    """One axis of the acquisition, in acquisition order (slowest first)."""
+
+    name: str
+    count: PositiveInt | None = Field(
+        default=None, description="Size; None = unbounded (first dimension only)."
+    )
+    chunk_size: PositiveInt | None = Field(
+        default=None, description="Elements per chunk; None = chosen automatically."
+    )
+    shard_size_chunks: PositiveInt | None = Field(
+        default=None, description="Chunks per shard (Zarr v3); None = chosen automatically."
+    )
+    type: DimensionType | None = None
+    unit: str | None = None
+    scale: float | None = Field(default=None, gt=0)
+    translation: float | None = None
+    coords: tuple[Channel | str | float, ...] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_label(v, "dimension")
+
+    @field_validator("scale", "translation")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError(f"must be a finite number, got {v!r}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        name = str(data.get("name", ""))
+        dim_type = data.get("type")
+        coords = data.get("coords")
+        if data.get("unit") is not None:
+            data["unit"], dim_type = normalize_unit(str(data["unit"]), dim_type)
+        if dim_type is None and coords and any(isinstance(c, Channel) for c in coords):
+            dim_type = "channel"
+        if dim_type is None:
+            dim_type = _STANDARD_TYPES.get(name.lower())
+        if dim_type == "channel" and coords is not None:
+            coords = tuple(Channel.model_validate(c) if isinstance(c, str) else c for c in coords)
+            data["coords"] = coords
+        if coords is not None and data.get("count") is None:
+            data["count"] = len(coords)
+        data["type"] = dim_type
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Dimension:
+        if self.coords is not None and self.count is not None and len(self.coords) != self.count:
+            raise ValueError(
+                f"dimension {self.name!r}: {len(self.coords)} coords given for count={self.count}"
+            )
+        if self.count is not None and self.chunk_size is not None and self.chunk_size > self.count:
+            raise ValueError(
+                f"dimension {self.name!r}: chunk_size={self.chunk_size} is larger than "
+                f"count={self.count}"
+            )
+        return self
+
+    @property
+    def channels(self) -> tuple[Channel, ...] | None:
+        """Channel coords (only for channel dimensions with coords)."""
+        if self.coords is None or self.type != "channel":
+            return None
+        return tuple(c for c in self.coords if isinstance(c, Channel))
+
+
+class PositionDimension(FrozenModel):
+    """The positions visited, in acquisition order; each becomes its own image."""
+
+    positions: tuple[Position, ...]
+    name: str = "p"
+
+    @field_validator("positions", mode="before")
+    @classmethod
+    def _coerce(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return [Position(name=str(i)) for i in range(v)]
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> PositionDimension:
+        if not self.positions:
+            raise ValueError("a PositionDimension needs at least one position")
+        seen: dict[tuple[str | None, str | None, str], int] = {}
+        for i, p in enumerate(self.positions):
+            key = (p.plate_row, p.plate_column, p.name)
+            if key in seen:
+                where = f" in well {p.plate_row}{p.plate_column}" if p.well else ""
+                raise ValueError(
+                    f"duplicate position name {p.name!r}{where} (positions {seen[key]} and {i})"
+                )
+            seen[key] = i
+        return self
+
+    @property
+    def count(self) -> int:
+        return len(self.positions)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.positions]
+
+    # Symmetry with Dimension, so code can treat both alike where it only reads these.
+    type: Literal["position"] = "position"
+    unit: None = None
+    chunk_size: None = None
+
+
+_STANDARD_TYPES: dict[str, DimensionType] = {
+    "t": "time",
+    "c": "channel",
+    "z": "space",
+    "y": "space",
+    "x": "space",
+}
+
+
+class StandardAxis(str, Enum):
+    """The conventional axis names and what they mean."""
+
+    POSITION = "p"
+    TIME = "t"
+    CHANNEL = "c"
+    Z = "z"
+    Y = "y"
+    X = "x"
+
+    def dimension_type(self) -> DimensionType | None:
+        return _STANDARD_TYPES.get(self.value)
+
+    def default_unit(self) -> str | None:
+        if self.value in "zyx":
+            return "micrometer"
+        return "second" if self.value == "t" else None
+
+
+def dims_from_standard_axes(
+    sizes: dict[str, int | list[Any] | None],
+    chunk_shapes: dict[str, int] | None = None,
+    shard_shapes: dict[str, int] | None = None,
+) -> list[Dimension | PositionDimension]:
+    """Build dimensions from standard axis names, in the order given.
+
+    ``sizes`` maps ``"p" "t" "c" "z" "y" "x"`` to a count (``None`` = unbounded), or for
+    ``"p"`` / ``"c"`` also to a list of position / channel names. ``shard_shapes`` counts
+    chunks per shard, like ``Dimension.shard_size_chunks``.
+    """
+    chunk_shapes = chunk_shapes or {}
+    shard_shapes = shard_shapes or {}
+    unknown = set(sizes) - {a.value for a in StandardAxis}
+    unknown |= (set(chunk_shapes) | set(shard_shapes)) - set(sizes)
+    if unknown:
+        raise ValueError(
+            f"unknown axis names {sorted(unknown)}: expected some of p, t, c, z, y, x "
+            "(chunk/shard shapes only for axes listed in sizes)"
+        )
+    dims: list[Dimension | PositionDimension] = []
+    for key, size in sizes.items():
+        axis = StandardAxis(key)
+        if axis is StandardAxis.POSITION:
+            dims.append(PositionDimension.model_validate({"positions": size}))
+            continue
+        coords = list(size) if isinstance(size, list | tuple) else None
+        dims.append(
+            Dimension(
+                name=axis.value,
+                count=None if coords is not None else size,  # type: ignore[arg-type]
+                coords=tuple(coords) if coords is not None else None,
+                chunk_size=chunk_shapes.get(key),
+                shard_size_chunks=shard_shapes.get(key),
+                type=axis.dimension_type(),
+                unit=axis.default_unit(),
+            )
+        )
+    return dims

@@ -1,0 +1,31 @@
+"""Rules for names that end up in paths or metadata."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["check_label", "check_path_name"]
+
+_PATH_NAME = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def check_label(name: str, what: str) -> str:
+    """A free-text name (stored in metadata only): printable, no path separators."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{what} name must be a non-empty string, got {name!r}")
+    if not name.isprintable():
+        raise ValueError(f"{what} name {name!r} contains non-printable characters")
+    if "/" in name or "\\" in name or name in {".", ".."}:
+        raise ValueError(f"{what} name {name!r} must not contain '/' or '\\' or be '.'/'..'")
+    return name
+
+
+def check_path_name(name: str, what: str) -> str:
+    """A name that becomes a Zarr group path (plate rows, columns, fields): alphanumeric."""
+    check_label(name, what)
+    if not _PATH_NAME.match(name):
+        raise ValueError(
+            f"{what} name {name!r} is used as a path in the plate and may contain only "
+            "letters and digits (NGFF); e.g. 'A', '1', 'fov0'"
+        )
+    return name

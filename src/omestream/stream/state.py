@@ -1,0 +1,39 @@
+"""What a stream has done so far, handed to metadata writers."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["StreamState"]
+
+
+@dataclass
+class StreamState:
+    n_images: int
+    started: _dt.datetime = field(
+        default_factory=lambda: _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+    )
+    frames: int = 0  # frames appended or skipped, in acquisition order
+    skipped: list[int] = field(default_factory=list)
+    complete: bool = False
+    # per image: extent of the unbounded storage axis that holds data (None: bounded)
+    extents: list[int] = field(default_factory=list)
+    # per image: per-frame metadata records, in arrival order
+    frame_metadata: list[list[dict[str, Any]]] = field(default_factory=list)
+    dirty_metadata: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.extents:
+            self.extents = [0] * self.n_images
+        if not self.frame_metadata:
+            self.frame_metadata = [[] for _ in range(self.n_images)]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "skipped": list(self.skipped),
+            "complete": self.complete,
+            "started": self.started.isoformat(),
+        }

@@ -1,0 +1,331 @@
+"""OMEStream and create_stream: settings -> plan -> documents -> engine, frame by frame."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import weakref
+from typing import Any, Protocol
+
+import numpy as np
+
+from omestream.backends.base import ArrayBackend
+from omestream.backends.registry import load_engine
+from omestream.errors import (
+    FrameDtypeError,
+    FrameError,
+    FrameShapeError,
+    SettingsError,
+    StoreExistsError,
+    StoreFormatError,
+    StreamClosedError,
+    WriteError,
+)
+from omestream.io.kv import KVStore, open_kv
+from omestream.plan import FrameRouter, StoragePlan, plan_storage
+from omestream.pyramid import StreamPyramid
+from omestream.settings import AcquisitionSettings
+from omestream.stream.state import StreamState
+from omestream.stream.zarr_sink import ZarrMetadataSink
+
+__all__ = ["MetadataSink", "OMEStream", "create_stream"]
+
+
+class MetadataSink(Protocol):
+    def start(self, state: StreamState) -> None: ...
+
+    def update(self, state: StreamState, final: bool) -> None: ...
+
+
+def _json_safe(value: Any, where: str) -> Any:
+    def default(o: Any) -> Any:
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if hasattr(o, "isoformat"):
+            return o.isoformat()
+        raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+    try:
+        return json.loads(json.dumps(value, default=default, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise FrameError(
+            f"{where}: metadata must be JSON-serialisable (numbers, strings, lists, dicts; no "
+            f"NaN): {exc}; the frame was not written"
+        ) from None
+
+
+class OMEStream:
+    """An open acquisition: ``append`` frames in acquisition order, then ``close``.
+
+    Use it as a context manager so the dataset is finalised even when the
+    acquisition loop raises.
+    """
+
+    def __init__(
+        self,
+        settings: AcquisitionSettings,
+        plan: StoragePlan,
+        kv: KVStore,
+        backend: ArrayBackend,
+        sink: MetadataSink,
+        state: StreamState | None = None,
+    ) -> None:
+        self.settings = settings
+        self.plan = plan
+        self._kv = kv
+        self._backend = backend
+        self._sink = sink
+        self._router = FrameRouter(settings)
+        self._state = state or StreamState(n_images=len(plan.images))
+        self._closed = False
+        self._frame_shape = settings.frame_shape
+        self._dtype = np.dtype(settings.dtype)
+        self._y, self._x = (d.name for d in settings.frame_dimensions)
+        self._unbounded = plan.unbounded_axis
+        self._unit_u = plan.images[0].levels[0].write_unit[self._unbounded] if self._unbounded is not None else 1
+        self._alloc = 0  # allocated extent of the unbounded axis (same for every image)
+        self._last_sync = time.monotonic()
+        self._pyramid = (
+            StreamPyramid(plan, settings.pyramid.method)
+            if settings.pyramid is not None and len(plan.images[0].levels) > 1
+            else None
+        )
+        # Safety net: a stream dropped without close() still writes what it holds.
+        self._finalizer = weakref.finalize(self, OMEStream._finalize_quietly, backend)
+
+    # -- public API ---------------------------------------------------------------------
+    @property
+    def output_path(self) -> str:
+        return self.settings.output_path
+
+    @property
+    def frames_written(self) -> int:
+        """Frames appended or skipped so far."""
+        return self._state.frames
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def append(
+        self,
+        frame: np.ndarray,
+        metadata: dict[str, Any] | None = None,
+        *,
+        frame_metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Write the next frame. The caller may reuse ``frame`` as soon as this returns."""
+        self._check_open()
+        n = self._state.frames
+        if metadata is not None and frame_metadata is not None:
+            raise TypeError("pass metadata= or frame_metadata=, not both")
+        meta = metadata if metadata is not None else frame_metadata
+        frame = self._check_frame(frame, n)
+        route = self._router.route(n)
+        record = None
+        if meta is not None:
+            if not isinstance(meta, dict):
+                raise FrameError(f"frame {n}: metadata must be a dict, got {type(meta).__name__}")
+            record = {"frame": n, "index": route.acquisition, **_json_safe(meta, f"frame {n}")}
+        self._grow(route.index)
+        self._backend.write_frame(route.image, route.index, frame)
+        if self._pyramid is not None:
+            for level, index, lower in self._pyramid.feed(route.index, frame):
+                self._backend.write_frame(route.image, index, lower, level)
+        self._advance(route.image, route.index, record)
+
+    def skip(self, frames: int = 1) -> None:
+        """Declare that ``frames`` frames will not come; they read as the fill value."""
+        self._check_open()
+        if not isinstance(frames, int) or frames < 1:
+            raise ValueError(f"frames must be a positive whole number, got {frames!r}")
+        n = self._state.frames
+        self._router.check(n + frames - 1)
+        for k in range(frames):
+            route = self._router.route(n + k)
+            self._grow(route.index)
+            for level in range(len(self.plan.images[route.image].levels)):
+                self._backend.skip_frame(route.image, route.index, level)
+            self._state.skipped.append(n + k)
+            self._advance(route.image, route.index, None)
+
+    def flush(self) -> None:
+        """Push everything appended so far to storage and refresh the metadata."""
+        self._check_open()
+        self._backend.flush()
+        self._sink.update(self._state, final=False)
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        """Write what is pending, trim unbounded axes, write the final metadata.
+
+        Returns when the data is durable (unless ``writer.fsync=False``); raises any error
+        that happened in a writer thread. Calling it again does nothing.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer.detach()
+        error: BaseException | None = None
+        try:
+            self._backend.close()
+        except BaseException as exc:
+            error = exc
+        try:
+            self._trim()
+            self._state.complete = error is None
+            self._sink.update(self._state, final=True)
+        except BaseException as exc:
+            error = error or exc
+        if error is not None:
+            raise error
+
+    def __enter__(self) -> OMEStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<OMEStream {self.output_path!r} {state}, {self._state.frames} frames>"
+
+    # -- internals ----------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StreamClosedError(f"the stream to {self.output_path!r} is closed")
+
+    def _check_frame(self, frame: Any, n: int) -> np.ndarray:
+        if not isinstance(frame, np.ndarray):
+            frame = np.asarray(frame)
+        if frame.shape != self._frame_shape:
+            raise FrameShapeError(
+                f"frame {n} has shape {frame.shape}; this stream expects {self._frame_shape} "
+                f"(dims {self._y}, {self._x}); nothing was written"
+            )
+        if frame.dtype != self._dtype:
+            raise FrameDtypeError(
+                f"frame {n} has dtype {frame.dtype}; this stream expects {self._dtype} "
+                "(omestream does not cast: convert with frame.astype(...) if that is intended); "
+                "nothing was written"
+            )
+        return frame
+
+    def _grow(self, index: tuple[int, ...]) -> None:
+        """Pre-size the unbounded axis ahead of the write position, in batches."""
+        u = self._unbounded
+        if u is None or index[u] < self._alloc:
+            return
+        need = index[u] + 1
+        target = max(need, math.ceil(self._alloc * 1.25), self._unit_u)
+        target = math.ceil(target / self._unit_u) * self._unit_u
+        self._resize_all(target)
+        self._alloc = target
+
+    def _resize_all(self, extent: int | list[int]) -> None:
+        u = self._unbounded
+        assert u is not None
+        for i, im in enumerate(self.plan.images):
+            e = extent[i] if isinstance(extent, list) else extent
+            for lv, level in enumerate(im.levels):
+                shape = list(level.shape)
+                shape[u] = e
+                self._backend.resize(i, lv, tuple(shape))
+
+    def _advance(self, image: int, index: tuple[int, ...], record: dict[str, Any] | None) -> None:
+        st = self._state
+        st.frames += 1
+        if self._unbounded is not None:
+            st.extents[image] = max(st.extents[image], index[self._unbounded] + 1)
+        if record is not None:
+            st.frame_metadata[image].append(record)
+            st.dirty_metadata = True
+        now = time.monotonic()
+        if now - self._last_sync >= self.settings.writer.metadata_interval_s:
+            self._last_sync = now
+            self._backend.flush()
+            self._sink.update(st, final=False)
+
+    def _trim(self) -> None:
+        if self._unbounded is not None:
+            self._resize_all(list(self._state.extents))
+
+    @staticmethod
+    def _finalize_quietly(backend: ArrayBackend) -> None:
+        try:
+            backend.close()
+        except Exception:  # noqa: BLE001 - nothing to report to at garbage collection
+            pass
+
+
+def _prepare_location(settings: AcquisitionSettings, kv: KVStore) -> None:
+    """Refuse to clobber: an existing output needs overwrite=True and must look like ours."""
+    out = settings.output_path
+    if kv.is_local and os.path.isfile(out):
+        raise StoreExistsError(f"{out!r} exists and is a file; OME-Zarr output must be a folder")
+    if not kv.root_exists():
+        return
+    if not settings.overwrite:
+        raise StoreExistsError(
+            f"{out!r} already exists; pass overwrite=True to replace it, or use "
+            "omestream.open_store(...) to change it"
+        )
+    listing = kv.list_dir("")
+    is_zarr = any(n in listing for n in ("zarr.json", ".zgroup", ".zattrs", ".zarray"))
+    if listing and not is_zarr:
+        raise StoreFormatError(
+            f"{out!r} exists and is not a Zarr store; omestream will not delete it "
+            "even with overwrite=True. Choose another root_path or remove it yourself"
+        )
+    if kv.is_local:
+        shutil.rmtree(out)
+    else:
+        kv.delete_prefix("")
+
+
+def create_stream(settings: AcquisitionSettings, **storage_options: Any) -> OMEStream:
+    """Create the dataset described by ``settings`` and return a stream to fill it.
+
+    ``storage_options`` are passed to fsspec for URLs such as ``s3://bucket/x.ome.zarr``.
+    """
+    if not isinstance(settings, AcquisitionSettings):
+        raise SettingsError(f"create_stream needs AcquisitionSettings, got {type(settings).__name__}")
+    fmt = settings.format
+    assert fmt is not None
+    engine = load_engine(fmt.backend)
+    reason = engine.check(settings)
+    if reason:
+        raise SettingsError(f"backend {fmt.backend!r} cannot write these settings: {reason}")
+    plan = plan_storage(settings)
+    if fmt.name == "ome-tiff":
+        backend = engine(plan, open_kv(settings.output_path), settings.writer)
+        return _start(settings, plan, backend.kv, backend, backend)  # type: ignore[arg-type]
+    kv = open_kv(settings.output_path, storage_options or None)
+    _prepare_location(settings, kv)
+    backend = engine(plan, kv, settings.writer)
+    sink = ZarrMetadataSink(kv, plan, settings)
+    return _start(settings, plan, kv, backend, sink)
+
+
+def _start(
+    settings: AcquisitionSettings,
+    plan: StoragePlan,
+    kv: KVStore,
+    backend: ArrayBackend,
+    sink: MetadataSink,
+) -> OMEStream:
+    try:
+        backend.create_arrays()
+        stream = OMEStream(settings, plan, kv, backend, sink)
+        sink.start(stream._state)
+    except OSError as exc:
+        backend.abort()
+        if isinstance(exc, WriteError):
+            raise
+        raise WriteError(exc.errno or 0, f"cannot create {settings.output_path!r}: {exc}") from exc
+    return stream

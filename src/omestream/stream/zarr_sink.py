@@ -1,0 +1,76 @@
+"""Writes the NGFF groups and omestream's own record for a Zarr stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omestream import __version__
+from omestream.io import zarr_nodes
+from omestream.io.kv import KVStore
+from omestream.metadata import build_ome, plan_documents
+from omestream.plan import StoragePlan
+from omestream.settings import AcquisitionSettings
+from omestream.stream.state import StreamState
+
+__all__ = ["OMESTREAM_KEY", "ZarrMetadataSink"]
+
+OMESTREAM_KEY = "omestream"
+
+
+class ZarrMetadataSink:
+    def __init__(self, kv: KVStore, plan: StoragePlan, settings: AcquisitionSettings) -> None:
+        self.kv = kv
+        self.plan = plan
+        self.settings = settings
+        self.docs = plan_documents(plan)
+
+    def _write(self, path: str, attrs: dict[str, Any]) -> None:
+        zarr_nodes.write_group(
+            self.kv, path, attrs, self.plan.zarr_format, durable=self.settings.writer.fsync
+        )
+
+    def _root_record(self, state: StreamState) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "settings": self.settings.model_dump(mode="json"),
+            **state.summary(),
+        }
+
+    def start(self, state: StreamState) -> None:
+        for path, attrs in self.docs.items():
+            if path not in ("",) and path not in {im.path for im in self.plan.images}:
+                self._write(path, attrs)
+        self.update(state, final=False, images_too=True)
+        if self.plan.layout == "bioformats2raw":
+            self._write_ome_xml(state)
+
+    def update(self, state: StreamState, final: bool, images_too: bool = False) -> None:
+        """Refresh image groups with new frame metadata, and the root record."""
+        for i, im in enumerate(self.plan.images):
+            if not (images_too or final or state.dirty_metadata) or im.path == "":
+                continue
+            attrs = dict(self.docs[im.path])
+            if state.frame_metadata[i]:
+                attrs[OMESTREAM_KEY] = {"frame_metadata": state.frame_metadata[i]}
+            self._write(im.path, attrs)
+        root = dict(self.docs[""])
+        record = self._root_record(state)
+        if self.plan.layout == "image" and state.frame_metadata[0]:
+            record["frame_metadata"] = state.frame_metadata[0]
+        root[OMESTREAM_KEY] = record
+        self._write("", root)
+        if final and self.plan.layout == "bioformats2raw":
+            self._write_ome_xml(state)
+        state.dirty_metadata = False
+
+    def _write_ome_xml(self, state: StreamState) -> None:
+        shapes = None
+        if self.plan.unbounded_axis is not None:
+            u = self.plan.unbounded_axis
+            shapes = []
+            for i, im in enumerate(self.plan.images):
+                shape = list(im.levels[0].shape)
+                shape[u] = state.extents[i]
+                shapes.append(shape)
+        ome = build_ome(self.plan, shapes, acquisition_date=state.started)
+        self.kv.set("OME/METADATA.ome.xml", ome.to_xml().encode(), durable=self.settings.writer.fsync)
