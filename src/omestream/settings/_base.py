@@ -8,7 +8,23 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from omestream.errors import SettingsError
 
-__all__ = ["FrozenModel", "as_settings_error"]
+__all__ = ["FrozenModel", "as_settings_error", "warn_user"]
+
+
+def warn_user(message: str) -> None:
+    """Warn with the location of the first caller outside settings validation."""
+    import os
+    import sys
+    import warnings
+
+    here = os.path.dirname(__file__)
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(here) or "pydantic" in frame.f_code.co_filename
+    ):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 class FrozenModel(BaseModel):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from omestream.settings._base import FrozenModel
+from omestream.settings._base import FrozenModel, warn_user
 from omestream.settings.dimensions import Dimension, Position, PositionDimension
 from omestream.settings.formats import (
     ENGINES,
@@ -121,8 +120,7 @@ class AcquisitionSettings(FrozenModel):
                 data["storage_order"] = tuple(data["storage_order"])
         self = handler(data)
         if warning:
-            # stacklevel: this validator, pydantic's and our __init__, then the caller.
-            warnings.warn(warning, UserWarning, stacklevel=4)
+            warn_user(warning)
         return self
 
     @field_validator("dtype", mode="before")
@@ -160,6 +158,12 @@ class AcquisitionSettings(FrozenModel):
             )
         if fmt.name == "ome-zarr" and self.storage_order == "ome":
             _check_ngff_axes(self.array_dimensions)
+        elif fmt.name == "ome-zarr" and not _ngff_ordered(self):
+            warn_user(
+                f"storage_order={self.storage_order!r} stores axes as {list(order)}, which is "
+                "not the order OME-Zarr requires (time, channel, space); readers may reject "
+                "the dataset. Use storage_order='ome' for a compliant one."
+            )
         _check_plate(self.plate, self.position_dimension)
         sharded = [d.name for d in self.array_dimensions if d.shard_size_chunks is not None]
         if sharded and fmt.zarr_format != 3:
@@ -297,6 +301,13 @@ def _check_dimensions(dims: tuple[Dimension | PositionDimension, ...]) -> None:
         raise ValueError(f"frame of {y.count}x{x.count} is larger than omestream supports")
     for d in arr:
         check_label(d.name, "dimension")
+
+
+def _ngff_ordered(settings: AcquisitionSettings) -> bool:
+    rank = {"time": 0, "channel": 1, "other": 1, None: 1, "space": 2}
+    by_name = {d.name: d for d in settings.array_dimensions}
+    ranks = [rank[by_name[n].type] for n in settings.storage_dimension_names]
+    return ranks == sorted(ranks)
 
 
 def _check_ngff_axes(arr: tuple[Dimension, ...]) -> None:

@@ -1,0 +1,5 @@
+"""The omestream command line."""
+
+from omestream.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,67 @@
+"""Typer application: each command is a thin layer over the public API."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from omestream.errors import OmeStreamError
+
+app = typer.Typer(
+    name="omestream",
+    help="Write, inspect, check and convert OME-Zarr and OME-TIFF datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+def _register() -> None:
+    from omestream.cli import demo  # noqa: F401  (commands register themselves)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: errors become one clear line and a non-zero exit code."""
+    _register()
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+    except OmeStreamError as exc:
+        if debug:
+            raise
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        return 1
+    except (FileNotFoundError, PermissionError) as exc:
+        if debug:
+            raise
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        return 1
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        return 130
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if debug:
+            raise
+        typer.secho(f"error: {type(exc).__name__}: {exc}", err=True, fg="red")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
