@@ -139,7 +139,7 @@ CASES: list[Case] = [
     Case("plate", _plate_dims, plate=PLATE),
     Case("unbounded", _unbounded, n_frames=13),
     Case("event-driven", _event_driven, n_frames=7, metadata=True),
-    Case("skip-frames", _tczyx, skip=(3, 4, 5, 30)),
+    Case("skip-frames", _tczyx, skip=(3, 4, 5, 20)),
     Case("float32", _event_driven, dtype="float32", n_frames=4),
     Case("int8", _event_driven, dtype="int8", n_frames=3),
 ]

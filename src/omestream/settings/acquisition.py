@@ -262,10 +262,13 @@ class AcquisitionSettings(FrozenModel):
 
     @property
     def total_frames(self) -> int | None:
-        first = self.dimensions[0]
-        if first.count is None:
+        """Frames the acquisition holds; None when the first dimension is unbounded."""
+        outer = self.dimensions[:-2]
+        if not outer:
+            return 1
+        if outer[0].count is None:
             return None
-        return first.count * self.frames_per_outer_step
+        return outer[0].count * self.frames_per_outer_step
 
 
 def _check_dimensions(dims: tuple[Dimension | PositionDimension, ...]) -> None:

@@ -1,0 +1,196 @@
+"""Bad input is refused with a clear message, and what was written stays intact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from omestream import (
+    AcquisitionSettings,
+    Dimension,
+    FrameCountError,
+    FrameDtypeError,
+    FrameError,
+    FrameShapeError,
+    PositionDimension,
+    SettingsError,
+    StoreExistsError,
+    StoreFormatError,
+    StreamClosedError,
+    WriteError,
+    create_stream,
+)
+from tests.checks import validate_ome_zarr
+
+
+def settings(tmp_path: Path, **kw: object) -> AcquisitionSettings:
+    base: dict[str, object] = {
+        "root_path": str(tmp_path / "x.ome.zarr"),
+        "dimensions": [Dimension(name="t", count=3), Dimension(name="y", count=8),
+                       Dimension(name="x", count=6)],  # fmt: skip
+        "dtype": "uint16",
+    }
+    base.update(kw)
+    return AcquisitionSettings(**base)  # type: ignore[arg-type]
+
+
+def frame(v: int = 1, shape: tuple[int, int] = (8, 6), dtype: str = "uint16") -> np.ndarray:
+    return np.full(shape, v, dtype=dtype)
+
+
+def test_wrong_shape_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    with create_stream(s) as stream:
+        stream.append(frame(1))
+        with pytest.raises(FrameShapeError, match=r"frame 1 has shape \(8, 5\); this stream expects \(8, 6\) \(dims y, x\)"):
+            stream.append(frame(2, (8, 5)))
+        assert stream.frames_written == 1
+        stream.append(frame(3))
+    data = zarr.open_array(s.output_path + "/0")[...]
+    np.testing.assert_array_equal(data[:, 0, 0], [1, 3, 0])
+    validate_ome_zarr(s.output_path)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "uint8", "int16", "uint32"])
+def test_wrong_dtype_is_never_cast(tmp_path: Path, dtype: str) -> None:
+    s = settings(tmp_path)
+    with create_stream(s) as stream:
+        with pytest.raises(FrameDtypeError, match=f"frame 0 has dtype {dtype}; this stream expects uint16"):
+            stream.append(frame(70000 if dtype == "uint32" else 1, dtype=dtype))
+        assert stream.frames_written == 0
+    assert not zarr.open_array(s.output_path + "/0")[...].any()
+
+
+def test_lists_are_not_silently_converted(tmp_path: Path) -> None:
+    with create_stream(settings(tmp_path)) as stream, pytest.raises(FrameDtypeError):
+        stream.append([[1] * 6] * 8)  # type: ignore[arg-type]
+
+
+def test_too_many_frames(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    with create_stream(s) as stream:
+        for v in (1, 2, 3):
+            stream.append(frame(v))
+        with pytest.raises(FrameCountError, match="frame 3 is beyond the acquisition: it holds 3 frames"):
+            stream.append(frame(4))
+        with pytest.raises(FrameCountError):
+            stream.skip(frames=1)
+    data = zarr.open_array(s.output_path + "/0")[...]
+    np.testing.assert_array_equal(data[:, 0, 0], [1, 2, 3])
+
+
+def test_skip_more_than_left_writes_nothing(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    with create_stream(s) as stream:
+        stream.append(frame(1))
+        with pytest.raises(FrameCountError):
+            stream.skip(frames=5)
+        assert stream.frames_written == 1
+        stream.skip(frames=2)
+    assert zarr.open_array(s.output_path + "/0")[...][:, 0, 0].tolist() == [1, 0, 0]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5])
+def test_skip_needs_positive_count(tmp_path: Path, bad: object) -> None:
+    with create_stream(settings(tmp_path)) as stream, pytest.raises(ValueError, match="positive"):
+        stream.skip(frames=bad)  # type: ignore[arg-type]
+
+
+def test_metadata_must_be_json(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    with create_stream(s) as stream:
+        with pytest.raises(FrameError, match="JSON-serialisable"):
+            stream.append(frame(1), metadata={"obj": object()})
+        with pytest.raises(FrameError, match="JSON"):
+            stream.append(frame(1), metadata={"x": float("nan")})
+        assert stream.frames_written == 0
+        stream.append(frame(1), frame_metadata={"exposure": np.float32(10.0), "ok": np.int64(3)})
+    record = json.loads(Path(s.output_path, "zarr.json").read_text())["attributes"]["omestream"]
+    assert record["frame_metadata"][0]["exposure"] == 10.0
+
+
+def test_both_metadata_spellings_is_an_error(tmp_path: Path) -> None:
+    with create_stream(settings(tmp_path)) as stream, pytest.raises(TypeError, match="not both"):
+        stream.append(frame(), metadata={}, frame_metadata={})
+
+
+def test_closed_stream(tmp_path: Path) -> None:
+    stream = create_stream(settings(tmp_path))
+    stream.append(frame())
+    stream.close()
+    stream.close()  # idempotent
+    assert stream.closed
+    with pytest.raises(StreamClosedError, match="closed"):
+        stream.append(frame())
+
+
+def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    with create_stream(s) as stream:
+        stream.append(frame(7))
+    with pytest.raises(StoreExistsError, match="already exists; pass overwrite=True"):
+        create_stream(s)
+    assert zarr.open_array(s.output_path + "/0")[0, 0, 0] == 7  # untouched
+    with create_stream(s.replace(overwrite=True)) as stream:
+        stream.append(frame(9))
+    assert zarr.open_array(s.output_path + "/0")[0, 0, 0] == 9
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_zarr(tmp_path: Path) -> None:
+    out = tmp_path / "x.ome.zarr"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(StoreFormatError, match="not a Zarr store"):
+        create_stream(settings(tmp_path, overwrite=True))
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_output_path_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "x.ome.zarr").write_text("a file")
+    with pytest.raises(StoreExistsError, match="is a file"):
+        create_stream(settings(tmp_path, overwrite=True))
+
+
+def test_location_that_cannot_be_written(tmp_path: Path) -> None:
+    # /proc refuses new entries even for root, so this holds wherever the suite runs
+    s = settings(tmp_path, root_path="/proc/omestream-test.ome.zarr")
+    with pytest.raises(WriteError, match="cannot create '/proc/omestream-test.ome.zarr'"):
+        create_stream(s)
+
+
+def test_duplicate_names_and_units_fail_when_settings_are_made(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="unique"):
+        settings(tmp_path, dimensions=[Dimension(name="y", count=2), Dimension(name="y", count=2)])
+    with pytest.raises(SettingsError, match="duplicate position name"):
+        PositionDimension(positions=["p", "p"])
+    with pytest.raises(SettingsError, match="unknown unit"):
+        Dimension(name="z", count=2, unit="leagues")
+    with pytest.raises(SettingsError, match="cannot be written"):
+        settings(tmp_path, compression="lzw")
+    assert not (tmp_path / "x.ome.zarr").exists()
+
+
+def test_reused_frame_buffer_does_not_change_stored_data(tmp_path: Path) -> None:
+    s = settings(tmp_path, dimensions=[Dimension(name="t", count=64), Dimension(name="y", count=8),
+                                       Dimension(name="x", count=6)])  # fmt: skip
+    buf = np.zeros((8, 6), np.uint16)
+    with create_stream(s) as stream:
+        for v in range(64):
+            buf[:] = v
+            stream.append(buf)
+            buf[:] = 9999  # the caller scribbles on its buffer right after append
+    data = zarr.open_array(s.output_path + "/0")[...]
+    np.testing.assert_array_equal(data[:, 3, 2], np.arange(64))
+
+
+def test_exception_in_acquisition_loop_still_finalises(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    with pytest.raises(RuntimeError, match="camera"), create_stream(s) as stream:
+        stream.append(frame(5))
+        raise RuntimeError("camera died")
+    assert zarr.open_array(s.output_path + "/0")[0, 0, 0] == 5
+    validate_ome_zarr(s.output_path)
