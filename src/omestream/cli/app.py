@@ -27,7 +27,11 @@ def _root(
 
 
 def _register() -> None:
-    from omestream.cli import demo  # noqa: F401  (commands register themselves)
+    from omestream.cli import (
+        demo,  # noqa: F401  (commands register themselves)
+        info,  # noqa: F401
+        tree,  # noqa: F401
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

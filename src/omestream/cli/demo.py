@@ -23,7 +23,9 @@ _COLORS = ["00FFFF", "00FF00", "FF00FF", "FF0000"]
 _NAMES = ["DAPI", "GFP", "mCherry", "Cy5"]
 
 
-def synthetic_frame(rng: np.random.Generator, size: int, t: int, c: int, z: int, p: int) -> np.ndarray:
+def synthetic_frame(
+    rng: np.random.Generator, size: int, t: int, c: int, z: int, p: int
+) -> np.ndarray:
     """Blobs that drift over time and vary with channel and focus, plus camera noise."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     img = np.zeros((size, size), np.float32)
@@ -38,13 +40,15 @@ def synthetic_frame(rng: np.random.Generator, size: int, t: int, c: int, z: int,
 
 @app.command()
 def demo(
-    path: Path = typer.Argument(Path("demo.ome.zarr"), help="Where to write the dataset."),
+    path: Path = typer.Argument(Path("demo.ome.zarr"), help="Where to write the dataset."),  # noqa: B008
     positions: int = typer.Option(3, help="Stage positions."),
     timepoints: int = typer.Option(4, "--t", help="Time points."),
     channels: int = typer.Option(2, "--c", help="Channels (up to 4)."),
     planes: int = typer.Option(5, "--z", help="Z planes."),
     size: int = typer.Option(512, help="Frame edge in pixels."),
-    compression: str = typer.Option("blosc-zstd", help="blosc-zstd, blosc-lz4, zstd, gzip or none."),
+    compression: str = typer.Option(
+        "blosc-zstd", help="blosc-zstd, blosc-lz4, zstd, gzip or none."
+    ),
     version: str = typer.Option("0.5", help="OME-Zarr version: 0.5 (Zarr v3) or 0.4 (Zarr v2)."),
     overwrite: bool = typer.Option(True, help="Replace an existing dataset at PATH."),
 ) -> None:
@@ -107,6 +111,7 @@ def demo(
         f"wrote {total} frames ({total * frame_bytes / 1e6:.1f} MB) to "
         f"[bold]{settings.output_path}[/] in {elapsed:.2f} s"
     )
-    from omestream.cli.summary import print_summary
+    from omestream.cli.info import render_info
+    from omestream.summary import describe
 
-    print_summary(settings.output_path, console)
+    render_info(describe(settings.output_path), console)

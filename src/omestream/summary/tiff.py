@@ -1,0 +1,158 @@
+"""Describe an OME-TIFF (or plain TIFF) file as a DatasetInfo, with tifffile and ome-types."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from omestream.errors import StoreFormatError
+from omestream.settings.units import normalize_unit
+from omestream.summary.model import (
+    AxisInfo,
+    ChannelInfo,
+    DatasetInfo,
+    ImageInfo,
+    LevelInfo,
+)
+
+__all__ = ["TIFF_AXES", "describe_tiff", "ome_model", "tiff_axis"]
+
+# tifffile axis letters -> (name, type). 'I'/'Q' are unnamed page sequences.
+TIFF_AXES: dict[str, tuple[str, str | None]] = {
+    "T": ("t", "time"),
+    "C": ("c", "channel"),
+    "S": ("c", "channel"),
+    "Z": ("z", "space"),
+    "Y": ("y", "space"),
+    "X": ("x", "space"),
+    "I": ("i", None),
+    "Q": ("q", None),
+}
+
+
+def tiff_axis(letter: str) -> tuple[str, str | None]:
+    return TIFF_AXES.get(letter.upper(), (letter.lower(), None))
+
+
+def ome_model(tif: Any) -> Any | None:
+    """The ome-types model of the file's OME-XML, or None for plain TIFF."""
+    xml = tif.ome_metadata
+    if not xml:
+        return None
+    from ome_types import from_xml
+
+    try:
+        return from_xml(xml)
+    except Exception:
+        return None
+
+
+def _unit(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = getattr(value, "value", value)
+    try:
+        return normalize_unit(str(text), None)[0]
+    except ValueError:
+        return str(text)
+
+
+def _pixel_axes(pixels: Any, letters: str, shape: tuple[int, ...]) -> tuple[AxisInfo, ...]:
+    out = []
+    for letter, size in zip(letters, shape, strict=True):
+        name, typ = tiff_axis(letter)
+        scale, unit = 1.0, None
+        if pixels is not None and letter in "XYZ":
+            s = getattr(pixels, f"physical_size_{letter.lower()}", None)
+            if s:
+                scale = float(s)
+                unit = _unit(getattr(pixels, f"physical_size_{letter.lower()}_unit", None))
+        elif pixels is not None and letter == "T" and pixels.time_increment:
+            scale = float(pixels.time_increment)
+            unit = _unit(pixels.time_increment_unit)
+        out.append(AxisInfo(name=name, type=typ, size=int(size), unit=unit, scale=scale))
+    return tuple(out)
+
+
+def _channels(pixels: Any, n: int) -> tuple[ChannelInfo, ...]:
+    if pixels is None:
+        return ()
+    out = []
+    for i, ch in enumerate(pixels.channels[:n]):
+        color = None
+        if ch.color is not None:
+            r, g, b, _a = (
+                ch.color.as_rgb_tuple(alpha=True)
+                if hasattr(ch.color, "as_rgb_tuple")
+                else (255, 255, 255, 1)
+            )
+            color = f"{r:02X}{g:02X}{b:02X}"
+        out.append(ChannelInfo(label=ch.name or f"Channel {i}", color=color))
+    return tuple(out)
+
+
+def _page_chunks(page: Any, ndim: int) -> tuple[int, ...]:
+    if page.is_tiled:
+        frame = (page.tilelength, page.tilewidth)
+    else:
+        frame = (min(page.rowsperstrip or page.imagelength, page.imagelength), page.imagewidth)
+    return (1,) * (ndim - 2) + frame
+
+
+def describe_tiff(location: str) -> DatasetInfo:
+    import tifffile
+
+    if not os.path.isfile(location):
+        raise FileNotFoundError(f"{location}: no such file")
+    try:
+        tif = tifffile.TiffFile(location)
+    except tifffile.TiffFileError as exc:
+        raise StoreFormatError(f"{location}: not a TIFF file ({exc})") from None
+    with tif:
+        ome = ome_model(tif)
+        images: list[ImageInfo] = []
+        for k, series in enumerate(tif.series):
+            pixels = ome.images[k].pixels if ome is not None and k < len(ome.images) else None
+            page = series.pages[0] if series.pages else series.keyframe
+            axes = _pixel_axes(pixels, series.axes, series.shape)
+            levels = []
+            for lv, level in enumerate(series.levels):
+                shape = tuple(int(s) for s in level.shape)
+                levels.append(
+                    LevelInfo(
+                        path=str(lv),
+                        shape=shape,
+                        chunks=_page_chunks(level.keyframe, len(shape)),
+                        shards=None,
+                        scale=None,
+                        nbytes=int(np.prod(shape, dtype=np.int64))
+                        * np.dtype(level.dtype).itemsize,
+                    )
+                )
+            c_axis = next((i for i, a in enumerate(axes) if a.type == "channel"), None)
+            n_channels = axes[c_axis].size if c_axis is not None else 1
+            name = None
+            if ome is not None and k < len(ome.images):
+                name = ome.images[k].name
+            images.append(
+                ImageInfo(
+                    path=f"series {k}",
+                    name=name or series.name or None,
+                    axes=axes,
+                    dtype=np.dtype(series.dtype).name,
+                    levels=tuple(levels),
+                    codecs=(page.compression.name.lower(),),
+                    channels=_channels(pixels, n_channels),
+                )
+            )
+    return DatasetInfo(
+        path=location,
+        format="ome-tiff" if ome is not None else "tiff",
+        kind="image" if len(images) == 1 else "multi-position",
+        ngff_version=None,
+        zarr_format=None,
+        images=images,
+        disk_bytes=os.path.getsize(location),
+    )
