@@ -27,11 +27,8 @@ def _root(
 
 
 def _register() -> None:
-    from omestream.cli import (
-        demo,  # noqa: F401  (commands register themselves)
-        info,  # noqa: F401
-        tree,  # noqa: F401
-    )
+    # Command modules register themselves on import: one line per module.
+    pass
 
 
 def main(argv: list[str] | None = None) -> int:

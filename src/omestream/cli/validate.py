@@ -1,0 +1,63 @@
+"""`omestream validate`: structural checks plus the installed independent validators."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from omestream.cli.app import app
+from omestream.validate import ValidationReport, validate_store
+
+__all__ = ["render_report", "validate"]
+
+_STATUS = {"passed": ("✓", "green"), "failed": ("✗", "red"), "skipped": ("–", "yellow")}
+
+
+def render_report(report: ValidationReport, console: Console) -> None:
+    n = len(report.problems)
+    mark, style = ("✓", "green") if n == 0 else ("✗", "red")
+    console.print(
+        Text.assemble(
+            (f"{mark} ", style),
+            ("structure", "bold"),
+            f"  {n} problem{'s' if n != 1 else ''}" if n else "  consistent",
+        )
+    )
+    for p in report.problems:
+        console.print(Text.assemble("    ", (p.where, "bold"), ": ", p.message))
+    for v in report.validators:
+        mark, style = _STATUS[v.status]
+        console.print(Text.assemble((f"{mark} ", style), (v.name, "bold"), f"  {v.status}"))
+        for line in v.detail.splitlines():
+            console.print(Text("    " + line, style="dim" if v.status == "skipped" else ""))
+    verdict = Text("valid", style="bold green") if report.ok else Text("INVALID", style="bold red")
+    console.print(Text.assemble(report.path, ": ", verdict))
+
+
+@app.command()
+def validate(
+    path: str = typer.Argument(..., help="An OME-Zarr store (folder or URL)."),
+    external: bool = typer.Option(
+        True, "--external/--structure-only", help="Also run ome-zarr-models and yaozarrs."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check a store: plate indices, wells and fields on disk, axes vs. arrays, level
+    shapes, channels, consistency across positions; then independent validators.
+
+    Exits with code 1 when anything fails. Example: omestream validate plate.ome.zarr
+    """
+    import os
+
+    if "://" not in path and not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    report = validate_store(path, external=external)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        render_report(report, Console())
+    if not report.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,64 @@
+"""Check an OME-Zarr store: omestream's structural checks plus installed validators."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from omestream.errors import StoreFormatError
+from omestream.summary.nodes import read_tree
+from omestream.validate.external import VALIDATORS, ValidatorResult, run_validators
+from omestream.validate.structure import Problem, check_structure
+
+__all__ = [
+    "VALIDATORS",
+    "Problem",
+    "ValidationReport",
+    "ValidatorResult",
+    "check_structure",
+    "run_validators",
+    "validate_store",
+]
+
+
+@dataclass
+class ValidationReport:
+    path: str
+    problems: list[Problem] = field(default_factory=list)
+    validators: list[ValidatorResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(v.status != "failed" for v in self.validators)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "problems": [
+                {"where": p.where, "message": p.message, "check": p.check} for p in self.problems
+            ],
+            "validators": [
+                {"name": v.name, "status": v.status, "detail": v.detail} for v in self.validators
+            ],
+        }
+
+
+def validate_store(location: str | os.PathLike[str], external: bool = True) -> ValidationReport:
+    """Run the structural checks and (``external=True``) every installed validator.
+
+    Only a location that is not a Zarr store at all raises; everything else is a
+    finding in the report.
+    """
+    loc = os.fspath(location)
+    report = ValidationReport(loc)
+    try:
+        root = read_tree(loc)
+    except StoreFormatError as exc:
+        report.problems.append(Problem(".", str(exc)))
+        return report
+    report.problems = check_structure(root)
+    if external:
+        report.validators = run_validators(loc)
+    return report
