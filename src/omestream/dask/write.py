@@ -1,0 +1,420 @@
+"""Write Dask arrays into an image, a multi-position dataset or a plate, in parallel.
+
+The client creates the whole structure and its metadata first (``target``). Each
+array is then rechunked onto the write-unit grid of its level (shards when sharded,
+else chunks; ``ArrayPlan.write_unit``) and every block becomes one task that writes
+whole units with zarr-python. No two tasks touch the same chunk or shard, and a task
+run twice writes the same bytes, so failed tasks can simply run again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from omestream.dask._deps import require_dask
+from omestream.dask.layout import ArrayRef, open_array
+from omestream.dask.regions import aligned_chunks, block_selections, units_covered
+from omestream.dask.target import NewDataset, bounded, create_dataset
+from omestream.errors import FrameDtypeError, FrameShapeError, SettingsError
+from omestream.plan import ImagePlan
+from omestream.pyramid.kernels import downsample
+from omestream.settings import (
+    AcquisitionSettings,
+    Plate,
+    Position,
+    PositionDimension,
+    dims_from_standard_axes,
+)
+
+if TYPE_CHECKING:
+    import dask.array as da
+    from dask.delayed import Delayed
+
+__all__ = [
+    "UnitWrite",
+    "WritePlan",
+    "WriteReport",
+    "write_image",
+    "write_plate",
+    "write_positions",
+]
+
+WRITE_PREFIX = "omestream-write"
+
+
+@dataclass(frozen=True)
+class UnitWrite:
+    """One task's job: write ``selection`` (whole write units) of one array."""
+
+    array: ArrayRef
+    image: int
+    level: int
+    selection: tuple[slice, ...]
+    unit: tuple[int, ...]
+
+    def units(self) -> list[tuple[int, ...]]:
+        return units_covered(self.selection, self.unit)
+
+
+def write_unit_block(block: np.ndarray, job: UnitWrite) -> int:
+    """Task body: write one block; rerunning it rewrites the same chunks."""
+    arr = open_array(job.array, mode="r+")
+    arr[job.selection] = block
+    return int(block.nbytes)
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    url: str
+    images: int
+    tasks: int
+    nbytes: int
+    seconds: float
+
+
+@dataclass
+class WritePlan:
+    """The created dataset and one Dask task per block of whole write units.
+
+    ``compute`` runs the tasks (again, if a run failed: they are idempotent) and then
+    records the outcome in the root metadata.
+    """
+
+    dataset: NewDataset
+    writes: list[UnitWrite]
+    tasks: list[Delayed]
+
+    @property
+    def url(self) -> str:
+        return self.dataset.kv.url
+
+    def graph(self) -> dict[Any, Any]:
+        """The merged task graph of every write task (key -> task)."""
+        import dask
+
+        return dict(dask.delayed(list)(self.tasks).__dask_graph__())
+
+    def compute(self, client: Any = None, retries: int = 0) -> WriteReport:
+        t0 = time.perf_counter()
+        try:
+            if client is not None:
+                futures = client.compute(self.tasks, retries=retries)
+                sizes = client.gather(futures)
+            else:
+                import dask
+
+                sizes = dask.compute(*self.tasks)
+        except BaseException:
+            self.dataset.finish(complete=False)
+            raise
+        self.dataset.finish(complete=True)
+        return WriteReport(
+            self.url,
+            len(self.dataset.plan.images),
+            len(self.tasks),
+            int(sum(sizes)),
+            time.perf_counter() - t0,
+        )
+
+
+# -- settings for a path ------------------------------------------------------------------
+def _default_dims(ndim: int) -> str:
+    if not 2 <= ndim <= 5:
+        raise FrameShapeError(
+            f"arrays to write need 2 to 5 dimensions (t, c, z, y, x); got {ndim}"
+        )
+    return "tczyx"[-ndim:]
+
+
+def _settings_for(
+    location: str,
+    shape: tuple[int, ...],
+    dtype: Any,
+    dims: str | Sequence[str] | None,
+    chunks: Mapping[str, int] | None,
+    shards: Mapping[str, int] | None,
+    positions: Any = None,
+    plate: Plate | None = None,
+    **kwargs: Any,
+) -> AcquisitionSettings:
+    names = list(dims) if dims is not None else list(_default_dims(len(shape)))
+    if len(names) != len(shape):
+        raise FrameShapeError(
+            f"dims {names} name {len(names)} axes; the arrays have shape {shape}"
+        )
+    sizes: dict[str, Any] = {}
+    if positions is not None:
+        sizes["p"] = positions
+    sizes.update(zip(names, shape, strict=True))
+    try:
+        dimensions = dims_from_standard_axes(sizes, dict(chunks or {}), dict(shards or {}))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return AcquisitionSettings(
+        root_path=location,
+        dimensions=dimensions,
+        dtype=np.dtype(dtype).name,
+        plate=plate,
+        **kwargs,
+    )
+
+
+# -- planning -----------------------------------------------------------------------------
+def _check_arrays(
+    arrays: Sequence[da.Array], settings: AcquisitionSettings
+) -> AcquisitionSettings:
+    first = arrays[0]
+    for i, a in enumerate(arrays):
+        if a.shape != first.shape or a.dtype != first.dtype:
+            raise FrameShapeError(
+                f"array {i} has shape {a.shape} and dtype {a.dtype}; array 0 has "
+                f"{first.shape} {first.dtype}: every image must match"
+            )
+    if settings.is_unbounded and first.ndim == len(settings.array_dimensions):
+        settings = bounded(settings, first.shape[0])
+    expected = tuple(d.count for d in settings.array_dimensions)
+    names = settings.acquisition_dimension_names
+    if first.shape != expected:
+        raise FrameShapeError(
+            f"the arrays have shape {first.shape}; the settings expect {expected} "
+            f"(dims {', '.join(names)}); nothing was written"
+        )
+    if np.dtype(first.dtype).name != settings.dtype:
+        raise FrameDtypeError(
+            f"the arrays have dtype {first.dtype}; the settings expect {settings.dtype} "
+            "(omestream does not cast: use arr.astype(...) if that is intended); "
+            "nothing was written"
+        )
+    return settings
+
+
+def _levels(arr: da.Array, image: ImagePlan, method: str) -> list[da.Array]:
+    """Level 0 and every lower level, each on its own write-unit grid."""
+    out = [arr]
+    for lv in range(1, len(image.levels)):
+        prev, cur = image.levels[lv - 1], image.levels[lv]
+        factors = tuple(max(1, round(c / p)) for p, c in zip(prev.scale, cur.scale, strict=True))
+        # source blocks of factor x unit: each output block is exactly one unit row
+        src = out[-1].rechunk(tuple(u * f for u, f in zip(cur.write_unit, factors, strict=True)))
+        chunks = tuple(
+            tuple(-(-c // f) for c in cs) for cs, f in zip(src.chunks, factors, strict=True)
+        )
+        out.append(src.map_blocks(downsample, factors, method, chunks=chunks, dtype=src.dtype))
+    return out
+
+
+def plan_write(
+    arrays: Sequence[da.Array],
+    settings: AcquisitionSettings,
+    storage_options: dict[str, Any] | None = None,
+) -> WritePlan:
+    """Create the dataset for ``settings`` and one write task per block of whole units.
+
+    ``arrays`` holds one Dask array per image (per position, in settings order), with
+    the axes of ``settings.array_dimensions`` in the order given there.
+    """
+    require_dask()
+    import dask
+    import dask.array as da
+    from dask.base import tokenize
+
+    if not isinstance(settings, AcquisitionSettings):
+        raise SettingsError(f"expected AcquisitionSettings, got {type(settings).__name__}")
+    arrays = [a if isinstance(a, da.Array) else da.asarray(a) for a in arrays]
+    if not arrays:
+        raise SettingsError("nothing to write: no arrays given")
+    settings = _check_arrays(arrays, settings)
+    n_images = max(1, len(settings.positions))
+    if len(arrays) != n_images:
+        raise SettingsError(f"the settings describe {n_images} images; {len(arrays)} arrays given")
+    acq = settings.acquisition_dimension_names
+    perm = tuple(acq.index(n) for n in settings.storage_dimension_names)
+    dataset = create_dataset(settings, storage_options)
+    plan = dataset.plan
+    method = settings.pyramid.method if settings.pyramid else "mean"
+    writes: list[UnitWrite] = []
+    tasks: list[Delayed] = []
+    name = f"{WRITE_PREFIX}-{tokenize(*(a.name for a in arrays), dataset.kv.url)}"
+    for i, (arr, image) in enumerate(zip(arrays, plan.images, strict=True)):
+        stored = arr.transpose(perm) if perm != tuple(range(arr.ndim)) else arr
+        for lv, level_arr in enumerate(_levels(stored, image, method)):
+            unit = image.levels[lv].write_unit
+            level_arr = level_arr.rechunk(aligned_chunks(level_arr.chunks, unit))
+            blocks = level_arr.to_delayed()
+            ref = ArrayRef.make(dataset.kv, _array_path(image, lv), storage_options)
+            for idx, selection in block_selections(level_arr.chunks):
+                job = UnitWrite(ref, i, lv, selection, unit)
+                writes.append(job)
+                tasks.append(
+                    dask.delayed(write_unit_block, pure=True)(
+                        blocks[idx], job, dask_key_name=(name, i, lv, *idx)
+                    )
+                )
+    return WritePlan(dataset, writes, tasks)
+
+
+def _array_path(image: ImagePlan, level: int) -> str:
+    return "/".join(p for p in (image.path, image.levels[level].path) if p)
+
+
+def _run(plan: WritePlan, compute: bool, client: Any, retries: int) -> WritePlan | WriteReport:
+    return plan.compute(client, retries) if compute else plan
+
+
+# -- public entry points ------------------------------------------------------------------
+def write_image(
+    array: Any,
+    settings_or_path: AcquisitionSettings | str,
+    *,
+    dims: str | Sequence[str] | None = None,
+    chunks: Mapping[str, int] | None = None,
+    shards: Mapping[str, int] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    client: Any = None,
+    compute: bool = True,
+    retries: int = 0,
+    **settings_kwargs: Any,
+) -> WriteReport | WritePlan:
+    """Write one Dask array as a single OME-Zarr image.
+
+    ``settings_or_path`` is either full ``AcquisitionSettings`` (the array's axes follow
+    its dimensions) or a path/URL; then ``dims`` names the axes with standard names
+    (default the last ``ndim`` of ``"tczyx"``), ``chunks``/``shards`` set chunk sizes and
+    chunks per shard, and ``settings_kwargs`` go to AcquisitionSettings (``compression``,
+    ``pyramid``, ``overwrite``, ``format``, ...). Runs on ``client`` if given, else on
+    Dask's current scheduler. ``compute=False`` creates the dataset and returns the
+    :class:`WritePlan` without running it.
+    """
+    require_dask()
+    import dask.array as da
+
+    arr = array if isinstance(array, da.Array) else da.asarray(array)
+    if isinstance(settings_or_path, AcquisitionSettings):
+        settings = settings_or_path
+    else:
+        settings = _settings_for(str(settings_or_path), arr.shape, arr.dtype, dims, chunks, shards,
+                                 **settings_kwargs)  # fmt: skip
+    if settings.positions:
+        raise SettingsError(
+            "these settings describe several positions: use write_positions or write_plate"
+        )
+    return _run(plan_write([arr], settings, storage_options), compute, client, retries)
+
+
+def write_positions(
+    arrays: Sequence[Any],
+    settings_or_path: AcquisitionSettings | str,
+    *,
+    names: Sequence[str] | None = None,
+    dims: str | Sequence[str] | None = None,
+    chunks: Mapping[str, int] | None = None,
+    shards: Mapping[str, int] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    client: Any = None,
+    compute: bool = True,
+    retries: int = 0,
+    **settings_kwargs: Any,
+) -> WriteReport | WritePlan:
+    """Write one Dask array per position as a multi-position (bioformats2raw) dataset.
+
+    With settings, ``arrays`` follow the order of its PositionDimension. With a path,
+    positions are named ``names`` (default ``Pos0``, ``Pos1``, ...). Other arguments as
+    in :func:`write_image`.
+    """
+    require_dask()
+    import dask.array as da
+
+    arrs = [a if isinstance(a, da.Array) else da.asarray(a) for a in arrays]
+    if not arrs:
+        raise SettingsError("nothing to write: no arrays given")
+    if isinstance(settings_or_path, AcquisitionSettings):
+        settings = settings_or_path
+        if settings.plate is not None:
+            raise SettingsError("these settings describe a plate: use write_plate")
+    else:
+        pos = list(names) if names is not None else [f"Pos{i}" for i in range(len(arrs))]
+        if len(pos) != len(arrs):
+            raise SettingsError(f"{len(pos)} names given for {len(arrs)} arrays")
+        settings = _settings_for(str(settings_or_path), arrs[0].shape, arrs[0].dtype, dims,
+                                 chunks, shards, positions=pos, **settings_kwargs)  # fmt: skip
+    return _run(plan_write(arrs, settings, storage_options), compute, client, retries)
+
+
+def _well_key(key: str | tuple[str, ...]) -> tuple[str, str, str | None]:
+    parts = tuple(key.split("/")) if isinstance(key, str) else tuple(key)
+    if len(parts) == 2:
+        return parts[0], parts[1], None
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    raise SettingsError(f"plate key {key!r} must be 'row/column' or 'row/column/field'")
+
+
+def write_plate(
+    wells: Mapping[str | tuple[str, ...], Any],
+    settings_or_path: AcquisitionSettings | str,
+    *,
+    plate: Plate | None = None,
+    dims: str | Sequence[str] | None = None,
+    chunks: Mapping[str, int] | None = None,
+    shards: Mapping[str, int] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    client: Any = None,
+    compute: bool = True,
+    retries: int = 0,
+    **settings_kwargs: Any,
+) -> WriteReport | WritePlan:
+    """Write one Dask array per field of view into an HCS plate.
+
+    ``wells`` maps ``"A/1"`` (one field, named ``"0"``) or ``"A/1/fov0"`` (or tuples) to
+    arrays. With settings, keys must match its positions' wells and names. With a path,
+    ``plate`` gives the row and column names (default: the rows and columns used).
+    """
+    require_dask()
+    import dask.array as da
+
+    keys = [_well_key(k) for k in wells]
+    arrs = [a if isinstance(a, da.Array) else da.asarray(a) for a in wells.values()]
+    if not arrs:
+        raise SettingsError("nothing to write: no wells given")
+    if isinstance(settings_or_path, AcquisitionSettings):
+        settings = settings_or_path
+        if settings.plate is None:
+            raise SettingsError("these settings describe no plate: pass plate= in the settings")
+        by_path: dict[str, Any] = {}
+        for (r, c, f), a in zip(keys, arrs, strict=True):
+            matches = [
+                p for p in settings.positions if p.well == (r, c) and (f is None or p.name == f)
+            ]
+            if len(matches) != 1:
+                raise SettingsError(
+                    f"well key {r}/{c}{'/' + f if f else ''} matches {len(matches)} positions of "
+                    "the settings; expected exactly one"
+                )
+            by_path[f"{r}/{c}/{matches[0].name}"] = a
+        ordered = []
+        for p in settings.positions:
+            path = f"{p.plate_row}/{p.plate_column}/{p.name}"
+            if path not in by_path:
+                raise SettingsError(f"no array given for position {path} of the settings")
+            ordered.append(by_path[path])
+        arrs = ordered
+    else:
+        if plate is None:
+            rows = sorted({r for r, _, _ in keys})
+            cols = sorted({c for _, c, _ in keys}, key=lambda c: (len(c), c))
+            plate = Plate(row_names=rows, column_names=cols)
+        positions = [
+            Position(name=f if f is not None else "0", plate_row=r, plate_column=c)
+            for r, c, f in keys
+        ]
+        settings = _settings_for(
+            str(settings_or_path), arrs[0].shape, arrs[0].dtype, dims, chunks, shards,
+            positions=PositionDimension(positions=positions).positions, plate=plate,
+            **settings_kwargs,
+        )  # fmt: skip
+    return _run(plan_write(arrs, settings, storage_options), compute, client, retries)

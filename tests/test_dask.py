@@ -1,0 +1,261 @@
+"""Parallel writes, per-position processing and lazy reads on a real LocalCluster.
+
+One cluster of two worker processes serves the whole module. Every written dataset is
+compared pixel for pixel with its source and checked by the independent validators;
+the write graphs are checked so that no chunk or shard belongs to two tasks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+import omestream.dask as odask  # noqa: E402
+from omestream import (  # noqa: E402
+    AcquisitionSettings,
+    Dimension,
+    FrameDtypeError,
+    FrameShapeError,
+    PositionDimension,
+    Pyramid,
+)
+from omestream.dask.write import WRITE_PREFIX  # noqa: E402
+from tests.cases import CASES  # noqa: E402
+from tests.checks import validate_ome_zarr  # noqa: E402
+from tests.streaming import expected_images, stream_case  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+def assert_one_task_per_unit(plan: odask.WritePlan) -> int:
+    """From the task graph: every write unit of every array is written by exactly one task."""
+    owner: dict[tuple[str, tuple[int, ...]], Any] = {}
+    n_tasks = 0
+    for key, task in plan.graph().items():
+        name = key[0] if isinstance(key, tuple) else key
+        if not str(name).startswith(WRITE_PREFIX):
+            continue
+        jobs = [a for a in task.args if isinstance(a, odask.UnitWrite)]
+        assert len(jobs) == 1, f"task {key} carries {len(jobs)} write jobs"
+        n_tasks += 1
+        for unit in jobs[0].units():
+            where = (jobs[0].array.path, unit)
+            assert where not in owner, f"unit {where} is written by {owner[where]} and {key}"
+            owner[where] = key
+    expected = set()
+    for im in plan.dataset.plan.images:
+        for level in im.levels:
+            path = "/".join(p for p in (im.path, level.path) if p)
+            grid = [math.ceil(s / u) for s, u in zip(level.shape, level.write_unit, strict=True)]
+            expected |= {(path, idx) for idx in np.ndindex(*grid)}
+    assert set(owner) == expected
+    assert n_tasks == len(plan.tasks)
+    return n_tasks
+
+
+def _mean2(a: np.ndarray) -> np.ndarray:
+    """2x2 y/x area mean (even sizes), integers rounded to nearest, in plain numpy."""
+    *outer, y, x = a.shape
+    m = a.reshape(*outer, y // 2, 2, x // 2, 2).astype(np.float64).mean(axis=(-3, -1))
+    return (np.rint(m) if a.dtype.kind in "ui" else m).astype(a.dtype)
+
+
+def test_write_tczyx_array_in_parallel(client: Any, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    source = rng.integers(0, 60000, size=(2, 3, 4, 64, 48), dtype="uint16")
+    # dask chunks that cut across the stored grid: they must be rechunked to it
+    arr = da.from_array(source, chunks=(1, 2, 3, 20, 17))
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "tczyx.ome.zarr"),
+        dimensions=[
+            Dimension(name="t", count=2, chunk_size=1, type="time"),
+            Dimension(name="c", count=3, chunk_size=1, type="channel"),
+            Dimension(name="z", count=4, chunk_size=2, type="space", scale=0.5, unit="um"),
+            Dimension(name="y", count=64, chunk_size=16, shard_size_chunks=2, type="space"),
+            Dimension(name="x", count=48, chunk_size=16, shard_size_chunks=2, type="space"),
+        ],
+        dtype="uint16",
+        compression="blosc-zstd",
+        pyramid=Pyramid(levels=2),
+    )
+    plan = odask.write_image(arr, settings, compute=False)
+    assert isinstance(plan, odask.WritePlan)
+    n_tasks = assert_one_task_per_unit(plan)
+    assert n_tasks > 8
+    report = plan.compute(client)
+    assert report.tasks == n_tasks
+    out = settings.output_path
+    validate_ome_zarr(out)
+    np.testing.assert_array_equal(zarr.open_array(f"{out}/0", mode="r")[...], source)
+    np.testing.assert_array_equal(zarr.open_array(f"{out}/1", mode="r")[...], _mean2(source))
+    # the root record says the write completed
+    record = zarr.open_group(out, mode="r").attrs["omestream"]
+    assert record["complete"] is True
+    # lazy reads: one block per shard, same pixels
+    levels = odask.to_dask(out)[""]
+    assert [lv.shape for lv in levels] == [source.shape, (2, 3, 4, 32, 24)]
+    assert levels[0].chunks[-2:] == ((32, 32), (32, 16))
+    np.testing.assert_array_equal(client.compute(levels[0]).result(), source)
+
+
+def test_write_2x2_plate_in_parallel(client: Any, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    wells = {
+        f"{r}/{c}": rng.integers(0, 255, size=(2, 3, 40, 36), dtype="uint8")
+        for r in "AB" for c in ("1", "2")
+    }  # fmt: skip
+    out = tmp_path / "plate.ome.zarr"
+    plan = odask.write_plate(
+        {k: da.from_array(v, chunks=(1, 1, 13, 36)) for k, v in wells.items()},
+        str(out),
+        dims="czyx",
+        chunks={"y": 16, "x": 16},
+        compute=False,
+    )
+    assert isinstance(plan, odask.WritePlan)
+    assert_one_task_per_unit(plan)
+    plan.compute(client)
+    validate_ome_zarr(out)
+    root = zarr.open_group(str(out), mode="r").attrs["ome"]["plate"]
+    assert [w["path"] for w in root["wells"]] == ["A/1", "A/2", "B/1", "B/2"]
+    read = odask.to_dask(str(out))
+    assert sorted(read) == [f"{k}/0" for k in sorted(wells)]
+    for key, data in wells.items():
+        np.testing.assert_array_equal(zarr.open_array(f"{out}/{key}/0/0", mode="r")[...], data)
+        np.testing.assert_array_equal(read[f"{key}/0"][0].compute(), data)
+
+
+def test_write_positions_from_acquisition_order(client: Any, tmp_path: Path) -> None:
+    """Arrays in acquisition order (t, z, c, y, x) land in NGFF storage order (t, c, z)."""
+    rng = np.random.default_rng(3)
+    data = [rng.integers(0, 1000, size=(2, 3, 2, 32, 32), dtype="uint16") for _ in range(3)]
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "multi.ome.zarr"),
+        dimensions=[
+            Dimension(name="t", count=2, chunk_size=1, type="time"),
+            PositionDimension(positions=["a", "b", "c"]),
+            Dimension(name="z", count=3, chunk_size=1, type="space"),
+            Dimension(name="c", count=2, chunk_size=1, type="channel"),
+            Dimension(name="y", count=32, chunk_size=16, type="space"),
+            Dimension(name="x", count=32, chunk_size=16, type="space"),
+        ],
+        dtype="uint16",
+        format={"name": "ome-zarr", "version": "0.4"},
+    )
+    plan = odask.write_positions([da.from_array(d) for d in data], settings, compute=False)
+    assert isinstance(plan, odask.WritePlan)
+    assert_one_task_per_unit(plan)
+    plan.compute(client, retries=1)
+    validate_ome_zarr(settings.output_path)
+    for i, d in enumerate(data):
+        got = zarr.open_array(f"{settings.output_path}/{i}/0", mode="r")[...]
+        np.testing.assert_array_equal(got, d.transpose(0, 2, 1, 3, 4))
+
+
+def test_bad_input_changes_nothing(tmp_path: Path) -> None:
+    arr = da.zeros((2, 32, 32), dtype="uint16")
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "bad.ome.zarr"),
+        dimensions=[
+            Dimension(name="z", count=3, type="space"),
+            Dimension(name="y", count=32, type="space"),
+            Dimension(name="x", count=32, type="space"),
+        ],
+        dtype="uint16",
+    )
+    with pytest.raises(FrameShapeError, match=r"shape \(2, 32, 32\).*expect \(3, 32, 32\)"):
+        odask.write_image(arr, settings)
+    with pytest.raises(FrameDtypeError, match="float32"):
+        odask.write_image(da.zeros((3, 32, 32), dtype="float32"), settings)
+    assert not os.path.exists(settings.output_path)
+
+
+def _double(x: np.ndarray) -> np.ndarray:
+    return x * 2
+
+
+def test_process_positions(client: Any, tmp_path: Path) -> None:
+    case = next(c for c in CASES if c.id == "multi-position")
+    src = case.settings(str(tmp_path / "src.ome.zarr"), "ome-zarr")
+    stream_case(case, src)
+    expected = expected_images(case, src)
+    seen: list[tuple[int, int, str]] = []
+    dst = str(tmp_path / "dst.ome.zarr")
+    summary = odask.process_positions(
+        src.output_path, dst, _double, client=client,
+        progress=lambda done, total, path, err: seen.append((done, total, path)),
+    )  # fmt: skip
+    assert summary.ok, str(summary)
+    assert summary.done == ["0", "1", "2"]
+    assert sorted(p for _, _, p in seen) == ["0", "1", "2"]
+    assert [d for d, _, _ in seen] == [1, 2, 3] and {t for _, t, _ in seen} == {3}
+    validate_ome_zarr(dst)
+    for i, exp in enumerate(expected):
+        np.testing.assert_array_equal(zarr.open_array(f"{dst}/{i}/0", mode="r")[...], exp * 2)
+
+    # into the existing store: results replace what is there; failures are summarised
+    def fail_on_pos1(x: np.ndarray) -> np.ndarray:
+        if x[0, 0, 0, 0, 0] == expected[1][0, 0, 0, 0, 0]:
+            raise RuntimeError("bad position")
+        return x + 1
+
+    summary = odask.process_positions(
+        src.output_path, dst, fail_on_pos1, client=client, retries=1, progress=False
+    )
+    assert summary.done == ["0", "2"]
+    assert list(summary.failed) == ["1"] and "RuntimeError: bad position" in summary.failed["1"]
+    assert "1 failed" in str(summary)
+    got = [zarr.open_array(f"{dst}/{i}/0", mode="r")[...] for i in range(3)]
+    np.testing.assert_array_equal(got[0], expected[0] + 1)
+    np.testing.assert_array_equal(got[1], expected[1] * 2)  # untouched
+    np.testing.assert_array_equal(got[2], expected[2] + 1)
+
+
+def test_process_plate_to_new_dtype(client: Any, tmp_path: Path) -> None:
+    case = next(c for c in CASES if c.id == "plate")
+    src = case.settings(str(tmp_path / "plate.ome.zarr"), "ome-zarr", pyramid=Pyramid(levels=2))
+    stream_case(case, src)
+    expected = expected_images(case, src)
+    dst = str(tmp_path / "as_float.ome.zarr")
+    summary = odask.process_positions(
+        src.output_path, dst, lambda x: x.astype("float32") / 2, client=client,
+        dtype="float32", progress=False,
+    )  # fmt: skip
+    assert summary.ok, str(summary)
+    assert summary.done == ["A/1/fov0", "A/2/fov0", "C/4/fov0", "C/4/fov1"]
+    validate_ome_zarr(dst)
+    for path, exp in zip(summary.done, expected, strict=True):
+        got = zarr.open_array(f"{dst}/{path}/0", mode="r")
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got[...], exp.astype("float32") / 2)
+        low = zarr.open_array(f"{dst}/{path}/1", mode="r")[...]
+        np.testing.assert_allclose(low, _mean2(exp.astype("float32") / 2))
+
+
+def test_import_omestream_does_not_import_dask() -> None:
+    code = (
+        "import sys, omestream; "
+        "bad = [m for m in ('dask', 'distributed') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
