@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 
 import typer
 
@@ -28,7 +29,11 @@ def _root(
 
 def _register() -> None:
     # Command modules register themselves on import: one line per module.
-    pass
+    import_module("omestream.cli.demo")
+    import_module("omestream.cli.info")
+    import_module("omestream.cli.tree")
+    import_module("omestream.cli.validate")
+    import_module("omestream.cli.view")
 
 
 def main(argv: list[str] | None = None) -> int:

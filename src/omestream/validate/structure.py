@@ -83,6 +83,8 @@ class _Checker:
                 self.problems.append(Problem(node.path or ".", _strip_where(str(exc), node.path)))
                 continue
             self._version(node, version)
+            if not content:
+                continue  # e.g. a plate's row group: {"ome": {"version": "0.5"}} only
             if "multiscales" in content:
                 self._image(node, content, version)
             if "plate" in content:

@@ -1,0 +1,270 @@
+"""Pictures of a dataset: channel thumbnails, colour composites and plate mosaics.
+
+Pixels are read from the smallest pyramid level that still has the requested
+size, one plane at a time (a max projection never holds more than two planes),
+and coloured with each channel's ``omero`` colour. Contrast is set per channel
+from percentiles shared by every well/position of one picture, so a well that is
+brighter than the others also looks brighter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from omestream.errors import StoreFormatError
+from omestream.settings.dimensions import DEFAULT_COLORS
+from omestream.summary import DatasetInfo, ImageInfo, describe
+
+__all__ = ["Picture", "channel_planes", "render_dataset"]
+
+Mode = Literal["max", "mid"]
+_EMPTY = (28, 28, 32)  # empty plate wells
+_BACKGROUND = (0, 0, 0)
+_TEXT = (220, 220, 220)
+
+
+@dataclass
+class Picture:
+    """An RGB uint8 image and what it shows."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    description: str
+
+    def save(self, path: str) -> None:
+        from PIL import Image
+
+        Image.fromarray(self.rgb, "RGB").save(path)
+
+
+def _level_for(image: ImageInfo, size: int) -> int:
+    """The coarsest level whose frame still has at least ``size`` pixels on its long side."""
+    for k in range(len(image.levels) - 1, -1, -1):
+        shape = image.levels[k].shape
+        if max(shape[-2:]) >= size:
+            return k
+    return 0
+
+
+def _open_level(location: str, info: DatasetInfo, image: ImageInfo, level: int) -> Any:
+    if info.format == "ome-zarr":
+        import zarr
+
+        path = "/".join(p for p in (image.path, image.levels[level].path) if p)
+        return zarr.open_array(location, path=path, mode="r")
+    import tifffile
+
+    series = int(image.path.split()[-1])
+    store = tifffile.imread(location, series=series, level=level, aszarr=True)
+    import zarr
+
+    return zarr.open_array(store, mode="r")
+
+
+def channel_planes(
+    array: Any, image: ImageInfo, mode: Mode = "max", t: int | None = None
+) -> np.ndarray:
+    """(channels, y, x) float32: per channel the max projection over z or the mid plane."""
+    axes = image.axes
+    types = [a.type for a in axes]
+    names = [a.name for a in axes]
+    shape = array.shape
+    c_axis = types.index("channel") if "channel" in types else None
+    n_c = shape[c_axis] if c_axis is not None else 1
+    z_axis = next(
+        (i for i in range(len(axes) - 2) if types[i] == "space" or names[i] == "z"), None
+    )
+    out = np.zeros((n_c, *shape[-2:]), np.float32)
+    for c in range(n_c):
+        index: list[Any] = []
+        for i in range(len(axes) - 2):
+            if i == c_axis:
+                index.append(c)
+            elif types[i] == "time":
+                index.append(shape[i] // 2 if t is None else min(t, shape[i] - 1))
+            elif i == z_axis:
+                index.append(None)  # filled below
+            else:
+                index.append(0)
+        if z_axis is None:
+            out[c] = np.asarray(array[tuple(index)], np.float32)
+            continue
+        zs = [shape[z_axis] // 2] if mode == "mid" else range(shape[z_axis])
+        acc = None
+        for z in zs:
+            index[z_axis] = z
+            plane = np.asarray(array[tuple(index)], np.float32)
+            acc = plane if acc is None else np.maximum(acc, plane)
+        out[c] = acc
+    return out
+
+
+def _colors(image: ImageInfo, n: int) -> np.ndarray:
+    cols = []
+    for i in range(n):
+        hexa = image.channels[i].color if i < len(image.channels) else None
+        hexa = hexa or (DEFAULT_COLORS[i % len(DEFAULT_COLORS)] if n > 1 else "FFFFFF")
+        cols.append([int(hexa[k : k + 2], 16) / 255 for k in (0, 2, 4)])
+    return np.asarray(cols, np.float32)
+
+
+def _limits(stacks: list[np.ndarray]) -> list[tuple[float, float]]:
+    """Per channel (low, high) from the 0.5/99.8 percentiles of every stack together."""
+    n_c = stacks[0].shape[0]
+    out = []
+    for c in range(n_c):
+        values = np.concatenate([s[c].ravel() for s in stacks if c < s.shape[0]])
+        lo, hi = np.percentile(values, [0.5, 99.8]) if values.size else (0.0, 1.0)
+        if hi <= lo:
+            lo, hi = float(values.min(initial=0)), float(values.max(initial=1))
+            if hi <= lo:
+                hi = lo + 1
+        out.append((float(lo), float(hi)))
+    return out
+
+
+def _normalise(stack: np.ndarray, limits: list[tuple[float, float]]) -> np.ndarray:
+    out = np.empty_like(stack)
+    for c, (lo, hi) in enumerate(limits):
+        out[c] = np.clip((stack[c] - lo) / (hi - lo), 0, 1)
+    return out
+
+
+def _composite(norm: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    rgb = np.tensordot(norm, colors, axes=([0], [0]))  # (y, x, 3): additive blend
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def _fit(rgb: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.NEAREST
+    return np.asarray(Image.fromarray(rgb, "RGB").resize(new, resample))
+
+
+def _label(canvas: np.ndarray, xy: tuple[int, int], text: str, color: tuple[int, ...]) -> None:
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(canvas, "RGB")
+    ImageDraw.Draw(img).text(xy, text, fill=color)
+    canvas[...] = np.asarray(img)
+
+
+def _paste(canvas: np.ndarray, tile: np.ndarray, top: int, left: int, cell: int) -> None:
+    h, w = tile.shape[:2]
+    y0, x0 = top + (cell - h) // 2, left + (cell - w) // 2
+    canvas[y0 : y0 + h, x0 : x0 + w] = tile
+
+
+def _image_panels(
+    location: str, info: DatasetInfo, size: int, mode: Mode, t: int | None
+) -> Picture:
+    image = info.images[0]
+    arr = _open_level(location, info, image, _level_for(image, size))
+    stack = channel_planes(arr, image, mode, t)
+    limits = _limits([stack])
+    norm = _normalise(stack, limits)
+    colors = _colors(image, stack.shape[0])
+    tiles = [_fit(_composite(norm, colors), size)]
+    labels = ["composite"]
+    if stack.shape[0] > 1:
+        for c in range(stack.shape[0]):
+            tiles.append(_fit(_composite(norm[c : c + 1], colors[c : c + 1]), size))
+            labels.append(image.channels[c].label if c < len(image.channels) else f"channel {c}")
+    gap, top = 4, 14
+    canvas = np.zeros((size + top, len(tiles) * (size + gap) - gap, 3), np.uint8)
+    for k, (tile, text) in enumerate(zip(tiles, labels, strict=True)):
+        _paste(canvas, tile, top, k * (size + gap), size)
+        color = tuple(int(v * 255) for v in colors[k - 1]) if k else _TEXT
+        _label(canvas, (k * (size + gap) + 2, 1), text, color)
+    what = "max projection over z" if mode == "max" else "mid plane"
+    return Picture(canvas, f"{image.path or 'image'}: {what}, {stack.shape[0]} channel(s)")
+
+
+def _mosaic(
+    location: str,
+    info: DatasetInfo,
+    cells: list[tuple[int, int, ImageInfo | None]],
+    n_rows: int,
+    n_cols: int,
+    row_labels: list[str],
+    col_labels: list[str],
+    cell: int,
+    mode: Mode,
+    t: int | None,
+) -> np.ndarray:
+    stacks: dict[tuple[int, int], np.ndarray] = {}
+    color_src: ImageInfo | None = None
+    for r, c, image in cells:
+        if image is None:
+            continue
+        arr = _open_level(location, info, image, _level_for(image, cell))
+        stacks[(r, c)] = channel_planes(arr, image, mode, t)
+        color_src = color_src or image
+    if not stacks:
+        raise StoreFormatError(f"{location}: no images to draw")
+    assert color_src is not None
+    n_c = max(s.shape[0] for s in stacks.values())
+    limits = _limits(list(stacks.values()))
+    colors = _colors(color_src, n_c)
+    margin_left, margin_top, gap = 18, 14, 2
+    h = margin_top + n_rows * (cell + gap)
+    w = margin_left + n_cols * (cell + gap)
+    canvas = np.zeros((h, w, 3), np.uint8)
+    canvas[...] = _BACKGROUND
+    for r in range(n_rows):
+        for c in range(n_cols):
+            top, left = margin_top + r * (cell + gap), margin_left + c * (cell + gap)
+            canvas[top : top + cell, left : left + cell] = _EMPTY
+    for (r, c), stack in stacks.items():
+        tile = _fit(_composite(_normalise(stack, limits), colors[: stack.shape[0]]), cell)
+        top, left = margin_top + r * (cell + gap), margin_left + c * (cell + gap)
+        _paste(canvas, tile, top, left, cell)
+    for r, text in enumerate(row_labels):
+        _label(canvas, (3, margin_top + r * (cell + gap) + cell // 2 - 6), text, _TEXT)
+    for c, text in enumerate(col_labels):
+        _label(canvas, (margin_left + c * (cell + gap) + cell // 2 - 3, 1), text, _TEXT)
+    return canvas
+
+
+def render_dataset(
+    location: str,
+    size: int = 256,
+    mode: Mode = "max",
+    t: int | None = None,
+    info: DatasetInfo | None = None,
+) -> Picture:
+    """A picture of the dataset: channel panels + composite for one image, a plate
+    mosaic (one tile per well, first field) for plates, a grid for multi-position."""
+    info = info or describe(location)
+    if not info.images:
+        raise StoreFormatError(f"{location}: holds no images to draw")
+    if info.plate is not None:
+        plate = info.plate
+        cell = max(16, min(size, 1024 // max(len(plate.columns), 1)))
+        by_well = {im.well: im for im in reversed(info.images)}  # first field wins
+        cells = [
+            (plate.rows.index(w.row), plate.columns.index(w.column), by_well.get(w.path))
+            for w in plate.wells
+        ]
+        rgb = _mosaic(location, info, cells, len(plate.rows), len(plate.columns),
+                      list(plate.rows), list(plate.columns), cell, mode, t)  # fmt: skip
+        return Picture(rgb, f"plate mosaic: {len(plate.wells)} well(s), first field each")
+    if len(info.images) > 1:
+        n = len(info.images)
+        n_cols = math.ceil(math.sqrt(n))
+        n_rows = math.ceil(n / n_cols)
+        cells = [(k // n_cols, k % n_cols, im) for k, im in enumerate(info.images)]
+        rgb = _mosaic(location, info, cells, n_rows, n_cols, [""] * n_rows,
+                      [""] * n_cols, size, mode, t)  # fmt: skip
+        for k, im in enumerate(info.images):
+            top, left = 14 + (k // n_cols) * (size + 2), 18 + (k % n_cols) * (size + 2)
+            _label(rgb, (left + 2, top + 2), im.name or im.path, _TEXT)
+        return Picture(rgb, f"{n} positions")
+    return _image_panels(location, info, size, mode, t)
