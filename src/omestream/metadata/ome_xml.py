@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ome_types import OME
 from ome_types import model as m
@@ -11,7 +14,16 @@ from ome_types import model as m
 from omestream.plan import ImagePlan, StoragePlan
 from omestream.settings.units import ome_xml_unit
 
-__all__ = ["build_ome", "ome_dimension_map", "ome_dimension_order"]
+__all__ = [
+    "PLANE_KEYS",
+    "build_ome",
+    "frame_planes",
+    "ome_dimension_map",
+    "ome_dimension_order",
+    "plane_index",
+    "stage_label",
+    "tiff_data_blocks",
+]
 
 _PIXEL_TYPES = {
     "uint8": "uint8", "uint16": "uint16", "uint32": "uint32", "int8": "int8",
@@ -130,7 +142,9 @@ def build_ome(
                 )
                 sample += 1
             wells.append(
-                m.Well(id=f"Well:0:{w}", row=rows.index(r), column=cols.index(c), well_samples=samples)
+                m.Well(
+                    id=f"Well:0:{w}", row=rows.index(r), column=cols.index(c), well_samples=samples
+                )
             )
         ome.plates = [
             m.Plate(
@@ -142,3 +156,150 @@ def build_ome(
             )
         ]
     return ome
+
+
+# Per-frame metadata keys that become Plane attributes: key -> (attribute, unit).
+# Times without a suffix are seconds and stage positions micrometers (OME's defaults
+# are s and the reference frame, so the unit is always written).
+PLANE_KEYS: dict[str, tuple[str, str]] = {
+    "delta_t": ("delta_t", "s"),
+    "delta_t_ms": ("delta_t", "ms"),
+    "exposure_time": ("exposure_time", "s"),
+    "exposure_time_ms": ("exposure_time", "ms"),
+    "exposure_ms": ("exposure_time", "ms"),
+    "position_x": ("position_x", "µm"),
+    "position_y": ("position_y", "µm"),
+    "position_z": ("position_z", "µm"),
+}
+
+
+def _outer_sizes(image: ImagePlan, shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(max(int(n), 1) for n in shape[:-2])
+
+
+def plane_index(image: ImagePlan, shape: Sequence[int], index: Sequence[int]) -> int:
+    """OME plane number of a storage index: its row-major position over the outer axes.
+
+    :func:`ome_dimension_order` lists the outer storage axes fastest first, so planes
+    numbered this way are exactly the planes in DimensionOrder.
+    """
+    sizes = _outer_sizes(image, shape)
+    n = 0
+    for i, s in zip(index, sizes, strict=True):
+        n = n * s + int(i)
+    return n
+
+
+def _zct(image: ImagePlan, shape: Sequence[int], plane: int) -> dict[str, int]:
+    """TheZ/TheC/TheT of an OME plane number."""
+    letters = ome_dimension_map(image)
+    sizes = _outer_sizes(image, shape)
+    out = {"Z": 0, "C": 0, "T": 0}
+    rest = plane
+    for a, s in zip(reversed(image.axes[:-2]), reversed(sizes), strict=True):
+        rest, out[letters[a.name]] = divmod(rest, s)
+    return out
+
+
+def stage_label(image: ImagePlan) -> m.StageLabel | None:
+    """The position's stage coordinates (micrometers), when it has any."""
+    p = image.position
+    if p is None or (p.x_coord is None and p.y_coord is None and p.z_coord is None):
+        return None
+    kw: dict[str, object] = {"name": p.name}
+    for axis, value in (("x", p.x_coord), ("y", p.y_coord), ("z", p.z_coord)):
+        if value is not None:
+            kw[axis] = value
+            kw[f"{axis}_unit"] = "µm"
+    return m.StageLabel(**kw)
+
+
+def _annotation_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def frame_planes(
+    image: ImagePlan,
+    shape: Sequence[int],
+    records: Sequence[Mapping[str, Any]],
+    annotation_start: int = 0,
+    namespace: str = "omestream.frame_metadata",
+) -> tuple[list[m.Plane], list[m.MapAnnotation]]:
+    """Plane elements (and MapAnnotations for other keys) from per-frame records.
+
+    A record is ``{"frame": n, "index": {dimension: i, ...}, **user_keys}``. Keys in
+    :data:`PLANE_KEYS` become Plane attributes; every other user key is kept in a
+    MapAnnotation referenced from the plane. Records outside ``shape`` are left out.
+    """
+    outer = image.axis_names[:-2]
+    sizes = _outer_sizes(image, shape)
+    planes: list[m.Plane] = []
+    notes: list[m.MapAnnotation] = []
+    for rec in records:
+        where = rec.get("index", {})
+        try:
+            index = tuple(int(where[name]) for name in outer)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if any(i >= s for i, s in zip(index, sizes, strict=True)):
+            continue
+        zct = _zct(image, shape, plane_index(image, shape, index))
+        kw: dict[str, Any] = {"the_z": zct["Z"], "the_c": zct["C"], "the_t": zct["T"]}
+        extra: list[m.Map.M] = []
+        for key, value in rec.items():
+            if key == "index":
+                continue
+            attr = PLANE_KEYS.get(key)
+            if attr is not None and isinstance(value, int | float) and math.isfinite(value):
+                kw[attr[0]] = float(value)
+                kw[f"{attr[0]}_unit"] = attr[1]
+            else:
+                extra.append(m.Map.M(k=str(key), value=_annotation_value(value)))
+        if extra:
+            ann_id = f"Annotation:{annotation_start + len(notes)}"
+            notes.append(m.MapAnnotation(id=ann_id, namespace=namespace, value=m.Map(ms=extra)))
+            kw["annotation_refs"] = [m.AnnotationRef(id=ann_id)]
+        planes.append(m.Plane(**kw))
+    planes.sort(key=lambda p: (p.the_t, p.the_c, p.the_z))
+    return planes, notes
+
+
+def tiff_data_blocks(
+    image: ImagePlan,
+    shape: Sequence[int],
+    pages: Mapping[int, tuple[int, int]],
+    files: Sequence[tuple[str, str]] | None = None,
+) -> list[m.TiffData]:
+    """TiffData elements mapping OME planes to IFDs, as few as the layout allows.
+
+    ``pages`` maps plane number -> (file number, IFD). Runs of planes stored in
+    consecutive IFDs of one file become one element (``PlaneCount``); ``files`` lists
+    (file name, ``urn:uuid:...``) per file number for multi-file datasets (UUID
+    elements), or None for a single file.
+    """
+    blocks: list[m.TiffData] = []
+    run: list[int] = []  # [first plane, file, first ifd, count]
+
+    def emit() -> None:
+        plane, f, ifd, count = run
+        zct = _zct(image, shape, plane)
+        kw: dict[str, Any] = {
+            "ifd": ifd, "first_z": zct["Z"], "first_c": zct["C"], "first_t": zct["T"],
+            "plane_count": count,
+        }  # fmt: skip
+        if files is not None:
+            name, uuid = files[f]
+            kw["uuid"] = m.TiffData.UUID(value=uuid, file_name=name)
+        blocks.append(m.TiffData(**kw))
+
+    for plane in sorted(pages):
+        f, ifd = pages[plane]
+        if run and plane == run[0] + run[3] and f == run[1] and ifd == run[2] + run[3]:
+            run[3] += 1
+            continue
+        if run:
+            emit()
+        run = [plane, f, ifd, 1]
+    if run:
+        emit()
+    return blocks

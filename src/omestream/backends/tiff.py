@@ -1,0 +1,413 @@
+"""The OME-TIFF engine: BigTIFF pages written by tifffile, OME-XML by omestream.
+
+Pages are written in arrival order, one ``TiffWriter.write`` per page on a single
+writer thread, while an encoding pool compresses the strips of many pages at once
+(one task per page, so every core is used even for small frames). ``append``
+returns after copying the frame; a memory budget bounds the frames in flight.
+
+Why one page per write and not tifffile's contiguous mode: a contiguous series
+keeps its IFDs in memory until the file is closed, so a killed process would leave
+pixels without pages. Written page by page, every finished page is linked into the
+file at once, and :func:`omestream.tiff.recover` can describe them after a crash.
+Uncompressed pages still go to disk in one write each, near raw disk speed.
+
+Planes are described through ``TiffData`` elements, so the physical page order may
+differ from the declared ``DimensionOrder`` (explicit ``storage_order`` lists, or
+several positions sharing one file) while readers still see the storage order.
+
+The OME-XML in page 0 of each file first describes the first step of the outermost
+acquisition dimension; ``close`` writes the final document (see
+:func:`omestream.tiff.ifd.replace_description` for how it is swapped safely).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import queue
+import threading
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from omestream import __version__
+from omestream.backends.base import ArrayBackend
+from omestream.errors import SettingsError, StoreExistsError, StoreFormatError, WriteError
+from omestream.io.kv import KVStore, open_kv
+from omestream.plan import FrameRouter, StoragePlan
+from omestream.settings import AcquisitionSettings, WriterOptions
+from omestream.stream.state import StreamState
+from omestream.tiff.ifd import replace_description
+from omestream.tiff.layout import TIFF_SUFFIXES, PageKey, TiffLayout, arrival_pages, tiff_layout
+from omestream.tiff.pages import PageFormat
+from omestream.tiff.xml import assemble_ome, file_xml
+
+__all__ = ["TiffBackend"]
+
+
+@dataclass
+class _Page:
+    file: int
+    image: int
+    index: tuple[int, ...]
+    level: int
+    data: Future[Any] | Any  # encoded strips (future) or the frame
+    nbytes: int
+
+
+class TiffBackend(ArrayBackend):
+    name = "tifffile"
+    supports_regions = False
+
+    def __init__(
+        self,
+        plan: StoragePlan,
+        kv: KVStore,
+        options: WriterOptions,
+        settings: AcquisitionSettings | None = None,
+    ) -> None:
+        super().__init__(plan, kv, options)
+        if settings is None:
+            raise SettingsError("the OME-TIFF engine is created with TiffBackend.from_settings")
+        self.settings = settings
+        self.layout: TiffLayout = tiff_layout(settings, plan)
+        self.uuids = [f"urn:uuid:{uuid.uuid4()}" for _ in self.layout.files]
+        shapes = [tuple(lv.shape[-2:]) for lv in plan.images[0].levels]
+        self.format = PageFormat(plan.dtype, plan.compression, shapes, options.compression_level)
+        self.n_levels = len(shapes)
+        # first acquisition dimension, as a storage axis: its extent grows as data comes
+        self._first_axis = settings.storage_dimension_names.index(
+            settings.array_dimensions[0].name
+        )
+        self._state: StreamState | None = None
+        self._writers: list[tifffile.TiffWriter | None] = [None] * len(self.layout.files)
+        self._pages: list[list[PageKey]] = [[] for _ in self.layout.files]  # level 0, per IFD
+        self._queued: list[set[tuple[int, ...]]] = [set() for _ in plan.images]
+        self._initial: list[bytes] = []
+        self._queue: queue.Queue[_Page | None] = queue.Queue()
+        self._budget = options.memory_budget_mb * 2**20
+        self._inflight = 0
+        self._cond = threading.Condition()
+        self._error: BaseException | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
+        self._created_folder = False
+        self._closed = False
+        self._final = False
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def check(cls, settings: AcquisitionSettings) -> str | None:
+        root = settings.root_path
+        if "://" in root and not root.startswith("file://"):
+            return "OME-TIFF is written to local files only"
+        return None
+
+    @classmethod
+    def from_settings(cls, settings: AcquisitionSettings, plan: StoragePlan) -> TiffBackend:
+        """Check the output location (nothing is written yet) and build the engine."""
+        layout = tiff_layout(settings, plan)
+        _check_location(settings, layout)
+        return cls(plan, open_kv(layout.folder), settings.writer, settings)
+
+    def create_arrays(self) -> None:
+        out = self.settings.output_path
+        folder = self.layout.folder
+        try:
+            if self.layout.multi_file and os.path.isdir(folder):
+                for name in os.listdir(folder):  # only TIFFs: _check_location made sure
+                    os.unlink(os.path.join(folder, name))
+            if not os.path.isdir(folder):
+                os.makedirs(folder)
+                self._created_folder = True
+            for f, path in enumerate(self.layout.paths):
+                self._writers[f] = tifffile.TiffWriter(path, bigtiff=True, byteorder="<")
+        except OSError as exc:
+            self._close_writers()
+            raise WriteError(exc.errno or 0, f"cannot create {out!r}: {exc}") from exc
+        threads = self.options.threads or max(2, os.cpu_count() or 2)
+        if self.format.compressed:
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="omestream-tiff-encode")
+        self._thread = threading.Thread(target=self._run, name="omestream-tiff-write", daemon=True)
+        self._thread.start()
+
+    # -- metadata sink ------------------------------------------------------------------
+    def start(self, state: StreamState) -> None:
+        self._state = state
+        router = FrameRouter(self.settings)
+        pages, _ = arrival_pages(router, self.layout, router.per_outer)
+        extents = [1] * len(self.plan.images)
+        for file_pages in pages:
+            for image, index in file_pages:
+                extents[image] = max(extents[image], index[self._first_axis] + 1)
+        ome = self._document(pages, self._shapes(extents), state, initial=True)
+        self._initial = [file_xml(ome, u).encode("utf-8") for u in self.uuids]
+
+    def update(self, state: StreamState, final: bool) -> None:
+        """Final: write the closing document (``close`` already did unless it failed)."""
+        self._state = state
+        if final and not self._final:
+            self.close()
+
+    # -- frames -------------------------------------------------------------------------
+    def write_frame(
+        self, image: int, index: tuple[int, ...], frame: np.ndarray, level: int = 0
+    ) -> None:
+        self._raise_if_failed()
+        copy = np.array(frame, dtype=self.format.dtype, copy=True, order="C")
+        self._wait_for_budget(copy.nbytes)
+        data: Any = copy
+        if self._pool is not None:
+            data = self._pool.submit(self.format.encode, copy, level)
+        self._put(image, index, level, data, copy.nbytes)
+
+    def skip_frame(self, image: int, index: tuple[int, ...], level: int = 0) -> None:
+        self._raise_if_failed()
+        self._put(image, index, level, self.format.fill(level, self.plan.fill_value), 0)
+
+    def _put(self, image: int, index: tuple[int, ...], level: int, data: Any, nbytes: int) -> None:
+        if level == 0:
+            self._queued[image].add(tuple(index))
+        self._queue.put(
+            _Page(self.layout.image_file[image], image, tuple(index), level, data, nbytes)
+        )
+
+    def resize(self, image: int, level: int, shape: tuple[int, ...]) -> None:
+        """Nothing to allocate: pages are appended; the XML states the final extent."""
+
+    def flush(self) -> None:
+        """Wait until every page appended so far is written (and readable by others)."""
+        done = threading.Event()
+        self._queue.put(_Page(-1, -1, (), -1, done, 0))
+        while not done.wait(0.05):
+            if self._thread is None or not self._thread.is_alive():
+                break
+        self._raise_if_failed()
+
+    # -- writer thread ------------------------------------------------------------------
+    def _wait_for_budget(self, nbytes: int) -> None:
+        with self._cond:
+            while (
+                self._inflight and self._inflight + nbytes > self._budget and self._error is None
+            ):
+                self._cond.wait(0.1)
+            self._inflight += nbytes
+
+    def _run(self) -> None:
+        while True:
+            page = self._queue.get()
+            if page is None:
+                return
+            try:
+                if page.file < 0:  # flush marker
+                    page.data.set()
+                elif self._error is None:
+                    self._write(page)
+            except BaseException as exc:
+                with self._cond:
+                    self._error = self._error or exc
+            finally:
+                with self._cond:
+                    self._inflight -= page.nbytes
+                    self._cond.notify_all()
+
+    def _write(self, page: _Page) -> None:
+        data = page.data.result() if isinstance(page.data, Future) else page.data
+        writer = self._writers[page.file]
+        assert writer is not None
+        first = page.level == 0 and not self._pages[page.file]
+        description = self._initial[page.file] if first else None
+        writer.write(PageFormat.data(data), **self.format.write_args(page.level, description))
+        if page.level == 0:
+            self._pages[page.file].append((page.image, page.index))
+
+    def _raise_if_failed(self) -> None:
+        err = self._error
+        if err is not None:
+            if isinstance(err, WriteError):
+                raise err
+            if isinstance(err, OSError):
+                raise WriteError(
+                    err.errno or 0, f"writing {self.settings.output_path!r} failed: {err}"
+                ) from err
+            raise WriteError(0, f"writing {self.settings.output_path!r} failed: {err!r}") from err
+
+    # -- closing ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Pad missing planes, write every page, make them durable, then the final XML."""
+        if self._final:
+            return
+        if not self._closed:
+            self._closed = True
+            if self._error is None:
+                self._pad()
+            self._stop()
+        try:
+            self._raise_if_failed()
+            for path in self.layout.paths:
+                if self.options.fsync:
+                    _fsync_path(path)
+            self._write_final()
+        except BaseException:
+            self._final = True
+            with contextlib.suppress(Exception):
+                from omestream.tiff.recover import recover
+
+                recover(self.layout.paths[0])  # describe what did reach the disk
+            raise
+
+    def abort(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._final = True
+        with self._cond:
+            self._error = self._error or WriteError(0, "the stream was aborted")
+        self._stop()
+        if not any(self._pages):  # nothing was written: leave nothing behind
+            for path in self.layout.paths:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            if self._created_folder:
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.layout.folder)
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._close_writers()
+
+    def _close_writers(self) -> None:
+        for f, w in enumerate(self._writers):
+            if w is not None:
+                try:
+                    w.close()
+                except Exception as exc:
+                    with self._cond:
+                        self._error = self._error or exc
+                self._writers[f] = None
+
+    def _extents(self) -> list[int]:
+        """Per image, the extent of the first acquisition dimension to declare."""
+        shapes = [im.levels[0].shape for im in self.plan.images]
+        if self.plan.unbounded_axis is None:
+            return [s[self._first_axis] for s in shapes]
+        state = self._state
+        ext = list(state.extents) if state is not None else [0] * len(shapes)
+        return [max(e, 1) for e in ext]  # OME sizes are at least 1: pad one step if empty
+
+    def _pad(self) -> None:
+        """Write fill pages for planes that never came (the rest of a partial last time
+        point, frames after an early close), so every declared plane has a page."""
+        extents = self._extents()
+        for i, im in enumerate(self.plan.images):
+            shape = list(im.levels[0].shape[:-2])
+            shape[self._first_axis] = extents[i]
+            for index in itertools.product(*(range(s) for s in shape)):
+                if index not in self._queued[i]:
+                    for level in range(self.n_levels):
+                        self.skip_frame(i, index, level)
+
+    def _shapes(self, extents: list[int]) -> list[list[int]]:
+        out = []
+        for im, extent in zip(self.plan.images, extents, strict=True):
+            shape = list(im.levels[0].shape)
+            shape[self._first_axis] = extent
+            out.append(shape)
+        return out
+
+    def _document(
+        self,
+        pages: list[list[PageKey]],
+        shapes: list[list[int]],
+        state: StreamState,
+        initial: bool,
+    ) -> Any:
+        record = {
+            "version": __version__,
+            "state": "streaming" if initial else "closed",
+            "files": list(self.layout.files),
+            "uuids": list(self.uuids),
+            "settings": self.settings.model_dump(mode="json"),
+            **state.summary(),
+        }
+        records = [] if initial else state.frame_metadata
+        return assemble_ome(
+            self.plan, self.layout, self.uuids, shapes, pages,
+            records or [[] for _ in self.plan.images], state.started, record,
+        )  # fmt: skip
+
+    def _write_final(self) -> None:
+        state = self._state or StreamState(n_images=len(self.plan.images))
+        ome = self._document(self._pages, self._shapes(self._extents()), state, initial=False)
+        for path, u in zip(self.layout.paths, self.uuids, strict=True):
+            replace_description(path, file_xml(ome, u), durable=self.options.fsync)
+        self._final = True
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _is_tiff(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+    except OSError:
+        return False
+
+
+def _check_location(settings: AcquisitionSettings, layout: TiffLayout) -> None:
+    """Refuse to clobber: an existing output needs overwrite=True and must be OME-TIFF."""
+    out = settings.output_path
+    if layout.multi_file:
+        if os.path.isfile(out):
+            raise StoreExistsError(
+                f"{out!r} exists and is a file; several positions need a folder"
+            )
+        if not os.path.isdir(out):
+            return
+        listing = sorted(os.listdir(out))
+        if not listing:
+            return
+        if not settings.overwrite:
+            raise StoreExistsError(
+                f"{out!r} already exists; pass overwrite=True to replace it, or choose "
+                "another root_path"
+            )
+        others = [
+            n for n in listing
+            if not (n.lower().endswith(TIFF_SUFFIXES) and _is_tiff(os.path.join(out, n)))
+        ]  # fmt: skip
+        if others:
+            raise StoreFormatError(
+                f"{out!r} holds files that are not TIFF ({', '.join(others[:3])}); omestream "
+                "will not delete them even with overwrite=True. Choose another root_path"
+            )
+        return
+    if os.path.isdir(out):
+        raise StoreExistsError(f"{out!r} exists and is a folder; OME-TIFF output here is a file")
+    if not os.path.exists(out):
+        return
+    if not settings.overwrite:
+        raise StoreExistsError(
+            f"{out!r} already exists; pass overwrite=True to replace it, or choose "
+            "another root_path"
+        )
+    if not _is_tiff(out):
+        raise StoreFormatError(
+            f"{out!r} exists and is not a TIFF file; omestream will not replace it even with "
+            "overwrite=True. Choose another root_path"
+        )

@@ -1,0 +1,154 @@
+"""The two TIFF edits tifffile has no crash-safe form of.
+
+* :func:`replace_description` swaps the first page's ImageDescription (the OME-XML)
+  so that a crash at any moment leaves either the old or the new document, never a
+  torn one. The new text is appended at the end of the file and made durable first;
+  only then is the tag entry's (count, offset) pair, a single 16-byte write inside
+  one disk sector, pointed at it. ``TiffTag.overwrite`` writes in place when the new
+  value fits, or moves the pointer before the value exists, so it is not used here.
+  The superseded text stays in the file as a few dead bytes.
+* :func:`complete_pages` counts the pages a killed writer finished. tifffile links a
+  page into the IFD chain before writing its data and IFD, so the last link of a
+  killed file can point at nothing; it is cut (the 8-byte "next IFD" field of the
+  last complete page set to 0).
+
+Everything else (pages, strips, SubIFDs) is written and parsed by tifffile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+from dataclasses import dataclass
+
+import tifffile
+
+from omestream.errors import StoreFormatError, WriteError
+
+__all__ = ["PageCount", "complete_pages", "read_description", "replace_description"]
+
+_DESCRIPTION = 270
+
+
+@dataclass(frozen=True)
+class PageCount:
+    pages: int  # complete level-0 pages, in chain order
+    cut: bool  # whether a dangling link after them was cut
+
+
+def _quiet_tifffile() -> contextlib.AbstractContextManager[None]:
+    """tifffile logs (not raises) on damaged files; those messages are expected here."""
+
+    @contextlib.contextmanager
+    def ctx():  # type: ignore[no-untyped-def]
+        log = logging.getLogger("tifffile")
+        level = log.level
+        log.setLevel(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            log.setLevel(level)
+
+    return ctx()
+
+
+def read_description(path: str) -> str | None:
+    """The first page's ImageDescription, or None when there is no readable page."""
+    try:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+            if not len(tif.pages):
+                return None
+            page = tif.pages.first
+            tag = page.tags.get(_DESCRIPTION)
+            if tag is None:
+                return None
+            value = tag.value
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
+        raise StoreFormatError(f"{path!r} is not a readable TIFF file: {exc}") from exc
+
+
+def _fsync(fh: object) -> None:
+    fh.flush()  # type: ignore[attr-defined]
+    os.fsync(fh.fileno())  # type: ignore[attr-defined]
+
+
+def replace_description(path: str, text: str, durable: bool = True) -> None:
+    """Point page 0's ImageDescription at ``text`` (UTF-8), crash-safely (see module doc)."""
+    with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+        if not len(tif.pages):
+            raise StoreFormatError(f"{path!r} has no page to hold the OME-XML")
+        tag = tif.pages.first.tags.get(_DESCRIPTION)
+        if tag is None:
+            raise StoreFormatError(f"{path!r}: the first page has no ImageDescription tag")
+        entry = tag.offset
+        order = tif.tiff.byteorder
+        offsetformat = tif.tiff.offsetformat
+        old = tag.valueoffset
+    value = text.encode("utf-8") + b"\0"
+    try:
+        with open(path, "r+b") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            start = end + (end % 2)  # tag values begin on a word boundary
+            if start != end:
+                fh.write(b"\0")
+            fh.write(value)
+            if durable:
+                _fsync(fh)
+            # count, then value offset: the two fields after tag code and type
+            count = struct.pack(order + offsetformat[-1], len(value))
+            fh.seek(entry + 4)
+            fh.write(count + struct.pack(offsetformat, start))
+            if durable:
+                _fsync(fh)
+            else:
+                fh.flush()
+    except OSError as exc:
+        raise WriteError(exc.errno or 0, f"cannot write the OME-XML of {path!r}: {exc}") from exc
+    del old
+
+
+def complete_pages(path: str, repair: bool = True) -> PageCount:
+    """Level-0 pages whose data, IFD and SubIFDs were all written; cut a dangling link."""
+    size = os.path.getsize(path)
+    with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+        pages = tif.pages
+        pages.cache = False
+        n = 0
+        last_offset = None
+        for page in pages:
+            if page is None or not _complete(page, size):
+                break
+            n += 1
+            last_offset = page.offset
+        tiff = tif.tiff
+    if last_offset is None:
+        return PageCount(0, False)
+    with open(path, "rb") as fh:
+        fh.seek(last_offset)
+        (ntags,) = struct.unpack(tiff.byteorder + tiff.tagnoformat, fh.read(tiff.tagnosize))
+        link = last_offset + tiff.tagnosize + ntags * tiff.tagsize
+        fh.seek(link)
+        (nxt,) = struct.unpack(tiff.offsetformat, fh.read(tiff.offsetsize))
+    if nxt == 0 or not repair:
+        return PageCount(n, False)
+    try:
+        with open(path, "r+b") as fh:
+            fh.seek(link)
+            fh.write(struct.pack(tiff.offsetformat, 0))
+            _fsync(fh)
+    except OSError as exc:
+        raise WriteError(exc.errno or 0, f"cannot repair {path!r}: {exc}") from exc
+    return PageCount(n, True)
+
+
+def _complete(page: tifffile.TiffPage | tifffile.TiffFrame, size: int) -> bool:
+    offsets = page.dataoffsets
+    counts = page.databytecounts
+    pairs = zip(offsets, counts, strict=False)
+    if not offsets or any(o <= 0 or c <= 0 or o + c > size for o, c in pairs):
+        return False
+    subifds = getattr(page, "subifds", None) or ()
+    return all(0 < o < size for o in subifds)

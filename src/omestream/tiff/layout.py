@@ -1,0 +1,90 @@
+"""Which files an OME-TIFF acquisition writes and which page holds which plane. Pure."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from omestream.plan import FrameRouter, StoragePlan
+from omestream.settings import AcquisitionSettings
+
+__all__ = ["TIFF_SUFFIXES", "TiffLayout", "arrival_pages", "tiff_layout"]
+
+TIFF_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.btf", ".tiff", ".tif")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+# (image number, storage index over the outer axes) of one level-0 page
+PageKey = tuple[int, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class TiffLayout:
+    folder: str  # absolute folder holding the files
+    files: tuple[str, ...]  # file names inside ``folder``
+    image_file: tuple[int, ...]  # image number -> file number
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(os.path.join(self.folder, f) for f in self.files)
+
+    @property
+    def multi_file(self) -> bool:
+        return len(self.files) > 1
+
+
+def _suffix(root: str) -> str:
+    lower = root.lower()
+    return next((s for s in TIFF_SUFFIXES[:3] if lower.endswith(s)), ".ome.tiff")
+
+
+def tiff_layout(settings: AcquisitionSettings, plan: StoragePlan) -> TiffLayout:
+    """One file for one image (or ``writer.tiff_single_file``); else one file per
+    position in the ``output_path`` folder, named after the position (on a plate:
+    ``<row><column>_<field>``)."""
+    out = os.path.abspath(settings.output_path)
+    n = len(plan.images)
+    if n == 1 or settings.writer.tiff_single_file:
+        return TiffLayout(os.path.dirname(out), (os.path.basename(out),), (0,) * n)
+    suffix = _suffix(settings.root_path.rstrip("/"))
+    names: list[str] = []
+    for i, im in enumerate(plan.images):
+        p = im.position
+        base = (
+            im.name if p is None or p.well is None else f"{p.plate_row}{p.plate_column}_{p.name}"
+        )
+        base = _UNSAFE.sub("_", base).strip("._") or f"image{i}"
+        name = base + suffix
+        if name.lower() in (x.lower() for x in names):  # unsafe characters collided
+            name = f"{base}_{i}{suffix}"
+        names.append(name)
+    return TiffLayout(out, tuple(names), tuple(range(n)))
+
+
+def arrival_pages(
+    router: FrameRouter,
+    layout: TiffLayout,
+    n_frames: int | None,
+    available: Sequence[int] | None = None,
+) -> tuple[list[list[PageKey]], int]:
+    """Replay the acquisition: which (image, storage index) each page of each file got.
+
+    Frames (appended or skipped) are written one page each, in arrival order, to the
+    file of their image. Replays ``n_frames`` frames, or, with ``available`` (pages
+    present per file, e.g. after a crash), until a frame's file has no page left.
+    Returns the pages per file and the number of frames replayed.
+    """
+    pages: list[list[PageKey]] = [[] for _ in layout.files]
+    limit = n_frames if n_frames is not None else sum(available or ())
+    if router.total is not None:
+        limit = min(limit, router.total)
+    n = 0
+    while n < limit:
+        route = router.route(n)
+        f = layout.image_file[route.image]
+        if available is not None and len(pages[f]) >= available[f]:
+            break
+        pages[f].append((route.image, route.index))
+        n += 1
+    return pages, n

@@ -1,0 +1,162 @@
+"""Make an OME-TIFF acquisition that was cut short (killed writer) describe its data.
+
+A killed writer leaves every page it finished linked in the file, with the OME-XML
+written when the stream started. :func:`recover`:
+
+1. reads omestream's record (settings, files) from the OME-XML of the file(s);
+2. counts the complete pages of each file and cuts a dangling last IFD link;
+3. replays the acquisition order to know which plane each page holds;
+4. keeps, per image, the steps of the first acquisition dimension that began and
+   writes fill pages for the rest of the last, partial step;
+5. writes the final OME-XML to every file (crash-safely, see :mod:`omestream.tiff.ifd`).
+
+Running it again on a recovered or properly closed dataset changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import os
+import uuid as _uuid
+from dataclasses import dataclass
+
+import tifffile
+
+from omestream import __version__
+from omestream.errors import StoreFormatError
+from omestream.plan import FrameRouter, plan_storage
+from omestream.settings import AcquisitionSettings
+from omestream.tiff.ifd import complete_pages, read_description, replace_description
+from omestream.tiff.layout import TIFF_SUFFIXES, PageKey, TiffLayout
+from omestream.tiff.pages import PageFormat
+from omestream.tiff.xml import assemble_ome, file_xml, read_record
+
+__all__ = ["RecoveryReport", "recover"]
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    path: str
+    files: tuple[str, ...]
+    frames: int  # frames (appended or skipped) found on disk
+    padded: int  # fill planes written to complete the last step
+    already_final: bool  # the dataset was closed (or recovered) before: nothing done
+
+
+def _find_files(path: str) -> tuple[str, list[str], dict, str]:
+    """(folder, file names, record, xml) from a file or a folder of OME-TIFF files."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        candidates = sorted(n for n in os.listdir(path) if n.lower().endswith(TIFF_SUFFIXES))
+        folder = path
+    else:
+        folder, name = os.path.split(path)
+        candidates = [name]
+    for name in candidates:
+        xml = read_description(os.path.join(folder, name))
+        if not xml:
+            continue
+        _, record = read_record(xml)
+        if record.get("settings"):
+            return folder, list(record.get("files") or [name]), record, xml
+    raise StoreFormatError(
+        f"{path!r}: no OME-TIFF written by omestream found (no readable first page with "
+        "omestream's record in its OME-XML); nothing can be recovered"
+    )
+
+
+def recover(path: str | os.PathLike[str], durable: bool = True) -> RecoveryReport:
+    """Describe the planes of a killed OME-TIFF acquisition; see the module docstring.
+
+    ``path`` is the ``.ome.tiff`` file, any file of a multi-file dataset, or its folder.
+    """
+    folder, names, record, xml = _find_files(os.fspath(path))
+    if record.get("state") != "streaming":
+        return RecoveryReport(os.fspath(path), tuple(names), int(record.get("frames", 0)), 0, True)
+    settings = AcquisitionSettings.model_validate(record["settings"])
+    plan = plan_storage(settings)
+    router = FrameRouter(settings)
+    n_images = len(plan.images)
+    single = len(names) == 1
+    layout = TiffLayout(
+        folder, tuple(names), (0,) * n_images if single else tuple(range(n_images))
+    )
+    paths = layout.paths
+    for p in paths:
+        if not os.path.isfile(p):
+            raise StoreFormatError(f"{p!r} is missing: the dataset lists it in its OME-XML")
+    present = [complete_pages(p).pages for p in paths]
+    pages, frames = arrival_pages_after_crash(router, layout, present)
+
+    first_axis = settings.storage_dimension_names.index(settings.array_dimensions[0].name)
+    shapes = []
+    missing: list[list[tuple[int, ...]]] = []
+    for i, im in enumerate(plan.images):
+        mine = {idx for f in range(len(paths)) for (img, idx) in pages[f] if img == i}
+        extent = max((idx[first_axis] + 1 for idx in mine), default=1)
+        shape = list(im.levels[0].shape)
+        shape[first_axis] = extent
+        shapes.append(shape)
+        missing.append(
+            [ix for ix in itertools.product(*(range(s) for s in shape[:-2])) if ix not in mine]
+        )
+    fmt = PageFormat(
+        plan.dtype, plan.compression, [tuple(lv.shape[-2:]) for lv in plan.images[0].levels],
+        settings.writer.compression_level,
+    )  # fmt: skip
+    padded = 0
+    for f, p in enumerate(paths):
+        todo = [(i, ix) for i in range(n_images) if layout.image_file[i] == f for ix in missing[i]]
+        if not todo:
+            continue
+        with tifffile.TiffWriter(p, bigtiff=True, append=present[f] > 0) as tw:
+            for i, ix in todo:
+                for level in range(fmt.n_levels):
+                    first = level == 0 and not pages[f]
+                    args = fmt.write_args(level, xml.encode("utf-8") if first else None)
+                    tw.write(PageFormat.data(fmt.fill(level, plan.fill_value)), **args)
+                pages[f].append((i, ix))
+                padded += 1
+
+    old, _ = read_record(xml)
+    started = _parse_date(record.get("started"))
+    new_record = {
+        **record, "version": __version__, "state": "recovered", "frames": frames,
+        "skipped": [s for s in record.get("skipped", []) if s < frames],
+        "complete": False, "padded_planes": padded,
+    }  # fmt: skip
+    uuids = list(record.get("uuids") or _file_uuids(old, layout))
+    ome = assemble_ome(
+        plan, layout, uuids, shapes, pages, [[] for _ in range(n_images)], started, new_record, old
+    )
+    for p, u in zip(paths, uuids, strict=True):
+        replace_description(p, file_xml(ome, u), durable=durable)
+    return RecoveryReport(os.fspath(path), tuple(names), frames, padded, False)
+
+
+def arrival_pages_after_crash(
+    router: FrameRouter, layout: TiffLayout, present: list[int]
+) -> tuple[list[list[PageKey]], int]:
+    from omestream.tiff.layout import arrival_pages
+
+    return arrival_pages(router, layout, None, present)
+
+
+def _file_uuids(old: object, layout: TiffLayout) -> list[str]:
+    """Keep the UUIDs the files were written with (TiffData refer to them by name)."""
+    by_name: dict[str, str] = {}
+    for image in getattr(old, "images", []):
+        for td in image.pixels.tiff_data_blocks:
+            if td.uuid is not None and td.uuid.file_name:
+                by_name[td.uuid.file_name] = td.uuid.value
+    return [by_name.get(n) or f"urn:uuid:{_uuid.uuid4()}" for n in layout.files]
+
+
+def _parse_date(value: object) -> _dt.datetime:
+    if isinstance(value, str):
+        try:
+            return _dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0)

@@ -1,0 +1,122 @@
+"""The OME-XML of an OME-TIFF acquisition: images, planes, TiffData and a record.
+
+Every file of a multi-file dataset carries the whole document (all images, each
+plane's file by UUID), differing only in the root ``UUID``, so opening any file
+finds the whole dataset. omestream's own record (settings, frames, state) is a
+CommentAnnotation in namespace :data:`RECORD_NAMESPACE`; :func:`omestream.tiff.recover`
+reads it back.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ome_types import OME, from_xml
+from ome_types import model as m
+
+from omestream.metadata.ome_xml import (
+    build_ome,
+    frame_planes,
+    plane_index,
+    stage_label,
+    tiff_data_blocks,
+)
+from omestream.plan import StoragePlan
+from omestream.tiff.layout import PageKey, TiffLayout
+
+__all__ = ["RECORD_NAMESPACE", "assemble_ome", "file_xml", "read_record"]
+
+RECORD_NAMESPACE = "omestream.record"
+_RECORD_ID = "Annotation:omestream"
+
+
+def assemble_ome(
+    plan: StoragePlan,
+    layout: TiffLayout,
+    uuids: Sequence[str],
+    shapes: Sequence[Sequence[int]],
+    pages: Sequence[Sequence[PageKey]],
+    records: Sequence[Sequence[Mapping[str, Any]]],
+    started: _dt.datetime,
+    record: Mapping[str, Any],
+    old: OME | None = None,
+) -> OME:
+    """The document for ``pages`` (per file, (image, storage index) of each IFD).
+
+    ``shapes`` are the level-0 shapes per image to declare; pages outside them are not
+    referenced. ``records`` are per-image frame metadata records; with ``old`` (a
+    document read back after a crash) its planes inside the new shapes are kept.
+    """
+    ome = build_ome(plan, shapes, acquisition_date=started, metadata_only=False)
+    per_image: list[dict[int, tuple[int, int]]] = [{} for _ in plan.images]
+    for f, file_pages in enumerate(pages):
+        for ifd, (image, index) in enumerate(file_pages):
+            shape = shapes[image]
+            if all(i < s for i, s in zip(index, shape[:-2], strict=True)):
+                per_image[image][plane_index(plan.images[image], shape, index)] = (f, ifd)
+    files = list(zip(layout.files, uuids, strict=True)) if layout.multi_file else None
+    notes: list[m.MapAnnotation] = []
+    for i, (im, image) in enumerate(zip(plan.images, ome.images, strict=True)):
+        px = image.pixels
+        px.tiff_data_blocks = tiff_data_blocks(im, shapes[i], per_image[i], files)
+        planes, new_notes = frame_planes(im, shapes[i], records[i], annotation_start=len(notes))
+        if old is not None and i < len(old.images) and not planes:
+            planes, new_notes = _kept_planes(old, i, px, len(notes))
+        px.planes = planes
+        notes.extend(new_notes)
+        label = stage_label(im)
+        if label is not None:
+            image.stage_label = label
+    comment = m.CommentAnnotation(
+        id=_RECORD_ID,
+        namespace=RECORD_NAMESPACE,
+        value=json.dumps(record, separators=(",", ":")),
+    )
+    ome.structured_annotations = m.StructuredAnnotations(
+        map_annotations=notes, comment_annotations=[comment]
+    )
+    return ome
+
+
+def _kept_planes(
+    old: OME, i: int, px: m.Pixels, start: int
+) -> tuple[list[m.Plane], list[m.MapAnnotation]]:
+    by_id = {
+        a.id: a
+        for a in (old.structured_annotations.map_annotations if old.structured_annotations else [])
+    }
+    planes, notes = [], []
+    for p in old.images[i].pixels.planes:
+        if p.the_z >= px.size_z or p.the_c >= px.size_c or p.the_t >= px.size_t:
+            continue
+        refs = []
+        for ref in p.annotation_refs:
+            ann = by_id.get(ref.id)
+            if ann is not None:
+                new_id = f"Annotation:{start + len(notes)}"
+                notes.append(ann.model_copy(update={"id": new_id}))
+                refs.append(m.AnnotationRef(id=new_id))
+        planes.append(p.model_copy(update={"annotation_refs": refs}))
+    return planes, notes
+
+
+def file_xml(ome: OME, uuid: str) -> str:
+    """The document as stored in one file: the same for every file but its UUID."""
+    ome.uuid = uuid
+    return ome.to_xml()
+
+
+def read_record(xml: str) -> tuple[OME, dict[str, Any]]:
+    """Parse a file's OME-XML and omestream's record in it (empty when absent)."""
+    ome = from_xml(xml, validate=False)
+    sa = ome.structured_annotations
+    for c in sa.comment_annotations if sa is not None else []:
+        if c.namespace == RECORD_NAMESPACE:
+            try:
+                return ome, dict(json.loads(c.value))
+            except (ValueError, TypeError):
+                break
+    return ome, {}
