@@ -303,7 +303,8 @@ def create_stream(settings: AcquisitionSettings, **storage_options: Any) -> OMES
         raise SettingsError(f"backend {fmt.backend!r} cannot write these settings: {reason}")
     plan = plan_storage(settings)
     if fmt.name == "ome-tiff":
-        backend = engine(plan, open_kv(settings.output_path), settings.writer)
+        # checks its file or folder itself (nothing written yet) and is its own sink
+        backend = engine.from_settings(settings, plan)  # type: ignore[attr-defined]
         return _start(settings, plan, backend.kv, backend, backend)  # type: ignore[arg-type]
     kv = open_kv(settings.output_path, storage_options or None)
     _prepare_location(settings, kv)
