@@ -30,8 +30,11 @@ from tests.checks import validate_ome_zarr
 def settings(tmp_path: Path, **kw: object) -> AcquisitionSettings:
     base: dict[str, object] = {
         "root_path": str(tmp_path / "x.ome.zarr"),
-        "dimensions": [Dimension(name="t", count=3), Dimension(name="y", count=8),
-                       Dimension(name="x", count=6)],  # fmt: skip
+        "dimensions": [
+            Dimension(name="t", count=3),
+            Dimension(name="y", count=8),
+            Dimension(name="x", count=6),
+        ],  # fmt: skip
         "dtype": "uint16",
     }
     base.update(kw)
@@ -46,7 +49,10 @@ def test_wrong_shape_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     s = settings(tmp_path)
     with create_stream(s) as stream:
         stream.append(frame(1))
-        with pytest.raises(FrameShapeError, match=r"frame 1 has shape \(8, 5\); this stream expects \(8, 6\) \(dims y, x\)"):
+        with pytest.raises(
+            FrameShapeError,
+            match=r"frame 1 has shape \(8, 5\); this stream expects \(8, 6\) \(dims y, x\)",
+        ):
             stream.append(frame(2, (8, 5)))
         assert stream.frames_written == 1
         stream.append(frame(3))
@@ -59,7 +65,9 @@ def test_wrong_shape_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
 def test_wrong_dtype_is_never_cast(tmp_path: Path, dtype: str) -> None:
     s = settings(tmp_path)
     with create_stream(s) as stream:
-        with pytest.raises(FrameDtypeError, match=f"frame 0 has dtype {dtype}; this stream expects uint16"):
+        with pytest.raises(
+            FrameDtypeError, match=f"frame 0 has dtype {dtype}; this stream expects uint16"
+        ):
             stream.append(frame(70000 if dtype == "uint32" else 1, dtype=dtype))
         assert stream.frames_written == 0
     assert not zarr.open_array(s.output_path + "/0")[...].any()
@@ -75,7 +83,9 @@ def test_too_many_frames(tmp_path: Path) -> None:
     with create_stream(s) as stream:
         for v in (1, 2, 3):
             stream.append(frame(v))
-        with pytest.raises(FrameCountError, match="frame 3 is beyond the acquisition: it holds 3 frames"):
+        with pytest.raises(
+            FrameCountError, match="frame 3 is beyond the acquisition: it holds 3 frames"
+        ):
             stream.append(frame(4))
         with pytest.raises(FrameCountError):
             stream.skip(frames=1)

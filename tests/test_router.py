@@ -80,8 +80,12 @@ def test_route_matches_numpy_transpose(case: tuple[AcquisitionSettings, list[str
 def test_unbounded_growth(c: int, p: int, n: int) -> None:
     s = AcquisitionSettings(
         root_path="x.ome.zarr",
-        dimensions=[Dimension(name="t", count=None), PositionDimension(positions=[str(i) for i in range(p)]),
-                    Dimension(name="c", count=c), *YX],  # fmt: skip
+        dimensions=[
+            Dimension(name="t", count=None),
+            PositionDimension(positions=[str(i) for i in range(p)]),
+            Dimension(name="c", count=c),
+            *YX,
+        ],  # fmt: skip
         dtype="uint8",
     )
     router = FrameRouter(s)
@@ -98,7 +102,9 @@ def test_too_many_frames() -> None:
                             dtype="uint8")  # fmt: skip
     router = FrameRouter(s)
     router.route(1)
-    with pytest.raises(FrameCountError, match="frame 2 is beyond the acquisition: it holds 2 frames"):
+    with pytest.raises(
+        FrameCountError, match="frame 2 is beyond the acquisition: it holds 2 frames"
+    ):
         router.route(2)
 
 
@@ -108,7 +114,11 @@ def test_plan_paths_per_layout() -> None:
     by_id = {c.id: c for c in CASES}
     plate = plan_storage(by_id["plate"].settings("p.ome.zarr", None))
     assert [im.path for im in plate.images] == ["A/1/fov0", "A/2/fov0", "C/4/fov0", "C/4/fov1"]
-    assert plate.wells == (("A", "1", ("fov0",)), ("A", "2", ("fov0",)), ("C", "4", ("fov0", "fov1")))
+    assert plate.wells == (
+        ("A", "1", ("fov0",)),
+        ("A", "2", ("fov0",)),
+        ("C", "4", ("fov0", "fov1")),
+    )
     multi = plan_storage(by_id["multi-position"].settings("m.ome.zarr", None))
     assert [im.path for im in multi.images] == ["0", "1", "2"]
     assert [im.name for im in multi.images] == ["Pos0", "Pos1", "Pos2"]

@@ -91,7 +91,7 @@ def test_bad_dimension_names(bad: str) -> None:
 
 def test_frozen_and_replace_validates() -> None:
     d = Dimension(name="z", count=4)
-    with pytest.raises(Exception):  # noqa: B017,PT011 - pydantic's frozen error
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error
         d.count = 5  # type: ignore[misc]
     assert d.replace(count=5).count == 5
     with pytest.raises(SettingsError):
@@ -117,13 +117,19 @@ def test_same_field_name_in_different_wells_is_fine() -> None:
 
 def test_plate_position_must_be_on_the_plate() -> None:
     plate = Plate(row_names=["A"], column_names=["1"])
-    dims = [PositionDimension(positions=[Position(name="f", plate_row="B", plate_column="1")]), *YX]
+    dims = [
+        PositionDimension(positions=[Position(name="f", plate_row="B", plate_column="1")]),
+        *YX,
+    ]
     with pytest.raises(SettingsError, match="row 'B' is not in"):
         make(dimensions=dims, plate=plate)
 
 
 def test_well_without_plate_is_refused() -> None:
-    dims = [PositionDimension(positions=[Position(name="f", plate_row="A", plate_column="1")]), *YX]
+    dims = [
+        PositionDimension(positions=[Position(name="f", plate_row="A", plate_column="1")]),
+        *YX,
+    ]
     with pytest.raises(SettingsError, match="no plate= was given"):
         make(dimensions=dims)
 
@@ -174,7 +180,9 @@ def test_unsupported_dtype(dtype: str) -> None:
 )  # fmt: skip
 def test_compression_checked_against_format(compression: str | None, fmt: str, ok: bool) -> None:
     if ok:
-        assert make(root_path="out", format=fmt, compression=compression).compression == compression
+        assert (
+            make(root_path="out", format=fmt, compression=compression).compression == compression
+        )
     else:
         with pytest.raises(SettingsError, match=f"compression '{compression}' cannot be written"):
             make(root_path="out", format=fmt, compression=compression)

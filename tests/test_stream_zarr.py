@@ -38,7 +38,9 @@ def _ngff(attrs: dict[str, Any], version: str) -> dict[str, Any]:
 def _write(case: Case, tmp_path: Path, version: str) -> tuple[Any, Path]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # non-NGFF storage orders warn
-        settings = case.settings(str(tmp_path / "data.ome.zarr"), {"name": "ome-zarr", "version": version})
+        settings = case.settings(
+            str(tmp_path / "data.ome.zarr"), {"name": "ome-zarr", "version": version}
+        )
     stream_case(case, settings)
     return settings, Path(settings.output_path)
 
@@ -50,7 +52,9 @@ def test_pixels_round_trip(case: Case, ngff_version: str, tmp_path: Path) -> Non
     expected = expected_images(case, settings)
     assert len(plan.images) == len(expected)
     for image, want in zip(plan.images, expected, strict=True):
-        arr = zarr.open_array(str(root / image.path / "0") if image.path else str(root / "0"), mode="r")
+        arr = zarr.open_array(
+            str(root / image.path / "0") if image.path else str(root / "0"), mode="r"
+        )
         assert arr.shape == want.shape
         assert arr.dtype == np.dtype(case.dtype)
         np.testing.assert_array_equal(arr[...], want)
@@ -81,13 +85,18 @@ def test_details_readers_trip_over(case: Case, ngff_version: str, tmp_path: Path
             if ngff_version == "0.5":
                 meta = json.loads((group / ds["path"] / "zarr.json").read_text())
                 assert meta["dimension_names"] == axes
-                assert meta["chunk_key_encoding"] == {"name": "default", "configuration": {"separator": "/"}}
+                assert meta["chunk_key_encoding"] == {
+                    "name": "default",
+                    "configuration": {"separator": "/"},
+                }
             else:
                 meta = json.loads((group / ds["path"] / ".zarray").read_text())
                 assert meta["dimension_separator"] == "/"
             assert isinstance(meta["fill_value"], int | float)
         by_name = {d.name.lower(): d for d in settings.array_dimensions}
-        for ax, scale_value in zip(ms["axes"], ms["datasets"][0]["coordinateTransformations"][0]["scale"], strict=True):
+        for ax, scale_value in zip(
+            ms["axes"], ms["datasets"][0]["coordinateTransformations"][0]["scale"], strict=True
+        ):
             dim = by_name[ax["name"]]
             assert ax["type"] == dim.type
             assert scale_value == (dim.scale or 1.0)
@@ -107,9 +116,16 @@ def test_channel_coords_become_omero(ngff_version: str, tmp_path: Path) -> None:
     _, root = _write(case, tmp_path, ngff_version)
     omero = _ngff(_attrs(root, "", ngff_version), ngff_version)["omero"]
     assert [(c["label"], c["color"]) for c in omero["channels"]] == [
-        ("DAPI", "0000FF"), ("GFP", "00FF00"), ("mCherry", "FF0000")
+        ("DAPI", "0000FF"),
+        ("GFP", "00FF00"),
+        ("mCherry", "FF0000"),
     ]
-    assert omero["channels"][0]["window"] == {"min": 0.0, "max": 65535.0, "start": 0.0, "end": 65535.0}
+    assert omero["channels"][0]["window"] == {
+        "min": 0.0,
+        "max": 65535.0,
+        "start": 0.0,
+        "end": 65535.0,
+    }
 
 
 def test_plate_metadata_is_consistent(ngff_version: str, tmp_path: Path) -> None:

@@ -3,11 +3,14 @@ encoded on a thread pool and written as complete files.
 
 Why not write each frame through zarr-python: its per-write overhead (empty-chunk
 checks, read-modify-write of partial chunks, one task per chunk) keeps it far from
-disk speed. Here a "slab" buffer holds one write unit (shard, or chunk when not
-sharded) along the outer axes and the whole frame along y/x; when every frame of a
-slab has arrived its tiles are encoded and written in parallel, each file replaced
-atomically. Array and group metadata are still produced by zarr-python and
-omestream's metadata layer; only chunk bytes are produced here, with numcodecs.
+disk speed. Here a "slab" holds one write unit (a shard, or a chunk when not
+sharded) along the outer axes and the whole frame along y/x. The slab is laid out
+*chunk-major*: every inner chunk is contiguous and the chunks of one write unit
+follow each other in the order of the shard index. So ``append`` does exactly one
+copy (the frame into the slab, which also frees the caller's buffer), and an
+uncompressed unit is written straight from the slab with one ``writev``.
+Array and group metadata are still produced by zarr-python and omestream's
+metadata layer; only chunk bytes are produced here, with numcodecs.
 """
 
 from __future__ import annotations
@@ -29,61 +32,73 @@ from omestream.io.kv import KVStore, LocalKV
 from omestream.plan import ArrayPlan, StoragePlan
 from omestream.settings import WriterOptions
 
-__all__ = ["NativeZarrBackend", "encode_shard"]
+__all__ = ["NativeZarrBackend", "shard_index_bytes"]
 
 _EMPTY = np.uint64(2**64 - 1)
+_POOL_KEEP = 4  # free slab buffers kept per array for reuse (fresh memory is slow to touch)
+
+
+def shard_index_bytes(offsets_nbytes: np.ndarray) -> bytes:
+    """The Zarr v3 shard index (little-endian uint64 pairs) followed by its crc32c."""
+    from numcodecs import CRC32C
+
+    return bytes(CRC32C().encode(np.ascontiguousarray(offsets_nbytes, dtype="<u8").tobytes()))
 
 
 @dataclass(frozen=True)
 class _Geometry:
     level: ArrayPlan
-    unit: tuple[int, ...]  # write unit (shard or chunk), all axes
+    unit_outer: tuple[int, ...]  # write unit along the outer axes
+    chunk_outer: tuple[int, ...]  # chunk along the outer axes
+    grid_outer: tuple[int, ...]  # inner chunks per unit along the outer axes
+    tiles: tuple[int, int]  # write units per frame along y, x
+    grid_yx: tuple[int, int]  # inner chunks per unit along y, x
+    chunk_yx: tuple[int, int]
     frame: tuple[int, int]  # y, x of this level
     padded: tuple[int, int]  # frame rounded up to whole units
-    tiles: tuple[int, int]  # units per frame along y, x
+    sharded: bool
+
+    @property
+    def slab_shape(self) -> tuple[int, ...]:
+        return (*self.tiles, *self.grid_outer, *self.grid_yx, *self.chunk_outer, *self.chunk_yx)
+
+    @property
+    def chunks_per_unit(self) -> int:
+        return math.prod(self.grid_outer) * math.prod(self.grid_yx)
+
+    def frame_view(self, slab: np.ndarray, local: tuple[int, ...]) -> np.ndarray:
+        """The 6-D view (ty, gy, cy, tx, gx, cx) of one frame inside a chunk-major slab."""
+        gi = tuple(i // c for i, c in zip(local, self.chunk_outer, strict=True))
+        ci = tuple(i % c for i, c in zip(local, self.chunk_outer, strict=True))
+        sl = (slice(None), slice(None), *gi, slice(None), slice(None), *ci)
+        return slab[sl].transpose(0, 2, 4, 1, 3, 5)
+
+    def as_6d(self, frame: np.ndarray) -> np.ndarray:
+        (ty, tx), (gy, gx), (cy, cx) = self.tiles, self.grid_yx, self.chunk_yx
+        return frame.reshape(ty, gy, cy, tx, gx, cx)
+
+    def chunk_presence(self, present: np.ndarray) -> np.ndarray:
+        """Per inner chunk of a unit (C order): does any of its frames hold data?"""
+        shape: list[int] = []
+        for g, c in zip(self.grid_outer, self.chunk_outer, strict=True):
+            shape += [g, c]
+        n = len(self.grid_outer)
+        per_outer = present.reshape(shape).any(axis=tuple(range(1, 2 * n, 2))) if n else present
+        return np.broadcast_to(
+            per_outer[..., None, None], (*self.grid_outer, *self.grid_yx)
+        ).ravel()
 
 
 class _Slab:
-    __slots__ = ("buf", "count", "dirty", "expected", "key", "present", "start")
+    __slots__ = ("buf", "count", "dirty", "expected", "key", "present")
 
-    def __init__(self, key: tuple, start: tuple[int, ...], buf: np.ndarray, expected: int):
+    def __init__(self, key: tuple, buf: np.ndarray, outer: tuple[int, ...], expected: int) -> None:
         self.key = key
-        self.start = start
         self.buf = buf
         self.expected = expected
         self.count = 0
-        self.present = np.zeros(buf.shape[:-2], dtype=bool)
+        self.present = np.zeros(outer, dtype=bool)
         self.dirty = False
-
-
-def encode_shard(
-    block: np.ndarray, chunks: tuple[int, ...], encoder: object | None, present: np.ndarray | None
-) -> list[bytes | memoryview]:
-    """Zarr v3 ``sharding_indexed`` bytes for one shard (index at the end, crc32c).
-
-    ``present`` (over the outer axes of ``block``) marks frames that hold data; inner
-    chunks without any are stored as empty, which readers return as the fill value.
-    """
-    from numcodecs import CRC32C
-
-    grid = tuple(s // c for s, c in zip(block.shape, chunks, strict=True))
-    index = np.empty((*grid, 2), dtype="<u8")
-    parts: list[bytes | memoryview] = []
-    offset = 0
-    n_outer = block.ndim - 2
-    for pos in np.ndindex(*grid):
-        sel = tuple(slice(p * c, (p + 1) * c) for p, c in zip(pos, chunks, strict=True))
-        if present is not None and not present[sel[:n_outer]].any():
-            index[pos] = (_EMPTY, _EMPTY)
-            continue
-        raw = np.ascontiguousarray(block[sel])
-        data = encoder.encode(raw) if encoder is not None else memoryview(raw).cast("B")  # type: ignore[attr-defined]
-        n = len(data)
-        index[pos] = (offset, n)
-        parts.append(data)
-        offset += n
-    parts.append(CRC32C().encode(index.tobytes()))
-    return parts
 
 
 class NativeZarrBackend(ZarrArrayBackend):
@@ -99,58 +114,56 @@ class NativeZarrBackend(ZarrArrayBackend):
         self._inflight_bytes = 0
         self._slabs: dict[tuple, _Slab] = {}
         self._last: dict[tuple, list[Future[None]]] = {}
+        self._free: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._scratch: dict[tuple[int, int], np.ndarray] = {}
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._closed = False
-        self._geom: dict[tuple[int, int], _Geometry] = {}
-        for i, im in enumerate(plan.images):
-            for lv, level in enumerate(im.levels):
-                unit = level.write_unit
-                fy, fx = level.shape[-2:]
-                uy, ux = unit[-2:]
-                padded = (math.ceil(fy / uy) * uy, math.ceil(fx / ux) * ux)
-                tiles = (padded[0] // uy, padded[1] // ux)
-                self._geom[(i, lv)] = _Geometry(level, unit, (fy, fx), padded, tiles)
+        self._geom = {
+            (i, lv): _geometry(level, plan.zarr_format == 3 and level.shards is not None)
+            for i, im in enumerate(plan.images)
+            for lv, level in enumerate(im.levels)
+        }
 
     # -- frames -----------------------------------------------------------------------
     def write_frame(
         self, image: int, index: tuple[int, ...], frame: np.ndarray, level: int = 0
     ) -> None:
-        slab, local = self._slab_for(image, level, index)
-        fy, fx = self._geom[(image, level)].frame
-        np.copyto(slab.buf[local][:fy, :fx], frame, casting="no")
+        slab, local, g = self._slab_for(image, level, index)
+        if g.padded != g.frame:
+            scratch = self._scratch.get((image, level))
+            if scratch is None:
+                scratch = np.full(g.padded, self.plan.fill_value, dtype=self.plan.dtype)
+                self._scratch[(image, level)] = scratch
+            scratch[: g.frame[0], : g.frame[1]] = frame
+            frame = scratch
+        np.copyto(g.frame_view(slab.buf, local), g.as_6d(frame), casting="no")
         self._mark(slab, local)
 
     def skip_frame(self, image: int, index: tuple[int, ...], level: int = 0) -> None:
-        slab, local = self._slab_for(image, level, index)
-        slab.buf[local].fill(self.plan.fill_value)
+        slab, local, g = self._slab_for(image, level, index)
+        g.frame_view(slab.buf, local)[...] = self.plan.fill_value
         self._mark(slab, local)
 
-    def _slab_for(self, image: int, level: int, index: tuple[int, ...]) -> tuple[_Slab, tuple]:
+    def _slab_for(
+        self, image: int, level: int, index: tuple[int, ...]
+    ) -> tuple[_Slab, tuple[int, ...], _Geometry]:
         self._raise_if_failed()
         g = self._geom[(image, level)]
-        outer_unit = g.unit[:-2]
-        block = tuple(i // u for i, u in zip(index, outer_unit, strict=True))
-        local = tuple(i % u for i, u in zip(index, outer_unit, strict=True))
+        block = tuple(i // u for i, u in zip(index, g.unit_outer, strict=True))
+        local = tuple(i % u for i, u in zip(index, g.unit_outer, strict=True))
         key = (image, level, block)
         slab = self._slabs.get(key)
         if slab is None:
-            start = tuple(b * u for b, u in zip(block, outer_unit, strict=True))
             expected = 1
-            unbounded = self.plan.unbounded_axis
-            for a, (s, u) in enumerate(zip(start, outer_unit, strict=True)):
+            for a, (b, u) in enumerate(zip(block, g.unit_outer, strict=True)):
                 size = g.level.shape[a]
-                expected *= u if a == unbounded else min(u, size - s)
-            buf = np.empty((*outer_unit, *g.padded), dtype=self.plan.dtype)
-            fy, fx = g.frame
-            if g.padded[0] > fy:
-                buf[..., fy:, :] = self.plan.fill_value
-            if g.padded[1] > fx:
-                buf[..., :, fx:] = self.plan.fill_value
-            slab = self._slabs[key] = _Slab(key, start, buf, expected)
-        return slab, local
+                expected *= u if a == self.plan.unbounded_axis else min(u, size - b * u)
+            buf = self._take_buffer(image, level, g)
+            slab = self._slabs[key] = _Slab(key, buf, g.unit_outer, expected)
+        return slab, local, g
 
-    def _mark(self, slab: _Slab, local: tuple) -> None:
+    def _mark(self, slab: _Slab, local: tuple[int, ...]) -> None:
         if not slab.present[local]:
             slab.present[local] = True
             slab.count += 1
@@ -159,30 +172,62 @@ class NativeZarrBackend(ZarrArrayBackend):
             del self._slabs[slab.key]
             self._submit(slab, final=True)
 
+    # -- buffers ------------------------------------------------------------------------
+    def _take_buffer(self, image: int, level: int, g: _Geometry) -> np.ndarray:
+        with self._lock:
+            free = self._free.get((image, level))
+            if free:
+                return free.pop()
+        return np.empty(g.slab_shape, dtype=self.plan.dtype)
+
+    def _give_back(self, image: int, level: int, buf: np.ndarray) -> None:
+        with self._lock:
+            free = self._free.setdefault((image, level), [])
+            if len(free) < _POOL_KEEP:
+                free.append(buf)
+
     # -- encoding and I/O ---------------------------------------------------------------
     def _submit(self, slab: _Slab, final: bool) -> None:
-        buf, present = (slab.buf, slab.present) if final else (slab.buf.copy(), slab.present.copy())
-        slab.dirty = False
-        nbytes = buf.nbytes
-        self._wait_for_budget(nbytes)
         image, level, block = slab.key
         g = self._geom[(image, level)]
+        if final:
+            buf, present = slab.buf, slab.present
+        else:
+            buf = self._take_buffer(image, level, g)
+            np.copyto(buf, slab.buf)
+            present = slab.present.copy()
+        slab.dirty = False
+        self._wait_for_budget(buf.nbytes)
+        if not present.all():
+            for local in zip(*np.nonzero(~present), strict=True):
+                g.frame_view(buf, tuple(int(i) for i in local))[...] = self.plan.fill_value
+        chunk_present = None if present.all() else g.chunk_presence(present)
         previous = self._last.get(slab.key, [])
-        futures = []
-        for ty in range(g.tiles[0]):
-            for tx in range(g.tiles[1]):
-                futures.append(
-                    self._pool.submit(
-                        self._write_unit, g, image, level, block, (ty, tx), buf, present, previous
-                    )
-                )
+        futures = [
+            self._pool.submit(
+                self._write_unit, g, image, level, block, (ty, tx), buf, chunk_present, previous
+            )  # fmt: skip
+            for ty in range(g.tiles[0])
+            for tx in range(g.tiles[1])
+        ]
         if final:
             self._last.pop(slab.key, None)
         else:
             self._last[slab.key] = futures
+        remaining = [len(futures)]
+
+        def release(_f: Future[None]) -> None:
+            with self._lock:
+                remaining[0] -= 1
+                done = remaining[0] == 0
+            if done:
+                self._give_back(image, level, buf)
+
+        for f in futures:
+            f.add_done_callback(release)
         with self._lock:
-            self._inflight.append((futures, nbytes))
-            self._inflight_bytes += nbytes
+            self._inflight.append((futures, buf.nbytes))
+            self._inflight_bytes += buf.nbytes
 
     def _wait_for_budget(self, nbytes: int) -> None:
         """Backpressure: block until the bytes in flight fit the memory budget."""
@@ -198,6 +243,12 @@ class NativeZarrBackend(ZarrArrayBackend):
                     f.result()
             self._raise_if_failed()
 
+    @property
+    def bytes_in_flight(self) -> int:
+        """Slab bytes handed to writer threads and not yet written (for diagnostics)."""
+        with self._lock:
+            return self._inflight_bytes
+
     def _write_unit(
         self,
         g: _Geometry,
@@ -206,33 +257,57 @@ class NativeZarrBackend(ZarrArrayBackend):
         block: tuple[int, ...],
         tile: tuple[int, int],
         buf: np.ndarray,
-        present: np.ndarray,
+        chunk_present: np.ndarray | None,
         previous: list[Future[None]],
     ) -> None:
         try:
             for f in previous:  # an earlier partial write of the same unit lands first
                 with contextlib.suppress(BaseException):
                     f.result()
-            uy, ux = g.unit[-2:]
-            ty, tx = tile
-            data = buf[..., ty * uy : (ty + 1) * uy, tx * ux : (tx + 1) * ux]
-            full = bool(present.all())
-            if not full:
-                data = data.copy()
-                data[~present] = self.plan.fill_value
-            key = self._chunk_key(image, level, (*block, ty, tx))
-            if g.level.shards is not None:
-                parts = encode_shard(data, g.level.chunks, self._encoder, None if full else present)
+            unit = buf[tile]  # contiguous: this unit's inner chunks in shard-index order
+            key = self._chunk_key(image, level, (*block, *tile))
+            if g.sharded:
+                parts = self._shard_parts(g, unit, chunk_present)
+            elif self._encoder is not None:
+                parts = [self._encoder.encode(unit)]
             else:
-                raw = np.ascontiguousarray(data)
-                encoded = self._encoder.encode(raw) if self._encoder is not None else raw
-                parts = [memoryview(encoded).cast("B") if isinstance(encoded, np.ndarray) else encoded]
+                parts = [unit.reshape(-1).view(np.uint8)]
             self._put(key, parts)
         except BaseException as exc:
             with self._lock:
                 if self._error is None:
                     self._error = exc
             raise
+
+    def _shard_parts(
+        self, g: _Geometry, unit: np.ndarray, chunk_present: np.ndarray | None
+    ) -> list[bytes | memoryview | np.ndarray]:
+        n = g.chunks_per_unit
+        flat = unit.reshape(n, -1)
+        index = np.empty((n, 2), dtype="<u8")
+        if self._encoder is None and chunk_present is None:
+            size = flat[0].nbytes
+            index[:, 0] = np.arange(n, dtype="<u8") * size
+            index[:, 1] = size
+            return [flat.reshape(-1).view(np.uint8), shard_index_bytes(index)]
+        parts: list[bytes | memoryview | np.ndarray] = []
+        offset = 0
+        for k in range(n):
+            if chunk_present is not None and not chunk_present[k]:
+                index[k] = (_EMPTY, _EMPTY)  # reads as the fill value
+                continue
+            data = (
+                self._encoder.encode(flat[k])
+                if self._encoder is not None
+                else flat[k].view(np.uint8)
+            )
+            nbytes = len(data) if not isinstance(data, np.ndarray) else data.nbytes
+            index[k] = (offset, nbytes)
+            parts.append(data)
+            offset += nbytes
+        grid = (*g.grid_outer, *g.grid_yx, 2)
+        parts.append(shard_index_bytes(index.reshape(grid)))
+        return parts
 
     def _chunk_key(self, image: int, level: int, grid_index: tuple[int, ...]) -> str:
         base = self.path(image, level)
@@ -241,11 +316,11 @@ class NativeZarrBackend(ZarrArrayBackend):
             return f"{base}/c/{coords}" if base else f"c/{coords}"
         return f"{base}/{coords}" if base else coords
 
-    def _put(self, key: str, parts: list[bytes | memoryview]) -> None:
+    def _put(self, key: str, parts: list[bytes | memoryview | np.ndarray]) -> None:
         if isinstance(self.kv, LocalKV):
-            self.kv.set_parts(key, parts, durable=False)
+            self.kv.set_parts(key, parts, durable=False)  # type: ignore[arg-type]
         else:
-            self.kv.set(key, b"".join(bytes(p) for p in parts))
+            self.kv.set(key, b"".join(bytes(memoryview(p).cast("B")) for p in parts))
 
     def _raise_if_failed(self) -> None:
         err = self._error
@@ -304,11 +379,33 @@ class NativeZarrBackend(ZarrArrayBackend):
         finally:
             self._closed = True
             self._pool.shutdown(wait=True)
+            self._free.clear()
 
     def abort(self) -> None:
         self._slabs.clear()
         self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _geometry(level: ArrayPlan, sharded: bool) -> _Geometry:
+    unit = level.write_unit
+    chunks = level.chunks
+    fy, fx = level.shape[-2:]
+    uy, ux = unit[-2:]
+    cy, cx = chunks[-2:]
+    tiles = (math.ceil(fy / uy), math.ceil(fx / ux))
+    return _Geometry(
+        level=level,
+        unit_outer=tuple(unit[:-2]),
+        chunk_outer=tuple(chunks[:-2]),
+        grid_outer=tuple(u // c for u, c in zip(unit[:-2], chunks[:-2], strict=True)),
+        tiles=tiles,
+        grid_yx=(uy // cy, ux // cx),
+        chunk_yx=(cy, cx),
+        frame=(fy, fx),
+        padded=(tiles[0] * uy, tiles[1] * ux),
+        sharded=sharded,
+    )
 
 
 def _syncfs(path: str) -> None:

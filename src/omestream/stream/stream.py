@@ -6,6 +6,7 @@ import json
 import math
 import os
 import shutil
+import threading
 import time
 import weakref
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from omestream.io.kv import KVStore, open_kv
 from omestream.plan import FrameRouter, StoragePlan, plan_storage
 from omestream.pyramid import StreamPyramid
 from omestream.settings import AcquisitionSettings
+from omestream.stream.autoflush import AutoFlush
 from omestream.stream.state import StreamState
 from omestream.stream.zarr_sink import ZarrMetadataSink
 
@@ -97,6 +99,9 @@ class OMEStream:
         )
         # Safety net: a stream dropped without close() still writes what it holds.
         self._finalizer = weakref.finalize(self, OMEStream._finalize_quietly, backend)
+        # append and the idle-time refresh (AutoFlush) never run at the same time
+        self._lock = threading.RLock()
+        self._autoflush = AutoFlush(self, settings.writer.metadata_interval_s)
 
     # -- public API ---------------------------------------------------------------------
     @property
@@ -132,12 +137,13 @@ class OMEStream:
             if not isinstance(meta, dict):
                 raise FrameError(f"frame {n}: metadata must be a dict, got {type(meta).__name__}")
             record = {"frame": n, "index": route.acquisition, **_json_safe(meta, f"frame {n}")}
-        self._grow(route.index)
-        self._backend.write_frame(route.image, route.index, frame)
-        if self._pyramid is not None:
-            for level, index, lower in self._pyramid.feed(route.index, frame):
-                self._backend.write_frame(route.image, index, lower, level)
-        self._advance(route.image, route.index, record)
+        with self._lock:
+            self._grow(route.index)
+            self._backend.write_frame(route.image, route.index, frame)
+            if self._pyramid is not None:
+                for level, index, lower in self._pyramid.feed(route.index, frame):
+                    self._backend.write_frame(route.image, index, lower, level)
+            self._advance(route.image, route.index, record)
 
     def skip(self, frames: int = 1) -> None:
         """Declare that ``frames`` frames will not come; they read as the fill value."""
@@ -146,20 +152,22 @@ class OMEStream:
             raise ValueError(f"frames must be a positive whole number, got {frames!r}")
         n = self._state.frames
         self._router.check(n + frames - 1)
-        for k in range(frames):
-            route = self._router.route(n + k)
-            self._grow(route.index)
-            for level in range(len(self.plan.images[route.image].levels)):
-                self._backend.skip_frame(route.image, route.index, level)
-            self._state.skipped.append(n + k)
-            self._advance(route.image, route.index, None)
+        with self._lock:
+            for k in range(frames):
+                route = self._router.route(n + k)
+                self._grow(route.index)
+                for level in range(len(self.plan.images[route.image].levels)):
+                    self._backend.skip_frame(route.image, route.index, level)
+                self._state.skipped.append(n + k)
+                self._advance(route.image, route.index, None)
 
     def flush(self) -> None:
         """Push everything appended so far to storage and refresh the metadata."""
         self._check_open()
-        self._backend.flush()
-        self._sink.update(self._state, final=False)
-        self._last_sync = time.monotonic()
+        with self._lock:
+            self._backend.flush()
+            self._sink.update(self._state, final=False)
+            self._last_sync = time.monotonic()
 
     def close(self) -> None:
         """Write what is pending, trim unbounded axes, write the final metadata.
@@ -169,6 +177,7 @@ class OMEStream:
         """
         if self._closed:
             return
+        self._autoflush.stop()  # waits for a refresh in progress
         self._closed = True
         self._finalizer.detach()
         error: BaseException | None = None
@@ -265,7 +274,7 @@ class OMEStream:
 
 def _prepare_location(settings: AcquisitionSettings, kv: KVStore) -> None:
     """Refuse to clobber: an existing output needs overwrite=True and must look like ours."""
-    out = settings.output_path
+    out = kv.url
     if kv.is_local and os.path.isfile(out):
         raise StoreExistsError(f"{out!r} exists and is a file; OME-Zarr output must be a folder")
     if not kv.root_exists():
@@ -288,10 +297,14 @@ def _prepare_location(settings: AcquisitionSettings, kv: KVStore) -> None:
         kv.delete_prefix("")
 
 
-def create_stream(settings: AcquisitionSettings, **storage_options: Any) -> OMEStream:
+def create_stream(
+    settings: AcquisitionSettings, *, store: KVStore | None = None, **storage_options: Any
+) -> OMEStream:
     """Create the dataset described by ``settings`` and return a stream to fill it.
 
     ``storage_options`` are passed to fsspec for URLs such as ``s3://bucket/x.ome.zarr``.
+    ``store`` replaces the storage location derived from ``settings.output_path`` with a
+    :class:`~omestream.io.KVStore` of your own (OME-Zarr only).
     """
     if not isinstance(settings, AcquisitionSettings):
         raise SettingsError(f"create_stream needs AcquisitionSettings, got {type(settings).__name__}")
@@ -306,7 +319,7 @@ def create_stream(settings: AcquisitionSettings, **storage_options: Any) -> OMES
         # checks its file or folder itself (nothing written yet) and is its own sink
         backend = engine.from_settings(settings, plan)  # type: ignore[attr-defined]
         return _start(settings, plan, backend.kv, backend, backend)  # type: ignore[arg-type]
-    kv = open_kv(settings.output_path, storage_options or None)
+    kv = store if store is not None else open_kv(settings.output_path, storage_options or None)
     _prepare_location(settings, kv)
     backend = engine(plan, kv, settings.writer)
     sink = ZarrMetadataSink(kv, plan, settings)
