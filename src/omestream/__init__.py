@@ -40,6 +40,7 @@ from omestream.settings import (  # noqa: E402
     dims_from_standard_axes,
 )
 from omestream.stream import OMEStream, create_stream  # noqa: E402
+from omestream.store import open_store  # noqa: E402
 
 __all__ = [
     "AcquisitionSettings",
@@ -69,4 +70,5 @@ __all__ = [
     "__version__",
     "create_stream",
     "dims_from_standard_axes",
+    "open_store",
 ]

@@ -1,0 +1,189 @@
+"""open_store: open an existing OME-Zarr dataset (image, bioformats2raw root, plate).
+
+Opening only reads. The root is checked before anything else is looked at: it must be
+a Zarr group whose attributes are NGFF 0.4 (Zarr v2) or 0.5 (Zarr v3) metadata; any
+problem raises StoreFormatError naming the location and what is wrong.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from omestream.errors import SettingsError, StoreFormatError
+from omestream.io import zarr_nodes
+from omestream.io.kv import open_kv
+from omestream.metadata.parse import (
+    ParsedBioformats2raw,
+    ParsedImage,
+    ParsedPlate,
+    ParsedSeries,
+    ParsedWell,
+    detect_version,
+    parse_group,
+)
+from omestream.store.create import create_image, remove_node
+from omestream.store.image import Image
+from omestream.store.lock import DEFAULT_TIMEOUT_S, StoreLocks
+from omestream.store.node import Mode, StoreContext
+from omestream.store.plate import Plate, Well
+
+__all__ = ["Collection", "Dataset", "open_store"]
+
+
+class Collection:
+    """A bioformats2raw root: several images (series) listed in ``OME/``."""
+
+    def __init__(self, ctx: StoreContext) -> None:
+        self._ctx = ctx
+        self.series  # noqa: B018 - validate on open
+
+    @property
+    def series(self) -> list[str]:
+        ctx = self._ctx
+        if ctx.group_exists("OME"):
+            _, parsed = ctx.parse("OME")
+            if not isinstance(parsed, ParsedSeries):
+                raise StoreFormatError(f"{ctx.where('OME')}: expected a 'series' list")
+            return list(parsed.series)
+        # without OME/series, the spec's fallback: consecutive integer groups 0, 1, ...
+        out, i = [], 0
+        while ctx.group_exists(str(i)):
+            out.append(str(i))
+            i += 1
+        return out
+
+    def __getitem__(self, key: str | int) -> Image:
+        path = str(key)
+        if path not in self.series:
+            raise KeyError(f"{self._ctx.url} has no series {path!r} (series: {self.series})")
+        return Image(self._ctx, path)
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def __iter__(self) -> Iterator[Image]:
+        return (Image(self._ctx, s) for s in self.series)
+
+    @property
+    def version(self) -> str:
+        return self._ctx.version
+
+    def add_image(self, *, like: Image | None = None, data: Any = None, **kwargs: Any) -> Image:
+        """Add a series (next integer path) and list it in ``OME/`` (written last).
+
+        ``OME/METADATA.ome.xml`` is not rewritten; the ``series`` list is what readers use.
+        """
+        ctx = self._ctx
+        ctx.check_writable("add an image")
+        with ctx.locks.metadata():
+            series = self.series
+            i = len(series)
+            while ctx.node_exists(str(i)) and ctx.kv.list_dir(str(i)):
+                i += 1
+            path = str(i)
+            try:
+                image = create_image(ctx, path, path, like=like, data=data, **kwargs)
+                if ctx.group_exists("OME"):
+                    attrs = ctx.attrs("OME")
+                    ctx.write_attrs("OME", ctx.with_content(attrs, {"series": [*series, path]}))
+            except BaseException:
+                remove_node(ctx, path)
+                raise
+        return image
+
+    def repair(self) -> list[str]:
+        out = []
+        for s in self.series:
+            out += [f"image {s!r}: {p}" for p in self[s].repair()]
+        return out
+
+    def __repr__(self) -> str:
+        return f"<Collection {self._ctx.url!r} NGFF {self.version} series={self.series}>"
+
+
+Dataset = Image | Plate | Collection | Well
+
+
+def _zarr_format(kv: Any, url: str) -> int:
+    listing = kv.list_dir("")
+    if not listing and not kv.root_exists():
+        raise StoreFormatError(f"{url} does not exist")
+    if "zarr.json" in listing:
+        doc = zarr_nodes._load(kv, "zarr.json")
+        assert doc is not None
+        if doc.get("node_type") != "group":
+            raise StoreFormatError(
+                f"{url} is a Zarr {doc.get('node_type')!r}, not a group; OME-Zarr datasets are "
+                "groups with NGFF metadata"
+            )
+        return 3
+    if ".zgroup" in listing:
+        return 2
+    if ".zarray" in listing:
+        raise StoreFormatError(f"{url} is a Zarr v2 array, not an OME-Zarr group")
+    raise StoreFormatError(
+        f"{url} is not a Zarr store: no zarr.json (Zarr v3) or .zgroup (Zarr v2) at its root"
+    )
+
+
+def open_store(
+    path: str | os.PathLike[str],
+    mode: Mode = "r",
+    *,
+    storage_options: dict[str, Any] | None = None,
+    lock_timeout: float = DEFAULT_TIMEOUT_S,
+) -> Image | Plate | Collection | Well:
+    """Open an existing OME-Zarr dataset (NGFF 0.4 or 0.5, written by any tool).
+
+    ``mode="r"`` reads only (every change raises ReadOnlyError); ``"r+"`` allows every
+    change; ``"a"`` allows additions (positions, wells, time points, channels) but
+    refuses to replace or delete existing data. Returns an :class:`Image`, a
+    :class:`Plate`, a :class:`Collection` (bioformats2raw root) or a :class:`Well`.
+    """
+    if mode not in ("r", "r+", "a"):
+        raise SettingsError(f"mode must be 'r', 'r+' or 'a', got {mode!r}")
+    loc = os.fspath(path)
+    kv = open_kv(loc, storage_options)
+    url = kv.url
+    if kv.is_local and os.path.isfile(url):
+        raise StoreFormatError(f"{url} is a file; an OME-Zarr dataset is a folder")
+    zf = _zarr_format(kv, url)
+    attrs = zarr_nodes.read_group_attrs(kv, "", zf)
+    assert attrs is not None
+    version = detect_version(attrs, url)
+    if version is None:
+        raise StoreFormatError(
+            f"{url} is a Zarr v{zf} group without OME-Zarr (NGFF) metadata: expected "
+            f"'multiscales', 'plate', 'well' or 'bioformats2raw.layout' in its attributes"
+            f"{' under ome' if zf == 3 else ''}, found keys {sorted(attrs)[:8]}"
+        )
+    want = 3 if version == "0.5" else 2
+    if zf != want:
+        raise StoreFormatError(
+            f"{url}: NGFF {version} must be stored as Zarr v{want}, found Zarr v{zf}"
+        )
+    locks = StoreLocks(kv.root if kv.is_local else None, lock_timeout)  # type: ignore[attr-defined]
+    ctx = StoreContext(kv, url, version, zf, mode, locks)
+    parsed = parse_group(copy.deepcopy(attrs), url)
+    if isinstance(parsed, ParsedPlate):
+        plate = Plate(ctx)
+        for w in parsed.wells:
+            if not ctx.group_exists(w.path):
+                raise StoreFormatError(
+                    f"{url}: the plate lists well {w.path!r}, which is not a group"
+                )
+        return plate
+    if isinstance(parsed, ParsedImage):
+        return Image(ctx, "")
+    if isinstance(parsed, ParsedBioformats2raw):
+        return Collection(ctx)
+    if isinstance(parsed, ParsedWell):
+        raise StoreFormatError(
+            f"{url} is a single well; open the plate that holds it (its parent folder)"
+        )
+    raise StoreFormatError(
+        f"{url}: a 'series' list belongs in the OME group of a bioformats2raw root"
+    )

@@ -1,0 +1,537 @@
+"""One multiscale image of an opened dataset: read it, append to it, rewrite regions.
+
+Every change follows the same order, so a failure (or a killed process) at any point
+leaves what readers see unchanged or complete:
+
+1. everything is validated (axis, shape, dtype, names) before anything is written;
+2. pixels are written for every pyramid level, into an in-memory view of each array
+   already grown to its new shape (chunks beyond the stored shape are invisible);
+3. the stored shapes are updated, lower levels first and level 0 last: level 0 is the
+   truth that :meth:`Image.repair` brings any disagreeing level back to;
+4. group metadata (``omero`` channel entries) is written last, atomically.
+
+All pixel writes into one image happen under that image's lock, so writers from
+several processes are serialised per image and never overwrite each other's chunks.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from omestream.errors import FrameShapeError, SettingsError, StoreFormatError
+from omestream.io import zarr_nodes
+from omestream.metadata.ngff import channel_window
+from omestream.metadata.parse import ParsedImage
+from omestream.pyramid import KERNELS, downsample
+from omestream.settings.dimensions import DEFAULT_COLORS
+from omestream.settings.names import check_label
+from omestream.store.node import StoreContext, coerce_data
+
+if TYPE_CHECKING:
+    import dask.array
+    import zarr
+
+__all__ = ["Image", "Level"]
+
+
+@dataclass(frozen=True)
+class Level:
+    """One resolution level as stored: its array path and geometry."""
+
+    path: str  # full array path from the dataset root
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    write_unit: tuple[int, ...]  # shard, or chunk when not sharded
+    factors: tuple[int, ...]  # per axis, relative to the level above (1 for level 0)
+    floor: tuple[bool, ...]  # per axis: extent = floor(above / f) instead of ceil
+
+
+def _extent(n: int, f: int, floor: bool) -> int:
+    return n // f if floor else -(-n // f)
+
+
+class Image:
+    """A multiscale image (``multiscales`` group), e.g. ``plate["B/3"]["fov0"]``."""
+
+    def __init__(self, ctx: StoreContext, path: str) -> None:
+        self._ctx = ctx
+        self.path = path
+        self._load()
+
+    # -- reading ---------------------------------------------------------------------------
+    def _load(self) -> tuple[dict[str, Any], ParsedImage, list[Level], np.dtype]:
+        ctx = self._ctx
+        attrs, parsed = ctx.parse(self.path)
+        if not isinstance(parsed, ParsedImage):
+            raise StoreFormatError(
+                f"{ctx.where(self.path)}: expected an image group ('multiscales'), "
+                f"found a {type(parsed).__name__.removeprefix('Parsed').lower()} group"
+            )
+        ms = parsed.multiscale
+        levels: list[Level] = []
+        dtype: np.dtype | None = None
+        ndim = len(ms.axes)
+        for i, ds in enumerate(ms.datasets):
+            apath = "/".join(p for p in (self.path, ds.path) if p)
+            zarr_nodes.read_array_meta(ctx.kv, apath, ctx.zarr_format)  # clear error if absent
+            arr = self._open(apath)
+            shape = tuple(int(s) for s in arr.shape)
+            if len(shape) != ndim:
+                raise StoreFormatError(
+                    f"{ctx.where(apath)}: array has {len(shape)} dimensions but the image "
+                    f"declares {ndim} axes {ms.axis_names}"
+                )
+            if dtype is None:
+                dtype = np.dtype(arr.dtype)
+            elif np.dtype(arr.dtype) != dtype:
+                raise StoreFormatError(
+                    f"{ctx.where(apath)}: dtype {arr.dtype} differs from level 0 ({dtype})"
+                )
+            chunks = tuple(int(c) for c in arr.chunks)
+            shards = getattr(arr, "shards", None)
+            unit = tuple(int(s) for s in shards) if shards else chunks
+            if i == 0:
+                factors, floor = (1,) * ndim, (False,) * ndim
+            else:
+                prev, prev_scale = levels[-1], ms.datasets[i - 1].scale
+                fs, fl = [], []
+                for a in range(ndim):
+                    p, c = prev.shape[a], shape[a]
+                    ratio = ds.scale[a] / prev_scale[a] if prev_scale[a] else 1.0
+                    f = max(1, round(ratio)) if ratio >= 1 else 1
+                    if f == 1 and p != c and c:
+                        f = max(1, round(p / c))
+                    fs.append(f)
+                    fl.append(f > 1 and c == p // f and c != -(-p // f))
+                factors, floor = tuple(fs), tuple(fl)
+            levels.append(Level(apath, shape, chunks, unit, factors, floor))
+        assert dtype is not None
+        self._attrs, self._parsed, self._levels, self._dtype = attrs, parsed, levels, dtype
+        return attrs, parsed, levels, dtype
+
+    def _open(self, apath: str) -> zarr.Array:
+        import zarr
+
+        ro = self._ctx.mode == "r"
+        try:
+            return zarr.open_array(
+                self._ctx.kv.zarr_store(read_only=ro), path=apath, mode="r" if ro else "r+"
+            )
+        except Exception as exc:
+            raise StoreFormatError(
+                f"{self._ctx.where(apath)}: cannot open the array: {exc}"
+            ) from None
+
+    def _grown(self, level: Level, shape: tuple[int, ...]) -> zarr.Array:
+        """The level's array seen with ``shape``, without storing that shape yet."""
+        from zarr import Array
+        from zarr.core.array import AsyncArray
+
+        arr = self._open(level.path)
+        if tuple(arr.shape) == shape:
+            return arr
+        aa = arr._async_array
+        return Array(AsyncArray(aa.metadata.update_shape(shape), aa.store_path, aa.config))
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        return self._parsed.multiscale.axis_names
+
+    @property
+    def axis_types(self) -> tuple[str | None, ...]:
+        return tuple(a.type for a in self._parsed.multiscale.axes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._levels[0].shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        return tuple(self._levels)
+
+    @property
+    def name(self) -> str | None:
+        return self._parsed.multiscale.name
+
+    @property
+    def channel_names(self) -> list[str | None]:
+        return [c.label for c in self._parsed.channels or ()]
+
+    @property
+    def version(self) -> str:
+        return self._ctx.version
+
+    def refresh(self) -> Image:
+        """Re-read metadata and shapes (another process may have changed them)."""
+        self._load()
+        return self
+
+    def array(self, level: int = 0) -> zarr.Array:
+        """The zarr-python array of a level (read-only when the store is)."""
+        return self._open(self._levels[level].path)
+
+    def read(self, level: int = 0) -> np.ndarray:
+        return np.asarray(self.array(level)[...])
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self.array(0)[key])
+
+    def to_dask(self, level: int = 0) -> dask.array.Array:
+        """A dask array over one level, one dask chunk per Zarr chunk (or shard)."""
+        import dask.array as da
+
+        arr = self.array(level)
+        chunks = getattr(arr, "shards", None) or arr.chunks
+        return da.from_zarr(arr, chunks=chunks)
+
+    def __repr__(self) -> str:
+        dims = ", ".join(f"{a}={s}" for a, s in zip(self.axes, self.shape, strict=True))
+        where = self._ctx.where(self.path)
+        return f"<Image {where!r} {dims} {self._dtype} levels={len(self._levels)}>"
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _axis(self, axis: str | int) -> int:
+        names = self.axes
+        if isinstance(axis, int) and not isinstance(axis, bool):
+            if not 0 <= axis < len(names):
+                raise SettingsError(f"axis {axis} is out of range for axes {names}")
+            return axis
+        if axis not in names:
+            raise SettingsError(
+                f"{self._ctx.where(self.path)} has no axis {axis!r}; its axes are {names}"
+            )
+        return names.index(axis)
+
+    def _channel_axis(self) -> int:
+        types = self.axis_types
+        if "channel" in types:
+            return types.index("channel")
+        if "c" in self.axes:
+            return self.axes.index("c")
+        raise SettingsError(f"{self._ctx.where(self.path)} has no channel axis (axes {self.axes})")
+
+    def _method(self) -> str:
+        ms = self._parsed.multiscale
+        meta = ms.raw.get("metadata")
+        method = meta.get("method") if isinstance(meta, dict) else None
+        for cand in (method, ms.type):
+            if isinstance(cand, str) and cand.rsplit(".", 1)[-1] in KERNELS:
+                return cand.rsplit(".", 1)[-1]
+        return "mean"
+
+    def _level_shapes(self, shape0: tuple[int, ...]) -> list[tuple[int, ...]]:
+        shapes = [shape0]
+        for lv in self._levels[1:]:
+            prev = shapes[-1]
+            shapes.append(
+                tuple(
+                    _extent(p, f, fl) for p, f, fl in zip(prev, lv.factors, lv.floor, strict=True)
+                )
+            )
+        return shapes
+
+    def _propagate(self, arrays: list[zarr.Array], region: list[tuple[int, int]]) -> None:
+        """Recompute lower levels over ``region`` (level 0 coordinates), level by level."""
+        method = self._method()
+        for i in range(1, len(arrays)):
+            lv = self._levels[i]
+            prev_shape = tuple(arrays[i - 1].shape)
+            shape = tuple(arrays[i].shape)
+            src = [
+                (a0 - a0 % f, min(n, -(-a1 // f) * f))
+                for (a0, a1), f, n in zip(region, lv.factors, prev_shape, strict=True)
+            ]
+            block = np.asarray(arrays[i - 1][tuple(slice(a, b) for a, b in src)])
+            down = downsample(block, lv.factors, method)
+            out = [
+                (a0 // f, min(n, a0 // f + d))
+                for (a0, _), f, n, d in zip(src, lv.factors, shape, down.shape, strict=True)
+            ]
+            down = down[tuple(slice(0, b - a) for a, b in out)]
+            if down.size:
+                arrays[i][tuple(slice(a, b) for a, b in out)] = down
+            region = out
+
+    def _commit_shapes(self, shapes: list[tuple[int, ...]]) -> None:
+        """Store new shapes: lower levels first, level 0 last (level 0 is the truth)."""
+        ctx = self._ctx
+        for lv, shape in reversed(list(zip(self._levels, shapes, strict=True))):
+            if lv.shape != shape:
+                zarr_nodes.set_array_shape(ctx.kv, lv.path, shape, ctx.zarr_format)
+
+    # -- appending ---------------------------------------------------------------------------
+    def append(self, data: Any, axis: str | int = "t", *, cast: bool = False) -> Image:
+        """Append ``data`` along ``axis`` (e.g. one or more time points) to every level.
+
+        ``data`` has the image's shape except along ``axis``; a block without that axis
+        counts as one step. Lossy dtype conversions need ``cast=True``.
+        """
+        self._ctx.check_writable("append data")
+        with self._ctx.locks.image(self.path):
+            self._load()
+            a = self._axis(axis)
+            n = self._append_locked(data, a, cast)
+        is_channel = self.axis_types[a] == "channel" or self.axes[a] == "c"
+        if is_channel and self._parsed.channels is not None:
+            start = self.shape[a] - n
+            self._update_omero(add=[(None, None)] * n, expect_before=start)
+        return self
+
+    def _append_locked(self, data: Any, a: int, cast: bool) -> int:
+        where = f"{self._ctx.where(self.path)}: append along {self.axes[a]!r}"
+        arr = np.asarray(data)
+        shape0 = self.shape
+        if arr.ndim == len(shape0) - 1:
+            arr = np.expand_dims(arr, a)
+        expected = tuple("n" if i == a else s for i, s in enumerate(shape0))
+        if arr.ndim != len(shape0) or any(
+            i != a and s != e for i, (s, e) in enumerate(zip(arr.shape, shape0, strict=True))
+        ):
+            raise FrameShapeError(
+                f"{where}: data has shape {arr.shape}; expected {expected} (axes {self.axes}); "
+                "nothing was written"
+            )
+        if arr.shape[a] == 0:
+            raise FrameShapeError(f"{where}: data holds nothing along {self.axes[a]!r}")
+        for lv in self._levels[1:]:
+            if lv.factors[a] != 1:
+                raise SettingsError(
+                    f"{where}: level {lv.path!r} is downsampled along {self.axes[a]!r}; "
+                    "appending along a downsampled axis is not supported; nothing was written"
+                )
+        arr = coerce_data(arr, self._dtype, cast, where)
+        old = shape0[a]
+        new0 = tuple(s + arr.shape[a] if i == a else s for i, s in enumerate(shape0))
+        shapes = self._level_shapes(new0)
+        arrays = [self._grown(lv, s) for lv, s in zip(self._levels, shapes, strict=True)]
+        region = [(old, new0[i]) if i == a else (0, s) for i, s in enumerate(new0)]
+        arrays[0][tuple(slice(x, y) for x, y in region)] = arr
+        self._propagate(arrays, region)
+        self._commit_shapes(shapes)
+        self._load()
+        return int(arr.shape[a])
+
+    def append_channel(
+        self, name: str, data: Any, *, color: str | None = None, cast: bool = False
+    ) -> Image:
+        """Add a channel (``omero`` entry ``name``, ``color`` hex like ``"00FF00"``)."""
+        self._ctx.check_writable("append a channel")
+        try:
+            check_label(name, "channel")
+        except ValueError as exc:
+            raise SettingsError(f"{exc}; nothing was written") from None
+        if color is not None:
+            from omestream.settings import Channel
+
+            try:
+                color = Channel(name=name, color=color).color
+            except ValueError as exc:
+                raise SettingsError(f"channel {name!r}: {exc}") from None
+        with self._ctx.locks.image(self.path):
+            self._load()
+            a = self._channel_axis()
+            if name in self.channel_names:
+                raise SettingsError(
+                    f"{self._ctx.where(self.path)} already has a channel {name!r} "
+                    f"(channels {self.channel_names}); nothing was written"
+                )
+            start = self.shape[a]
+            self._append_locked(data, a, cast)
+        self._update_omero(add=[(name, color)], expect_before=start, create=True)
+        return self
+
+    def delete_channel(self, channel: str | int) -> Image:
+        """Remove a channel: later channels move down by one, on every level."""
+        self._ctx.check_writable("delete a channel", destructive=True)
+        with self._ctx.locks.image(self.path):
+            self._load()
+            a = self._channel_axis()
+            n = self.shape[a]
+            if isinstance(channel, str):
+                if channel not in self.channel_names:
+                    raise SettingsError(
+                        f"{self._ctx.where(self.path)} has no channel {channel!r} "
+                        f"(channels {self.channel_names})"
+                    )
+                idx = self.channel_names.index(channel)
+            else:
+                idx = int(channel)
+                if not 0 <= idx < n:
+                    raise SettingsError(f"channel index {idx} out of range 0..{n - 1}")
+            if n == 1:
+                raise SettingsError(
+                    f"{self._ctx.where(self.path)}: cannot delete its only channel"
+                )
+            new0 = tuple(s - 1 if i == a else s for i, s in enumerate(self.shape))
+            shapes = self._level_shapes(new0)
+            for lv in self._levels:
+                arr = self._open(lv.path)
+                for k in range(idx, n - 1):  # one channel plane block at a time
+                    src = tuple(k + 1 if i == a else slice(None) for i in range(arr.ndim))
+                    dst = tuple(k if i == a else slice(None) for i in range(arr.ndim))
+                    arr[dst] = arr[src]
+            self._commit_shapes(shapes)
+            self._load()
+        self._update_omero(remove=idx)
+        return self
+
+    # -- rewriting ---------------------------------------------------------------------------
+    def _selection(
+        self, key: Any
+    ) -> tuple[list[tuple[int, int]], tuple[int, ...], tuple[int, ...]]:
+        """(region per axis, selection shape, axes dropped by integer indices)."""
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis for k in key):
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (len(self.shape) - len(key) + 1) + key[i + 1 :]
+        if len(key) > len(self.shape):
+            raise SettingsError(f"too many indices ({len(key)}) for axes {self.axes}")
+        key = key + (slice(None),) * (len(self.shape) - len(key))
+        region, dropped = [], []
+        for i, (k, n) in enumerate(zip(key, self.shape, strict=True)):
+            if isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                if step != 1:
+                    raise SettingsError("slices with a step cannot be written")
+                region.append((start, max(start, stop)))
+            elif isinstance(k, int | np.integer):
+                j = int(k) + n if k < 0 else int(k)
+                if not 0 <= j < n:
+                    raise SettingsError(
+                        f"index {k} is outside axis {self.axes[i]!r} of extent {n}; use append() "
+                        "to grow the image"
+                    )
+                region.append((j, j + 1))
+                dropped.append(i)
+            else:
+                raise SettingsError(f"cannot index axis {self.axes[i]!r} with {k!r}")
+        shape = tuple(b - a for a, b in region)
+        return region, shape, tuple(dropped)
+
+    def write(self, key: Any, data: Any, *, cast: bool = False) -> Image:
+        """Rewrite a region of level 0 (``image.write((t, c), plane)``); lower levels follow."""
+        self._ctx.check_writable("rewrite data", destructive=True)
+        with self._ctx.locks.image(self.path):
+            self._load()
+            region, shape, dropped = self._selection(key)
+            where = f"{self._ctx.where(self.path)}[{key!r}]"
+            arr = np.asarray(data)
+            full = tuple(s for i, s in enumerate(shape) if i not in dropped)
+            if arr.shape == full:
+                arr = arr.reshape(shape)
+            elif arr.shape != shape:
+                raise FrameShapeError(
+                    f"{where}: data has shape {arr.shape}; the selection has shape {full} "
+                    "; nothing was written"
+                )
+            arr = coerce_data(arr, self._dtype, cast, where)
+            arrays = [self._open(lv.path) for lv in self._levels]
+            arrays[0][tuple(slice(a, b) for a, b in region)] = arr
+            self._propagate(arrays, region)
+        return self
+
+    def __setitem__(self, key: Any, data: Any) -> None:
+        self.write(key, data)
+
+    # -- metadata ----------------------------------------------------------------------------
+    def _update_omero(
+        self,
+        add: list[tuple[str | None, str | None]] | None = None,
+        remove: int | None = None,
+        expect_before: int | None = None,
+        create: bool = False,
+    ) -> None:
+        """Keep ``omero.channels`` in step with the channel axis (under the metadata lock)."""
+        ctx = self._ctx
+        with ctx.locks.metadata():
+            self._load()
+            if self._parsed.channels is None and not create:
+                return
+            omero = copy.deepcopy(self._parsed.raw.get("omero", {}))
+            if not omero:  # a channel named by the user needs an omero block to live in
+                omero = {"channels": [], "rdefs": {"model": "color", "defaultT": 0, "defaultZ": 0}}
+                if self.name:
+                    omero["name"] = self.name
+            channels = list(omero.get("channels", []))
+            if remove is not None and remove < len(channels):
+                channels.pop(remove)
+            if add:
+                if expect_before is not None:
+                    # entries for channels a killed writer added without listing them
+                    channels = channels[:expect_before]
+                    while len(channels) < expect_before:
+                        channels.append(self._default_channel(len(channels), channels))
+                for label, color in add:
+                    entry = self._default_channel(len(channels), channels)
+                    if label is not None:
+                        entry["label"] = label
+                    if color is not None:
+                        entry["color"] = color
+                    channels.append(entry)
+            omero["channels"] = channels
+            ctx.write_content(self.path, {"omero": omero})
+            self._load()
+
+    def _default_channel(self, i: int, existing: list[dict[str, Any]]) -> dict[str, Any]:
+        window = existing[0].get("window") if existing else None
+        return {
+            "label": f"Channel {i}",
+            "color": DEFAULT_COLORS[i % len(DEFAULT_COLORS)],
+            "window": copy.deepcopy(window) if window else channel_window(str(self._dtype)),
+            "active": True,
+            "coefficient": 1.0,
+            "family": "linear",
+            "inverted": False,
+        }
+
+    def check(self) -> list[str]:
+        """What is inconsistent (levels disagreeing with level 0, omero channel count)."""
+        self._load()
+        problems = []
+        expected = self._level_shapes(self.shape)
+        for lv, shape in zip(self._levels[1:], expected[1:], strict=True):
+            if lv.shape != shape:
+                problems.append(f"level {lv.path!r} has shape {lv.shape}, expected {shape}")
+        if self._parsed.channels is not None:
+            try:
+                c = self.shape[self._channel_axis()]
+            except SettingsError:
+                c = None
+            if c is not None and len(self._parsed.channels) != c:
+                problems.append(
+                    f"omero lists {len(self._parsed.channels)} channels, the array holds {c}"
+                )
+        return problems
+
+    def repair(self) -> list[str]:
+        """Bring lower levels to level 0's extent and ``omero`` to the channel count.
+
+        Needed only after a process died between writing level shapes; returns what
+        was fixed.
+        """
+        self._ctx.check_writable("repair the image")
+        with self._ctx.locks.image(self.path):
+            problems = self.check()
+            if any(p.startswith("level") for p in problems):
+                self._commit_shapes(self._level_shapes(self.shape))
+                self._load()
+        if any(p.startswith("omero") for p in problems):
+            c = self.shape[self._channel_axis()]
+            with self._ctx.locks.metadata():
+                self._load()
+                omero = copy.deepcopy(self._parsed.raw.get("omero", {}))
+                chans = list(omero.get("channels", []))
+                chans = chans[:c] + [self._default_channel(i, chans) for i in range(len(chans), c)]
+                omero["channels"] = chans
+                self._ctx.write_content(self.path, {"omero": omero})
+                self._load()
+        return problems

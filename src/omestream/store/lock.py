@@ -1,0 +1,86 @@
+"""Inter-process locks for changing one dataset, kept outside the Zarr hierarchy.
+
+Lock files live in a hidden folder next to the dataset: ``<parent>/.<name>.locks/``
+(for ``plates/p1.ome.zarr`` that is ``plates/.p1.ome.zarr.locks/``). Keeping them out
+of the store means readers and validators never see them, copying or uploading the
+dataset does not carry stale locks along, and deleting the dataset does not delete a
+lock another process holds.
+
+Two kinds of lock, always taken in this order to rule out deadlocks:
+
+* ``image(path)`` serialises every pixel write into one image (so two writers never
+  rewrite the same chunk or shard from stale copies), and
+* ``metadata()`` serialises every read-modify-write of group metadata.
+
+Locks are ``filelock`` (``flock``) locks: released by the kernel when a process dies;
+re-entrant within one thread, exclusive between threads and processes.
+Remote stores (``s3://``...) have no shared lock; changes there assume one writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+
+from omestream.errors import ConcurrentModificationError
+
+__all__ = ["DEFAULT_TIMEOUT_S", "StoreLocks", "lock_dir"]
+
+DEFAULT_TIMEOUT_S = 120.0
+
+
+def lock_dir(root: str) -> str:
+    root = os.path.abspath(root).rstrip(os.sep)
+    parent, name = os.path.split(root)
+    return os.path.join(parent, f".{name}.locks")
+
+
+class StoreLocks:
+    """Locks for one local dataset (``root`` None: a remote store, locks are no-ops)."""
+
+    def __init__(self, root: str | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.root = root
+        self.timeout_s = timeout_s
+        self._locks: dict[str, object] = {}
+
+    def _lock(self, name: str) -> object:
+        from filelock import FileLock
+
+        lock = self._locks.get(name)
+        if lock is None:
+            assert self.root is not None
+            directory = lock_dir(self.root)
+            os.makedirs(directory, exist_ok=True)
+            lock = self._locks[name] = FileLock(os.path.join(directory, name))
+        return lock
+
+    @contextlib.contextmanager
+    def _held(self, name: str, what: str) -> Iterator[None]:
+        if self.root is None:
+            yield
+            return
+        from filelock import Timeout
+
+        lock = self._lock(name)
+        try:
+            lock.acquire(timeout=self.timeout_s)  # type: ignore[attr-defined]
+        except Timeout:
+            raise ConcurrentModificationError(
+                f"{self.root}: another writer has held the {what} lock for more than "
+                f"{self.timeout_s:g} s ({lock_dir(self.root)}/{name}); nothing was changed"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()  # type: ignore[attr-defined]
+
+    def metadata(self) -> contextlib.AbstractContextManager[None]:
+        """Held around each read-modify-write of group metadata."""
+        return self._held("metadata.lock", "metadata")
+
+    def image(self, path: str) -> contextlib.AbstractContextManager[None]:
+        """Held around pixel writes into the image at group ``path``."""
+        digest = hashlib.sha1(path.encode()).hexdigest()[:16]
+        return self._held(f"image-{digest}.lock", f"image {path or '.'!r}")
