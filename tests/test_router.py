@@ -75,8 +75,11 @@ def test_route_matches_numpy_transpose(case: tuple[AcquisitionSettings, list[str
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(min_value=1, max_value=4), st.integers(min_value=1, max_value=3),
-       st.integers(min_value=0, max_value=60))  # fmt: skip
+@given(
+    st.integers(min_value=1, max_value=4),
+    st.integers(min_value=1, max_value=3),
+    st.integers(min_value=0, max_value=60),
+)
 def test_unbounded_growth(c: int, p: int, n: int) -> None:
     s = AcquisitionSettings(
         root_path="x.ome.zarr",
@@ -85,7 +88,7 @@ def test_unbounded_growth(c: int, p: int, n: int) -> None:
             PositionDimension(positions=[str(i) for i in range(p)]),
             Dimension(name="c", count=c),
             *YX,
-        ],  # fmt: skip
+        ],
         dtype="uint8",
     )
     router = FrameRouter(s)
@@ -98,8 +101,9 @@ def test_unbounded_growth(c: int, p: int, n: int) -> None:
 
 
 def test_too_many_frames() -> None:
-    s = AcquisitionSettings(root_path="x.ome.zarr", dimensions=[Dimension(name="t", count=2), *YX],
-                            dtype="uint8")  # fmt: skip
+    s = AcquisitionSettings(
+        root_path="x.ome.zarr", dimensions=[Dimension(name="t", count=2), *YX], dtype="uint8"
+    )
     router = FrameRouter(s)
     router.route(1)
     with pytest.raises(

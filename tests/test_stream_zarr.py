@@ -192,7 +192,7 @@ def test_frame_metadata_in_image_attributes(tmp_path: Path) -> None:
 
 def test_skipped_frames_read_as_fill_and_are_recorded(tmp_path: Path) -> None:
     case = next(c for c in CASES if c.id == "skip-frames")
-    settings, root = _write(case, tmp_path, "0.5")
+    _settings, root = _write(case, tmp_path, "0.5")
     record = _attrs(root, "", "0.5")["omestream"]
     assert record["skipped"] == [3, 4, 5, 20]
     data = zarr.open_array(str(root / "0"))[...]
@@ -203,7 +203,7 @@ def test_skipped_frames_read_as_fill_and_are_recorded(tmp_path: Path) -> None:
 
 def test_unbounded_axis_with_chunks_larger_than_one(tmp_path: Path) -> None:
     case = next(c for c in CASES if c.id == "unbounded")
-    settings, root = _write(case, tmp_path, "0.5")
+    _settings, root = _write(case, tmp_path, "0.5")
     arr = zarr.open_array(str(root / "0" / "0"))
     assert arr.chunks[0] == 3
     meta = json.loads((root / "0" / "0" / "zarr.json").read_text())

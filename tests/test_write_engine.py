@@ -67,7 +67,7 @@ def _settings(tmp_path: Path, n: int, size: int = 512, **writer: object) -> Acqu
             Dimension(name="t", count=n),
             Dimension(name="y", count=size),
             Dimension(name="x", count=size),
-        ],  # fmt: skip
+        ],
         dtype="uint16",
         writer=WriterOptions(**writer),  # type: ignore[arg-type]
     )
@@ -173,7 +173,7 @@ def test_codecs_read_back_with_zarr_python(
             Dimension(name="z", count=3),
             Dimension(name="y", count=100, chunk_size=32),
             Dimension(name="x", count=130, chunk_size=64),
-        ],  # fmt: skip
+        ],
         dtype="uint16",
         compression=compression,
         format={"name": "ome-zarr", "version": version},

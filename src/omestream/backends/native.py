@@ -206,7 +206,7 @@ class NativeZarrBackend(ZarrArrayBackend):
         futures = [
             self._pool.submit(
                 self._write_unit, g, image, level, block, (ty, tx), buf, chunk_present, previous
-            )  # fmt: skip
+            )
             for ty in range(g.tiles[0])
             for tx in range(g.tiles[1])
         ]
