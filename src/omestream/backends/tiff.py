@@ -43,7 +43,14 @@ from omestream.plan import FrameRouter, StoragePlan
 from omestream.settings import AcquisitionSettings, WriterOptions
 from omestream.stream.state import StreamState
 from omestream.tiff.ifd import replace_description
-from omestream.tiff.layout import TIFF_SUFFIXES, PageKey, TiffLayout, arrival_pages, tiff_layout
+from omestream.tiff.layout import (
+    TIFF_SUFFIXES,
+    PageKey,
+    TiffLayout,
+    arrival_pages,
+    first_outer_axis,
+    tiff_layout,
+)
 from omestream.tiff.pages import PageFormat
 from omestream.tiff.xml import assemble_ome, file_xml
 
@@ -81,9 +88,7 @@ class TiffBackend(ArrayBackend):
         self.format = PageFormat(plan.dtype, plan.compression, shapes, options.compression_level)
         self.n_levels = len(shapes)
         # first acquisition dimension, as a storage axis: its extent grows as data comes
-        self._first_axis = settings.storage_dimension_names.index(
-            settings.array_dimensions[0].name
-        )
+        self._first_axis = first_outer_axis(settings)
         self._state: StreamState | None = None
         self._writers: list[tifffile.TiffWriter | None] = [None] * len(self.layout.files)
         self._pages: list[list[PageKey]] = [[] for _ in self.layout.files]  # level 0, per IFD
@@ -144,7 +149,8 @@ class TiffBackend(ArrayBackend):
         extents = [1] * len(self.plan.images)
         for file_pages in pages:
             for image, index in file_pages:
-                extents[image] = max(extents[image], index[self._first_axis] + 1)
+                if self._first_axis is not None:
+                    extents[image] = max(extents[image], index[self._first_axis] + 1)
         ome = self._document(pages, self._shapes(extents), state, initial=True)
         self._initial = [file_xml(ome, u).encode("utf-8") for u in self.uuids]
 
@@ -299,7 +305,7 @@ class TiffBackend(ArrayBackend):
         """Per image, the extent of the first acquisition dimension to declare."""
         shapes = [im.levels[0].shape for im in self.plan.images]
         if self.plan.unbounded_axis is None:
-            return [s[self._first_axis] for s in shapes]
+            return [s[self._first_axis] if self._first_axis is not None else 1 for s in shapes]
         state = self._state
         ext = list(state.extents) if state is not None else [0] * len(shapes)
         return [max(e, 1) for e in ext]  # OME sizes are at least 1: pad one step if empty
@@ -310,7 +316,8 @@ class TiffBackend(ArrayBackend):
         extents = self._extents()
         for i, im in enumerate(self.plan.images):
             shape = list(im.levels[0].shape[:-2])
-            shape[self._first_axis] = extents[i]
+            if self._first_axis is not None:
+                shape[self._first_axis] = extents[i]
             for index in itertools.product(*(range(s) for s in shape)):
                 if index not in self._queued[i]:
                     for level in range(self.n_levels):
@@ -320,7 +327,8 @@ class TiffBackend(ArrayBackend):
         out = []
         for im, extent in zip(self.plan.images, extents, strict=True):
             shape = list(im.levels[0].shape)
-            shape[self._first_axis] = extent
+            if self._first_axis is not None:
+                shape[self._first_axis] = extent
             out.append(shape)
         return out
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from omestream.plan import FrameRouter, StoragePlan
 from omestream.settings import AcquisitionSettings
 
-__all__ = ["TIFF_SUFFIXES", "TiffLayout", "arrival_pages", "tiff_layout"]
+__all__ = ["TIFF_SUFFIXES", "TiffLayout", "arrival_pages", "first_outer_axis", "tiff_layout"]
 
 TIFF_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.btf", ".tiff", ".tif")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -88,3 +88,12 @@ def arrival_pages(
         pages[f].append((route.image, route.index))
         n += 1
     return pages, n
+
+
+def first_outer_axis(settings: AcquisitionSettings) -> int | None:
+    """The storage axis of the first acquisition dimension (None for a lone 2-D frame):
+    the one whose extent is known only when data stops coming."""
+    first = settings.array_dimensions[0]
+    if len(settings.array_dimensions) == 2:
+        return None
+    return settings.storage_dimension_names.index(first.name)

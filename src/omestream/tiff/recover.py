@@ -28,7 +28,7 @@ from omestream.errors import StoreFormatError
 from omestream.plan import FrameRouter, plan_storage
 from omestream.settings import AcquisitionSettings
 from omestream.tiff.ifd import complete_pages, read_description, replace_description
-from omestream.tiff.layout import TIFF_SUFFIXES, PageKey, TiffLayout
+from omestream.tiff.layout import TIFF_SUFFIXES, PageKey, TiffLayout, first_outer_axis
 from omestream.tiff.pages import PageFormat
 from omestream.tiff.xml import assemble_ome, file_xml, read_record
 
@@ -89,14 +89,14 @@ def recover(path: str | os.PathLike[str], durable: bool = True) -> RecoveryRepor
     present = [complete_pages(p).pages for p in paths]
     pages, frames = arrival_pages_after_crash(router, layout, present)
 
-    first_axis = settings.storage_dimension_names.index(settings.array_dimensions[0].name)
+    first_axis = first_outer_axis(settings)
     shapes = []
     missing: list[list[tuple[int, ...]]] = []
     for i, im in enumerate(plan.images):
         mine = {idx for f in range(len(paths)) for (img, idx) in pages[f] if img == i}
-        extent = max((idx[first_axis] + 1 for idx in mine), default=1)
         shape = list(im.levels[0].shape)
-        shape[first_axis] = extent
+        if first_axis is not None:
+            shape[first_axis] = max((idx[first_axis] + 1 for idx in mine), default=1)
         shapes.append(shape)
         missing.append(
             [ix for ix in itertools.product(*(range(s) for s in shape[:-2])) if ix not in mine]

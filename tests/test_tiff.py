@@ -1,0 +1,281 @@
+"""OME-TIFF streaming: every case of the shared table, read back with tifffile and
+validated with ome-types against the OME schema; compression, dtypes, layouts,
+pyramids, per-frame metadata and existing outputs."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import ome_types
+import pytest
+import tifffile
+
+from omestream import (
+    AcquisitionSettings,
+    Dimension,
+    PositionDimension,
+    Pyramid,
+    StoreExistsError,
+    StoreFormatError,
+    create_stream,
+)
+from tests.cases import CASE_IDS, CASES, Case, frame_for
+from tests.streaming import expected_images, stream_case
+
+LETTER = {"time": "T", "channel": "C", "space": "Z"}
+
+
+def tiff_files(settings: AcquisitionSettings) -> list[str]:
+    out = settings.output_path
+    if os.path.isfile(out):
+        return [out]
+    return sorted(os.path.join(out, n) for n in os.listdir(out))
+
+
+def read_ome(path: str) -> ome_types.OME:
+    """The first page's OME-XML, validated against the OME schema by ome-types."""
+    with tifffile.TiffFile(path) as tif:
+        xml = tif.pages.first.description
+    return ome_types.from_xml(xml, validate=True)
+
+
+def planes_in(ome: ome_types.OME) -> int:
+    return sum(im.pixels.size_z * im.pixels.size_c * im.pixels.size_t for im in ome.images)
+
+
+def check_dataset(settings: AcquisitionSettings, expected: list[np.ndarray]) -> ome_types.OME:
+    """Pixels, declared order, schema validity and plane/page counts of every file."""
+    files = tiff_files(settings)
+    pages = 0
+    for path in files:
+        with tifffile.TiffFile(path) as tif:
+            assert tif.is_ome and tif.is_bigtiff, path
+            pages += len(tif.pages)
+            # any file of the dataset finds every image
+            assert len(tif.series) == len(expected), path
+        ome = read_ome(path)
+        assert len(ome.images) == len(expected)
+    assert planes_in(ome) == pages
+    tiffdata = sum(td.plane_count or 1 for im in ome.images for td in im.pixels.tiff_data_blocks)
+    assert tiffdata == pages
+    with tifffile.TiffFile(files[0]) as tif:
+        for i, (series, want) in enumerate(zip(tif.series, expected, strict=True)):
+            got = series.asarray()
+            assert got.dtype == want.dtype
+            assert got.size == want.size, (i, got.shape, want.shape)
+            # tifffile orders planes by the declared DimensionOrder: flat plane order
+            # must equal the storage order
+            np.testing.assert_array_equal(
+                got.reshape(-1, *want.shape[-2:]), want.reshape(-1, *want.shape[-2:])
+            )
+            px = ome.images[i].pixels
+            sizes = {"T": px.size_t, "C": px.size_c, "Z": px.size_z}
+            dims = {d.name: d for d in settings.array_dimensions}
+            outer = settings.storage_dimension_names[:-2]
+            letters = [LETTER.get(dims[n].type or "", "") for n in outer]
+            known = [x for x in letters if x]
+            # DimensionOrder lists the stored axes fastest first
+            order = px.dimension_order.value
+            assert order[2:][: len(known)] == "".join(reversed(known)), (order, outer)
+            for n, x, size in zip(outer, letters, want.shape[:-2], strict=True):
+                if x:
+                    assert sizes[x] == size, (n, sizes, want.shape)
+    return ome
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_case_round_trip(case: Case, tmp_path: Path) -> None:
+    settings = case.settings(str(tmp_path / "data.ome.tiff"), "ome-tiff")
+    stream_case(case, settings)
+    expected = expected_images(case, settings)
+    ome = check_dataset(settings, expected)
+    assert ome.images[0].acquisition_date is not None
+    if len(settings.positions) > 1:
+        files = [os.path.basename(f) for f in tiff_files(settings)]
+        assert len(files) == len(settings.positions)
+        # multi-file: every TiffData names its file by UUID
+        blocks = [td for im in ome.images for td in im.pixels.tiff_data_blocks]
+        assert all(td.uuid is not None and td.uuid.file_name in files for td in blocks)
+    if case.metadata:
+        planes = ome.images[0].pixels.planes
+        assert len(planes) == case.n_frames
+        assert [p.delta_t for p in planes] == pytest.approx([n * 0.1 for n in range(7)])
+        notes = {a.id: a for a in ome.structured_annotations.map_annotations}
+        first = notes[planes[3].annotation_refs[0].id]
+        assert {m.k: m.value for m in first.value.ms}["n"] == "3"
+
+
+def test_channels_units_and_order(tmp_path: Path) -> None:
+    case = CASES[0]
+    settings = case.settings(str(tmp_path / "a.ome.tiff"), "ome-tiff")
+    stream_case(case, settings)
+    px = read_ome(settings.output_path).images[0].pixels
+    assert px.dimension_order.value == "XYZCT"
+    assert (px.size_t, px.size_c, px.size_z) == (2, 3, 4)
+    assert px.physical_size_x == pytest.approx(0.1)
+    assert px.physical_size_x_unit.value == "µm"
+    assert px.physical_size_z == pytest.approx(0.5)
+    assert px.time_increment == pytest.approx(2.0)
+    assert [c.name for c in px.channels] == ["DAPI", "GFP", "mCherry"]
+    assert px.channels[0].color.as_rgb_tuple()[:3] == (0, 0, 255)
+    assert px.channels[0].excitation_wavelength == 405
+    assert px.channels[1].emission_wavelength == 510
+
+
+def test_plate_and_file_names(tmp_path: Path) -> None:
+    case = next(c for c in CASES if c.id == "plate")
+    settings = case.settings(str(tmp_path / "plate.ome.tiff"), "ome-tiff")
+    stream_case(case, settings)
+    names = sorted(os.listdir(settings.output_path))
+    assert names == [
+        "A1_fov0.ome.tiff", "A2_fov0.ome.tiff", "C4_fov0.ome.tiff", "C4_fov1.ome.tiff"
+    ]  # fmt: skip
+    ome = read_ome(os.path.join(settings.output_path, names[0]))
+    (plate,) = ome.plates
+    assert plate.name == "Example Plate" and (plate.rows, plate.columns) == (4, 8)
+    wells = {(w.row, w.column): [s.image_ref.id for s in w.well_samples] for w in plate.wells}
+    assert wells == {(0, 0): ["Image:0"], (0, 1): ["Image:1"], (2, 3): ["Image:2", "Image:3"]}
+
+
+def test_single_file_multi_series(tmp_path: Path) -> None:
+    case = next(c for c in CASES if c.id == "multi-position")
+    settings = case.settings(
+        str(tmp_path / "all.ome.tiff"), "ome-tiff", writer={"tiff_single_file": True}
+    )
+    assert settings.output_path.endswith("all.ome.tiff")
+    stream_case(case, settings)
+    assert os.path.isfile(settings.output_path)
+    check_dataset(settings, expected_images(case, settings))
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip", "lzw", None])
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_compression(compression: str | None, dtype: str, tmp_path: Path) -> None:
+    case = Case("c", CASES[0].dims, dtype=dtype)
+    settings = case.settings(str(tmp_path / "c.ome.tiff"), "ome-tiff", compression=compression)
+    stream_case(case, settings)
+    check_dataset(settings, expected_images(case, settings))
+    with tifffile.TiffFile(settings.output_path) as tif:
+        page = tif.pages.first
+        want = {None: 1, "zstd": 50000, "gzip": 8, "lzw": 5}[compression]
+        assert page.compression == want
+        predictor = 2 if compression and dtype == "uint16" else 1
+        assert page.predictor == predictor
+
+
+@pytest.mark.parametrize(
+    "dtype", ["uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64"]
+)
+def test_dtypes(dtype: str, tmp_path: Path) -> None:
+    case = Case("d", CASES[-1].dims, dtype=dtype, n_frames=3)
+    settings = case.settings(str(tmp_path / "d.ome.tiff"), "ome-tiff", compression="zstd")
+    stream_case(case, settings)
+    ome = check_dataset(settings, expected_images(case, settings))
+    want = {"float32": "float", "float64": "double"}.get(dtype, dtype)
+    assert ome.images[0].pixels.type.value == want
+
+
+def test_pyramid_sub_ifds(tmp_path: Path) -> None:
+    dims = [
+        Dimension(name="t", count=3, type="time"),
+        Dimension(name="y", count=64, type="space"),
+        Dimension(name="x", count=48, type="space"),
+    ]
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "p.ome.tiff"), dimensions=dims, dtype="uint16",
+        compression="zstd", pyramid=Pyramid(levels=3, method="stride"),
+    )  # fmt: skip
+    frames = [frame_for(n, (64, 48), "uint16") for n in range(3)]
+    with create_stream(settings) as stream:
+        for f in frames:
+            stream.append(f)
+    with tifffile.TiffFile(settings.output_path) as tif:
+        assert len(tif.pages) == 3  # reduced levels are SubIFDs, not pages
+        (series,) = tif.series
+        assert [lv.shape for lv in series.levels] == [(3, 64, 48), (3, 32, 24), (3, 16, 12)]
+        np.testing.assert_array_equal(series.levels[0].asarray(), np.stack(frames))
+        np.testing.assert_array_equal(series.levels[1].asarray(), np.stack(frames)[:, ::2, ::2])
+        np.testing.assert_array_equal(series.levels[2].asarray(), np.stack(frames)[:, ::4, ::4])
+    read_ome(settings.output_path)
+
+
+def test_unbounded_partial_last_time_point(tmp_path: Path) -> None:
+    """7 frames of t x c(3): the last time point holds one frame; the rest is fill and
+    the XML declares 3 whole time points, one page each."""
+    dims = [
+        Dimension(name="t", count=None, type="time"),
+        Dimension(name="c", count=3, type="channel"),
+        Dimension(name="y", count=16, type="space"),
+        Dimension(name="x", count=16, type="space"),
+    ]
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "u.ome.tiff"), dimensions=dims, dtype="uint8"
+    )
+    with create_stream(settings) as stream:
+        for n in range(7):
+            stream.append(frame_for(n, (16, 16), "uint8"), metadata={"exposure_time": 0.01})
+    want = np.zeros((3, 3, 16, 16), "uint8")
+    for n in range(7):
+        want[n // 3, n % 3] = frame_for(n, (16, 16), "uint8")
+    ome = check_dataset(settings, [want])
+    assert ome.images[0].pixels.size_t == 3
+    assert len(ome.images[0].pixels.planes) == 7
+    assert ome.images[0].pixels.planes[0].exposure_time == pytest.approx(0.01)
+
+
+def test_stage_positions(tmp_path: Path) -> None:
+    dims = [
+        PositionDimension(positions=[{"name": "left", "x_coord": 10.5, "y_coord": -3.0}]),
+        Dimension(name="y", count=16, type="space"),
+        Dimension(name="x", count=16, type="space"),
+    ]
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "s.ome.tiff"), dimensions=dims, dtype="uint16"
+    )
+    with create_stream(settings) as stream:
+        stream.append(np.ones((16, 16), "uint16"))
+    label = read_ome(settings.output_path).images[0].stage_label
+    assert (label.name, label.x, label.y) == ("left", 10.5, -3.0)
+
+
+def test_existing_output(tmp_path: Path) -> None:
+    case = next(c for c in CASES if c.id == "int8")
+    settings = case.settings(str(tmp_path / "e.ome.tiff"), "ome-tiff")
+    stream_case(case, settings)
+    before = Path(settings.output_path).read_bytes()
+    with pytest.raises(StoreExistsError, match="overwrite=True"):
+        create_stream(settings)
+    assert Path(settings.output_path).read_bytes() == before
+    stream_case(case, settings.model_copy(update={"overwrite": True}))
+    check_dataset(settings, expected_images(case, settings))
+    # something that is not a TIFF is never replaced
+    other = tmp_path / "notes.ome.tiff"
+    other.write_text("keep me")
+    bad = case.settings(str(other), "ome-tiff", overwrite=True)
+    with pytest.raises(StoreFormatError, match="not a TIFF"):
+        create_stream(bad)
+    assert other.read_text() == "keep me"
+
+
+def test_existing_folder_of_positions(tmp_path: Path) -> None:
+    case = next(c for c in CASES if c.id == "unbounded")
+    settings = case.settings(str(tmp_path / "f.ome.tiff"), "ome-tiff")
+    stream_case(case, settings)
+    with pytest.raises(StoreExistsError):
+        create_stream(settings)
+    (Path(settings.output_path) / "readme.txt").write_text("x")
+    with pytest.raises(StoreFormatError, match="not TIFF"):
+        create_stream(case.settings(str(tmp_path / "f.ome.tiff"), "ome-tiff", overwrite=True))
+    assert (Path(settings.output_path) / "readme.txt").exists()
+
+
+def test_no_warnings_reading_back(tmp_path: Path) -> None:
+    case = next(c for c in CASES if c.id == "explicit-order")
+    settings = case.settings(str(tmp_path / "w.ome.tiff"), "ome-tiff")
+    stream_case(case, settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tifffile.imread(settings.output_path)
