@@ -29,6 +29,7 @@ def _root(
 
 def _register() -> None:
     # Command modules register themselves on import: one line per module.
+    import_module("omestream.cli.convert")
     import_module("omestream.cli.demo")
     import_module("omestream.cli.info")
     import_module("omestream.cli.tree")

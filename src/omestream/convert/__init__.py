@@ -1,0 +1,116 @@
+"""Convert datasets: OME-TIFF / TIFF stacks / any OME-Zarr -> OME-Zarr 0.5 or 0.4, and
+OME-Zarr -> OME-TIFF.
+
+The source is read chunk by chunk (bounded memory) and its frames are appended to
+a :func:`omestream.create_stream` stream, so the output gets exactly what a live
+acquisition would: the same engines, codecs, pyramids and metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from omestream.convert.sources import Source, close_source, iter_frames, open_source
+from omestream.errors import SettingsError
+from omestream.settings import (
+    AcquisitionSettings,
+    Dimension,
+    PositionDimension,
+    Pyramid,
+    WriterOptions,
+)
+from omestream.settings.formats import format_from_suffix
+from omestream.stream import create_stream
+
+__all__ = ["ConvertOptions", "Source", "convert", "open_source"]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    version: str = "0.5"  # NGFF version of an OME-Zarr output
+    compression: str | None = "blosc-zstd"
+    chunks: dict[str, int] = field(default_factory=dict)  # per axis name
+    shards: dict[str, int] = field(default_factory=dict)  # chunks per shard, per axis name
+    pyramid_levels: int | None = None  # None: as many as the source has
+    workers: int | None = None  # read + encode threads
+    overwrite: bool = False
+    stack_axis: str = "z"  # what an unnamed TIFF page sequence is
+
+
+def _settings(src: Source, dst: str, opts: ConvertOptions) -> AcquisitionSettings:
+    fmt_name = format_from_suffix(dst) or "ome-zarr"
+    dims: list[Dimension | PositionDimension] = []
+    for d in src.dims:
+        shard = opts.shards.get(d.name) if fmt_name == "ome-zarr" else None
+        dims.append(d.replace(shard_size_chunks=shard) if shard else d)
+    if src.positions:
+        dims.insert(0, PositionDimension(positions=tuple(src.positions)))
+    levels = opts.pyramid_levels if opts.pyramid_levels is not None else src.levels
+    if fmt_name == "ome-tiff":
+        levels = 1  # the TIFF engine writes full resolution only
+    compression = opts.compression
+    if fmt_name == "ome-tiff" and compression and compression.startswith("blosc"):
+        compression = "zstd"  # blosc is not a TIFF compression
+    try:
+        return AcquisitionSettings(
+            root_path=dst,
+            dimensions=dims,
+            dtype=src.dtype,
+            format={"name": fmt_name, "version": opts.version}
+            if fmt_name == "ome-zarr"
+            else {"name": "ome-tiff"},
+            compression=compression,
+            plate=src.plate,
+            overwrite=opts.overwrite,
+            pyramid=Pyramid(levels=levels) if levels and levels > 1 else None,
+            writer=WriterOptions(threads=opts.workers, tiff_single_file=True),
+        )
+    except ValidationError as exc:
+        errs = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in exc.errors()
+        )
+        raise SettingsError(f"cannot write {dst!r} from {src.location!r}: {errs}") from None
+
+
+def convert(
+    src_path: str | os.PathLike[str],
+    dst_path: str | os.PathLike[str],
+    options: ConvertOptions | None = None,
+    progress: Callable[[int, int], Any] | None = None,
+    on_start: Callable[[Source, AcquisitionSettings], Any] | None = None,
+) -> AcquisitionSettings:
+    """Convert ``src_path`` to ``dst_path`` (format from its suffix: .ome.zarr / .ome.tiff).
+
+    ``progress(frames, bytes)`` is called after each frame; ``on_start`` once the
+    output is planned. Returns the settings the output was written with.
+    """
+    opts = options or ConvertOptions()
+    src_s, dst_s = os.fspath(src_path), os.fspath(dst_path)
+    if os.path.abspath(src_s) == os.path.abspath(dst_s):
+        raise SettingsError(f"source and destination are the same: {src_s!r}")
+    src = open_source(src_s, opts.chunks, opts.stack_axis)
+    try:
+        settings = _settings(src, dst_s, opts)
+        if on_start is not None:
+            on_start(src, settings)
+        workers = opts.workers or min(4, os.cpu_count() or 1)
+        frame_bytes = 0
+        n = 0
+        with create_stream(settings) as stream:
+            for frame in iter_frames(src.blocks, workers):
+                if not frame.dtype.isnative:  # big-endian TIFFs
+                    frame = frame.astype(frame.dtype.newbyteorder("="))
+                stream.append(frame)
+                n += 1
+                frame_bytes += frame.nbytes
+                if progress is not None:
+                    progress(n, frame_bytes)
+    finally:
+        close_source(src)
+    return settings

@@ -1,0 +1,237 @@
+"""Sources to convert from: any OME-Zarr store, OME-TIFF files and plain TIFF stacks.
+
+A :class:`Source` says what the data is (dimensions, dtype, positions, plate) and
+yields its frames in acquisition order as *blocks*: small reads (a few frames that
+share source chunks, or one TIFF page) that can run on a thread pool.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from omestream.errors import SettingsError, StoreFormatError
+from omestream.settings import Channel, Dimension, Plate, Position
+from omestream.summary import DatasetInfo, ImageInfo, describe
+
+__all__ = ["Block", "Source", "open_source"]
+
+Block = Callable[[], np.ndarray]  # returns (n, y, x)
+_TYPES = ("space", "time", "channel")
+
+
+@dataclass
+class Source:
+    location: str
+    info: DatasetInfo
+    dims: list[Dimension]  # array dimensions, in the order frames are produced
+    dtype: str
+    positions: list[Position] = field(default_factory=list)  # empty: a single image
+    plate: Plate | None = None
+    levels: int = 1
+    blocks: list[Block] = field(default_factory=list)
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        y, x = self.dims[-2:]
+        assert y.count is not None and x.count is not None
+        return (y.count, x.count)
+
+    @property
+    def n_frames(self) -> int:
+        n = math.prod(d.count or 0 for d in self.dims[:-2])
+        return n * max(1, len(self.positions))
+
+
+def _dimensions(image: ImageInfo, chunks: dict[str, int]) -> list[Dimension]:
+    dims = []
+    n_channels = image.axes[image.channel_axis()].size if image.channel_axis() is not None else 0
+    for a in image.axes:
+        kind = a.type if a.type in _TYPES else "other"
+        coords = None
+        if kind == "channel" and image.channels and len(image.channels) == n_channels:
+            coords = tuple(Channel(name=ch.label, color=ch.color) for ch in image.channels)
+        unit = a.unit if kind in ("space", "time") else None
+        try:
+            dims.append(
+                Dimension(
+                    name=a.name,
+                    count=a.size,
+                    type=kind,  # type: ignore[arg-type]
+                    unit=unit,
+                    scale=a.scale if a.scale > 0 else None,
+                    translation=a.translation or None,
+                    coords=coords,
+                    chunk_size=min(chunks[a.name], a.size) if a.name in chunks else None,
+                )
+            )
+        except ValueError as exc:  # e.g. a unit NGFF does not know: keep the pixels
+            if unit is None:
+                raise SettingsError(f"axis {a.name!r} cannot be converted: {exc}") from None
+            dims.append(
+                Dimension(
+                    name=a.name,
+                    count=a.size,
+                    type=kind,  # type: ignore[arg-type]
+                    scale=a.scale,
+                    coords=coords,
+                )
+            )
+    return dims
+
+
+def _zarr_blocks(location: str, image: ImageInfo) -> list[Block]:
+    import zarr
+
+    path = "/".join(p for p in (image.path, image.levels[0].path) if p)
+    arr = zarr.open_array(location, path=path, mode="r")
+    outer = arr.shape[:-2]
+    if not outer:
+        return [lambda: np.asarray(arr[...])[None]]
+    # Frames along the innermost outer axis are read a source chunk at a time, so
+    # each chunk is decoded once.
+    step = arr.chunks[len(outer) - 1]
+    blocks: list[Block] = []
+    for prefix in np.ndindex(*outer[:-1]):
+        for k0 in range(0, outer[-1], step):
+            sl = (*prefix, slice(k0, min(k0 + step, outer[-1])))
+
+            def read(sl: tuple[Any, ...] = sl) -> np.ndarray:
+                a = np.asarray(arr[sl])
+                return a.reshape(-1, *a.shape[-2:])
+
+            blocks.append(read)
+    return blocks
+
+
+def _from_zarr(location: str, info: DatasetInfo, chunks: dict[str, int]) -> Source:
+    if not info.images:
+        raise StoreFormatError(f"{location}: holds no OME-Zarr images to convert")
+    first = info.images[0]
+    for im in info.images[1:]:
+        if (im.axis_names, im.shape, im.dtype) != (first.axis_names, first.shape, first.dtype):
+            raise StoreFormatError(
+                f"{location}: image {im.path!r} has axes {im.axis_names} shape {im.shape} "
+                f"{im.dtype}, unlike {first.path!r} ({first.axis_names} {first.shape} "
+                f"{first.dtype}); convert images of different shapes one at a time"
+            )
+    src = Source(location, info, _dimensions(first, chunks), first.dtype, levels=len(first.levels))
+    if info.plate is not None:
+        p = info.plate
+        src.plate = Plate(row_names=p.rows, column_names=p.columns, name=p.name)
+        for im in info.images:
+            assert im.well is not None
+            row, col = im.well.split("/")
+            src.positions.append(
+                Position(name=im.path.rsplit("/", 1)[-1], plate_row=row, plate_column=col)
+            )
+    elif len(info.images) > 1:
+        names = [im.name or im.path for im in info.images]
+        if len(set(names)) != len(names):
+            names = [im.path for im in info.images]
+        src.positions = [Position(name=n) for n in names]
+    for im in info.images:
+        src.blocks += _zarr_blocks(location, im)
+    return src
+
+
+def _from_tiff(
+    location: str, info: DatasetInfo, chunks: dict[str, int], stack_axis: str
+) -> Source:
+    import tifffile
+
+    first = info.images[0]
+    if first.axes[-1].name != "x" or first.axes[-2].name != "y":
+        raise StoreFormatError(
+            f"{location}: pages with axes {first.axis_names} (e.g. RGB samples) are not "
+            "supported; frames must end in y, x"
+        )
+    for im in info.images[1:]:
+        if (im.axis_names, im.shape, im.dtype) != (first.axis_names, first.shape, first.dtype):
+            raise StoreFormatError(
+                f"{location}: {im.path} has axes {im.axis_names} shape {im.shape}, unlike "
+                f"series 0 ({first.axis_names} {first.shape}); only files whose series match "
+                "can be converted together"
+            )
+    axes = list(first.axes)
+    names = {a.name for a in axes}
+    for k, a in enumerate(axes):
+        if a.name in ("i", "q"):  # an unnamed page sequence: a stack along stack_axis
+            if stack_axis in names:
+                raise StoreFormatError(
+                    f"{location}: cannot name the page sequence {stack_axis!r}, the file "
+                    f"already has that axis; choose another --stack-axis"
+                )
+            kind = {"z": "space", "t": "time", "c": "channel"}[stack_axis]
+            axes[k] = type(a)(name=stack_axis, type=kind, size=a.size)
+    first = type(first)(**{**first.__dict__, "axes": tuple(axes)})
+    src = Source(location, info, _dimensions(first, chunks), first.dtype, levels=len(first.levels))
+    if len(info.images) > 1:
+        src.positions = [
+            Position(name=im.name or f"series{k}") if im.name and
+            len({i.name for i in info.images}) == len(info.images) else Position(name=f"series{k}")
+            for k, im in enumerate(info.images)
+        ]  # fmt: skip
+    tif = tifffile.TiffFile(location)
+    tif.filehandle.set_lock(True)  # pages may be read from several threads
+    src._tiff = tif  # type: ignore[attr-defined]  # kept open while blocks are read
+    frame = first.shape[-2:]
+    dtype = np.dtype(first.dtype)
+    for k in range(len(info.images)):
+        pages = tif.series[k].pages
+        n = math.prod(first.shape[:-2])
+        for i in range(n):
+
+            def read(i: int = i, pages: Any = pages) -> np.ndarray:
+                page = pages[i] if i < len(pages) else None
+                if page is None:
+                    return np.zeros((1, *frame), dtype)
+                return np.asarray(page.asarray()).reshape(1, *frame)
+
+            src.blocks.append(read)
+    return src
+
+
+def open_source(
+    location: str, chunks: dict[str, int] | None = None, stack_axis: str = "z"
+) -> Source:
+    """Describe ``location`` and prepare to read its frames in acquisition order."""
+    info = describe(location)
+    chunks = chunks or {}
+    if info.format == "ome-zarr":
+        return _from_zarr(location, info, chunks)
+    return _from_tiff(location, info, chunks, stack_axis)
+
+
+def close_source(src: Source) -> None:
+    tif = getattr(src, "_tiff", None)
+    if tif is not None:
+        tif.close()
+
+
+def iter_frames(blocks: list[Block], workers: int) -> Iterator[np.ndarray]:
+    """Frames of every block, in order; up to ``2 * workers`` blocks are read ahead."""
+    if workers <= 1:
+        for b in blocks:
+            yield from b()
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="omestream-read") as pool:
+        pending: deque[Any] = deque()
+        it = iter(blocks)
+        for b in it:
+            pending.append(pool.submit(b))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            data = pending.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(nxt))
+            yield from data
