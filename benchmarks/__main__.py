@@ -23,16 +23,31 @@ from benchmarks.workloads import WORKLOADS, Workload
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("--quick", action="store_true", help="~5x fewer frames, 1 round")
-    p.add_argument("--only", nargs="+", metavar="NAME",
-                   help="case and/or workload names or globs (e.g. 'omestream*' big-zstd)")
-    p.add_argument("--no-limits", action="store_true",
-                   help="with --only: do not add the raw/codec limit cases")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="case and/or workload names or globs (e.g. 'omestream*' big-zstd)",
+    )
+    p.add_argument(
+        "--no-limits",
+        action="store_true",
+        help="with --only: do not add the raw/codec limit cases",
+    )
     p.add_argument("--rounds", type=int, help="rounds (default 3, --quick 1)")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "latest.json",
-                   help="JSON output (default benchmarks/results/latest.json)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "benchmarks" / "results" / "latest.json",
+        help="JSON output (default benchmarks/results/latest.json)",
+    )
     p.add_argument("--dir", help="parent of the scratch directory (default: system tmp)")
-    p.add_argument("--pretouch-gb", type=float, default=3.0,
-                   help="memory to pre-touch before every case (0 disables)")
+    p.add_argument(
+        "--pretouch-gb",
+        type=float,
+        default=3.0,
+        help="memory to pre-touch before every case (0 disables)",
+    )
     p.add_argument("--timeout", type=float, default=900.0, help="per-case timeout, seconds")
     p.add_argument("--list", action="store_true", help="list cases and workloads, then exit")
     return p.parse_args(argv)
@@ -46,15 +61,17 @@ def select(args: argparse.Namespace) -> tuple[list[Workload], list[CaseInfo]]:
     workloads = list(WORKLOADS.values())
     cases = list(CASES.values())
     if args.only:
-        unknown = [p for p in args.only
-                   if not any(_match(n, [p]) for n in [*WORKLOADS, *CASES])]
+        unknown = [p for p in args.only if not any(_match(n, [p]) for n in [*WORKLOADS, *CASES])]
         if unknown:
             raise SystemExit(f"unknown case/workload: {', '.join(unknown)} (see --list)")
         if any(_match(n, args.only) for n in WORKLOADS):
             workloads = [w for w in workloads if _match(w.name, args.only)]
         if any(_match(n, args.only) for n in CASES):
-            cases = [c for c in cases if _match(c.name, args.only)
-                     or (c.group == "limit" and not args.no_limits)]
+            cases = [
+                c
+                for c in cases
+                if _match(c.name, args.only) or (c.group == "limit" and not args.no_limits)
+            ]
     if args.quick:
         workloads = [w.quick() for w in workloads]
     return workloads, cases
@@ -76,8 +93,12 @@ def main(argv: list[str]) -> int:
     root = make_root(args.dir)
     machine = describe(root, REPO)
     console.print(f"[bold]machine[/]: {one_line(machine)}")
-    console.print(f"scratch: {root}; {rounds} round(s); {len(workloads)} workload(s) x "
-                  f"{len(cases)} case(s); pre-touch {args.pretouch_gb} GB before each case")
+    pkgs = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
+    console.print(f"[bold]packages[/]: {pkgs}; git {machine['git']}")
+    console.print(
+        f"scratch: {root}; {rounds} round(s); {len(workloads)} workload(s) x "
+        f"{len(cases)} case(s); pre-touch {args.pretouch_gb} GB before each case"
+    )
     plan = Plan(workloads, cases, rounds, root, args.pretouch_gb, args.timeout)
     started = time.time()
     try:
@@ -91,13 +112,26 @@ def main(argv: list[str]) -> int:
     summary = summarize(results)
     print_tables(console, summary, limits, wmap)
     doc = {
-        "started": started, "elapsed_s": time.time() - started,
-        "argv": argv, "rounds": rounds, "quick": args.quick,
-        "machine": machine, "pools": pools,
+        "started": started,
+        "elapsed_s": time.time() - started,
+        "argv": argv,
+        "rounds": rounds,
+        "quick": args.quick,
+        "machine": machine,
+        "pools": pools,
         "workloads": {w.name: w.to_dict() for w in workloads},
-        "cases": {c.name: {"group": c.group, "target": c.target, "options": c.options,
-                           "description": c.description} for c in cases},
-        "limits": limits, "summary": summary, "runs": results,
+        "cases": {
+            c.name: {
+                "group": c.group,
+                "target": c.target,
+                "options": c.options,
+                "description": c.description,
+            }
+            for c in cases
+        },
+        "limits": limits,
+        "summary": summary,
+        "runs": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1, default=str))
@@ -110,8 +144,10 @@ def _progress(r: dict[str, Any]) -> str:
     if r["status"] != "ok":
         color = "yellow" if r["status"] == "skip" else "red"
         return f"{head} [{color}]{r['status']}[/]: {r.get('reason', '')[:200]}"
-    return (f"{head} {r['mb_s']:8.1f} MB/s {r['fps']:8.1f} fps  +RSS {r['peak_rss_mb']:6.0f} MB"
-            f"  ({r['seconds']:.2f} s, child {r['child_seconds']:.1f} s)")
+    return (
+        f"{head} {r['mb_s']:8.1f} MB/s {r['fps']:8.1f} fps  +RSS {r['peak_rss_mb']:6.0f} MB"
+        f"  ({r['seconds']:.2f} s, child {r['child_seconds']:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

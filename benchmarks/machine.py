@@ -13,8 +13,17 @@ from typing import Any
 import psutil
 
 PACKAGES = (
-    "numpy", "numcodecs", "zarr", "tensorstore", "acquire-zarr", "tifffile",
-    "imagecodecs", "psutil", "rich", "ome-writers", "omestream",
+    "numpy",
+    "numcodecs",
+    "zarr",
+    "tensorstore",
+    "acquire-zarr",
+    "tifffile",
+    "imagecodecs",
+    "psutil",
+    "rich",
+    "ome-writers",
+    "omestream",
 )
 
 
@@ -40,17 +49,31 @@ def _filesystem(path: Path) -> dict[str, Any]:
     usage = psutil.disk_usage(str(path))
     info: dict[str, Any] = {"path": str(path), "free_gb": usage.free / 1e9}
     if best is not None:
-        info |= {"mountpoint": best.mountpoint, "device": best.device,
-                 "fstype": best.fstype, "opts": best.opts}
+        info |= {
+            "mountpoint": best.mountpoint,
+            "device": best.device,
+            "fstype": best.fstype,
+            "opts": best.opts,
+        }
     return info
 
 
 def _git_rev(repo: Path) -> str:
     try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10, check=False)
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except OSError:
         return "?"
     rev = out.stdout.strip() or "no commits"
@@ -84,7 +107,9 @@ def describe(target: Path, repo: Path) -> dict[str, Any]:
 
 def one_line(m: dict[str, Any]) -> str:
     fs = m["filesystem"]
-    return (f"{m['cpu_model']} | {m['logical_cores']} logical / {m['physical_cores']} "
-            f"physical cores | {m['ram_gb']:.1f} GB RAM | {fs.get('fstype', '?')} on "
-            f"{fs.get('device', '?')} ({fs['path']}) | Linux {m['kernel']} | "
-            f"Python {m['python']}")
+    return (
+        f"{m['cpu_model']} | {m['logical_cores']} logical / {m['physical_cores']} "
+        f"physical cores | {m['ram_gb']:.1f} GB RAM | {fs.get('fstype', '?')} on "
+        f"{fs.get('device', '?')} ({fs['path']}) | Linux {m['kernel']} | "
+        f"Python {m['python']}"
+    )

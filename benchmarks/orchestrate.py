@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -45,8 +46,13 @@ def child_env() -> dict[str, str]:
 
 def _python(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=timeout,
-        env=child_env(), cwd=REPO, check=False,
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env(),
+        cwd=REPO,
+        check=False,
     )
 
 
@@ -55,6 +61,18 @@ def pretouch(gb: float) -> dict[str, Any]:
         return {}
     proc = _python(["-m", "benchmarks.pretouch", str(gb)], timeout=300)
     return json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr[-500:]}
+
+
+def settle(path: Path) -> None:
+    """Untimed: flush the deletion of the last output (journal, discards) so it
+    does not slow down the next case.  Uses syncfs() on the scratch filesystem."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        ctypes.CDLL(None, use_errno=True).syncfs(fd)
+    except (OSError, AttributeError):
+        os.sync()
+    finally:
+        os.close(fd)
 
 
 def make_pools(plan: Plan) -> dict[str, Any]:
@@ -75,8 +93,11 @@ def run_one(plan: Plan, case: CaseInfo, w: Workload, rnd: int) -> dict[str, Any]
     out = plan.root / f"r{rnd}-{w.name}-{case.name}"
     result_path = plan.root / f"r{rnd}-{w.name}-{case.name}.json"
     spec = {
-        "case": case.name, "workload": w.to_dict(), "out": str(out),
-        "pool_dir": str(plan.root), "result": str(result_path),
+        "case": case.name,
+        "workload": w.to_dict(),
+        "out": str(out),
+        "pool_dir": str(plan.root),
+        "result": str(result_path),
     }
     touch = pretouch(plan.pretouch_gb)
     t0 = time.perf_counter()
@@ -92,6 +113,7 @@ def run_one(plan: Plan, case: CaseInfo, w: Workload, rnd: int) -> dict[str, Any]
     finally:
         shutil.rmtree(out, ignore_errors=True)
         result_path.unlink(missing_ok=True)
+        settle(plan.root)
     result["child_seconds"] = time.perf_counter() - t0
     result["pretouch"] = touch
     return result
@@ -106,9 +128,17 @@ def run_plan(plan: Plan, on_result: Callable[[dict[str, Any]], None]) -> list[di
         for w in plan.workloads:
             k = rnd % max(1, len(plan.cases))
             for case in plan.cases[k:] + plan.cases[:k]:
-                base = {"round": rnd, "workload": w.name, "case": case.name,
-                        "group": case.group}
-                reason = skipped.get((w.name, case.name)) or case.skip_reason(w)
+                base: dict[str, Any] = {
+                    "round": rnd,
+                    "workload": w.name,
+                    "case": case.name,
+                    "group": case.group,
+                }
+                reason = (
+                    skipped.get((w.name, case.name))
+                    or skipped.get(("*", case.name))
+                    or case.skip_reason(w)
+                )
                 if reason:
                     skipped[(w.name, case.name)] = reason
                     if rnd == 0:
@@ -117,7 +147,8 @@ def run_plan(plan: Plan, on_result: Callable[[dict[str, Any]], None]) -> list[di
                     continue
                 res = base | run_one(plan, case, w, rnd)
                 if res["status"] == "skip":
-                    skipped[(w.name, case.name)] = res["reason"]
+                    scope = "*" if res.get("all_workloads") else w.name
+                    skipped[(scope, case.name)] = res["reason"]
                 results.append(res)
                 on_result(res)
     return results

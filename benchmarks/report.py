@@ -41,8 +41,9 @@ def annotate(results: list[dict[str, Any]], workloads: dict[str, Workload]) -> d
     for (rnd, wname), rows in sorted(groups.items()):
         lim = round_limits(rows, workloads[wname])
         limits[wname].append({"round": rnd} | lim)
-        base = {r["case"]: r["mb_s"] for r in rows
-                if r["status"] == "ok" and r["group"] == "baseline"}
+        base = {
+            r["case"]: r["mb_s"] for r in rows if r["status"] == "ok" and r["group"] == "baseline"
+        }
         for r in rows:
             if r["status"] != "ok":
                 continue
@@ -71,10 +72,21 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
         out[wname] = {}
         for case, rows in cases.items():
             ok = [r for r in rows if r["status"] == "ok"]
-            s: dict[str, Any] = {"group": rows[0]["group"], "ok_rounds": len(ok),
-                                 "rounds": len(rows)}
-            for key in ("mb_s", "fps", "peak_rss_mb", "maxrss_delta_mb", "cpu_seconds",
-                        "ratio_limit", "ratio_best_alt", "bytes_on_disk"):
+            s: dict[str, Any] = {
+                "group": rows[0]["group"],
+                "ok_rounds": len(ok),
+                "rounds": len(rows),
+            }
+            for key in (
+                "mb_s",
+                "fps",
+                "peak_rss_mb",
+                "maxrss_delta_mb",
+                "cpu_seconds",
+                "ratio_limit",
+                "ratio_best_alt",
+                "bytes_on_disk",
+            ):
                 s[key] = _med(ok, key)
             bad = [r for r in rows if r["status"] != "ok"]
             if bad:
@@ -90,9 +102,12 @@ def _f(v: float | None, fmt: str) -> str:
     return "—" if v is None else format(v, fmt)
 
 
-def print_tables(console: Console, summary: dict[str, dict[str, dict[str, Any]]],
-                 limits: dict[str, list[dict[str, Any]]],
-                 workloads: dict[str, Workload]) -> None:
+def print_tables(
+    console: Console,
+    summary: dict[str, dict[str, dict[str, Any]]],
+    limits: dict[str, list[dict[str, Any]]],
+    workloads: dict[str, Workload],
+) -> None:
     for wname, cases in summary.items():
         w = workloads[wname]
         lim = limits.get(wname, [])
@@ -100,24 +115,39 @@ def print_tables(console: Console, summary: dict[str, dict[str, dict[str, Any]]]
         title = f"{wname}: {w.count} x {w.height}x{w.width} u16, {w.total_bytes / 1e6:.0f} MB"
         cap = f"disk limit {_f(disk, '.0f')} MB/s"
         if w.compressed:
-            cap += (f", codec limit {_f(_med(lim, 'codec'), '.0f')} MB/s at ratio "
-                    f"{_f(_med(lim, 'ratio'), '.2f')}, limit = min(codec, disk x ratio) "
-                    f"= {_f(_med(lim, 'limit'), '.0f')} MB/s")
+            cap += (
+                f", codec limit {_f(_med(lim, 'codec'), '.0f')} MB/s at ratio "
+                f"{_f(_med(lim, 'ratio'), '.2f')}, limit = min(codec, disk x ratio) "
+                f"= {_f(_med(lim, 'limit'), '.0f')} MB/s"
+            )
         t = Table(title=title, caption=cap + " (medians over rounds)", title_justify="left")
         for col in ("case", "MB/s", "frames/s", "peak RSS MB", "x limit", "x best alt"):
             t.add_column(col, justify="left" if col == "case" else "right")
         t.add_column("note", overflow="fold", max_width=60)
         for case, s in cases.items():
             if s["ok_rounds"] == 0:
-                t.add_row(case, "", "", "", "", "", f"{s['status']}: {s['reason'][:300]}",
-                          style="dim" if s["status"] == "skip" else "red")
+                t.add_row(
+                    case,
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    f"{s['status']}: {s['reason'][:300]}",
+                    style="dim" if s["status"] == "skip" else "red",
+                )
                 continue
             note = s["note"]
             if s.get("status"):
                 note += f" [{s['status']} in some rounds: {s['reason'][:120]}]"
             t.add_row(
-                case, _f(s["mb_s"], ".0f"), _f(s["fps"], ".1f"), _f(s["peak_rss_mb"], ".0f"),
-                _f(s["ratio_limit"], ".2f"), _f(s["ratio_best_alt"], ".2f"), note,
+                case,
+                _f(s["mb_s"], ".0f"),
+                _f(s["fps"], ".1f"),
+                _f(s["peak_rss_mb"], ".0f"),
+                _f(s["ratio_limit"], ".2f"),
+                _f(s["ratio_best_alt"], ".2f"),
+                note,
                 style="bold" if s["group"] == "omestream" else None,
             )
         console.print(t)

@@ -37,9 +37,19 @@ def _resolve(target: str) -> Any:
 def _failure(e: BaseException) -> dict[str, Any]:
     if isinstance(e, Skip | NotImplementedError | ImportError):
         kind = "not implemented: " if isinstance(e, NotImplementedError) else ""
-        return {"status": "skip", "reason": kind + (str(e) or type(e).__name__)}
+        reason = kind + (str(e) or type(e).__name__)
+        # an import failure does not depend on the workload: skip everywhere
+        return {"status": "skip", "reason": reason, "all_workloads": _is_import(e)}
     tb = traceback.format_exception(e)
     return {"status": "error", "reason": f"{type(e).__name__}: {e}", "traceback": "".join(tb)}
+
+
+def _is_import(e: BaseException | None) -> bool:
+    while e is not None:
+        if isinstance(e, ImportError):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:

@@ -39,44 +39,41 @@ class CaseInfo:
         return None
 
 
-def _c(name: str, target: str, group: Group, *req: str, **kw: Any) -> CaseInfo:
-    return CaseInfo(name, f"benchmarks.cases.{target}", group, tuple(req), **kw)
-
-
 _OME = "omestream_cases:omestream_case"
+_TS = "ts_cases:tensorstore_case"
+_ZP = "zarr_cases:zarr_python_case"
+_CODEC = "codec:codec_limit"
+_OW = {"module": "ome_writers", "backend": "tensorstore"}
+
+# name, "module:function", group, required module, options, description
+_TABLE: tuple[tuple[str, str, Group, str | None, dict[str, Any], str], ...] = (
+    ("raw-buffered", "raw:raw_buffered", "limit", None, {}, "os.write + fsync, one file"),
+    ("raw-direct", "raw:raw_direct", "limit", None, {}, "O_DIRECT from page-aligned buffers"),
+    ("codec-limit", _CODEC, "limit", "numcodecs", {"cname": "zstd"}, "blosc-zstd, all cores"),
+    ("codec-limit-lz4", _CODEC, "limit", "numcodecs", {"cname": "lz4"}, "blosc-lz4, all cores"),
+    ("tensorstore-zarr3", _TS, "baseline", "tensorstore", {"zarr_format": 3}, "futures"),
+    ("tensorstore-zarr2", _TS, "baseline", "tensorstore", {"zarr_format": 2}, "no sharding"),
+    ("zarr-python", _ZP, "baseline", "zarr", {}, "create_array defaults"),
+    ("zarr-python-wec", _ZP, "baseline", "zarr", {"write_empty_chunks": True}, "wec=True"),
+    ("tifffile", "tiff_cases:tifffile_case", "baseline", "tifffile", {}, "BigTIFF pages"),
+    ("acquire-zarr", "acquire_cases:acquire_zarr_case", "baseline", "acquire_zarr", {}, ""),
+    ("ome-writers", _OME, "baseline", "ome_writers", _OW, "its tensorstore backend"),
+    ("omestream", _OME, "omestream", "omestream", {"backend": "omestream"}, "native engine"),
+    ("omestream-tensorstore", _OME, "omestream", "omestream", {"backend": "tensorstore"}, ""),
+    ("omestream-zarr-python", _OME, "omestream", "omestream", {"backend": "zarr-python"}, ""),
+    ("omestream-acquire-zarr", _OME, "omestream", "omestream", {"backend": "acquire-zarr"}, ""),
+    ("omestream-tiff", _OME, "omestream", "omestream", {"format": "ome-tiff"}, "OME-TIFF"),
+)
+
 CASES: dict[str, CaseInfo] = {
-    c.name: c
-    for c in (
-        _c("raw-buffered", "raw:raw_buffered", "limit",
-           description="os.write of the frame bytes to one file + fsync"),
-        _c("raw-direct", "raw:raw_direct", "limit",
-           description="O_DIRECT writes from page-aligned (mmap) buffers"),
-        _c("codec-limit", "codec:codec_limit", "limit", "numcodecs",
-           compressed_only=True, options={"cname": "zstd"},
-           description="blosc-zstd encode of all chunks on all cores, no I/O"),
-        _c("codec-limit-lz4", "codec:codec_limit", "limit", "numcodecs",
-           compressed_only=True, options={"cname": "lz4"},
-           description="blosc-lz4 encode of all chunks on all cores, no I/O"),
-        _c("tensorstore-zarr3", "ts_cases:tensorstore_case", "baseline", "tensorstore",
-           options={"zarr_format": 3}),
-        _c("tensorstore-zarr2", "ts_cases:tensorstore_case", "baseline", "tensorstore",
-           options={"zarr_format": 2}, description="zarr v2 has no sharding"),
-        _c("zarr-python", "zarr_cases:zarr_python_case", "baseline", "zarr",
-           options={"write_empty_chunks": None}),
-        _c("zarr-python-wec", "zarr_cases:zarr_python_case", "baseline", "zarr",
-           options={"write_empty_chunks": True},
-           description='config={"write_empty_chunks": True}'),
-        _c("tifffile", "tiff_cases:tifffile_case", "baseline", "tifffile"),
-        _c("acquire-zarr", "acquire_cases:acquire_zarr_case", "baseline", "acquire_zarr"),
-        _c("ome-writers", _OME, "baseline", "ome_writers",
-           options={"module": "ome_writers", "backend": "tensorstore"}),
-        _c("omestream", _OME, "omestream", "omestream", options={"backend": "omestream"}),
-        _c("omestream-tensorstore", _OME, "omestream", "omestream",
-           options={"backend": "tensorstore"}),
-        _c("omestream-zarr-python", _OME, "omestream", "omestream",
-           options={"backend": "zarr-python"}),
-        _c("omestream-acquire-zarr", _OME, "omestream", "omestream",
-           options={"backend": "acquire-zarr"}),
-        _c("omestream-tiff", _OME, "omestream", "omestream", options={"format": "ome-tiff"}),
+    name: CaseInfo(
+        name,
+        f"benchmarks.cases.{target}",
+        group,
+        (req,) if req else (),
+        compressed_only=target == _CODEC,
+        options=opts,
+        description=desc,
     )
+    for name, target, group, req, opts, desc in _TABLE
 }

@@ -17,8 +17,9 @@
         for frame in frames:
             stream.append(frame)
 
-``shard_size_chunks`` is passed only for sharded workloads; the leading
-dimension is ``z`` with ``type="space"`` for the z-stack workload.  Import
+``shard_size_chunks`` is passed only for sharded zarr workloads (never for
+OME-TIFF, whose compressed workloads ask for ``compression="zstd"``); the
+leading dimension is ``z`` with ``type="space"`` for the z-stack workload.  Import
 errors and ``NotImplementedError`` become skips; anything else is reported as
 an error of this case only.
 """
@@ -33,19 +34,19 @@ from benchmarks.context import CaseContext, RunFn, Skip
 from benchmarks.workloads import Workload
 
 
-def _dimensions(mod: ModuleType, w: Workload) -> list[Any]:
+def _dimensions(mod: ModuleType, w: Workload, sharded: bool) -> list[Any]:
     lead: dict[str, Any] = {
         "name": w.axis,
         "count": None if w.unbounded else w.count,
         "chunk_size": w.chunk[0],
         "type": "time" if w.axis == "t" else "space",
     }
-    if w.shard_chunks and w.shard_chunks[0] != 1:
+    if sharded and w.shard_chunks and w.shard_chunks[0] != 1:
         lead["shard_size_chunks"] = w.shard_chunks[0]
     dims = [mod.Dimension(**lead)]
     for i, (name, size) in enumerate((("y", w.height), ("x", w.width)), start=1):
         kw: dict[str, Any] = {"name": name, "count": size, "chunk_size": w.chunk[i]}
-        if w.shard_chunks:
+        if sharded and w.shard_chunks:
             kw["shard_size_chunks"] = w.shard_chunks[i]
         dims.append(mod.Dimension(**kw))
     return dims
@@ -66,9 +67,9 @@ def omestream_case(
     tiff = format == "ome-tiff"
     settings = mod.AcquisitionSettings(
         root_path=str(ctx.out / "data") + (".ome.tiff" if tiff else ".ome.zarr"),
-        dimensions=_dimensions(mod, w),
+        dimensions=_dimensions(mod, w, sharded=not tiff),
         dtype=w.dtype,
-        compression="blosc-zstd" if w.compressed else None,
+        compression=("zstd" if tiff else "blosc-zstd") if w.compressed else None,
         format="ome-tiff" if tiff else {"name": "ome-zarr", "backend": backend},
         overwrite=True,
     )

@@ -12,7 +12,7 @@ from benchmarks.context import CaseContext, RunFn
 
 def raw_buffered(ctx: CaseContext) -> RunFn:
     """Page-cache writes of the pool frames, then one fsync."""
-    bufs = [memoryview(f).cast("B") for f in ctx.pool]
+    bufs = [f.data.cast("B") for f in ctx.pool]
     path = ctx.out / "raw.bin"
 
     def run() -> dict[str, Any]:

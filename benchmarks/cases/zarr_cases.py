@@ -23,7 +23,9 @@ def zarr_python_case(ctx: CaseContext, write_empty_chunks: bool | None = None) -
         if w.compressed
         else None
     )
-    config = None if write_empty_chunks is None else {"write_empty_chunks": write_empty_chunks}
+    config: Any = (
+        None if write_empty_chunks is None else {"write_empty_chunks": write_empty_chunks}
+    )
     length = 0 if w.unbounded else w.count
 
     def run() -> dict[str, Any]:
