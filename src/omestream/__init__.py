@@ -39,6 +39,7 @@ from omestream.settings import (  # noqa: E402
     WriterOptions,
     dims_from_standard_axes,
 )
+from omestream.pyramid import build_pyramid  # noqa: E402
 from omestream.stream import OMEStream, create_stream  # noqa: E402
 from omestream.store import open_store  # noqa: E402
 
@@ -68,6 +69,7 @@ __all__ = [
     "WriteError",
     "WriterOptions",
     "__version__",
+    "build_pyramid",
     "create_stream",
     "dims_from_standard_axes",
     "open_store",

@@ -32,6 +32,7 @@ def _register() -> None:
     import_module("omestream.cli.convert")
     import_module("omestream.cli.demo")
     import_module("omestream.cli.info")
+    import_module("omestream.cli.pyramid")
     import_module("omestream.cli.tree")
     import_module("omestream.cli.validate")
     import_module("omestream.cli.view")

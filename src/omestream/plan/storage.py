@@ -149,7 +149,7 @@ def _level_plans(
         shape = tuple(-(-s // fi) if s else 0 for s, fi in zip(shape0, f, strict=True))
         scale = tuple(s * fi for s, fi in zip(scale0, f, strict=True))
         # Averaging a block of fi pixels moves the sample centre by (fi - 1)/2 pixels.
-        shifted = pyr is not None and pyr.method in ("mean", "gaussian")
+        shifted = pyr is not None and pyr.method in ("mean", "gaussian", "mode")
         trans = tuple(
             t + (s0 * (fi - 1) / 2 if shifted else 0.0)
             for t, s0, fi in zip(trans0, scale0, f, strict=True)

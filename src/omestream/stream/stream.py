@@ -141,8 +141,7 @@ class OMEStream:
             self._grow(route.index)
             self._backend.write_frame(route.image, route.index, frame)
             if self._pyramid is not None:
-                for level, index, lower in self._pyramid.feed(route.index, frame):
-                    self._backend.write_frame(route.image, index, lower, level)
+                self._write_levels(route.image, self._pyramid.feed(route.index, frame, route.image))
             self._advance(route.image, route.index, record)
 
     def skip(self, frames: int = 1) -> None:
@@ -156,8 +155,9 @@ class OMEStream:
             for k in range(frames):
                 route = self._router.route(n + k)
                 self._grow(route.index)
-                for level in range(len(self.plan.images[route.image].levels)):
-                    self._backend.skip_frame(route.image, route.index, level)
+                self._backend.skip_frame(route.image, route.index, 0)
+                if self._pyramid is not None:  # lower levels see the skipped frame as fill
+                    self._write_levels(route.image, self._pyramid.feed(route.index, None, route.image))
                 self._state.skipped.append(n + k)
                 self._advance(route.image, route.index, None)
 
@@ -181,6 +181,12 @@ class OMEStream:
         self._closed = True
         self._finalizer.detach()
         error: BaseException | None = None
+        if self._pyramid is not None:  # groups (e.g. of z planes) left incomplete
+            try:
+                for image, level, index, lower in self._pyramid.finish():
+                    self._write_levels(image, [(level, index, lower)])
+            except BaseException as exc:
+                error = exc
         try:
             self._backend.close()
         except BaseException as exc:
@@ -224,6 +230,13 @@ class OMEStream:
                 "nothing was written"
             )
         return frame
+
+    def _write_levels(self, image: int, frames: Any) -> None:
+        for level, index, lower in frames:
+            if lower is None:
+                self._backend.skip_frame(image, index, level)
+            else:
+                self._backend.write_frame(image, index, lower, level)
 
     def _grow(self, index: tuple[int, ...]) -> None:
         """Pre-size the unbounded axis ahead of the write position, in batches."""

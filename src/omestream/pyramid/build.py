@@ -1,0 +1,470 @@
+"""Build the resolution levels of images already on disk (ours or another tool's).
+
+The one module of :mod:`omestream.pyramid` that does I/O. Level k is computed from
+level k-1, block by block: each block is a whole number of level k's write units
+(shards, or chunks without sharding), so no file is written twice and memory stays
+bounded whatever the image size; the matching region of level k-1 (plus the gaussian
+filter's margin) is read for each block. Blocks run on a thread pool.
+
+Metadata changes are atomic document replacements: before any array is touched the
+image's ``multiscales`` is cut to level 0 (so a reader never sees a level being
+rebuilt), and the full list of levels is written when they are complete.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from omestream.errors import SettingsError, StoreFormatError
+from omestream.io.kv import KVStore, open_kv
+from omestream.metadata.parse import (
+    Multiscale,
+    ParsedBioformats2raw,
+    ParsedImage,
+    ParsedPlate,
+    ParsedSeries,
+    ParsedWell,
+    parse_group,
+)
+from omestream.pyramid.kernels import METHODS, SHIFTING_METHODS, downsample, halo
+
+__all__ = ["PyramidResult", "build_pyramid", "level_paths"]
+
+Progress = Callable[[int, int], None]
+DEFAULT_FACTORS = {"y": 2, "x": 2}
+BLOCK_BYTES = 64 * 2**20  # level k-1 bytes read per block (bounded memory per thread)
+
+
+@dataclass(frozen=True)
+class PyramidResult:
+    """What :func:`build_pyramid` wrote for one image."""
+
+    image: str  # group path from the store root ("" for a root image)
+    paths: tuple[str, ...]  # dataset paths, level 0 first
+    shapes: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class _Job:
+    image: str
+    zarr_format: int
+    attrs_key: str
+    ms: Multiscale
+    factors: tuple[int, ...]
+    paths: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    chunks: tuple[tuple[int, ...], ...]
+    shards: tuple[tuple[int, ...] | None, ...]
+    old_paths: tuple[str, ...]
+
+
+# -- planning (no writes) ---------------------------------------------------------------
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def _zarr_format(kv: KVStore, path: str) -> int | None:
+    if kv.exists(_join(path, "zarr.json")):
+        return 3
+    if kv.exists(_join(path, ".zgroup")) or kv.exists(_join(path, ".zattrs")):
+        return 2
+    return None
+
+
+def _group_attrs(kv: KVStore, path: str) -> tuple[int, dict[str, Any]]:
+    fmt = _zarr_format(kv, path)
+    where = f"{kv.url}/{path}" if path else kv.url
+    if fmt is None:
+        raise StoreFormatError(f"{where} is not a Zarr group (no zarr.json, .zgroup or .zattrs)")
+    key = _join(path, "zarr.json" if fmt == 3 else ".zattrs")
+    raw = kv.get(key)
+    try:
+        doc = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise StoreFormatError(
+            f"{where}/{key.rsplit('/', 1)[-1]} is not valid JSON: {exc}"
+        ) from None
+    if fmt == 3:
+        if doc.get("node_type") != "group":
+            raise StoreFormatError(f"{where} is a Zarr {doc.get('node_type')}, not a group")
+        doc = doc.get("attributes", {})
+    return fmt, doc
+
+
+def _image_paths(kv: KVStore, path: str) -> list[str]:
+    """The image groups at ``path``: itself, or those of a plate / bioformats2raw root."""
+    _, attrs = _group_attrs(kv, path)
+    node = parse_group(attrs, f"{kv.url}/{path}" if path else kv.url)
+    if isinstance(node, ParsedImage):
+        return [path]
+    if isinstance(node, ParsedBioformats2raw):
+        _, series_attrs = _group_attrs(kv, _join(path, "OME"))
+        series = parse_group(series_attrs, f"{kv.url}/{_join(path, 'OME')}")
+        if isinstance(series, ParsedSeries):
+            return [_join(path, s) for s in series.series]
+        found = []
+        for name in sorted(
+            kv.list_dir(path), key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n)
+        ):
+            if name.isdigit() and _zarr_format(kv, _join(path, name)) is not None:
+                found.append(_join(path, name))
+        return found
+    if isinstance(node, ParsedPlate):
+        out: list[str] = []
+        for w in node.wells:
+            out += _image_paths(kv, _join(path, w.path))
+        return out
+    if isinstance(node, ParsedWell):
+        return [_join(path, f) for f in node.images]
+    raise StoreFormatError(f"{kv.url}/{path}: holds no image to build levels for")
+
+
+def level_paths(level0: str, levels: int) -> tuple[str, ...]:
+    """Dataset paths for levels 0..levels-1, following level 0's naming ("0", "s0", "scale0/image")."""
+    digits = list(re.finditer(r"\d+", level0))
+    paths = [level0]
+    for k in range(1, levels):
+        if digits:
+            m = digits[-1]
+            cand = level0[: m.start()] + str(int(m.group()) + k) + level0[m.end() :]
+        else:
+            cand = f"{level0}_{k}"
+        paths.append(cand)
+    return tuple(paths)
+
+
+def _resolve_factors(
+    ms: Multiscale, factors: Mapping[str, int] | None, where: str
+) -> tuple[int, ...]:
+    given = dict(DEFAULT_FACTORS if factors is None else factors)
+    names = [a.name for a in ms.axes]
+    lower = {n.lower(): i for i, n in enumerate(names)}
+    out = [1] * len(names)
+    for name, f in given.items():
+        i = lower.get(str(name).lower())
+        if i is None:
+            raise SettingsError(f"{where}: factors name axis {name!r}; the image has axes {names}")
+        if isinstance(f, bool) or not isinstance(f, int) or f < 1:
+            raise SettingsError(
+                f"{where}: factor for {name!r} must be a whole number >= 1, got {f!r}"
+            )
+        typ = ms.axes[i].type
+        if f > 1 and typ not in (None, "space"):
+            raise SettingsError(
+                f"{where}: cannot downsample axis {names[i]!r} of type {typ!r}; only space axes "
+                "have resolution levels"
+            )
+        out[i] = f
+    if not any(f > 1 for f in out):
+        raise SettingsError(f"{where}: factors {given} downsample nothing; give at least one > 1")
+    return tuple(out)
+
+
+def _plan_image(
+    kv: KVStore, image: str, levels: int, factors: Mapping[str, int] | None
+) -> tuple[_Job, Any]:
+    import zarr
+
+    where = f"{kv.url}/{image}" if image else kv.url
+    fmt, attrs = _group_attrs(kv, image)
+    node = parse_group(attrs, where)
+    assert isinstance(node, ParsedImage)
+    ms = node.multiscale
+    f = _resolve_factors(ms, factors, where)
+    level0 = ms.datasets[0].path
+    try:
+        src = zarr.open_array(kv.zarr_store(), path=_join(image, level0), mode="r")
+    except Exception as exc:
+        raise StoreFormatError(
+            f"{where}: level 0 ({level0!r}) is not a readable Zarr array: {exc}"
+        ) from None
+    if src.ndim != len(ms.axes):
+        raise StoreFormatError(
+            f"{where}/{level0}: array has {src.ndim} dimensions; multiscales names {len(ms.axes)} axes"
+        )
+    old = tuple(d.path for d in ms.datasets[1:])
+    paths = level_paths(level0, levels)
+    for p in paths[1:] + old:
+        if p == level0 or p.startswith(level0 + "/") or level0.startswith(p + "/"):
+            raise StoreFormatError(f"{where}: level path {p!r} overlaps level 0 ({level0!r})")
+    for p in paths[1:]:
+        if p not in old and _zarr_format(kv, _join(image, p)) is not None:
+            raise StoreFormatError(
+                f"{where}/{p} already holds a Zarr node that is not one of this image's levels; "
+                "omestream will not overwrite it"
+            )
+        if p not in old and kv.exists(_join(image, p, ".zarray")):
+            raise StoreFormatError(f"{where}/{p} already holds a Zarr array; not overwriting it")
+    shapes = [tuple(src.shape)]
+    for _ in range(1, levels):
+        shapes.append(tuple(-(-s // fi) for s, fi in zip(shapes[-1], f, strict=True)))
+    chunk0 = tuple(src.chunks)
+    shard0 = tuple(src.shards) if getattr(src, "shards", None) else None
+    chunks, shards = [], []
+    for shp in shapes:
+        c = tuple(min(ci, max(si, 1)) for ci, si in zip(chunk0, shp, strict=True))
+        chunks.append(c)
+        if shard0 is None:
+            shards.append(None)
+            continue
+        sh = tuple(
+            max(ci, min(s, -(-max(si, 1) // ci) * ci) // ci * ci)
+            for s, si, ci in zip(shard0, shp, c, strict=True)
+        )
+        shards.append(sh)
+    key = _join(image, "zarr.json" if fmt == 3 else ".zattrs")
+    job = _Job(image, fmt, key, ms, f, paths, tuple(shapes), tuple(chunks), tuple(shards), old)
+    return job, src
+
+
+# -- metadata ---------------------------------------------------------------------------
+
+
+def _datasets(job: _Job, method: str, n: int) -> list[dict[str, Any]]:
+    first = job.ms.datasets[0]
+    raw0 = job.ms.raw["datasets"][0]
+    out = [raw0]
+    t0 = first.translation or tuple(0.0 for _ in first.scale)
+    for k in range(1, n):
+        fk = [fi**k for fi in job.factors]
+        scale = [s * fi for s, fi in zip(first.scale, fk, strict=True)]
+        tf: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
+        shift = method in SHIFTING_METHODS
+        trans = [
+            t + (s * (fi - 1) / 2 if shift else 0.0)
+            for t, s, fi in zip(t0, first.scale, fk, strict=True)
+        ]
+        if any(trans) or first.translation is not None:
+            tf.append({"type": "translation", "translation": trans})
+        out.append({"path": job.paths[k], "coordinateTransformations": tf})
+    return out
+
+
+def _write_multiscale(kv: KVStore, job: _Job, method: str | None, n: int) -> None:
+    """Atomically replace the first multiscale's datasets (other keys stay as they were)."""
+    raw = kv.get(job.attrs_key)
+    doc = json.loads(raw) if raw else {}
+    attrs = doc.get("attributes", {}) if job.zarr_format == 3 else doc
+    content = attrs.get("ome", attrs)
+    ms = dict(content["multiscales"][0])
+    ms["datasets"] = _datasets(job, method or "mean", n)
+    if method is not None and n > 1:
+        from omestream import __version__
+
+        ms["type"] = method
+        ms["metadata"] = {
+            "description": f"levels computed by omestream.build_pyramid, method {method!r}",
+            "method": f"omestream.pyramid.{method}",
+            "version": __version__,
+            "kwargs": {
+                "factors": {
+                    a.name: fi for a, fi in zip(job.ms.axes, job.factors, strict=True) if fi > 1
+                }
+            },
+        }
+    else:
+        ms.pop("type", None)
+        ms.pop("metadata", None)
+    content["multiscales"] = [ms, *content["multiscales"][1:]]
+    kv.set(job.attrs_key, json.dumps(doc, indent=2, allow_nan=False).encode())
+
+
+def _reconsolidate(kv: KVStore) -> None:
+    """Stores with consolidated metadata (other tools write it) must not go stale."""
+    import zarr
+
+    raw = kv.get("zarr.json")
+    v3 = raw is not None and json.loads(raw).get("consolidated_metadata") is not None
+    if v3 or kv.exists(".zmetadata"):
+        zarr.consolidate_metadata(kv.zarr_store(), zarr_format=3 if v3 else 2)
+
+
+# -- pixels -----------------------------------------------------------------------------
+
+
+def _create_level(kv: KVStore, job: _Job, src: Any, k: int) -> Any:
+    import zarr
+
+    path = _join(job.image, job.paths[k])
+    kv.delete_prefix(path)
+    kwargs: dict[str, Any] = {
+        "store": kv.zarr_store(),
+        "name": path,
+        "shape": job.shapes[k],
+        "chunks": job.chunks[k],
+        "dtype": src.dtype,
+        "fill_value": src.fill_value,
+        "overwrite": True,
+        "zarr_format": job.zarr_format,
+        "compressors": src.compressors or None,
+        "filters": src.filters or None,
+    }
+    meta = src.metadata
+    if job.zarr_format == 3:
+        kwargs["shards"] = job.shards[k]
+        kwargs["serializer"] = src.serializer
+        kwargs["dimension_names"] = meta.dimension_names
+        kwargs["chunk_key_encoding"] = meta.chunk_key_encoding
+    else:
+        kwargs["chunk_key_encoding"] = {"name": "v2", "separator": meta.dimension_separator or "."}
+    return zarr.create_array(**kwargs)
+
+
+def _blocks(
+    shape: tuple[int, ...], unit: tuple[int, ...], src_bytes_per_el: float
+) -> Iterator[tuple[range, ...]]:
+    """Blocks of whole write units, grown from the innermost axis up to BLOCK_BYTES."""
+    mult = [1] * len(shape)
+    size = math.prod(unit) * src_bytes_per_el
+    for a in reversed(range(len(shape))):
+        n_units = -(-shape[a] // unit[a])
+        m = max(1, min(n_units, int(BLOCK_BYTES // max(size, 1))))
+        mult[a] = m
+        size *= m
+        if m < n_units:
+            break
+    step = [u * m for u, m in zip(unit, mult, strict=True)]
+    grid = [range(0, s, st) for s, st in zip(shape, step, strict=True)]
+    for start in itertools.product(*grid):
+        yield tuple(range(b, min(b + st, s)) for b, st, s in zip(start, step, shape, strict=True))
+
+
+def _reduce_block(
+    src: Any, dst: Any, block: tuple[range, ...], factors: tuple[int, ...], method: str
+) -> None:
+    margins = halo(factors, method)
+    sel, core = [], []
+    for r, f, h, n in zip(block, factors, margins, src.shape, strict=True):
+        lo, hi = max(0, r.start * f - h), min(n, r.stop * f + h)
+        sel.append(slice(lo, hi))
+        core.append(slice(r.start * f - lo, min(r.stop * f, n) - lo))
+    data = src[tuple(sel)]
+    out = downsample(np.asarray(data), factors, method, core=tuple(core))
+    dst[tuple(slice(r.start, r.stop) for r in block)] = out
+
+
+def _fill_level(
+    src: Any,
+    dst: Any,
+    job: _Job,
+    k: int,
+    method: str,
+    pool: ThreadPoolExecutor,
+    tick: Callable[[], None],
+) -> None:
+    unit = job.shards[k] or job.chunks[k]
+    per_el = np.dtype(src.dtype).itemsize * math.prod(job.factors)
+    pending: list[Future[None]] = []
+    limit = 2 * (pool._max_workers or 1)  # bounded: only a few blocks in memory at once
+    for block in _blocks(job.shapes[k], unit, per_el):
+        pending.append(pool.submit(_reduce_block, src, dst, block, job.factors, method))
+        while len(pending) >= limit:
+            pending.pop(0).result()
+            tick()
+    for fut in pending:
+        fut.result()
+        tick()
+
+
+def _count_blocks(job: _Job, src_itemsize: int) -> int:
+    total = 0
+    for k in range(1, len(job.shapes)):
+        unit = job.shards[k] or job.chunks[k]
+        total += sum(
+            1 for _ in _blocks(job.shapes[k], unit, src_itemsize * math.prod(job.factors))
+        )
+    return total
+
+
+# -- public -----------------------------------------------------------------------------
+
+
+def _location(path_or_image: Any, storage_options: dict[str, Any] | None) -> tuple[KVStore, str]:
+    """(store, image group path inside it) for a path/URL, an opened store's image or a zarr.Group."""
+    if isinstance(path_or_image, str | os.PathLike):
+        return open_kv(os.fspath(path_or_image), storage_options), ""
+    ctx = getattr(path_or_image, "_ctx", None)
+    if ctx is not None and isinstance(
+        getattr(ctx, "kv", None), KVStore
+    ):  # omestream.open_store(...)
+        return ctx.kv, str(path_or_image.path)
+    root = getattr(getattr(path_or_image, "store", None), "root", None)
+    if root is not None:  # a zarr.Group on a local store
+        return open_kv(os.fspath(root)), str(getattr(path_or_image, "path", "") or "")
+    raise SettingsError(
+        f"build_pyramid needs a path to an OME-Zarr image (or a zarr.Group on local storage), "
+        f"got {type(path_or_image).__name__}"
+    )
+
+
+def build_pyramid(
+    path_or_image: str | os.PathLike[str] | Any,
+    levels: int = 4,
+    method: str = "mean",
+    factors: Mapping[str, int] | None = None,
+    *,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> list[PyramidResult]:
+    """(Re)build resolution levels 1..``levels``-1 of the OME-Zarr image(s) at ``path_or_image``.
+
+    ``path_or_image``: an image group (NGFF 0.4 or 0.5, written by any tool), or a plate
+    or bioformats2raw root (every image in it); a path or URL, an image of
+    :func:`omestream.open_store`, or a ``zarr.Group``. ``levels`` counts level 0. ``factors``
+    per axis name between two levels (default ``{"y": 2, "x": 2}``; add ``"z": 2`` for
+    volumes). ``method``: mean, nearest/stride, gaussian or mode (labels).
+    Existing lower levels are replaced; level 0 is only read. New arrays copy level 0's
+    codecs, chunks (and shards). ``progress(done, total)`` is called per block.
+    Bad arguments raise SettingsError/StoreFormatError before anything is written.
+    """
+    if method not in METHODS:
+        raise SettingsError(f"unknown downsampling method {method!r}; choose one of {METHODS}")
+    if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 32:
+        raise SettingsError(
+            f"levels counts level 0 and must be a whole number from 1 to 32, got {levels!r}"
+        )
+    kv, start = _location(path_or_image, storage_options)
+    if not kv.root_exists():
+        raise StoreFormatError(f"{kv.url} does not exist")
+    jobs = [_plan_image(kv, image, levels, factors) for image in _image_paths(kv, start)]
+    total = sum(_count_blocks(job, np.dtype(src.dtype).itemsize) for job, src in jobs)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    if progress is not None:
+        progress(0, total)
+    results = []
+    n_threads = threads or max(2, os.cpu_count() or 2)
+    with ThreadPoolExecutor(n_threads, thread_name_prefix="omestream-pyramid") as pool:
+        for job, src in jobs:
+            _write_multiscale(kv, job, None, 1)  # readers see level 0 only while rebuilding
+            for p in job.old_paths:
+                if p not in job.paths:
+                    kv.delete_prefix(_join(job.image, p))
+            prev = src
+            for k in range(1, levels):
+                dst = _create_level(kv, job, src, k)
+                _fill_level(prev, dst, job, k, method, pool, tick)
+                prev = dst
+            _write_multiscale(kv, job, method, levels)
+            results.append(PyramidResult(job.image, job.paths, job.shapes))
+    _reconsolidate(kv)
+    return results
