@@ -57,6 +57,10 @@ from omestream.tiff.xml import assemble_ome, file_xml
 __all__ = ["TiffBackend"]
 
 
+_FLUSH, _REFRESH = -1, -2  # markers in the page queue
+REFRESH_GROWTH = 4
+
+
 @dataclass
 class _Page:
     file: int
@@ -104,6 +108,9 @@ class TiffBackend(ArrayBackend):
         self._created_folder = False
         self._closed = False
         self._final = False
+        self._refresh_pending = False
+        self._described_bytes = 0  # file bytes when the OME-XML was last refreshed
+        self._xml_bytes = 0  # size of the last OME-XML written, all files
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -151,14 +158,27 @@ class TiffBackend(ArrayBackend):
             for image, index in file_pages:
                 if self._first_axis is not None:
                     extents[image] = max(extents[image], index[self._first_axis] + 1)
-        ome = self._document(pages, self._shapes(extents), state, initial=True)
+        ome = self._document(pages, self._shapes(extents), state, "streaming")
         self._initial = [file_xml(ome, u).encode("utf-8") for u in self.uuids]
+        self._xml_bytes = sum(len(x) for x in self._initial)
 
     def update(self, state: StreamState, final: bool) -> None:
-        """Final: write the closing document (``close`` already did unless it failed)."""
+        """Final: write the closing document (``close`` already did unless it failed).
+
+        Otherwise ask the writer thread to refresh the OME-XML between two pages, so a
+        killed acquisition keeps most of its per-frame metadata. Each refresh leaves
+        the previous document as dead bytes, so it happens only once the files have
+        grown by :data:`REFRESH_GROWTH` times the document's size since the last one.
+        """
         self._state = state
-        if final and not self._final:
-            self.close()
+        if final:
+            if not self._final:
+                self.close()
+            return
+        if not self._closed and not self._refresh_pending:
+            self._refresh_pending = True
+            lengths = [len(r) for r in state.frame_metadata]  # records are append-only
+            self._queue.put(_Page(_REFRESH, -1, (), -1, lengths, 0))
 
     # -- frames -------------------------------------------------------------------------
     def write_frame(
@@ -189,7 +209,7 @@ class TiffBackend(ArrayBackend):
     def flush(self) -> None:
         """Wait until every page appended so far is written (and readable by others)."""
         done = threading.Event()
-        self._queue.put(_Page(-1, -1, (), -1, done, 0))
+        self._queue.put(_Page(_FLUSH, -1, (), -1, done, 0))
         while not done.wait(0.05):
             if self._thread is None or not self._thread.is_alive():
                 break
@@ -210,8 +230,12 @@ class TiffBackend(ArrayBackend):
             if page is None:
                 return
             try:
-                if page.file < 0:  # flush marker
+                if page.file == _FLUSH:
                     page.data.set()
+                elif page.file == _REFRESH:
+                    self._refresh_pending = False
+                    if self._error is None:
+                        self._refresh(page.data)
                 elif self._error is None:
                     self._write(page)
             except BaseException as exc:
@@ -337,25 +361,54 @@ class TiffBackend(ArrayBackend):
         pages: list[list[PageKey]],
         shapes: list[list[int]],
         state: StreamState,
-        initial: bool,
+        stage: str,
+        records: list[list[dict[str, Any]]] | None = None,
     ) -> Any:
         record = {
             "version": __version__,
-            "state": "streaming" if initial else "closed",
+            "state": stage,
             "files": list(self.layout.files),
             "uuids": list(self.uuids),
             "settings": self.settings.model_dump(mode="json"),
             **state.summary(),
         }
-        records = [] if initial else state.frame_metadata
         return assemble_ome(
             self.plan, self.layout, self.uuids, shapes, pages,
             records or [[] for _ in self.plan.images], state.started, record,
         )  # fmt: skip
 
+    def _refresh(self, lengths: list[int]) -> None:
+        """Writer thread, between pages: describe the pages written so far."""
+        writers = self._writers
+        state = self._state
+        if state is None or not all(self._pages) or any(w is None for w in writers):
+            return  # a file without a first page has no description to replace
+        size = sum(w.filehandle.tell() for w in writers)  # type: ignore[union-attr]
+        if size - self._described_bytes < REFRESH_GROWTH * self._xml_bytes:
+            return
+        extents = [1] * len(self.plan.images)
+        if self._first_axis is not None:
+            for file_pages in self._pages:
+                for image, index in file_pages:
+                    extents[image] = max(extents[image], index[self._first_axis] + 1)
+        records = [r[:n] for r, n in zip(state.frame_metadata, lengths, strict=True)]
+        ome = self._document(self._pages, self._shapes(extents), state, "streaming", records)
+        total = 0
+        for f, (path, u) in enumerate(zip(self.layout.paths, self.uuids, strict=True)):
+            fh = writers[f].filehandle  # type: ignore[union-attr]
+            fh.flush()
+            xml = file_xml(ome, u)
+            replace_description(path, xml, durable=False)
+            fh.seek(0, os.SEEK_END)  # the next page goes after the new document
+            total += len(xml)
+        self._xml_bytes = total
+        self._described_bytes = sum(w.filehandle.tell() for w in writers)  # type: ignore[union-attr]
+
     def _write_final(self) -> None:
         state = self._state or StreamState(n_images=len(self.plan.images))
-        ome = self._document(self._pages, self._shapes(self._extents()), state, initial=False)
+        ome = self._document(
+            self._pages, self._shapes(self._extents()), state, "closed", state.frame_metadata
+        )
         for path, u in zip(self.layout.paths, self.uuids, strict=True):
             replace_description(path, file_xml(ome, u), durable=self.options.fsync)
         self._final = True

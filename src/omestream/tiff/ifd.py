@@ -128,7 +128,7 @@ def complete_pages(path: str, repair: bool = True) -> PageCount:
         return PageCount(0, False)
     with open(path, "rb") as fh:
         fh.seek(last_offset)
-        (ntags,) = struct.unpack(tiff.byteorder + tiff.tagnoformat, fh.read(tiff.tagnosize))
+        (ntags,) = struct.unpack(tiff.tagnoformat, fh.read(tiff.tagnosize))
         link = last_offset + tiff.tagnosize + ntags * tiff.tagsize
         fh.seek(link)
         (nxt,) = struct.unpack(tiff.offsetformat, fh.read(tiff.offsetsize))

@@ -110,7 +110,9 @@ def recover(path: str | os.PathLike[str], durable: bool = True) -> RecoveryRepor
         todo = [(i, ix) for i in range(n_images) if layout.image_file[i] == f for ix in missing[i]]
         if not todo:
             continue
-        with tifffile.TiffWriter(p, bigtiff=True, append=present[f] > 0) as tw:
+        with tifffile.TiffWriter(
+            p, bigtiff=True, append="force" if present[f] > 0 else False
+        ) as tw:
             for i, ix in todo:
                 for level in range(fmt.n_levels):
                     first = level == 0 and not pages[f]
