@@ -62,7 +62,7 @@ ENGINES: dict[str, EngineInfo] = {
         ),
         EngineInfo(
             "acquire-zarr", "ome-zarr", "acquire_zarr", "acquire-zarr", ("0.5",),
-            ("blosc-zstd", "blosc-lz4", None), reorders_frames=False,
+            ("blosc-zstd", "blosc-lz4", "zstd", None), reorders_frames=False,
             description="acquire-zarr's C streaming writer (frames in storage order only)",
         ),
         EngineInfo(

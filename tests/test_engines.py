@@ -1,0 +1,424 @@
+"""The engine conformance suite: every installed Zarr engine writes every setup of the
+case table (NGFF 0.5 and 0.4 where the engine can) to the same dataset.
+
+For each engine and case: the independent validators accept it, zarr-python AND
+tensorstore read the same pixels as numpy computed, the group metadata is exactly
+omestream's, and the arrays have the planned shape, chunks and shards. What an engine
+cannot do is refused up front with a SettingsError that says why, and nothing is
+written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+
+from omestream import (
+    AcquisitionSettings,
+    Dimension,
+    Pyramid,
+    SettingsError,
+    WriterOptions,
+    create_stream,
+)
+from omestream.backends.registry import available_engines, load_engine
+from omestream.io.kv import open_kv
+from omestream.metadata import plan_documents
+from omestream.plan import StoragePlan, plan_storage
+from omestream.settings.formats import ENGINES
+from tests.cases import CASES, Case, frame_for
+from tests.checks import validate_ome_zarr
+from tests.conftest import ZARR_ENGINES
+from tests.streaming import expected_images, stream_case
+
+REPO = Path(__file__).resolve().parents[1]
+HAS_TENSORSTORE = available_engines().get("tensorstore", False)
+CASES_BY_ID = {c.id: c for c in CASES}
+
+
+# -- helpers ------------------------------------------------------------------------------
+def fmt(engine: str, version: str = "0.5") -> dict[str, str]:
+    return {"name": "ome-zarr", "backend": engine, "version": version}
+
+
+def build(case: Case, root: Path, engine: str, version: str, **kw: Any) -> AcquisitionSettings:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # non-NGFF storage orders warn
+        return case.settings(str(root), fmt(engine, version), **kw)
+
+
+def expected_refusal(engine: str, case: Case, version: str, tmp_path: Path) -> str | None:
+    """What an engine must say when it cannot write a case, known from the engine's
+    documented limits (not from asking the engine)."""
+    if engine != "acquire-zarr":
+        return None
+    if version != "0.5":
+        return "cannot write NGFF 0.4"
+    # acquire-zarr stores frames only in the order they arrive
+    ref = build(case, tmp_path / "ref.ome.zarr", "omestream", version)
+    if ref.storage_dimension_names != ref.acquisition_dimension_names:
+        return "writes frames only in the order they arrive"
+    return None
+
+
+def ngff_ordered(settings: AcquisitionSettings) -> bool:
+    rank = {"time": 0, "channel": 1, "other": 1, None: 1, "space": 2}
+    by_name = {d.name: d for d in settings.array_dimensions}
+    ranks = [rank[by_name[n].type] for n in settings.storage_dimension_names]
+    return ranks == sorted(ranks)
+
+
+def array_path(root: Path, plan: StoragePlan, image: int, level: int = 0) -> Path:
+    im = plan.images[image]
+    return root / im.path / im.levels[level].path if im.path else root / im.levels[level].path
+
+
+def read_zarr_python(path: Path) -> np.ndarray:
+    return zarr.open_array(str(path), mode="r")[...]
+
+
+def read_tensorstore(path: Path, zarr_format: int) -> np.ndarray:
+    import tensorstore as ts
+
+    driver = "zarr3" if zarr_format == 3 else "zarr"
+    spec = {"driver": driver, "kvstore": {"driver": "file", "path": str(path) + "/"}}
+    return np.asarray(ts.open(spec, open=True, read=True).result().read().result())
+
+
+def group_attrs(root: Path, path: str, zarr_format: int) -> dict[str, Any]:
+    if zarr_format == 3:
+        doc = json.loads((root / path / "zarr.json").read_text())
+        assert doc["node_type"] == "group", f"{path or '.'} is not a group"
+        return dict(doc["attributes"])
+    assert (root / path / ".zgroup").exists(), f"{path or '.'} is not a group"
+    return dict(json.loads((root / path / ".zattrs").read_text()))
+
+
+def codec_names(array: Path) -> set[str]:
+    """The compressors an array's metadata names, spelled like omestream's settings."""
+    v3 = array / "zarr.json"
+    if v3.exists():
+        codecs = json.loads(v3.read_text())["codecs"]
+        while codecs and codecs[0]["name"] == "sharding_indexed":
+            codecs = codecs[0]["configuration"]["codecs"]
+        found = [(c["name"], c.get("configuration", {})) for c in codecs]
+    else:
+        comp = json.loads((array / ".zarray").read_text())["compressor"]
+        found = [(comp["id"], comp)] if comp else []
+    names = {f"blosc-{conf['cname']}" if name == "blosc" else name for name, conf in found}
+    return names - {"bytes", "crc32c"}
+
+
+def check_metadata(root: Path, plan: StoragePlan) -> None:
+    """Group documents are omestream's (no engine dropped or replaced them), arrays
+    have the planned geometry and axis names."""
+    for path, doc in plan_documents(plan).items():
+        attrs = group_attrs(root, path, plan.zarr_format)
+        record = attrs.pop("omestream", None)
+        assert attrs == doc, f"group {path or '.'}: NGFF attributes differ from omestream's"
+        if path == "":
+            assert record is not None and record["settings"]["format"]["backend"], (
+                "the root lost omestream's record"
+            )
+    for i, im in enumerate(plan.images):
+        for lv, level in enumerate(im.levels):
+            arr = zarr.open_array(str(array_path(root, plan, i, lv)), mode="r")
+            assert arr.dtype == np.dtype(plan.dtype)
+            assert arr.fill_value == 0
+            assert tuple(arr.chunks) == level.chunks
+            if plan.zarr_format == 3:
+                assert arr.shards == level.shards
+                assert tuple(arr.metadata.dimension_names) == im.axis_names
+
+
+def check_pixels(root: Path, plan: StoragePlan, expected: list[np.ndarray]) -> None:
+    """Pixels equal numpy's, read by zarr-python and by tensorstore."""
+    assert len(plan.images) == len(expected)
+    for i, want in enumerate(expected):
+        path = array_path(root, plan, i)
+        np.testing.assert_array_equal(read_zarr_python(path), want, err_msg=f"zarr-python {path}")
+        if HAS_TENSORSTORE:
+            got = read_tensorstore(path, plan.zarr_format)
+            np.testing.assert_array_equal(got, want, err_msg=f"tensorstore {path}")
+
+
+# -- the conformance suite ---------------------------------------------------------------
+@pytest.mark.parametrize("engine", ZARR_ENGINES)
+def test_conformance(engine: str, case: Case, ngff_version: str, tmp_path: Path) -> None:
+    root = tmp_path / "data.ome.zarr"
+    refusal = expected_refusal(engine, case, ngff_version, tmp_path)
+    if refusal is not None:
+        with pytest.raises(SettingsError, match=refusal):
+            settings = build(case, root, engine, ngff_version)
+            stream_case(case, settings)
+        assert not root.exists(), "a refused setting must write nothing"
+        return
+    settings = build(case, root, engine, ngff_version)
+    assert settings.format is not None and settings.format.backend == engine
+    stream_case(case, settings)
+    plan = plan_storage(settings)
+    if ngff_ordered(settings):
+        validate_ome_zarr(root)
+    check_metadata(root, plan)
+    check_pixels(root, plan, expected_images(case, settings))
+
+
+FLUSH_CASES = [CASES_BY_ID[i] for i in ("multi-position", "unbounded", "skip-frames")]
+
+
+@pytest.mark.parametrize("case", FLUSH_CASES, ids=[c.id for c in FLUSH_CASES])
+@pytest.mark.parametrize("engine", ZARR_ENGINES)
+def test_metadata_refreshed_while_streaming(engine: str, case: Case, tmp_path: Path) -> None:
+    """Flushes after every frame (partial write units, metadata rewritten mid-stream)
+    leave the same dataset."""
+    root = tmp_path / "data.ome.zarr"
+    writer = WriterOptions(metadata_interval_s=1e-6, fsync=False)
+    settings = build(case, root, engine, "0.5", writer=writer)
+    stream_case(case, settings)
+    plan = plan_storage(settings)
+    validate_ome_zarr(root)
+    check_metadata(root, plan)
+    check_pixels(root, plan, expected_images(case, settings))
+
+
+def _small(engine: str, root: Path, **kw: Any) -> AcquisitionSettings:
+    return AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[
+            Dimension(name="t", count=5, chunk_size=2, type="time"),
+            Dimension(name="y", count=40, chunk_size=16, type="space"),
+            Dimension(name="x", count=36, chunk_size=16, type="space"),
+        ],
+        dtype="uint16",
+        format=kw.pop("format", fmt(engine)),
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("engine", ZARR_ENGINES)
+def test_caller_may_reuse_the_frame_buffer(engine: str, tmp_path: Path) -> None:
+    settings = _small(engine, tmp_path / "a.ome.zarr")
+    buf = np.empty(settings.frame_shape, "uint16")
+    with create_stream(settings) as stream:
+        for n in range(5):
+            buf[...] = frame_for(n, settings.frame_shape, "uint16")
+            stream.append(buf)
+    want = np.stack([frame_for(n, settings.frame_shape, "uint16") for n in range(5)])
+    np.testing.assert_array_equal(read_zarr_python(tmp_path / "a.ome.zarr" / "0"), want)
+
+
+ZARR_CODECS = ("blosc-zstd", "blosc-lz4", "zstd", "gzip", None)
+
+
+@pytest.mark.parametrize("compression", ZARR_CODECS, ids=[str(c) for c in ZARR_CODECS])
+@pytest.mark.parametrize("engine", ZARR_ENGINES)
+def test_compression(engine: str, compression: str | None, tmp_path: Path) -> None:
+    root = tmp_path / "c.ome.zarr"
+    versions = ENGINES[engine].versions
+    if compression not in ENGINES[engine].compressions:
+        with pytest.raises(SettingsError, match=f"compression {compression!r} cannot be written"):
+            _small(engine, root, compression=compression)
+        assert not root.exists()
+        return
+    for version in versions:
+        settings = _small(engine, root, compression=compression, format=fmt(engine, version),
+                          overwrite=True)  # fmt: skip
+        with create_stream(settings) as stream:
+            for n in range(5):
+                stream.append(frame_for(n, settings.frame_shape, "uint16"))
+        validate_ome_zarr(root)
+        want = np.stack([frame_for(n, settings.frame_shape, "uint16") for n in range(5)])
+        check_pixels(root, plan_storage(settings), [want])
+        assert codec_names(root / "0") == ({compression} if compression else set())
+
+
+def test_compression_table_matches_engines() -> None:
+    """The codecs the settings accept per engine are the ones the engines implement."""
+    assert set(ENGINES["acquire-zarr"].compressions) == {"blosc-zstd", "blosc-lz4", "zstd", None}
+    for engine in ("omestream", "zarr-python", "tensorstore"):
+        assert set(ENGINES[engine].compressions) == set(ZARR_CODECS)
+
+
+@pytest.mark.parametrize("engine", ZARR_ENGINES)
+def test_pyramid_levels_equal_the_default_engine(engine: str, tmp_path: Path) -> None:
+    case = CASES_BY_ID["multi-position"]
+    pyramid = Pyramid(levels=3, factors={"y": 2, "x": 2}, method="mean")
+    results = []
+    for name in dict.fromkeys(("omestream", engine)):
+        root = tmp_path / f"{name}.ome.zarr"
+        settings = build(case, root, name, "0.5", pyramid=pyramid)
+        stream_case(case, settings)
+        validate_ome_zarr(root)
+        plan = plan_storage(settings)
+        check_metadata(root, plan)
+        results.append((root, plan))
+    (ref_root, plan), (root, _) = results[0], results[-1]
+    for i in range(len(plan.images)):
+        for lv in range(3):
+            want = read_zarr_python(array_path(ref_root, plan, i, lv))
+            got = read_zarr_python(array_path(root, plan, i, lv))
+            np.testing.assert_array_equal(got, want, err_msg=f"image {i} level {lv}")
+            if HAS_TENSORSTORE:
+                got = read_tensorstore(array_path(root, plan, i, lv), 3)
+                np.testing.assert_array_equal(got, want)
+
+
+# -- regions -----------------------------------------------------------------------------
+@pytest.mark.parametrize("engine", ZARR_ENGINES)
+def test_write_region(engine: str, tmp_path: Path) -> None:
+    root = tmp_path / "r.ome.zarr"
+    settings = _small(engine, root)
+    with create_stream(settings) as stream:
+        for n in range(5):
+            stream.append(frame_for(n, settings.frame_shape, "uint16"))
+    plan = plan_storage(settings)
+    cls = load_engine(engine)
+    backend = cls(plan, open_kv(settings.output_path), settings.writer)
+    patch = np.full((2, 10, 30), 7, "uint16")
+    selection = (slice(1, 3), slice(5, 15), slice(3, 33))
+    if not cls.supports_regions:
+        with pytest.raises((NotImplementedError, SettingsError), match=engine):
+            backend.open_arrays()
+            backend.write_region(0, 0, selection, patch)
+        return
+    backend.open_arrays()
+    backend.write_region(0, 0, selection, patch)
+    backend.close()
+    want = np.stack([frame_for(n, settings.frame_shape, "uint16") for n in range(5)])
+    want[selection] = patch
+    check_pixels(root, plan, [want])
+
+
+# -- refusals up front -------------------------------------------------------------------
+@pytest.mark.skipif("acquire-zarr" not in ZARR_ENGINES, reason="acquire-zarr not installed")
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"format": fmt("acquire-zarr", "0.4")}, "cannot write NGFF 0.4"),
+        ({"compression": "gzip"}, "compression 'gzip' cannot be written"),
+        (
+            {"storage_order": ["x", "t", "y"]},
+            "writes frames only in the order they arrive",
+        ),
+    ],
+    ids=["zarr-v2", "gzip", "reordered"],
+)
+def test_acquire_zarr_refuses_up_front(kw: dict[str, Any], message: str, tmp_path: Path) -> None:
+    root = tmp_path / "x.ome.zarr"
+    with pytest.raises(SettingsError, match=message):
+        settings = _small("acquire-zarr", root, **kw)
+        create_stream(settings)
+    assert not root.exists()
+
+
+@pytest.mark.parametrize(
+    "engine", [e for e in ("tensorstore", "acquire-zarr") if e in ZARR_ENGINES]
+)
+def test_local_only_engines_refuse_urls_before_writing(engine: str) -> None:
+    import fsspec
+
+    settings = _small(engine, "memory://refused/x.ome.zarr")
+    with pytest.raises(SettingsError, match="local folders only"):
+        create_stream(settings)
+    assert not fsspec.filesystem("memory").exists("/refused")
+
+
+def test_auto_picks_an_installed_engine(tmp_path: Path) -> None:
+    settings = _small(
+        "auto", tmp_path / "a.ome.zarr", format={"name": "ome-zarr", "backend": "auto"}
+    )
+    assert settings.format is not None
+    assert settings.format.backend == ZARR_ENGINES[0]  # the default engine comes first
+
+
+# -- optional engines: lazy and explained ------------------------------------------------
+def _run(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_importing_omestream_imports_no_optional_engine(tmp_path: Path) -> None:
+    code = """
+import sys
+import numpy as np
+import omestream
+from omestream import AcquisitionSettings, Dimension, create_stream
+s = AcquisitionSettings(root_path="d.ome.zarr", dtype="uint8", dimensions=[
+    Dimension(name="y", count=8, type="space"), Dimension(name="x", count=8, type="space")])
+with create_stream(s) as st:
+    st.append(np.zeros((8, 8), "uint8"))
+print(sorted({m.split(".")[0] for m in sys.modules} & {"tensorstore", "acquire_zarr"}))
+"""
+    out = _run(code, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("engine", "module"), [("tensorstore", "tensorstore"),
+                                                ("acquire-zarr", "acquire_zarr")])  # fmt: skip
+def test_missing_engine_names_the_extra(engine: str, module: str, tmp_path: Path) -> None:
+    # simulates the package being absent; only this error message is tested this way
+    code = f"""
+import importlib.util
+real = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a, **k: (
+    None if name.split(".")[0] == {module!r} else real(name, *a, **k))
+from omestream import AcquisitionSettings, BackendUnavailableError, Dimension, create_stream
+s = AcquisitionSettings(root_path="d.ome.zarr", format={engine!r}, dtype="uint8", dimensions=[
+    Dimension(name="y", count=8, type="space"), Dimension(name="x", count=8, type="space")])
+try:
+    create_stream(s)
+except BackendUnavailableError as exc:
+    assert isinstance(exc, ImportError)
+    print(exc)
+"""
+    out = _run(code, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f'pip install "omestream[{ENGINES[engine].extra}]"' in out.stdout
+    assert engine in out.stdout
+    assert not (tmp_path / "d.ome.zarr").exists()
+
+
+def test_extras_install_every_engine() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    for _engine, info in ENGINES.items():
+        if info.extra is None:
+            continue
+        deps = [d.split(">")[0].split("=")[0].split("[")[0].strip() for d in extras[info.extra]]
+        assert info.module.replace("_", "-") in deps, f"extra {info.extra!r} lacks {info.module}"
+        assert info.extra in extras["all"][0], f"'all' lacks {info.extra}"
+
+
+@pytest.mark.parametrize("engine", ZARR_ENGINES)
+def test_closed_early_keeps_the_planned_shape(engine: str, tmp_path: Path) -> None:
+    """Frames never appended read as the fill value, and every image exists, also one
+    that received no frame at all."""
+    case = CASES_BY_ID["multi-position"]
+    root = tmp_path / "early.ome.zarr"
+    settings = build(case, root, engine, "0.5")
+    total = settings.total_frames
+    assert total is not None
+    sent = 5  # fewer than one position's frames of the first time point
+    with create_stream(settings) as stream:
+        for n in range(sent):
+            stream.append(frame_for(n, settings.frame_shape, case.dtype))
+    as_skipped = dataclasses.replace(case, skip=tuple(range(sent, total)))
+    plan = plan_storage(settings)
+    validate_ome_zarr(root)
+    check_metadata(root, plan)
+    check_pixels(root, plan, expected_images(as_skipped, settings))
