@@ -265,6 +265,7 @@ def process_positions(
                 summary.done.append(job.path)
             else:
                 summary.failed[job.path] = f"{type(error).__name__}: {error}"
+            fut.release()  # a worker lost later must not have to recompute it
             if report is not None:
                 report(n, len(jobs), job.path, error)
     if created is not None:
