@@ -18,6 +18,7 @@ from omestream import (
     Dimension,
     PositionDimension,
     Pyramid,
+    SettingsError,
     StoreExistsError,
     StoreFormatError,
     create_stream,
@@ -189,9 +190,11 @@ def test_pyramid_sub_ifds(tmp_path: Path) -> None:
         compression="zstd", pyramid=Pyramid(levels=3, method="stride"),
     )  # fmt: skip
     frames = [frame_for(n, (64, 48), "uint16") for n in range(3)]
+    frames[1] = np.zeros_like(frames[1])
     with create_stream(settings) as stream:
-        for f in frames:
-            stream.append(f)
+        stream.append(frames[0])
+        stream.skip()  # every level of a skipped plane holds fill
+        stream.append(frames[2])
     with tifffile.TiffFile(settings.output_path) as tif:
         assert len(tif.pages) == 3  # reduced levels are SubIFDs, not pages
         (series,) = tif.series
@@ -200,6 +203,11 @@ def test_pyramid_sub_ifds(tmp_path: Path) -> None:
         np.testing.assert_array_equal(series.levels[1].asarray(), np.stack(frames)[:, ::2, ::2])
         np.testing.assert_array_equal(series.levels[2].asarray(), np.stack(frames)[:, ::4, ::4])
     read_ome(settings.output_path)
+    z_levels = settings.model_copy(
+        update={"pyramid": Pyramid(levels=2, factors={"y": 2, "x": 2, "t": 2})}
+    )
+    with pytest.raises(SettingsError, match="SubIFDs"):
+        create_stream(z_levels.model_copy(update={"overwrite": True}))
 
 
 def test_unbounded_partial_last_time_point(tmp_path: Path) -> None:

@@ -118,6 +118,15 @@ class TiffBackend(ArrayBackend):
         root = settings.root_path
         if "://" in root and not root.startswith("file://"):
             return "OME-TIFF is written to local files only"
+        pyr = settings.pyramid
+        if pyr is not None and pyr.levels > 1:
+            frame = {d.name for d in settings.frame_dimensions}
+            outer = sorted(n for n, f in pyr.factors.items() if f != 1 and n not in frame)
+            if outer:
+                return (
+                    "OME-TIFF stores reduced resolutions as SubIFDs of each plane, so "
+                    f"pyramid factors apply to the frame's y and x only, not to {outer}"
+                )
         return None
 
     @classmethod
