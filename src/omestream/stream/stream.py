@@ -311,16 +311,26 @@ def _prepare_location(settings: AcquisitionSettings, kv: KVStore) -> None:
 
 
 def create_stream(
-    settings: AcquisitionSettings, *, store: KVStore | None = None, **storage_options: Any
+    settings: AcquisitionSettings,
+    *,
+    store: KVStore | None = None,
+    resume: bool = False,
+    **storage_options: Any,
 ) -> OMEStream:
     """Create the dataset described by ``settings`` and return a stream to fill it.
 
     ``storage_options`` are passed to fsspec for URLs such as ``s3://bucket/x.ome.zarr``.
     ``store`` replaces the storage location derived from ``settings.output_path`` with a
     :class:`~omestream.io.KVStore` of your own (OME-Zarr only).
+    ``resume=True`` continues the interrupted stream that wrote ``settings.output_path``
+    from its first frame not yet written (see :mod:`omestream.store.resume`).
     """
     if not isinstance(settings, AcquisitionSettings):
         raise SettingsError(f"create_stream needs AcquisitionSettings, got {type(settings).__name__}")
+    if resume:
+        from omestream.store.resume import resume_stream  # the store layer sits above this one
+
+        return resume_stream(settings, store=store, **storage_options)
     fmt = settings.format
     assert fmt is not None
     engine = load_engine(fmt.backend)

@@ -1,0 +1,162 @@
+"""Resume an interrupted acquisition: ``create_stream(settings, resume=True)``.
+
+A stream records its settings and progress (frames appended or skipped) under the
+root attribute ``"omestream"``. Resuming checks that the settings match, reopens
+the arrays, and continues from the first frame not yet written.
+
+Engines write whole shards/chunks from in-memory slabs, so frames already on disk
+that share a write unit with frames still to come must be in the slab before the
+unit is written again, or it would be rewritten with fill values. Resuming
+therefore rewinds to the start of the current block of the outermost acquisition
+axis (every earlier write unit is complete) and replays the frames from there to
+the recorded count through the normal append path, reading them back from disk —
+so pyramid levels are rebuilt from the same data as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+from typing import Any
+
+import numpy as np
+
+from omestream.backends.registry import load_engine
+from omestream.backends.zarr_common import array_path
+from omestream.errors import SettingsError, StoreFormatError
+from omestream.io import zarr_nodes
+from omestream.io.kv import KVStore, open_kv
+from omestream.plan import FrameRouter, plan_storage
+from omestream.settings import AcquisitionSettings
+from omestream.stream import OMEStream
+from omestream.stream.state import StreamState
+from omestream.stream.zarr_sink import OMESTREAM_KEY, ZarrMetadataSink
+
+__all__ = ["resume_stream"]
+
+_IGNORED = {"overwrite", "writer"}  # may differ between the first run and the resumed one
+
+
+def _record(kv: KVStore, zarr_format: int, where: str) -> dict[str, Any]:
+    attrs = zarr_nodes.read_group_attrs(kv, "", zarr_format)
+    if attrs is None:
+        raise StoreFormatError(
+            f"{where}: nothing to resume; no Zarr v{zarr_format} group here (check the format "
+            "and version in the settings)"
+        )
+    record = attrs.get(OMESTREAM_KEY)
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        raise StoreFormatError(
+            f"{where} was not written by an omestream stream (no '{OMESTREAM_KEY}' record at "
+            "its root); nothing to resume. Use omestream.open_store to change it"
+        )
+    if not isinstance(record.get("frames"), int) or record["frames"] < 0:
+        raise StoreFormatError(f"{where}: '{OMESTREAM_KEY}.frames' is missing or not a count")
+    return record
+
+
+def _check_same(settings: AcquisitionSettings, saved: dict[str, Any], where: str) -> None:
+    now = settings.model_dump(mode="json")
+    diffs = sorted(
+        k for k in set(now) | set(saved) if k not in _IGNORED and now.get(k) != saved.get(k)
+    )
+    if diffs:
+        detail = "; ".join(f"{k}: stored {saved.get(k)!r}, given {now.get(k)!r}" for k in diffs)
+        raise SettingsError(
+            f"{where}: cannot resume with different settings ({detail[:600]}); nothing was written"
+        )
+
+
+def _rewind_point(settings: AcquisitionSettings, router: FrameRouter, n: int, plan: Any) -> int:
+    """First frame of the block (along the outermost acquisition axis) holding frame ``n``."""
+    if n == 0 or not settings.dimensions[:-2]:
+        return 0
+    first = settings.dimensions[0]
+    storage = list(settings.storage_dimension_names[:-2])
+    unit = 1
+    if first.name in storage:  # a position axis maps to images, whose units never mix
+        a = storage.index(first.name)
+        unit = max(lv.write_unit[a] for im in plan.images for lv in im.levels)
+    outer_index = router.acquisition_index(n)[0]
+    start = outer_index - outer_index % unit
+    return start * router.per_outer
+
+
+def _saved_metadata(kv: KVStore, plan: Any, record: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    out: list[list[dict[str, Any]]] = [[] for _ in plan.images]
+    for i, im in enumerate(plan.images):
+        if im.path == "":
+            recs = record.get("frame_metadata", [])
+        else:
+            attrs = zarr_nodes.read_group_attrs(kv, im.path, plan.zarr_format) or {}
+            recs = (attrs.get(OMESTREAM_KEY) or {}).get("frame_metadata", [])
+        out[i] = [r for r in recs if isinstance(r, dict) and isinstance(r.get("frame"), int)]
+    return out
+
+
+def resume_stream(
+    settings: AcquisitionSettings, *, store: KVStore | None = None, **storage_options: Any
+) -> OMEStream:
+    """Reopen the stream that wrote ``settings.output_path`` and continue after its last frame."""
+    fmt = settings.format
+    assert fmt is not None
+    if fmt.name != "ome-zarr":
+        raise SettingsError(f"resume=True is available for OME-Zarr, not {fmt.name!r}")
+    engine = load_engine(fmt.backend)
+    reason = engine.check(settings)
+    if reason:
+        raise SettingsError(f"backend {fmt.backend!r} cannot write these settings: {reason}")
+    plan = plan_storage(settings)
+    where = settings.output_path
+    kv = store if store is not None else open_kv(where, storage_options or None)
+    record = _record(kv, plan.zarr_format, where)
+    _check_same(settings, record["settings"], where)
+    done = int(record["frames"])
+    router = FrameRouter(settings)
+    if router.total is not None and done > router.total:
+        raise StoreFormatError(f"{where}: records {done} frames; the settings hold {router.total}")
+    rewind = _rewind_point(settings, router, done, plan)
+
+    backend = engine(plan, kv, settings.writer)
+    backend.open_arrays()
+    started = record.get("started")
+    state = StreamState(n_images=len(plan.images))
+    if isinstance(started, str):
+        with contextlib.suppress(ValueError):
+            state.started = _dt.datetime.fromisoformat(started)
+    saved_meta = _saved_metadata(kv, plan, record)
+    state.frames = rewind
+    skipped = [int(s) for s in record.get("skipped", []) if isinstance(s, int)]
+    state.skipped = [s for s in skipped if s < rewind]
+    state.frame_metadata = [[r for r in recs if r["frame"] < rewind] for recs in saved_meta]
+    u = plan.unbounded_axis
+    if u is not None and rewind:
+        steps = router.acquisition_index(rewind)[0]  # whole outer steps before the rewind point
+        state.extents = [steps] * len(plan.images)
+    sink = ZarrMetadataSink(kv, plan, settings)
+    stream = OMEStream(settings, plan, kv, backend, sink, state)
+    if u is not None:  # arrays were pre-grown; never shrink them below what is on disk
+        shapes = getattr(backend, "shapes", {})
+        stream._alloc = max((s[u] for s in shapes.values()), default=0)
+
+    # replay frames rewind..done-1 from disk through the normal append path
+    import zarr
+
+    arrays: dict[int, Any] = {}
+    meta_by_frame = {r["frame"]: r for recs in saved_meta for r in recs if r["frame"] >= rewind}
+    skipped_set = set(skipped)
+    for n in range(rewind, done):
+        if n in skipped_set:
+            stream.skip(1)
+            continue
+        route = router.route(n)
+        arr = arrays.get(route.image)
+        if arr is None:
+            arr = arrays[route.image] = zarr.open_array(
+                kv.zarr_store(read_only=True), path=array_path(plan, route.image, 0), mode="r"
+            )
+        frame = np.asarray(arr[route.index])
+        rec = meta_by_frame.get(n)
+        meta = {k: v for k, v in rec.items() if k not in ("frame", "index")} if rec else None
+        stream.append(frame, metadata=meta)
+    return stream

@@ -1,0 +1,132 @@
+"""create_stream(settings, resume=True) after a writer process was killed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from omestream import (
+    AcquisitionSettings,
+    Dimension,
+    Pyramid,
+    SettingsError,
+    StoreFormatError,
+    create_stream,
+)
+from tests.cases import frame_for
+from tests.checks import validate_ome_zarr
+
+SHAPE = (32, 24)
+
+_CHILD = """
+import os, signal, sys
+from omestream import AcquisitionSettings, create_stream
+from tests.cases import frame_for
+settings = AcquisitionSettings.model_validate_json(sys.argv[1])
+n = int(sys.argv[2])
+stream = create_stream(settings)
+for i in range(n):
+    stream.append(frame_for(i, settings.frame_shape, settings.dtype), metadata={"i": i})
+stream.flush()  # partial shards reach the disk, with the progress record
+os.kill(os.getpid(), signal.SIGKILL)  # no close(): a crash
+"""
+
+
+def _crash_after(settings: AcquisitionSettings, n: int) -> None:
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, settings.model_dump_json(), str(n)], cwd=root, check=False
+    )
+    assert proc.returncode == -9
+
+
+def _bounded(root: Path, version: str) -> AcquisitionSettings:
+    return AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[
+            Dimension(name="t", count=3, type="time"),
+            Dimension(name="c", count=2, type="channel"),
+            Dimension(name="z", count=4, type="space"),  # one shard holds all z planes
+            Dimension(name="y", count=SHAPE[0], type="space"),
+            Dimension(name="x", count=SHAPE[1], type="space"),
+        ],
+        dtype="uint16",
+        format={"name": "ome-zarr", "version": version},
+        pyramid=Pyramid(levels=2),
+    )
+
+
+def _unbounded(root: Path, version: str) -> AcquisitionSettings:
+    return AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=1, shard_size_chunks=4, type="time")
+            if version == "0.5"
+            else Dimension(name="t", count=None, chunk_size=4, type="time"),
+            Dimension(name="c", count=2, type="channel"),
+            Dimension(name="y", count=SHAPE[0], type="space"),
+            Dimension(name="x", count=SHAPE[1], type="space"),
+        ],
+        dtype="uint16",
+        format={"name": "ome-zarr", "version": version},
+    )
+
+
+def _level(root: Path, level: int) -> np.ndarray:
+    attrs = dict(zarr.open_group(str(root), mode="r").attrs)
+    ms = attrs.get("ome", attrs)["multiscales"][0]
+    return zarr.open_array(f"{root}/{ms['datasets'][level]['path']}", mode="r")[...]
+
+
+@pytest.mark.parametrize("kind", ["bounded", "unbounded"])
+def test_resume_after_crash_inside_a_shard(tmp_path: Path, ngff_version: str, kind: str) -> None:
+    root = tmp_path / "acq.ome.zarr"
+    build = _bounded if kind == "bounded" else _unbounded
+    settings = build(root, ngff_version)
+    total = 24 if kind == "bounded" else 14  # unbounded: 7 time points of 2 channels
+    crash_at = 13 if kind == "bounded" else 11  # mid z-stack / mid 4-time-point shard
+    _crash_after(settings, crash_at)
+
+    with create_stream(settings, resume=True) as stream:
+        assert stream.frames_written == crash_at
+        for i in range(crash_at, total):
+            stream.append(frame_for(i, SHAPE, "uint16"), metadata={"i": i})
+    validate_ome_zarr(root)
+    frames = np.stack([frame_for(i, SHAPE, "uint16") for i in range(total)])
+    if kind == "bounded":
+        expected = frames.reshape(3, 2, 4, *SHAPE)
+    else:
+        expected = frames.reshape(7, 2, *SHAPE)
+    data = _level(root, 0)
+    np.testing.assert_array_equal(data, expected)
+    if kind == "bounded":  # the pyramid level agrees with the data, frames before the crash too
+        low = _level(root, 1)
+        assert low.shape == (3, 2, 4, SHAPE[0] // 2, SHAPE[1] // 2)
+        mean = expected.reshape(3, 2, 4, SHAPE[0] // 2, 2, SHAPE[1] // 2, 2).mean(axis=(4, 6))
+        np.testing.assert_array_equal(low, np.rint(mean).astype("uint16"))
+    record = zarr.open_group(str(root), mode="r").attrs["omestream"]
+    assert record["frames"] == total and record["complete"] is True
+
+
+def test_resume_refuses_other_settings_and_foreign_stores(tmp_path: Path) -> None:
+    root = tmp_path / "acq.ome.zarr"
+    settings = _bounded(root, "0.5")
+    _crash_after(settings, 5)
+    before = sorted(p.name for p in root.rglob("*"))
+    other = settings.model_copy(update={"dtype": "uint8"})
+    with pytest.raises(SettingsError, match="dtype"):
+        create_stream(other, resume=True)
+    assert sorted(p.name for p in root.rglob("*")) == before
+    foreign = tmp_path / "foreign.ome.zarr"
+    from tests.store_fixtures import write_image
+
+    write_image(foreign, "0.5", "ome-zarr-py")
+    with pytest.raises(StoreFormatError, match="not written by an omestream stream"):
+        create_stream(_bounded(foreign, "0.5"), resume=True)
+    with pytest.raises(StoreFormatError, match="nothing to resume"):
+        create_stream(_bounded(tmp_path / "missing.ome.zarr", "0.5"), resume=True)
