@@ -33,6 +33,7 @@ def _register() -> None:
     import_module("omestream.cli.demo")
     import_module("omestream.cli.info")
     import_module("omestream.cli.pyramid")
+    import_module("omestream.cli.repair")
     import_module("omestream.cli.tree")
     import_module("omestream.cli.validate")
     import_module("omestream.cli.view")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except OmeStreamError as exc:
         if debug:
             raise
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         typer.secho(f"error: {type(exc).__name__}: {exc}", err=True, fg="red")
         return 1
-    return 0
+    # without standalone mode, click returns the code of `raise typer.Exit(code)`
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,137 @@
+"""`omestream convert`: pixels round-trip exactly between OME-TIFF, TIFF stacks and
+OME-Zarr 0.4/0.5, and the outputs pass the independent validators."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from typer.testing import CliRunner
+
+import omestream.cli.convert  # noqa: F401  (registers the command)
+from omestream.cli.app import app
+from omestream.cli.convert import parse_sizes
+from omestream.convert import ConvertOptions, convert
+from omestream.errors import SettingsError
+from omestream.summary import describe
+from tests.checks import validate_ome_zarr
+from tests.cli_data import write_ome_zarr_py_image, write_ome_zarr_py_plate, write_plate
+
+runner = CliRunner()
+
+
+def tczyx() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 4000, (2, 3, 4, 40, 36), dtype=np.uint16)
+
+
+def write_ome_tiff(path: Path, data: np.ndarray, axes: str = "TCZYX") -> None:
+    tifffile.imwrite(
+        path, data, ome=True, photometric="minisblack",
+        metadata={"axes": axes, "PhysicalSizeX": 0.25, "PhysicalSizeXUnit": "µm",
+                  "PhysicalSizeY": 0.25, "PhysicalSizeYUnit": "µm", "PhysicalSizeZ": 1.5,
+                  "Channel": {"Name": ["DAPI", "GFP", "RFP"]}},
+    )  # fmt: skip
+
+
+def test_ome_tiff_to_zarr_to_tiff_round_trip(tmp_path: Path) -> None:
+    data = tczyx()
+    src = tmp_path / "in.ome.tiff"
+    write_ome_tiff(src, data)
+    result = runner.invoke(app, ["convert", str(src), str(tmp_path / "a.ome.zarr"),
+                                 "--chunk", "y=16,x=16", "--shard", "y=2,x=2", "-w", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    arr = zarr.open_array(str(tmp_path / "a.ome.zarr" / "0"), mode="r")
+    assert np.array_equal(arr[...], data)
+    assert arr.chunks == (1, 1, 1, 16, 16) and arr.shards == (1, 1, 1, 32, 32)
+    validate_ome_zarr(tmp_path / "a.ome.zarr")
+    info = describe(str(tmp_path / "a.ome.zarr"))
+    (im,) = info.images
+    assert [c.label for c in im.channels] == ["DAPI", "GFP", "RFP"]
+    assert [(a.name, a.scale, a.unit) for a in im.axes][2:] == [
+        ("z", 1.5, "micrometer"), ("y", 0.25, "micrometer"), ("x", 0.25, "micrometer")]  # fmt: skip
+
+    back = tmp_path / "back.ome.tiff"
+    convert(tmp_path / "a.ome.zarr", back, ConvertOptions(compression="zstd"))
+    assert np.array_equal(tifffile.imread(back), data)
+    assert describe(str(back)).images[0].channels[1].label == "GFP"
+
+
+def test_tiff_in_acquisition_order_lands_in_ngff_order(tmp_path: Path) -> None:
+    data = tczyx().transpose(0, 2, 1, 3, 4)  # TZCYX
+    src = tmp_path / "tz.ome.tiff"
+    write_ome_tiff(src, data, "TZCYX")
+    convert(src, tmp_path / "tz.ome.zarr", ConvertOptions(version="0.4", workers=2))
+    arr = zarr.open_array(str(tmp_path / "tz.ome.zarr" / "0"), mode="r")
+    assert np.array_equal(arr[...], data.transpose(0, 2, 1, 3, 4))
+    assert describe(str(tmp_path / "tz.ome.zarr")).ngff_version == "0.4"
+
+
+def test_plain_tiff_stack_becomes_a_z_stack_with_a_pyramid(tmp_path: Path) -> None:
+    stack = np.random.default_rng(3).integers(0, 255, (5, 64, 48), dtype=np.uint8)
+    src = tmp_path / "stack.tif"
+    tifffile.imwrite(src, stack)  # no OME-XML: pages only
+    convert(src, tmp_path / "s.ome.zarr", ConvertOptions(pyramid_levels=3, compression="zstd"))
+    info = describe(str(tmp_path / "s.ome.zarr"))
+    (im,) = info.images
+    assert im.axis_names == "zyx" and len(im.levels) == 3
+    assert [lv.shape for lv in im.levels] == [(5, 64, 48), (5, 32, 24), (5, 16, 12)]
+    assert np.array_equal(zarr.open_array(str(tmp_path / "s.ome.zarr" / "0"))[...], stack)
+    validate_ome_zarr(tmp_path / "s.ome.zarr")
+
+
+def test_zarr_04_to_05_and_back_keeps_pixels_and_levels(tmp_path: Path) -> None:
+    src, data = write_ome_zarr_py_image(tmp_path / "ozp.zarr")  # ome-zarr-py, 0.4, levels s0/s1
+    convert(src, tmp_path / "v5.ome.zarr", ConvertOptions(version="0.5"))
+    convert(tmp_path / "v5.ome.zarr", tmp_path / "v4.ome.zarr", ConvertOptions(version="0.4"))
+    for path, version in (("v5.ome.zarr", "0.5"), ("v4.ome.zarr", "0.4")):
+        info = describe(str(tmp_path / path))
+        assert info.ngff_version == version
+        assert len(info.images[0].levels) == 2
+        assert [c.label for c in info.images[0].channels] == ["a", "b"]
+        assert np.array_equal(zarr.open_array(str(tmp_path / path / "0"))[...], data)
+        validate_ome_zarr(tmp_path / path)
+
+
+def test_plates_convert_well_by_well(tmp_path: Path) -> None:
+    src, wells = write_ome_zarr_py_plate(tmp_path / "ozp_plate.zarr")
+    out = tmp_path / "plate5.ome.zarr"
+    convert(src, out, ConvertOptions(version="0.5"))
+    info = describe(str(out))
+    assert info.kind == "plate" and [w.path for w in info.plate.wells] == list(wells)  # type: ignore[union-attr]
+    for w, pixels in wells.items():
+        assert np.array_equal(zarr.open_array(str(out / w / "0" / "0"))[...], pixels)
+    validate_ome_zarr(out)
+
+    ours = write_plate(tmp_path / "ours.ome.zarr")
+    exe = str(Path(sys.executable).with_name("omestream"))
+    proc = subprocess.run([exe, "convert", ours, str(tmp_path / "ours04.ome.zarr"), "--version",
+                           "0.4", "--compression", "gzip"], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "frames/s" in proc.stderr and "ETA" in proc.stderr  # the progress bar
+    for r, c in (("A", "1"), ("A", "3"), ("B", "2")):
+        a = zarr.open_array(f"{ours}/{r}/{c}/0/0")[...]
+        b = zarr.open_array(str(tmp_path / "ours04.ome.zarr" / r / c / "0" / "0"))[...]
+        assert np.array_equal(a, b)
+    assert describe(str(tmp_path / "ours04.ome.zarr")).images[0].codecs == ("zlib(level=5)",) or (
+        "gzip" in describe(str(tmp_path / "ours04.ome.zarr")).images[0].codecs[0]
+    )
+
+
+def test_bad_options_and_existing_outputs_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="expected NAME=SIZE"):
+        parse_sizes("y=0", "--chunk")
+    assert parse_sizes("256", "--chunk") == {"y": 256, "x": 256}
+    src = tmp_path / "s.tif"
+    tifffile.imwrite(src, np.zeros((2, 8, 8), np.uint8))
+    convert(src, tmp_path / "o.ome.zarr")
+    result = runner.invoke(app, ["convert", str(src), str(tmp_path / "o.ome.zarr")])
+    assert result.exit_code != 0 and "already exists" in str(result.exception)
+    with pytest.raises(SettingsError, match="shard_size_chunks"):
+        convert(src, tmp_path / "v4.ome.zarr", ConvertOptions(version="0.4", shards={"y": 2}))
+    assert not (tmp_path / "v4.ome.zarr").exists()
