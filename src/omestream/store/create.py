@@ -167,7 +167,7 @@ def create_image(
             image.refresh()
             arrays = [image._open(lv.path) for lv in image.levels]
             arrays[0][...] = arr
-            image._propagate(arrays, [(0, s) for s in arr.shape])
+            image._propagate(arrays, [(0, s) for s in arr.shape], arr)
     return image
 
 

@@ -238,8 +238,17 @@ class Image:
             )
         return shapes
 
-    def _propagate(self, arrays: list[zarr.Array], region: list[tuple[int, int]]) -> None:
-        """Recompute lower levels over ``region`` (level 0 coordinates), level by level."""
+    def _propagate(
+        self,
+        arrays: list[zarr.Array],
+        region: list[tuple[int, int]],
+        data: np.ndarray | None = None,
+    ) -> None:
+        """Recompute lower levels over ``region`` (level 0 coordinates), level by level.
+
+        ``data`` is what was just written there: reused instead of read back whenever the
+        block a level needs is exactly that region (appends, whole planes).
+        """
         method = self._method()
         for i in range(1, len(arrays)):
             lv = self._levels[i]
@@ -249,7 +258,10 @@ class Image:
                 (a0 - a0 % f, min(n, -(-a1 // f) * f))
                 for (a0, a1), f, n in zip(region, lv.factors, prev_shape, strict=True)
             ]
-            block = np.asarray(arrays[i - 1][tuple(slice(a, b) for a, b in src)])
+            if data is not None and src == region:
+                block = data
+            else:
+                block = np.asarray(arrays[i - 1][tuple(slice(a, b) for a, b in src)])
             down = downsample(block, lv.factors, method)
             out = [
                 (a0 // f, min(n, a0 // f + d))
@@ -258,7 +270,7 @@ class Image:
             down = down[tuple(slice(0, b - a) for a, b in out)]
             if down.size:
                 arrays[i][tuple(slice(a, b) for a, b in out)] = down
-            region = out
+            region, data = out, down
 
     def _commit_shapes(self, shapes: list[tuple[int, ...]]) -> None:
         """Store new shapes: lower levels first, level 0 last (level 0 is the truth)."""
@@ -314,7 +326,7 @@ class Image:
         arrays = [self._grown(lv, s) for lv, s in zip(self._levels, shapes, strict=True)]
         region = [(old, new0[i]) if i == a else (0, s) for i, s in enumerate(new0)]
         arrays[0][tuple(slice(x, y) for x, y in region)] = arr
-        self._propagate(arrays, region)
+        self._propagate(arrays, region, arr)
         self._commit_shapes(shapes)
         self._load()
         return int(arr.shape[a])
@@ -436,7 +448,7 @@ class Image:
             arr = coerce_data(arr, self._dtype, cast, where)
             arrays = [self._open(lv.path) for lv in self._levels]
             arrays[0][tuple(slice(a, b) for a, b in region)] = arr
-            self._propagate(arrays, region)
+            self._propagate(arrays, region, arr)
         return self
 
     def __setitem__(self, key: Any, data: Any) -> None:
