@@ -6,11 +6,14 @@ of the store means readers and validators never see them, copying or uploading t
 dataset does not carry stale locks along, and deleting the dataset does not delete a
 lock another process holds.
 
-Two kinds of lock, always taken in this order to rule out deadlocks:
+Two kinds of lock:
 
+* ``metadata()`` serialises every read-modify-write of group metadata, and
 * ``image(path)`` serialises every pixel write into one image (so two writers never
-  rewrite the same chunk or shard from stale copies), and
-* ``metadata()`` serialises every read-modify-write of group metadata.
+  rewrite the same chunk or shard from stale copies).
+
+The metadata lock may be held while an image lock is taken (adding, renaming or
+deleting a field), never the other way round, which rules out deadlocks.
 
 Locks are ``filelock`` (``flock``) locks: released by the kernel when a process dies;
 re-entrant within one thread, exclusive between threads and processes.
