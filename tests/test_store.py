@@ -433,3 +433,39 @@ def test_malformed_metadata_is_named(tmp_path: Path) -> None:
 
 def test_exported() -> None:
     assert "open_store" in omestream.__all__ and omestream.open_store is open_store
+
+
+def test_rebuild_metadata_from_disk(tmp_path: Path, ngff_version: str) -> None:
+    root = tmp_path / "plate.ome.zarr"
+    expected = write_plate(root, ngff_version, "omestream")
+    plate = open_store(root, mode="r+")
+    like = plate["A/1/0"]
+    d = pixels(50)
+    plate.add_position("C", "1", "0", like=like, data=d)
+    plate.add_position("A", "1", "1", like=like, data=d + 1)
+    # as left by writers killed before listing what they created: documents rolled back
+    g = zarr.open_group(str(root), mode="r+")
+    attrs = dict(g.attrs)
+    doc = attrs.get("ome", attrs)["plate"]
+    doc["wells"] = [w for w in doc["wells"] if w["path"] != "C/1"]
+    doc["rows"] = [r for r in doc["rows"] if r["name"] != "C"]
+    g.attrs.update(attrs)
+    w = zarr.open_group(str(root / "A/1"), mode="r+")
+    wattrs = dict(w.attrs)
+    wattrs.get("ome", wattrs)["well"]["images"] = [{"path": "0"}]
+    w.attrs.update(wattrs)
+    import shutil
+
+    shutil.rmtree(root / "B/2")  # a listed well that is gone
+    assert plate.wells == ["A/1", "B/2"]
+
+    changes = plate.rebuild_metadata()
+    assert any("C/1" in c for c in changes) and any("B/2" in c for c in changes)
+    assert plate.wells == ["A/1", "C/1"]
+    assert plate.well("A", "1").fields == ["0", "1"]
+    validate_ome_zarr(root)
+    doc = check_plate_doc(root)
+    assert doc["field_count"] == 2
+    check_image(root / "A/1/0", expected["A/1/0"])
+    check_image(root / "C/1/0", d)
+    assert plate.rebuild_metadata() == []
