@@ -469,3 +469,18 @@ def test_rebuild_metadata_from_disk(tmp_path: Path, ngff_version: str) -> None:
     check_image(root / "A/1/0", expected["A/1/0"])
     check_image(root / "C/1/0", d)
     assert plate.rebuild_metadata() == []
+
+
+def test_add_position_from_data_alone(tmp_path: Path, ngff_version: str) -> None:
+    root = tmp_path / "plate.ome.zarr"
+    write_plate(root, ngff_version, "ome-zarr-py")
+    plate = open_store(root, mode="r+")
+    d = pixels(60)
+    img = plate.add_position("A", "2", "0", data=d, axes="tcyx", channel_names=["DAPI", "GFP"])
+    assert img.axes == ("t", "c", "y", "x") and img.channel_names == ["DAPI", "GFP"]
+    assert plate.wells == ["A/1", "A/2", "B/2"]
+    validate_ome_zarr(root)
+    check_image(root / "A/2/0", d)
+    with pytest.raises(SettingsError, match="channel names"):
+        plate.add_position("A", "2", "1", data=d, axes="tcyx", channel_names=["one"])
+    assert not (root / "A/2/1").exists() and plate.well("A", "2").fields == ["0"]

@@ -95,7 +95,7 @@ def _from_data(
         chunks=chunks,
         dtype=data.dtype,
         fill_value=0,
-        zarr_format=ctx.zarr_format,
+        zarr_format=ctx.zarr_format,  # type: ignore[arg-type]
         chunk_key_encoding={"name": "default" if ctx.zarr_format == 3 else "v2", "separator": "/"},
         **kwargs,
     )
