@@ -484,3 +484,20 @@ def test_add_position_from_data_alone(tmp_path: Path, ngff_version: str) -> None
     with pytest.raises(SettingsError, match="channel names"):
         plate.add_position("A", "2", "1", data=d, axes="tcyx", channel_names=["one"])
     assert not (root / "A/2/1").exists() and plate.well("A", "2").fields == ["0"]
+
+
+def test_consolidated_metadata_is_dropped_before_changes(
+    tmp_path: Path, ngff_version: str
+) -> None:
+    root = tmp_path / "img.ome.zarr"
+    write_image(root, ngff_version, "ome-zarr-py")
+    zarr.consolidate_metadata(str(root))
+    stale_before = zarr.open_group(str(root), mode="r").metadata.consolidated_metadata
+    assert stale_before is not None
+    open_store(root, mode="r")  # reading keeps it
+    assert zarr.open_group(str(root), mode="r").metadata.consolidated_metadata is not None
+    img = open_store(root, mode="r+")
+    img.append(pixels(70, (C, Y, X)))
+    assert zarr.open_group(str(root), mode="r").metadata.consolidated_metadata is None
+    assert zarr.open_array(f"{root}/s0", mode="r").shape[0] == 3
+    validate_ome_zarr(root)
