@@ -40,6 +40,7 @@ from omestream.settings import (  # noqa: E402
     dims_from_standard_axes,
 )
 from omestream.pyramid import build_pyramid  # noqa: E402
+from omestream.repair import RepairReport, repair  # noqa: E402
 from omestream.stream import OMEStream, create_stream  # noqa: E402
 from omestream.store import open_store  # noqa: E402
 
@@ -60,6 +61,7 @@ __all__ = [
     "PositionDimension",
     "Pyramid",
     "ReadOnlyError",
+    "RepairReport",
     "SettingsError",
     "StandardAxis",
     "StoreError",
@@ -73,4 +75,5 @@ __all__ = [
     "create_stream",
     "dims_from_standard_axes",
     "open_store",
+    "repair",
 ]

@@ -6,6 +6,7 @@ from typing import Any
 
 from omestream import __version__
 from omestream.io import zarr_nodes
+from omestream.io.journal import MetadataJournal
 from omestream.io.kv import KVStore
 from omestream.metadata import build_ome, plan_documents
 from omestream.plan import StoragePlan
@@ -23,6 +24,7 @@ class ZarrMetadataSink:
         self.plan = plan
         self.settings = settings
         self.docs = plan_documents(plan)
+        self.journal = MetadataJournal.for_plan(kv, plan)
 
     def _write(self, path: str, attrs: dict[str, Any]) -> None:
         zarr_nodes.write_group(
@@ -46,8 +48,13 @@ class ZarrMetadataSink:
 
     def update(self, state: StreamState, final: bool, images_too: bool = False) -> None:
         """Refresh image groups with new frame metadata, and the root record."""
+        # Long acquisitions: new frame metadata is appended to a journal and the full
+        # lists are rewritten only once they doubled (see omestream.io.journal).
+        defer = not (final or images_too) and self.journal is not None and self.journal.absorb(state)
+        if defer and self.plan.layout == "image":
+            return
         for i, im in enumerate(self.plan.images):
-            if not (images_too or final or state.dirty_metadata) or im.path == "":
+            if defer or not (images_too or final or state.dirty_metadata) or im.path == "":
                 continue
             attrs = dict(self.docs[im.path])
             if state.frame_metadata[i]:
@@ -61,7 +68,9 @@ class ZarrMetadataSink:
         self._write("", root)
         if final and self.plan.layout == "bioformats2raw":
             self._write_ome_xml(state)
-        state.dirty_metadata = False
+        if final and self.journal is not None:
+            self.journal.finish()
+        state.dirty_metadata = state.dirty_metadata and defer
 
     def _write_ome_xml(self, state: StreamState) -> None:
         shapes = None

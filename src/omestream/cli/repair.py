@@ -1,0 +1,51 @@
+"""`omestream repair PATH`: report and fix what an interrupted acquisition left."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from omestream.cli.app import app
+from omestream.repair import repair as repair_dataset
+from omestream.repair.zarr import DEFAULT_IDLE_S
+
+
+@app.command()
+def repair(
+    path: Path = typer.Argument(..., help="The OME-Zarr store or OME-TIFF file/folder."),  # noqa: B008
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report; change nothing."),
+    force: bool = typer.Option(
+        False, "--force", help="Repair even if the dataset was written to very recently."
+    ),
+    idle: float = typer.Option(
+        DEFAULT_IDLE_S, "--idle", help="Seconds without writes before a dataset counts as stopped."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Detect an interrupted acquisition, report the frames present and the last complete
+    time point, trim shapes to the data present, fold frame metadata back and remove
+    temporary files. The dataset can then be read as is, or resumed.
+
+    Example: omestream repair acquisition.ome.zarr --dry-run
+    """
+    report = repair_dataset(path, dry_run=dry_run, force=force, idle_s=idle)
+    if as_json:
+        doc = {
+            "path": report.path,
+            "format": report.format,
+            "interrupted": report.interrupted,
+            "frames_expected": report.frames_expected,
+            "frames_present": report.frames_present,
+            "resume_at": report.resume_at,
+            "last_complete_time_point": report.last_complete_time_point,
+            "extents": report.extents,
+            "metadata_records": report.metadata_records,
+            "removed_files": report.removed_files,
+            "changes": report.changes,
+            "dry_run": report.dry_run,
+        }
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        typer.echo(report.summary())

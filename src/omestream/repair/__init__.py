@@ -1,0 +1,95 @@
+"""Find out what an interrupted acquisition left on disk and make it whole again.
+
+``repair(path)`` reports the frames present and the last complete time point, trims
+shapes to the data present, folds journaled frame metadata back into the attributes
+and removes temporary files; ``report.resume()`` then continues the acquisition.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from omestream.errors import StoreFormatError
+from omestream.repair.report import RepairReport
+from omestream.repair.zarr import DEFAULT_IDLE_S, repair_zarr
+
+__all__ = ["RepairReport", "repair"]
+
+_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".tif", ".tiff")
+
+
+def _is_tiff(path: str) -> bool:
+    if path.lower().endswith(_TIFF_SUFFIXES):
+        return True
+    if os.path.isdir(path) and not any(
+        os.path.exists(os.path.join(path, n)) for n in ("zarr.json", ".zgroup", ".zattrs")
+    ):
+        return any(n.lower().endswith(_TIFF_SUFFIXES) for n in os.listdir(path))
+    return False
+
+
+def _tiff_recovery() -> Any | None:
+    """The OME-TIFF recovery function, when the OME-TIFF writer provides one."""
+    try:
+        module = importlib.import_module("omestream.tiff.recover")
+    except ImportError:
+        return None
+    return getattr(module, "recover", None)
+
+
+def repair(
+    path: str | os.PathLike[str],
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    idle_s: float = DEFAULT_IDLE_S,
+    **options: Any,
+) -> RepairReport:
+    """Inspect an OME-Zarr or OME-TIFF dataset and repair what an interrupted writer left.
+
+    ``dry_run`` only reports. A dataset written to within the last ``idle_s`` seconds
+    is refused (its writer may still be running) unless ``force`` is given.
+    """
+    location = os.fspath(path)
+    if "://" not in location and not os.path.exists(location):
+        raise FileNotFoundError(f"{location} does not exist")
+    if _is_tiff(location):
+        recover = _tiff_recovery()
+        if recover is None:
+            raise StoreFormatError(
+                f"{location} is OME-TIFF, and this installation has no OME-TIFF recovery "
+                "(omestream.tiff.recover)"
+            )
+        result = recover(location, dry_run=dry_run, **options)
+        return (
+            result if isinstance(result, RepairReport) else _from_tiff(location, result, dry_run)
+        )
+    if options:
+        raise TypeError(f"unexpected options for OME-Zarr repair: {sorted(options)}")
+    return repair_zarr(location, dry_run=dry_run, force=force, idle_s=idle_s)
+
+
+def _from_tiff(path: str, result: Any, dry_run: bool) -> RepairReport:
+    """Adapt a recovery result that is not a RepairReport (a mapping or an object)."""
+
+    def get(name: str, default: Any = None) -> Any:
+        if isinstance(result, dict):
+            return result.get(name, default)
+        return getattr(result, name, default)
+
+    present = int(get("frames_present", get("frames", 0)) or 0)
+    return RepairReport(
+        path=path,
+        format="ome-tiff",
+        interrupted=bool(get("interrupted", True)),
+        frames_expected=get("frames_expected"),
+        frames_present=present,
+        resume_at=int(get("resume_at", present) or 0),
+        time_points_complete=int(get("time_points_complete", 0) or 0),
+        changes=list(get("changes", []) or []),
+        dry_run=dry_run,
+        settings=get("settings"),
+        details={"tiff": result},
+    )

@@ -1,0 +1,270 @@
+"""Repair an OME-Zarr dataset whose writer was killed before ``close()``.
+
+What a killed stream leaves: arrays whose unbounded axis was pre-sized ahead of the
+write position, a root record (``attrs["omestream"]``) with ``complete: false`` and
+counts from its last metadata refresh, frame metadata in the attributes up to a
+recent refresh plus newer records in the journal, and perhaps temporary files of
+writes that never reached their rename. Repair finds which frames are really on
+disk (from chunk files and shard indexes, not from the record), trims the arrays to
+them, folds the journal into the attributes, removes temporary files and rewrites
+the metadata the way a closed stream would, so the dataset can be read as it is or
+resumed with ``create_stream(settings, resume=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from omestream.errors import ConcurrentModificationError, SettingsError, StoreFormatError
+from omestream.io import zarr_nodes
+from omestream.io.journal import journal_key, read_journal
+from omestream.io.kv import KVStore, LocalKV, open_kv
+from omestream.plan import FrameRouter, StoragePlan, plan_storage
+from omestream.repair.presence import frames_present, layout_from_meta
+from omestream.repair.report import RepairReport
+from omestream.settings import AcquisitionSettings
+from omestream.stream.state import StreamState
+from omestream.stream.zarr_sink import OMESTREAM_KEY, ZarrMetadataSink
+
+__all__ = ["repair_zarr"]
+
+#: a store written to more recently than this is probably still being written
+DEFAULT_IDLE_S = 10.0
+
+
+def _zarr_format(kv: KVStore, path: str) -> int:
+    if kv.exists("zarr.json"):
+        return 3
+    if kv.exists(".zgroup") or kv.exists(".zattrs"):
+        return 2
+    raise StoreFormatError(f"{path} is not a Zarr group (no zarr.json or .zgroup at its root)")
+
+
+def _record(kv: KVStore, path: str, fmt: int) -> tuple[dict[str, Any], AcquisitionSettings]:
+    attrs = zarr_nodes.read_group_attrs(kv, "", fmt)
+    record = (attrs or {}).get(OMESTREAM_KEY)
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        raise StoreFormatError(
+            f"{path} has no omestream stream record (attributes['{OMESTREAM_KEY}']['settings']): "
+            "it was not written by an omestream stream, so there is nothing to resume or trim"
+        )
+    try:
+        settings = AcquisitionSettings(**record["settings"])
+    except (SettingsError, TypeError) as exc:
+        raise StoreFormatError(
+            f"{path}: the recorded acquisition settings are invalid: {exc}"
+        ) from None
+    if settings.format is None or settings.format.name != "ome-zarr":
+        raise StoreFormatError(
+            f"{path}: the recorded settings describe {settings.format}, not OME-Zarr"
+        )
+    return record, settings
+
+
+def _newest_change(kv: LocalKV) -> float:
+    newest = 0.0
+    for dirpath, _dirs, _files in os.walk(kv.root):
+        try:
+            newest = max(newest, os.stat(dirpath).st_mtime)
+        except OSError:
+            continue
+    for key in ("zarr.json", ".zattrs"):
+        if kv.exists(key):
+            newest = max(newest, os.stat(kv.path(key)).st_mtime)
+    return newest
+
+
+def _frame_metadata(
+    kv: KVStore, plan: StoragePlan, fmt: int, record: dict[str, Any]
+) -> list[dict[int, dict[str, Any]]]:
+    """Per image: frame number -> record, from the attributes."""
+    out: list[dict[int, dict[str, Any]]] = [{} for _ in plan.images]
+    for i, im in enumerate(plan.images):
+        if im.path == "":
+            found = record.get("frame_metadata")
+        else:
+            attrs = zarr_nodes.read_group_attrs(kv, im.path, fmt) or {}
+            own = attrs.get(OMESTREAM_KEY)
+            found = own.get("frame_metadata") if isinstance(own, dict) else None
+        for rec in found if isinstance(found, list) else []:
+            if isinstance(rec, dict) and isinstance(rec.get("frame"), int):
+                out[i][rec["frame"]] = rec
+    return out
+
+
+def _started(record: dict[str, Any]) -> _dt.datetime:
+    try:
+        return _dt.datetime.fromisoformat(str(record["started"]))
+    except (KeyError, ValueError):
+        return _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+
+
+def repair_zarr(
+    path: str,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    idle_s: float = DEFAULT_IDLE_S,
+) -> RepairReport:
+    kv = open_kv(path)
+    if not kv.root_exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    fmt = _zarr_format(kv, path)
+    record, settings = _record(kv, path, fmt)
+    interrupted = record.get("complete") is not True
+    if isinstance(kv, LocalKV) and interrupted and not force and not dry_run:
+        age = time.time() - _newest_change(kv)
+        if age < idle_s:
+            raise ConcurrentModificationError(
+                f"{path} was written {age:.1f} s ago: is the acquisition still running? "
+                f"Repair a dataset only after its writer stopped (wait {idle_s:.0f} s, or pass "
+                "force=True / --force when you are sure)"
+            )
+    plan = plan_storage(settings)
+    router = FrameRouter(settings)
+    u = plan.unbounded_axis
+
+    # -- what is on disk ----------------------------------------------------------------
+    present: list[np.ndarray] = []
+    unreadable: list[str] = []
+    shapes: dict[tuple[int, int], tuple[int, ...]] = {}
+    for i, im in enumerate(plan.images):
+        for lv, level in enumerate(im.levels):
+            apath = "/".join(p for p in (im.path, level.path) if p)
+            meta = zarr_nodes.read_array_meta(kv, apath, fmt)
+            layout = layout_from_meta(apath, meta)
+            if len(layout.shape) != im.ndim:
+                raise StoreFormatError(
+                    f"array {apath} has {len(layout.shape)} axes; the recorded settings give {im.ndim}"
+                )
+            shapes[(i, lv)] = layout.shape
+            if lv == 0:
+                found_here, bad = frames_present(kv, layout)
+                present.append(found_here)
+                unreadable.extend(bad)
+    # frame numbers of the frames on disk (work grows with the data, not the allocation)
+    numbers = [router.frame_number(i, tuple(int(v) for v in idx))
+               for i, p in enumerate(present) for idx in np.argwhere(p)]  # fmt: skip
+    if settings.total_frames is not None:
+        total = settings.total_frames
+    else:
+        total = max(numbers) + 1 if numbers else 0
+    found = np.zeros(total, dtype=bool)
+    found[[n for n in numbers if n < total]] = True
+    missing = np.flatnonzero(~found)
+    resume_at = int(missing[0]) if missing.size else total
+    n_present = int(found.sum())
+    extents: list[int] | None = None
+    if u is not None:
+        extents = []
+        for p in present:
+            along = np.moveaxis(p, u, 0).reshape(p.shape[u], -1) if p.size else p.reshape(0, 1)
+            hits = np.flatnonzero(along.any(axis=1))
+            extents.append(int(hits[-1]) + 1 if hits.size else 0)
+
+    # -- metadata: attributes + journal, kept for frames present ------------------------
+    by_image = _frame_metadata(kv, plan, fmt, record)
+    jkey = journal_key(plan)
+    journal = read_journal(kv, jkey)
+    for image, recs in journal.records.items():
+        if 0 <= image < len(by_image):
+            for rec in recs:
+                by_image[image][rec["frame"]] = rec
+    kept = [[r for n, r in sorted(m.items()) if 0 <= n < total and found[n]] for m in by_image]
+    old_skipped = record.get("skipped") if isinstance(record.get("skipped"), list) else []
+    skipped = sorted({int(s) for s in [*old_skipped, *journal.skipped]
+                      if isinstance(s, int) and 0 <= s < total and found[s]})  # fmt: skip
+    complete = settings.total_frames is not None and resume_at >= settings.total_frames
+    temp = sorted(kv.walk_tmp()) if isinstance(kv, LocalKV) else []
+
+    # -- what must change ----------------------------------------------------------------
+    changes: list[str] = [f"remove unreadable shard {k} (torn or corrupted; its frames count as missing)"
+                          for k in unreadable]  # fmt: skip
+    if u is not None:
+        assert extents is not None
+        for (i, lv), shape in shapes.items():
+            if shape[u] != extents[i]:
+                changes.append(
+                    f"array {_apath(plan, i, lv)}: axis {plan.images[i].axis_names[u]!r} "
+                    f"{shape[u]} -> {extents[i]} (trimmed to the frames present)"
+                )
+    if journal.found:
+        changes.append(f"fold {sum(len(r) for r in journal.records.values())} journal record(s) "
+                       "into the frame metadata and remove the journal")  # fmt: skip
+    old_frames = record.get("frames")
+    if interrupted and (old_frames != resume_at or record.get("complete") is not complete):
+        changes.append(
+            f"stream record: frames {old_frames} -> {resume_at}, complete -> {complete}"
+        )
+    recorded = sum(len(m) for m in _frame_metadata(kv, plan, fmt, record))
+    if sum(len(k) for k in kept) != recorded and not journal.found:
+        changes.append(f"frame metadata: {recorded} -> {sum(len(k) for k in kept)} record(s)")
+    report = RepairReport(
+        path=kv.url,
+        format="ome-zarr",
+        interrupted=interrupted,
+        frames_expected=settings.total_frames,
+        frames_present=n_present,
+        resume_at=resume_at,
+        time_points_complete=resume_at // router.per_outer,
+        extents=extents,
+        metadata_records=sum(len(k) for k in kept),
+        removed_files=[os.path.relpath(t, kv.url) for t in temp],
+        changes=changes,
+        dry_run=dry_run,
+        settings=_settings_at(settings, path),
+        details={"journal_bad_lines": journal.bad_lines, "recorded_frames": old_frames},
+    )
+    if dry_run or (not changes and not temp):
+        return report
+
+    # -- write: data first (shapes), then the documents, like a closing stream ----------
+    for t in temp:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(t)
+    for k in unreadable:
+        kv.delete(k)
+    if not interrupted and not changes:
+        return report
+    if u is not None:
+        assert extents is not None
+        for (i, lv), shape in shapes.items():
+            if shape[u] != extents[i]:
+                new = list(shape)
+                new[u] = extents[i]
+                zarr_nodes.set_array_shape(kv, _apath(plan, i, lv), tuple(new), fmt)
+    state = StreamState(
+        n_images=len(plan.images),
+        started=_started(record),
+        frames=resume_at if interrupted else int(old_frames or resume_at),
+        skipped=skipped,
+        complete=complete if interrupted else bool(record.get("complete")),
+        extents=list(extents) if extents is not None else [0] * len(plan.images),
+        frame_metadata=kept,
+    )
+    sink = ZarrMetadataSink(kv, plan, settings)
+    sink.update(state, final=True)
+    if kv.exists(jkey):  # the sink of an older version may not know the journal
+        kv.delete(jkey)
+    return report
+
+
+def _apath(plan: StoragePlan, image: int, level: int) -> str:
+    im = plan.images[image]
+    return "/".join(p for p in (im.path, im.levels[level].path) if p)
+
+
+def _settings_at(settings: AcquisitionSettings, path: str) -> AcquisitionSettings:
+    """The recorded settings, pointing at where the dataset is now (it may have moved)."""
+    if os.path.abspath(settings.output_path) == os.path.abspath(path) or "://" in path:
+        return settings
+    try:
+        return settings.replace(root_path=path)
+    except SettingsError:
+        return settings
