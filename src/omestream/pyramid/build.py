@@ -362,12 +362,13 @@ def _fill_level(
     k: int,
     method: str,
     pool: ThreadPoolExecutor,
+    workers: int,
     tick: Callable[[], None],
 ) -> None:
     unit = job.shards[k] or job.chunks[k]
     per_el = np.dtype(src.dtype).itemsize * math.prod(job.factors)
     pending: list[Future[None]] = []
-    limit = 2 * (pool._max_workers or 1)  # bounded: only a few blocks in memory at once
+    limit = 2 * workers  # bounded: only a few blocks in memory at once
     for block in _blocks(job.shapes[k], unit, per_el):
         pending.append(pool.submit(_reduce_block, src, dst, block, job.factors, method))
         while len(pending) >= limit:
@@ -462,7 +463,7 @@ def build_pyramid(
             prev = src
             for k in range(1, levels):
                 dst = _create_level(kv, job, src, k)
-                _fill_level(prev, dst, job, k, method, pool, tick)
+                _fill_level(prev, dst, job, k, method, pool, n_threads, tick)
                 prev = dst
             _write_multiscale(kv, job, method, levels)
             results.append(PyramidResult(job.image, job.paths, job.shapes))

@@ -129,11 +129,14 @@ def _block_mean(block: np.ndarray, factors: Sequence[int], acc: np.dtype) -> np.
     return out.astype(np.float64) / grid
 
 
-def _round_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def _round_like(values: np.ndarray, dtype: np.dtype, clip: bool = True) -> np.ndarray:
+    """Back to ``dtype``; ``clip=False`` when values cannot leave its range (averages)."""
     if dtype.kind in "ui":
-        info = np.iinfo(dtype)
         values = np.rint(values, out=values if values.dtype.kind == "f" else None)
-        return np.clip(values, info.min, info.max, out=values).astype(dtype)
+        if clip:
+            info = np.iinfo(dtype)
+            np.clip(values, info.min, info.max, out=values)
+        return values.astype(dtype)
     if dtype.kind == "b":
         return np.rint(values) > 0
     return values.astype(dtype, copy=False)
@@ -146,7 +149,7 @@ def mean(block: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     """Area average over the pixels of each block, rounded to nearest for integers."""
     count = int(np.prod(factors))
     acc = _accumulator(block.dtype, count)
-    return _round_like(_block_mean(block, factors, acc), block.dtype)
+    return _round_like(_block_mean(block, factors, acc), block.dtype, clip=False)
 
 
 def stride(block: np.ndarray, factors: Sequence[int]) -> np.ndarray:
