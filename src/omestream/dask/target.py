@@ -51,7 +51,8 @@ class NewDataset:
     state: StreamState = field(repr=False)
 
     def finish(self, complete: bool) -> None:
-        self.state.frames = self.settings.total_frames or 0
+        """Record in the root metadata whether every task succeeded."""
+        self.state.frames = (self.settings.total_frames or 0) if complete else 0
         self.state.complete = complete
         self.sink.update(self.state, final=True)
 

@@ -157,7 +157,7 @@ def _settings_for(
         raise SettingsError(str(exc)) from None
     return AcquisitionSettings(
         root_path=location,
-        dimensions=dimensions,
+        dimensions=tuple(dimensions),
         dtype=np.dtype(dtype).name,
         plate=plate,
         **kwargs,
@@ -407,11 +407,11 @@ def write_plate(
         if plate is None:
             rows = sorted({r for r, _, _ in keys})
             cols = sorted({c for _, c, _ in keys}, key=lambda c: (len(c), c))
-            plate = Plate(row_names=rows, column_names=cols)
-        positions = [
+            plate = Plate(row_names=tuple(rows), column_names=tuple(cols))
+        positions = tuple(
             Position(name=f if f is not None else "0", plate_row=r, plate_column=c)
             for r, c, f in keys
-        ]
+        )
         settings = _settings_for(
             str(settings_or_path), arrs[0].shape, arrs[0].dtype, dims, chunks, shards,
             positions=PositionDimension(positions=positions).positions, plate=plate,
