@@ -249,28 +249,50 @@ def test_compression_table_matches_engines() -> None:
         assert set(ENGINES[engine].compressions) == set(ZARR_CODECS)
 
 
-@pytest.mark.parametrize("engine", ZARR_ENGINES)
-def test_pyramid_levels_equal_the_default_engine(engine: str, tmp_path: Path) -> None:
+PYRAMIDS = {
+    "yx": Pyramid(levels=3, factors={"y": 2, "x": 2}, method="mean"),
+    "zyx": Pyramid(levels=2, factors={"z": 2, "y": 2, "x": 2}, method="mean"),
+}
+
+
+def _stream_pyramid(engine: str, pyramid: str, root: Path) -> StoragePlan:
     case = CASES_BY_ID["multi-position"]
-    pyramid = Pyramid(levels=3, factors={"y": 2, "x": 2}, method="mean")
-    results = []
-    for name in dict.fromkeys(("omestream", engine)):
-        root = tmp_path / f"{name}.ome.zarr"
-        settings = build(case, root, name, "0.5", pyramid=pyramid)
-        stream_case(case, settings)
-        validate_ome_zarr(root)
-        plan = plan_storage(settings)
-        check_metadata(root, plan)
-        results.append((root, plan))
-    (ref_root, plan), (root, _) = results[0], results[-1]
-    for i in range(len(plan.images)):
-        for lv in range(3):
-            want = read_zarr_python(array_path(ref_root, plan, i, lv))
+    settings = build(case, root, engine, "0.5", pyramid=PYRAMIDS[pyramid])
+    stream_case(case, settings)
+    validate_ome_zarr(root)
+    plan = plan_storage(settings)
+    check_metadata(root, plan)
+    check_pixels(root, plan, expected_images(case, settings))
+    return plan
+
+
+@pytest.fixture(scope="module")
+def reference_pyramids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The default engine's pyramids, written once for the whole module."""
+    out = {}
+    for name in PYRAMIDS:
+        root = tmp_path_factory.mktemp("reference") / f"{name}.ome.zarr"
+        _stream_pyramid("omestream", name, root)
+        out[name] = root
+    return out
+
+
+@pytest.mark.parametrize("pyramid", list(PYRAMIDS))
+@pytest.mark.parametrize("engine", [e for e in ZARR_ENGINES if e != "omestream"])
+def test_pyramid_levels_equal_the_default_engine(
+    engine: str, pyramid: str, reference_pyramids: dict[str, Path], tmp_path: Path
+) -> None:
+    root = tmp_path / "p.ome.zarr"
+    plan = _stream_pyramid(engine, pyramid, root)
+    ref = reference_pyramids[pyramid]
+    for i, im in enumerate(plan.images):
+        for lv in range(len(im.levels)):
+            want = read_zarr_python(array_path(ref, plan, i, lv))
             got = read_zarr_python(array_path(root, plan, i, lv))
             np.testing.assert_array_equal(got, want, err_msg=f"image {i} level {lv}")
             if HAS_TENSORSTORE:
                 got = read_tensorstore(array_path(root, plan, i, lv), 3)
-                np.testing.assert_array_equal(got, want)
+                np.testing.assert_array_equal(got, want, err_msg=f"tensorstore {i}/{lv}")
 
 
 # -- regions -----------------------------------------------------------------------------
