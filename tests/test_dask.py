@@ -259,3 +259,54 @@ def test_import_omestream_does_not_import_dask() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_process_foreign_dataset_into_settings(client: Any, tmp_path: Path) -> None:
+    """A source written by another tool (ome-zarr-py) into an output described by settings."""
+    from ome_zarr.writer import write_image
+
+    from omestream import SettingsError, StoreFormatError
+
+    data = np.arange(2 * 3 * 64 * 64, dtype="uint16").reshape(2, 3, 64, 64)
+    src = str(tmp_path / "foreign.ome.zarr")
+    write_image(image=data, group=zarr.open_group(src, mode="w"), axes="czyx")
+    with pytest.raises(StoreFormatError, match="not written by omestream"):
+        odask.process_positions(src, str(tmp_path / "x.ome.zarr"), _double, client=client)
+    assert not (tmp_path / "x.ome.zarr").exists()
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "out.ome.zarr"),
+        dimensions=[
+            Dimension(name="c", count=2, type="channel"),
+            Dimension(name="z", count=3, type="space"),
+            Dimension(name="y", count=64, chunk_size=32, type="space"),
+            Dimension(name="x", count=64, chunk_size=32, type="space"),
+        ],
+        dtype="uint16",
+        pyramid=Pyramid(levels=2),
+    )
+    summary = odask.process_positions(src, settings, _double, client=client, progress=False)
+    assert summary.ok, str(summary)
+    validate_ome_zarr(settings.output_path)
+    out = odask.to_dask(settings.output_path)[""]
+    np.testing.assert_array_equal(out[0].compute(), data * 2)
+    np.testing.assert_array_equal(out[1].compute(), _mean2(data * 2))
+    # a function returning the wrong shape fails that position, with a clear reason
+    summary = odask.process_positions(
+        src, settings.output_path, lambda x: x[:, :, :10], client=client, retries=0,
+        progress=False,
+    )  # fmt: skip
+    assert "FrameShapeError" in summary.failed[""] and "(2, 3, 10, 64)" in summary.failed[""]
+    with pytest.raises(SettingsError, match="no level 7"):
+        odask.process_positions(src, settings.output_path, _double, client=client, level=7)
+
+
+def test_write_unit_geometry() -> None:
+    from omestream.dask.regions import aligned_chunks, block_selections, units_covered
+
+    # aligned axes keep their (multi-unit) blocks; others are cut into units
+    assert aligned_chunks(((2, 2), (20, 20, 8)), (1, 16)) == ((2, 2), (16, 16, 16))
+    assert aligned_chunks(((32, 16),), (16,)) == ((32, 16),)
+    sels = [s for _, s in block_selections(((2, 1), (16, 16)))]
+    assert sels[1] == (slice(0, 2), slice(16, 32)) and len(sels) == 4
+    assert units_covered((slice(0, 2), slice(16, 48)), (1, 16)) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert units_covered((slice(15, 17),), (16,)) == [(0,), (1,)]
