@@ -444,3 +444,41 @@ def test_closed_early_keeps_the_planned_shape(engine: str, tmp_path: Path) -> No
     validate_ome_zarr(root)
     check_metadata(root, plan)
     check_pixels(root, plan, expected_images(as_skipped, settings))
+
+
+# -- resuming after a crash --------------------------------------------------------------
+_CRASH_CHILD = """
+import os, signal, sys
+from omestream import AcquisitionSettings, create_stream
+from tests.cases import frame_for
+settings = AcquisitionSettings.model_validate_json(sys.argv[1])
+stream = create_stream(settings)
+for i in range(int(sys.argv[2])):
+    stream.append(frame_for(i, settings.frame_shape, settings.dtype))
+stream.flush()
+if settings.format.backend != "acquire-zarr":
+    stream._backend.flush(wait=True)  # let the partial writes land before the crash
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("engine", [e for e in ZARR_ENGINES if e != "omestream"])
+def test_resume_after_crash(engine: str, tmp_path: Path) -> None:
+    root = tmp_path / "crash.ome.zarr"
+    settings = _small(engine, root)  # t: 5 frames in shards of 2
+    proc = subprocess.run(
+        [sys.executable, "-c", _CRASH_CHILD, settings.model_dump_json(), "3"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "src")}, check=False,
+    )  # fmt: skip
+    assert proc.returncode == -9
+    if engine == "acquire-zarr":  # it only writes new datasets
+        with pytest.raises(SettingsError, match="only writes new datasets"):
+            create_stream(settings, resume=True)
+        return
+    with create_stream(settings, resume=True) as stream:
+        assert stream.frames_written == 3
+        for n in range(3, 5):
+            stream.append(frame_for(n, settings.frame_shape, "uint16"))
+    validate_ome_zarr(root)
+    want = np.stack([frame_for(n, settings.frame_shape, "uint16") for n in range(5)])
+    check_pixels(root, plan_storage(settings), [want])
