@@ -149,7 +149,7 @@ def test_read_only_location_is_refused_and_untouched(small_disk: tuple[Path, boo
     if not mounted:
         pytest.skip("needs a mount of its own (run as root)")
     _remount(disk, "ro")
-    with pytest.raises(WriteError, match="(?i)read-only") as info:
+    with pytest.raises(WriteError, match=r"(?i)read-only") as info:
         create_stream(_settings(disk / "new.ome.zarr"))
     assert str(disk / "new.ome.zarr") in str(info.value)
     assert os.listdir(disk) == []

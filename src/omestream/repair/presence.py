@@ -44,6 +44,26 @@ def _fail(path: str, what: str) -> StoreFormatError:
 
 def layout_from_meta(path: str, meta: dict[str, Any]) -> ArrayLayout:
     """Read chunk geometry from a v2 ``.zarray`` or v3 ``zarr.json`` document."""
+    layout = _read_layout(path, meta)
+    n = len(layout.shape)
+    if (
+        any(s < 0 for s in layout.shape)
+        or len(layout.unit) != n
+        or min(layout.unit, default=1) < 1
+    ):
+        raise _fail(
+            path, f"shape {list(layout.shape)} and chunk shape {list(layout.unit)} do not fit"
+        )
+    inner = layout.inner
+    if inner is not None and (
+        len(inner) != n or min(inner, default=1) < 1
+        or any(u % c for u, c in zip(layout.unit, inner, strict=True))
+    ):  # fmt: skip
+        raise _fail(path, f"inner chunks {list(inner)} do not divide shards {list(layout.unit)}")
+    return layout
+
+
+def _read_layout(path: str, meta: dict[str, Any]) -> ArrayLayout:
     try:
         shape = tuple(int(s) for s in meta["shape"])
         if meta.get("zarr_format") == 3:
