@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -165,7 +166,11 @@ class OMEStream:
         """Push everything appended so far to storage and refresh the metadata."""
         self._check_open()
         with self._lock:
-            self._backend.flush()
+            # wait for the writes, so the record written next never claims missing frames
+            if "wait" in inspect.signature(self._backend.flush).parameters:
+                self._backend.flush(wait=True)  # type: ignore[call-arg]
+            else:
+                self._backend.flush()
             self._sink.update(self._state, final=False)
             self._last_sync = time.monotonic()
 
