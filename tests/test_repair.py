@@ -242,3 +242,20 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert "frames present: 4 of unbounded" in out and "resume at frame: 4" in out
     assert zarr.open_array(crashed + "/0").shape[0] == 2
+
+
+def test_ome_tiff_goes_to_its_recovery(tmp_path: Path) -> None:
+    dims = [
+        Dimension(name="t", count=None),
+        Dimension(name="y", count=8),
+        Dimension(name="x", count=6),
+    ]
+    s = _settings(tmp_path / "done.ome.tiff", dims)
+    with create_stream(s) as stream:
+        for n in range(3):
+            stream.append(frame_for(n, (8, 6), "uint16"))
+    report = omestream.repair(s.output_path)
+    assert report.format == "ome-tiff" and not report.interrupted and report.frames_present == 3
+    assert report.changes == []
+    with pytest.raises(omestream.StoreError, match="no dry run"):
+        omestream.repair(s.output_path, dry_run=True)

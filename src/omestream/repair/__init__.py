@@ -11,7 +11,7 @@ import importlib
 import os
 from typing import Any
 
-from omestream.errors import StoreFormatError
+from omestream.errors import StoreError, StoreFormatError
 from omestream.repair.report import RepairReport
 from omestream.repair.zarr import DEFAULT_IDLE_S, repair_zarr
 
@@ -62,7 +62,11 @@ def repair(
                 f"{location} is OME-TIFF, and this installation has no OME-TIFF recovery "
                 "(omestream.tiff.recover)"
             )
-        result = recover(location, dry_run=dry_run, **options)
+        if dry_run:
+            raise StoreError(
+                f"{location}: OME-TIFF recovery has no dry run; run it without --dry-run"
+            )
+        result = recover(location, **options)
         return (
             result if isinstance(result, RepairReport) else _from_tiff(location, result, dry_run)
         )
@@ -80,15 +84,22 @@ def _from_tiff(path: str, result: Any, dry_run: bool) -> RepairReport:
         return getattr(result, name, default)
 
     present = int(get("frames_present", get("frames", 0)) or 0)
+    padded = int(get("padded", 0) or 0)
+    final = bool(get("already_final", not get("interrupted", True)))
+    changes = list(get("changes", []) or [])
+    if padded:
+        changes.append(f"wrote {padded} fill plane(s) to complete the last time point")
+    if not final:
+        changes.append("rewrote the OME-XML to describe the planes present")
     return RepairReport(
         path=path,
         format="ome-tiff",
-        interrupted=bool(get("interrupted", True)),
+        interrupted=not final,
         frames_expected=get("frames_expected"),
         frames_present=present,
         resume_at=int(get("resume_at", present) or 0),
         time_points_complete=int(get("time_points_complete", 0) or 0),
-        changes=list(get("changes", []) or []),
+        changes=changes,
         dry_run=dry_run,
         settings=get("settings"),
         details={"tiff": result},
