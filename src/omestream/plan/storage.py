@@ -25,6 +25,9 @@ Layout = Literal["image", "bioformats2raw", "plate"]
 TARGET_SHARD_BYTES = 8 * 2**20
 MAX_FRAME_CHUNK = 512  # default y/x chunk edge when sharding (readers fetch 512x512 tiles)
 MAX_V2_CHUNK = 2048  # default y/x chunk edge without sharding
+# Frames grouped into one shard at most: a partial shard is rewritten on every
+# metadata refresh, so tiny frames must not make shards of thousands of frames.
+MAX_FRAMES_PER_SHARD = 256
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,8 @@ def auto_chunks(
 
     Heuristic: y/x chunks of at most 512 (2048 without sharding); one frame per chunk
     along the outer axes. With sharding, a shard covers the whole frame and groups
-    frames along the innermost outer axis until it holds about 8 MiB, so small frames
-    are not written as one tiny file each.
+    frames along the innermost outer axis until it holds about 8 MiB (at most 256
+    frames), so small frames are not written as one tiny file each.
     """
     counts = [d.count or 1 for d in dims]
     edge = MAX_FRAME_CHUNK if sharded else MAX_V2_CHUNK
@@ -124,7 +127,7 @@ def auto_chunks(
         inner = len(dims) - 3
         frame_bytes = shards[-2] * shards[-1] * itemsize * math.prod(shards[:-2])
         if frame_bytes < TARGET_SHARD_BYTES and dims[inner].chunk_size is None:
-            per = max(1, TARGET_SHARD_BYTES // frame_bytes)
+            per = max(1, min(TARGET_SHARD_BYTES // frame_bytes, MAX_FRAMES_PER_SHARD))
             limit = dims[inner].count or per
             n_chunks = max(1, min(per, limit) // chunks[inner])
             shards[inner] = chunks[inner] * n_chunks

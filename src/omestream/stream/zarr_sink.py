@@ -8,7 +8,7 @@ from omestream import __version__
 from omestream.io import zarr_nodes
 from omestream.io.journal import MetadataJournal
 from omestream.io.kv import KVStore
-from omestream.metadata import build_ome, plan_documents
+from omestream.metadata import plan_documents
 from omestream.plan import StoragePlan
 from omestream.settings import AcquisitionSettings
 from omestream.stream.state import StreamState
@@ -81,5 +81,7 @@ class ZarrMetadataSink:
                 shape = list(im.levels[0].shape)
                 shape[u] = state.extents[i]
                 shapes.append(shape)
+        from omestream.metadata.ome_xml import build_ome  # ome-types is slow to import
+
         ome = build_ome(self.plan, shapes, acquisition_date=state.started)
         self.kv.set("OME/METADATA.ome.xml", ome.to_xml().encode(), durable=self.settings.writer.fsync)
