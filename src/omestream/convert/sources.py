@@ -8,6 +8,7 @@ share source chunks, or one TIFF page) that can run on a thread pool.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,17 +177,29 @@ def _from_tiff(
             len({i.name for i in info.images}) == len(info.images) else Position(name=f"series{k}")
             for k, im in enumerate(info.images)
         ]  # fmt: skip
-    tif = tifffile.TiffFile(location)
-    tif.filehandle.set_lock(True)  # pages may be read from several threads
-    src._tiff = tif  # type: ignore[attr-defined]  # kept open while blocks are read
+    # tifffile handles are not safe to share between reading threads (page lookups
+    # and reads seek the same file): each thread reads through a handle of its own.
+    handles: list[Any] = []
+    local = threading.local()
+    handles_lock = threading.Lock()
+
+    def series_pages(k: int) -> Any:
+        tif = getattr(local, "tif", None)
+        if tif is None:
+            tif = local.tif = tifffile.TiffFile(location)
+            with handles_lock:
+                handles.append(tif)
+        return tif.series[k].pages
+
+    src._tiff_handles = handles  # type: ignore[attr-defined]  # closed by close_source
     frame = first.shape[-2:]
     dtype = np.dtype(first.dtype)
     for k in range(len(info.images)):
-        pages = tif.series[k].pages
         n = math.prod(first.shape[:-2])
         for i in range(n):
 
-            def read(i: int = i, pages: Any = pages) -> np.ndarray:
+            def read(i: int = i, k: int = k) -> np.ndarray:
+                pages = series_pages(k)
                 page = pages[i] if i < len(pages) else None
                 if page is None:
                     return np.zeros((1, *frame), dtype)
@@ -208,8 +221,7 @@ def open_source(
 
 
 def close_source(src: Source) -> None:
-    tif = getattr(src, "_tiff", None)
-    if tif is not None:
+    for tif in getattr(src, "_tiff_handles", ()):
         tif.close()
 
 

@@ -145,8 +145,15 @@ def resolve_format(value: Any, root_path: str) -> tuple[FormatSpec, str | None]:
     if isinstance(value, dict):
         unknown = set(value) - {"name", "backend", "version"}
         if unknown:
-            raise ValueError(f"format keys {sorted(unknown)} not understood: use name, backend, version")
+            raise ValueError(
+                f"format keys {sorted(unknown)} not understood: use name, backend, version"
+            )
         name, backend, version = value.get("name"), value.get("backend"), value.get("version")
+        for key, item in (("name", name), ("backend", backend)):
+            if item is not None and not isinstance(item, str):
+                raise ValueError(f"format {key!r} must be a string, got {item!r}")
+        if version is not None and not isinstance(version, str | float | int):
+            raise ValueError(f"format 'version' must be '0.4' or '0.5', got {version!r}")
     elif isinstance(value, str):
         if value in ENGINES:
             backend = value  # shorthand: each engine writes one format
@@ -165,7 +172,9 @@ def resolve_format(value: Any, root_path: str) -> tuple[FormatSpec, str | None]:
             raise ValueError(f"unknown format {name!r}: expected 'ome-zarr' or 'ome-tiff'")
     if backend is not None and backend != "auto":
         if backend not in ENGINES:
-            raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(ENGINES)} or 'auto'")
+            raise ValueError(
+                f"unknown backend {backend!r}: expected one of {', '.join(ENGINES)} or 'auto'"
+            )
         engine_fmt = ENGINES[backend].format
         if fmt is not None and fmt != engine_fmt:
             raise ValueError(f"backend {backend!r} writes {engine_fmt}, not {fmt}")
