@@ -35,7 +35,6 @@ from omestream.settings import WriterOptions
 __all__ = ["NativeZarrBackend", "shard_index_bytes"]
 
 _EMPTY = np.uint64(2**64 - 1)
-_POOL_KEEP = 4  # free slab buffers kept per array for reuse (fresh memory is slow to touch)
 
 
 def shard_index_bytes(offsets_nbytes: np.ndarray) -> bytes:
@@ -181,9 +180,12 @@ class NativeZarrBackend(ZarrArrayBackend):
         return np.empty(g.slab_shape, dtype=self.plan.dtype)
 
     def _give_back(self, image: int, level: int, buf: np.ndarray) -> None:
+        # Keep as many free buffers as the budget lets be in flight: fresh memory is
+        # slow to touch, and the budget already bounds how many exist at once.
+        keep = max(2, self._budget // max(buf.nbytes, 1))
         with self._lock:
             free = self._free.setdefault((image, level), [])
-            if len(free) < _POOL_KEEP:
+            if len(free) < keep:
                 free.append(buf)
 
     # -- encoding and I/O ---------------------------------------------------------------
@@ -318,7 +320,7 @@ class NativeZarrBackend(ZarrArrayBackend):
 
     def _put(self, key: str, parts: list[bytes | memoryview | np.ndarray]) -> None:
         if isinstance(self.kv, LocalKV):
-            self.kv.set_parts(key, parts, durable=False)  # type: ignore[arg-type]
+            self.kv.set_parts(key, parts, durable=False, writeback=self.options.fsync)  # type: ignore[arg-type]
         else:
             self.kv.set(key, b"".join(bytes(memoryview(p).cast("B")) for p in parts))
 

@@ -60,6 +60,8 @@ def layout_from_meta(path: str, meta: dict[str, Any]) -> ArrayLayout:
         or any(u % c for u, c in zip(layout.unit, inner, strict=True))
     ):  # fmt: skip
         raise _fail(path, f"inner chunks {list(inner)} do not divide shards {list(layout.unit)}")
+    if layout.separator not in ("/", "."):
+        raise _fail(path, f"chunk key separator {layout.separator!r} is neither '/' nor '.'")
     return layout
 
 
