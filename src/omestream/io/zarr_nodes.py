@@ -19,6 +19,7 @@ __all__ = [
     "array_meta_key",
     "create_array",
     "group_meta_key",
+    "load_json",
     "read_array_meta",
     "read_group_attrs",
     "set_array_shape",
@@ -42,7 +43,8 @@ def _dump(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, indent=2, allow_nan=False).encode()
 
 
-def _load(kv: KVStore, key: str) -> dict[str, Any] | None:
+def load_json(kv: KVStore, key: str) -> dict[str, Any] | None:
+    """The JSON object stored at ``key``; None when the key is absent."""
     raw = kv.get(key)
     if raw is None:
         return None
@@ -69,7 +71,7 @@ def write_group(
 
 def read_group_attrs(kv: KVStore, path: str, zarr_format: int) -> dict[str, Any] | None:
     if zarr_format == 3:
-        doc = _load(kv, _join(path, "zarr.json"))
+        doc = load_json(kv, _join(path, "zarr.json"))
         if doc is None:
             return None
         if doc.get("node_type") != "group":
@@ -78,7 +80,7 @@ def read_group_attrs(kv: KVStore, path: str, zarr_format: int) -> dict[str, Any]
         return attrs if isinstance(attrs, dict) else {}
     if not kv.exists(_join(path, ".zgroup")):
         return None
-    return _load(kv, _join(path, ".zattrs")) or {}
+    return load_json(kv, _join(path, ".zattrs")) or {}
 
 
 def create_array(
@@ -116,7 +118,7 @@ def create_array(
 
 
 def read_array_meta(kv: KVStore, path: str, zarr_format: int) -> dict[str, Any]:
-    doc = _load(kv, array_meta_key(path, zarr_format))
+    doc = load_json(kv, array_meta_key(path, zarr_format))
     if doc is None:
         raise StoreFormatError(f"no Zarr v{zarr_format} array at {kv.url}/{path}")
     return doc

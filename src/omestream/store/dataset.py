@@ -112,7 +112,7 @@ def _zarr_format(kv: Any, url: str) -> int:
     if not listing and not kv.root_exists():
         raise StoreFormatError(f"{url} does not exist")
     if "zarr.json" in listing:
-        doc = zarr_nodes._load(kv, "zarr.json")
+        doc = zarr_nodes.load_json(kv, "zarr.json")
         assert doc is not None
         if doc.get("node_type") != "group":
             raise StoreFormatError(

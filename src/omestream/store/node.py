@@ -111,7 +111,7 @@ class StoreContext:
             if self.kv.exists(".zmetadata"):
                 self.kv.delete(".zmetadata")
             return
-        doc = zarr_nodes._load(self.kv, "zarr.json")
+        doc = zarr_nodes.load_json(self.kv, "zarr.json")
         if doc is not None and doc.get("consolidated_metadata") is not None:
             doc.pop("consolidated_metadata")
             self.kv.set("zarr.json", zarr_nodes._dump(doc))

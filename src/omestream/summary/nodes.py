@@ -8,7 +8,6 @@ walked and described. Nothing here interprets NGFF metadata.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import numpy as np
 
 from omestream.errors import StoreFormatError
 from omestream.io.kv import KVStore, open_kv
+from omestream.io.zarr_nodes import load_json
 
 __all__ = ["ArrayMeta", "Node", "disk_usage", "read_tree"]
 
@@ -84,25 +84,12 @@ class Node:
             yield from c.walk()
 
 
-def _load(kv: KVStore, key: str) -> dict[str, Any] | None:
-    raw = kv.get(key)
-    if raw is None:
-        return None
-    try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        raise StoreFormatError(f"{key}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise StoreFormatError(f"{key}: must hold a JSON object, found {type(doc).__name__}")
-    return doc
-
-
 def _join(*parts: str) -> str:
     return "/".join(p for p in parts if p)
 
 
 def _read_node(kv: KVStore, path: str) -> Node | None:
-    v3 = _load(kv, _join(path, "zarr.json"))
+    v3 = load_json(kv, _join(path, "zarr.json"))
     if v3 is not None:
         kind = v3.get("node_type")
         if kind not in ("group", "array"):
@@ -113,11 +100,11 @@ def _read_node(kv: KVStore, path: str) -> Node | None:
         return Node(
             path, kind, 3, attrs if isinstance(attrs, dict) else {}, v3 if kind == "array" else {}
         )
-    zarray = _load(kv, _join(path, ".zarray"))
+    zarray = load_json(kv, _join(path, ".zarray"))
     if zarray is not None:
-        return Node(path, "array", 2, _load(kv, _join(path, ".zattrs")) or {}, zarray)
+        return Node(path, "array", 2, load_json(kv, _join(path, ".zattrs")) or {}, zarray)
     if kv.get(_join(path, ".zgroup")) is not None:
-        return Node(path, "group", 2, _load(kv, _join(path, ".zattrs")) or {}, {})
+        return Node(path, "group", 2, load_json(kv, _join(path, ".zattrs")) or {}, {})
     return None
 
 
@@ -200,9 +187,9 @@ def _codec_v2(c: Any) -> str:
         return str(c)
     cid = c.get("id", "?")
     if cid == "blosc":
-        shuffle = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle", -1: "auto"}.get(
-            c.get("shuffle"), c.get("shuffle")
-        )
+        raw = c.get("shuffle")
+        names = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle", -1: "auto"}
+        shuffle = names.get(raw, raw) if isinstance(raw, int) else raw
         return f"blosc({c.get('cname')}, clevel={c.get('clevel')}, {shuffle})"
     if "level" in c:
         return f"{cid}(level={c['level']})"
