@@ -25,7 +25,9 @@ def stream_case(case: Case, settings: AcquisitionSettings) -> int:
             if n in case.skip:
                 stream.skip(frames=1)
             elif case.metadata:
-                stream.append(frame_for(n, shape, case.dtype), metadata={"n": n, "delta_t": n * 0.1})
+                stream.append(
+                    frame_for(n, shape, case.dtype), metadata={"n": n, "delta_t": n * 0.1}
+                )
             else:
                 stream.append(frame_for(n, shape, case.dtype))
     return n_frames
@@ -59,12 +61,20 @@ def expected_images(case: Case, settings: AcquisitionSettings) -> list[np.ndarra
         images.append(arr)
     if settings.is_unbounded:
         # each image holds the time points it received
-        images = [_trim_unbounded(img, case, settings, i, n_frames, p_axis) for i, img in enumerate(images)]
+        images = [
+            _trim_unbounded(img, case, settings, i, n_frames, p_axis)
+            for i, img in enumerate(images)
+        ]
     return images
 
 
 def _trim_unbounded(
-    img: np.ndarray, case: Case, settings: AcquisitionSettings, image: int, n_frames: int, p_axis: Any
+    img: np.ndarray,
+    case: Case,
+    settings: AcquisitionSettings,
+    image: int,
+    n_frames: int,
+    p_axis: Any,
 ) -> np.ndarray:
     outer = settings.dimensions[:-2]
     per_outer = math.prod(d.count for d in outer[1:]) if len(outer) > 1 else 1

@@ -11,7 +11,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-from omestream.errors import (  # noqa: E402
+from omestream.errors import (
     BackendUnavailableError,
     ConcurrentModificationError,
     FrameCountError,
@@ -27,7 +27,9 @@ from omestream.errors import (  # noqa: E402
     StreamClosedError,
     WriteError,
 )
-from omestream.settings import (  # noqa: E402
+from omestream.pyramid import build_pyramid
+from omestream.repair import RepairReport, repair
+from omestream.settings import (
     AcquisitionSettings,
     Channel,
     Dimension,
@@ -39,10 +41,8 @@ from omestream.settings import (  # noqa: E402
     WriterOptions,
     dims_from_standard_axes,
 )
-from omestream.pyramid import build_pyramid  # noqa: E402
-from omestream.repair import RepairReport, repair  # noqa: E402
-from omestream.stream import OMEStream, create_stream  # noqa: E402
-from omestream.store import open_store  # noqa: E402
+from omestream.store import open_store
+from omestream.stream import OMEStream, create_stream
 
 __all__ = [
     "AcquisitionSettings",

@@ -42,6 +42,7 @@ class ArrayBackend(ABC):
 
     def open_arrays(self) -> None:
         """Attach to arrays that already exist (resume, edits). Default: nothing to do."""
+        return None  # engines without per-array handles have nothing to attach
 
     @abstractmethod
     def write_frame(
@@ -55,7 +56,9 @@ class ArrayBackend(ABC):
     def skip_frame(self, image: int, index: tuple[int, ...], level: int = 0) -> None:
         """Record that no data comes for this frame (it reads as the fill value)."""
         shape = self.plan.images[image].levels[level].shape[-2:]
-        self.write_frame(image, index, np.full(shape, self.plan.fill_value, self.plan.dtype), level)
+        self.write_frame(
+            image, index, np.full(shape, self.plan.fill_value, self.plan.dtype), level
+        )
 
     def write_region(
         self, image: int, level: int, selection: tuple[slice, ...], data: np.ndarray
@@ -69,6 +72,7 @@ class ArrayBackend(ABC):
 
     def flush(self) -> None:
         """Make everything written so far reach storage (partial blocks included)."""
+        return None  # engines that write through on every call have nothing buffered
 
     @abstractmethod
     def close(self) -> None:

@@ -47,16 +47,16 @@ class CodecChoice:
 
     def zarr_v3(self, dtype: str) -> list[Any]:
         """``compressors=`` for ``zarr.create_array`` (Zarr v3)."""
-        from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+        from zarr.codecs import BloscCname, BloscCodec, BloscShuffle, GzipCodec, ZstdCodec
 
         if self.name is None:
             return []
         if cname := self.blosc_cname:
             return [
                 BloscCodec(
-                    cname=cname,
+                    cname=BloscCname(cname),
                     clevel=self.level,
-                    shuffle=self.shuffle,
+                    shuffle=BloscShuffle(self.shuffle),
                     typesize=np.dtype(dtype).itemsize,
                     blocksize=0,
                 )

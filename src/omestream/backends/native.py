@@ -69,7 +69,8 @@ class _Geometry:
         """The 6-D view (ty, gy, cy, tx, gx, cx) of one frame inside a chunk-major slab."""
         gi = tuple(i // c for i, c in zip(local, self.chunk_outer, strict=True))
         ci = tuple(i % c for i, c in zip(local, self.chunk_outer, strict=True))
-        sl = (slice(None), slice(None), *gi, slice(None), slice(None), *ci)
+        full = slice(None)
+        sl: tuple[slice | int, ...] = (full, full, *gi, full, full, *ci)
         return slab[sl].transpose(0, 2, 4, 1, 3, 5)
 
     def as_6d(self, frame: np.ndarray) -> np.ndarray:
@@ -82,7 +83,11 @@ class _Geometry:
         for g, c in zip(self.grid_outer, self.chunk_outer, strict=True):
             shape += [g, c]
         n = len(self.grid_outer)
-        per_outer = present.reshape(shape).any(axis=tuple(range(1, 2 * n, 2))) if n else present
+        per_outer = (
+            np.asarray(present.reshape(shape).any(axis=tuple(range(1, 2 * n, 2))))
+            if n
+            else present
+        )
         return np.broadcast_to(
             per_outer[..., None, None], (*self.grid_outer, *self.grid_yx)
         ).ravel()
@@ -319,10 +324,12 @@ class NativeZarrBackend(ZarrArrayBackend):
         return f"{base}/{coords}" if base else coords
 
     def _put(self, key: str, parts: list[bytes | memoryview | np.ndarray]) -> None:
+        # The ignores: numpy's stubs declare ndarray's buffer protocol only for Python
+        # 3.12+, yet every ndarray is a buffer.
         if isinstance(self.kv, LocalKV):
             self.kv.set_parts(key, parts, durable=False, writeback=self.options.fsync)  # type: ignore[arg-type]
         else:
-            self.kv.set(key, b"".join(bytes(memoryview(p).cast("B")) for p in parts))
+            self.kv.set(key, b"".join(bytes(memoryview(p).cast("B")) for p in parts))  # type: ignore[arg-type]
 
     def _raise_if_failed(self) -> None:
         err = self._error

@@ -67,7 +67,8 @@ class _Page:
     image: int
     index: tuple[int, ...]
     level: int
-    data: Future[Any] | Any  # encoded strips (future) or the frame
+    # encoded strips (a Future) or the frame; an Event for _FLUSH, lengths for _REFRESH
+    data: Any
     nbytes: int
 
 
@@ -88,7 +89,7 @@ class TiffBackend(ArrayBackend):
         self.settings = settings
         self.layout: TiffLayout = tiff_layout(settings, plan)
         self.uuids = [f"urn:uuid:{uuid.uuid4()}" for _ in self.layout.files]
-        shapes = [tuple(lv.shape[-2:]) for lv in plan.images[0].levels]
+        shapes = [(lv.shape[-2], lv.shape[-1]) for lv in plan.images[0].levels]
         self.format = PageFormat(plan.dtype, plan.compression, shapes, options.compression_level)
         self.n_levels = len(shapes)
         # first acquisition dimension, as a storage axis: its extent grows as data comes
@@ -388,11 +389,11 @@ class TiffBackend(ArrayBackend):
 
     def _refresh(self, lengths: list[int]) -> None:
         """Writer thread, between pages: describe the pages written so far."""
-        writers = self._writers
+        writers = [w for w in self._writers if w is not None]
         state = self._state
-        if state is None or not all(self._pages) or any(w is None for w in writers):
+        if state is None or not all(self._pages) or len(writers) < len(self._writers):
             return  # a file without a first page has no description to replace
-        size = sum(w.filehandle.tell() for w in writers)  # type: ignore[union-attr]
+        size = sum(w.filehandle.tell() for w in writers)
         if size - self._described_bytes < REFRESH_GROWTH * self._xml_bytes:
             return
         extents = [1] * len(self.plan.images)
@@ -404,14 +405,14 @@ class TiffBackend(ArrayBackend):
         ome = self._document(self._pages, self._shapes(extents), state, "streaming", records)
         total = 0
         for f, (path, u) in enumerate(zip(self.layout.paths, self.uuids, strict=True)):
-            fh = writers[f].filehandle  # type: ignore[union-attr]
+            fh = writers[f].filehandle
             fh.flush()
             xml = file_xml(ome, u)
             replace_description(path, xml, durable=False)
             fh.seek(0, os.SEEK_END)  # the next page goes after the new document
             total += len(xml)
         self._xml_bytes = total
-        self._described_bytes = sum(w.filehandle.tell() for w in writers)  # type: ignore[union-attr]
+        self._described_bytes = sum(w.filehandle.tell() for w in writers)
 
     def _write_final(self) -> None:
         state = self._state or StreamState(n_images=len(self.plan.images))

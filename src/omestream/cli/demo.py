@@ -58,7 +58,7 @@ def demo(
     """
     console = Console()
     channels = max(1, min(channels, 4))
-    dims = [
+    dims: list[Dimension | PositionDimension] = [
         Dimension(name="t", count=timepoints, type="time", unit="s", scale=30.0),
         PositionDimension(positions=[f"Pos{i}" for i in range(positions)]),
         Dimension(name="c", count=channels, type="channel",

@@ -141,9 +141,9 @@ def render_info(info: DatasetInfo, console: Console) -> None:
             parts.append(_channels_table(im))
         parts.append(Text(""))
     if info.kind == "multi-position":
-        names = [f"{im.path} ({im.name})" if im.name and im.name != im.path else im.path
-                 for im in info.images]  # fmt: skip
-        parts.append(Text(f"positions: {', '.join(names)}"))
+        positions = [f"{im.path} ({im.name})" if im.name and im.name != im.path else im.path
+                     for im in info.images]  # fmt: skip
+        parts.append(Text(f"positions: {', '.join(positions)}"))
     if info.plate is not None:
         parts.append(_plate_grid(info))
     ratio = info.compression_ratio

@@ -21,7 +21,9 @@ def _group_label(node: Node, name: str | None = None) -> Text:
         version, content = ngff_content(node.attrs, node.path)
     except StoreFormatError:
         return label.append("  (malformed NGFF metadata)", style="red")
-    tags = [k for k in ("multiscales", "omero", "plate", "well", "series") if k in content]
+    tags: list[str] = [
+        k for k in ("multiscales", "omero", "plate", "well", "series") if k in content
+    ]
     if "bioformats2raw.layout" in content:
         tags.append("bioformats2raw")
     if tags:

@@ -50,7 +50,8 @@ class Source:
 
 def _dimensions(image: ImageInfo, chunks: dict[str, int]) -> list[Dimension]:
     dims = []
-    n_channels = image.axes[image.channel_axis()].size if image.channel_axis() is not None else 0
+    c_axis = image.channel_axis()
+    n_channels = image.axes[c_axis].size if c_axis is not None else 0
     for a in image.axes:
         kind = a.type if a.type in _TYPES else "other"
         coords = None

@@ -214,10 +214,9 @@ class FsspecKV(KVStore):
         return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
 
     def exists(self, key: str) -> bool:
-        try:
+        # not every filesystem caches, so failing to invalidate is harmless
+        with contextlib.suppress(Exception):
             self.fs.invalidate_cache(self.path(key))
-        except Exception:  # noqa: BLE001 - not every filesystem caches
-            pass
         return bool(self.fs.exists(self.path(key)))
 
     def root_exists(self) -> bool:
@@ -267,7 +266,9 @@ def _write_error(exc: OSError, where: str) -> WriteError:
     return err
 
 
-def open_kv(location: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> KVStore:
+def open_kv(
+    location: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> KVStore:
     """A KVStore for a local path or an fsspec URL."""
     loc = os.fspath(location)
     if "://" in loc and not loc.startswith("file://"):

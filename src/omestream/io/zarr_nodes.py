@@ -53,7 +53,9 @@ def load_json(kv: KVStore, key: str) -> dict[str, Any] | None:
     except ValueError as exc:
         raise StoreFormatError(f"{kv.url}/{key} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise StoreFormatError(f"{kv.url}/{key} must hold a JSON object, found {type(doc).__name__}")
+        raise StoreFormatError(
+            f"{kv.url}/{key} must hold a JSON object, found {type(doc).__name__}"
+        )
     return doc
 
 
@@ -75,7 +77,9 @@ def read_group_attrs(kv: KVStore, path: str, zarr_format: int) -> dict[str, Any]
         if doc is None:
             return None
         if doc.get("node_type") != "group":
-            raise StoreFormatError(f"{kv.url}/{path or '.'} is a Zarr {doc.get('node_type')}, not a group")
+            raise StoreFormatError(
+                f"{kv.url}/{path or '.'} is a Zarr {doc.get('node_type')}, not a group"
+            )
         attrs = doc.get("attributes", {})
         return attrs if isinstance(attrs, dict) else {}
     if not kv.exists(_join(path, ".zgroup")):

@@ -61,7 +61,7 @@ def ome_dimension_order(image: ImagePlan) -> str:
 def _pixels(image: ImagePlan, shape: Sequence[int], dtype: str, index: int) -> m.Pixels:
     letters = ome_dimension_map(image)
     sizes = {"T": 1, "C": 1, "Z": 1}
-    kw: dict[str, object] = {}
+    kw: dict[str, Any] = {}
     for a, n in zip(image.axes, shape, strict=True):
         letter = letters[a.name]
         if letter in sizes:
@@ -76,7 +76,7 @@ def _pixels(image: ImagePlan, shape: Sequence[int], dtype: str, index: int) -> m
     channels = []
     for c in range(sizes["C"]):
         ch = image.channels[c] if image.channels and c < len(image.channels) else None
-        ckw: dict[str, object] = {"id": f"Channel:{index}:{c}", "samples_per_pixel": 1}
+        ckw: dict[str, Any] = {"id": f"Channel:{index}:{c}", "samples_per_pixel": 1}
         if ch is not None:
             ckw["name"] = ch.name
             if ch.color:
@@ -90,8 +90,8 @@ def _pixels(image: ImagePlan, shape: Sequence[int], dtype: str, index: int) -> m
         channels.append(m.Channel(**ckw))
     return m.Pixels(
         id=f"Pixels:{index}",
-        dimension_order=ome_dimension_order(image),
-        type=_PIXEL_TYPES[dtype],
+        dimension_order=m.Pixels_DimensionOrder(ome_dimension_order(image)),
+        type=m.PixelType(_PIXEL_TYPES[dtype]),
         size_x=int(shape[-1]),
         size_y=int(shape[-2]),
         size_z=sizes["Z"],
@@ -130,7 +130,7 @@ def build_ome(
         wells = []
         sample = 0
         for w, (r, c, fields) in enumerate(plan.wells):
-            samples = []
+            samples: list[m.WellSample] = []
             for f in fields:
                 img = index_of[f"{r}/{c}/{f}"]
                 samples.append(
@@ -206,7 +206,7 @@ def stage_label(image: ImagePlan) -> m.StageLabel | None:
     p = image.position
     if p is None or (p.x_coord is None and p.y_coord is None and p.z_coord is None):
         return None
-    kw: dict[str, object] = {"name": p.name}
+    kw: dict[str, Any] = {"name": p.name}
     for axis, value in (("x", p.x_coord), ("y", p.y_coord), ("z", p.z_coord)):
         if value is not None:
             kw[axis] = value

@@ -211,8 +211,10 @@ def _plan_image(
     for _ in range(1, levels):
         shapes.append(tuple(-(-s // fi) for s, fi in zip(shapes[-1], f, strict=True)))
     chunk0 = tuple(src.chunks)
-    shard0 = tuple(src.shards) if getattr(src, "shards", None) else None
-    chunks, shards = [], []
+    src_shards = getattr(src, "shards", None)
+    shard0 = tuple(src_shards) if src_shards else None
+    chunks: list[tuple[int, ...]] = []
+    shards: list[tuple[int, ...] | None] = []
     for shp in shapes:
         c = tuple(min(ci, max(si, 1)) for ci, si in zip(chunk0, shp, strict=True))
         chunks.append(c)

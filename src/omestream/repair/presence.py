@@ -151,7 +151,8 @@ def frames_present(kv: KVStore, layout: ArrayLayout) -> tuple[np.ndarray, list[s
                 break
             # an inner chunk covers inner[a] frames along each outer axis; a frame needs
             # every inner chunk of its y/x tile
-            per_frame = written.reshape(*written.shape[:outer], -1).all(axis=-1)
+            # asarray: with no outer axes all() gives a numpy scalar
+            per_frame = np.asarray(written.reshape(*written.shape[:outer], -1).all(axis=-1))
             for a, c in enumerate(layout.inner[:outer]):
                 per_frame = np.repeat(per_frame, c, axis=a)
             here &= per_frame[tuple(slice(0, n) for n in here.shape)]

@@ -177,7 +177,8 @@ def repair_zarr(
             for rec in recs:
                 by_image[image][rec["frame"]] = rec
     kept = [[r for n, r in sorted(m.items()) if 0 <= n < total and found[n]] for m in by_image]
-    old_skipped = record.get("skipped") if isinstance(record.get("skipped"), list) else []
+    recorded_skipped = record.get("skipped")
+    old_skipped = recorded_skipped if isinstance(recorded_skipped, list) else []
     skipped = sorted({int(s) for s in [*old_skipped, *journal.skipped]
                       if isinstance(s, int) and 0 <= s < total and found[s]})  # fmt: skip
     complete = settings.total_frames is not None and resume_at >= settings.total_frames

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -19,13 +20,29 @@ from omestream.settings.formats import (
 )
 from omestream.settings.names import check_label, check_path_name
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 __all__ = ["AcquisitionSettings", "Plate", "Pyramid", "WriterOptions"]
 
 # Pixel types both OME-Zarr and OME-TIFF can describe (OME-XML has no 64-bit integers).
 ZARR_DTYPES = frozenset(
-    {"uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float32", "float64"}
+    {
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "float32",
+        "float64",
+    }
 )
-TIFF_DTYPES = frozenset({"uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64"})
+TIFF_DTYPES = frozenset(
+    {"uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64"}
+)
 MAX_COUNT = 2**31 - 1
 MAX_FRAME_BYTES = 4 * 2**30
 
@@ -38,6 +55,12 @@ class Plate(FrozenModel):
     row_names: tuple[str, ...]
     column_names: tuple[str, ...]
     name: str | None = None
+
+    if TYPE_CHECKING:
+        # Any sequence of names is accepted; the fields hold tuples.
+        def __init__(
+            self, *, row_names: Sequence[str], column_names: Sequence[str], name: str | None = None
+        ) -> None: ...
 
     @field_validator("row_names", "column_names")
     @classmethod
@@ -102,6 +125,24 @@ class AcquisitionSettings(FrozenModel):
     pyramid: Pyramid | None = None
     writer: WriterOptions = WriterOptions()
 
+    if TYPE_CHECKING:
+        # What the validators accept (sub-settings also as dicts); the fields hold the
+        # resolved values (a tuple of dimensions, a dtype name, a FormatSpec).
+        def __init__(
+            self,
+            *,
+            root_path: str | os.PathLike[str],
+            dimensions: Sequence[Dimension | PositionDimension],
+            dtype: npt.DTypeLike,
+            format: FormatSpec | str | dict[str, Any] | None = None,
+            compression: str | None = None,
+            storage_order: Literal["ome", "acquisition"] | Sequence[str] = "ome",
+            plate: Plate | dict[str, Any] | None = None,
+            overwrite: bool = False,
+            pyramid: Pyramid | dict[str, Any] | None = None,
+            writer: WriterOptions | dict[str, Any] = ...,
+        ) -> None: ...
+
     @model_validator(mode="wrap")
     @classmethod
     def _resolve(cls, data: Any, handler: Any) -> Any:
@@ -147,7 +188,9 @@ class AcquisitionSettings(FrozenModel):
                 f"{fmt.backend!r}: use one of {ok}"
             )
         if fmt.name == "ome-tiff" and self.dtype not in TIFF_DTYPES:
-            raise ValueError(f"OME-TIFF cannot store dtype {self.dtype!r}: use one of {sorted(TIFF_DTYPES)}")
+            raise ValueError(
+                f"OME-TIFF cannot store dtype {self.dtype!r}: use one of {sorted(TIFF_DTYPES)}"
+            )
         order = self.storage_dimension_names
         if not info.reorders_frames and order != self.acquisition_dimension_names:
             raise ValueError(
@@ -176,9 +219,13 @@ class AcquisitionSettings(FrozenModel):
             extra = set(self.pyramid.factors) - names
             if extra:
                 raise ValueError(f"pyramid factors name unknown dimensions {sorted(extra)}")
-            not_space = [d.name for d in self.array_dimensions
-                         if d.name in self.pyramid.factors and d.type != "space"
-                         and self.pyramid.factors[d.name] != 1]
+            not_space = [
+                d.name
+                for d in self.array_dimensions
+                if d.name in self.pyramid.factors
+                and d.type != "space"
+                and self.pyramid.factors[d.name] != 1
+            ]
             if not_space:
                 raise ValueError(f"pyramid factors apply to spatial axes only, not {not_space}")
         return self
@@ -286,7 +333,9 @@ def _check_dimensions(dims: tuple[Dimension | PositionDimension, ...]) -> None:
         raise ValueError(f"dimension names must be unique (ignoring case); repeated: {dupes}")
     for i, d in enumerate(dims):
         if d.count is None and i != 0:
-            raise ValueError(f"dimension {d.name!r} has count=None: only the first may be unbounded")
+            raise ValueError(
+                f"dimension {d.name!r} has count=None: only the first may be unbounded"
+            )
         if d.count is not None and d.count > MAX_COUNT:
             raise ValueError(f"dimension {d.name!r}: count={d.count} is larger than {MAX_COUNT}")
     if isinstance(dims[-1], PositionDimension) or isinstance(dims[-2], PositionDimension):
@@ -340,7 +389,9 @@ def _check_plate(plate: Plate | None, pdim: PositionDimension | None) -> None:
         if p.well is None:
             raise ValueError(f"position {p.name!r} has no plate_row/plate_column on a plate")
         if p.plate_row not in plate.row_names:
-            raise ValueError(f"position {p.name!r}: row {p.plate_row!r} is not in {list(plate.row_names)}")
+            raise ValueError(
+                f"position {p.name!r}: row {p.plate_row!r} is not in {list(plate.row_names)}"
+            )
         if p.plate_column not in plate.column_names:
             raise ValueError(
                 f"position {p.name!r}: column {p.plate_column!r} is not in {list(plate.column_names)}"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from enum import Enum
-from typing import Any, Literal
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
@@ -44,6 +45,18 @@ class Channel(FrozenModel):
     excitation_wavelength: float | None = Field(default=None, gt=0, description="nm")
     emission_wavelength: float | None = Field(default=None, gt=0, description="nm")
     fluorophore: str | None = None
+
+    if TYPE_CHECKING:
+        # The validator also takes a 0xRRGGBB integer colour.
+        def __init__(
+            self,
+            *,
+            name: str,
+            color: str | int | None = None,
+            excitation_wavelength: float | None = None,
+            emission_wavelength: float | None = None,
+            fluorophore: str | None = None,
+        ) -> None: ...
 
     @field_validator("name")
     @classmethod
@@ -129,6 +142,22 @@ class Dimension(FrozenModel):
     translation: float | None = None
     coords: tuple[Channel | str | float, ...] | None = None
 
+    if TYPE_CHECKING:
+        # Any sequence of coords is accepted; the field holds a tuple.
+        def __init__(
+            self,
+            *,
+            name: str,
+            count: int | None = None,
+            chunk_size: int | None = None,
+            shard_size_chunks: int | None = None,
+            type: DimensionType | None = None,
+            unit: str | None = None,
+            scale: float | None = None,
+            translation: float | None = None,
+            coords: Sequence[Channel | str | float] | None = None,
+        ) -> None: ...
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -191,6 +220,18 @@ class PositionDimension(FrozenModel):
     positions: tuple[Position, ...]
     name: str = "p"
 
+    if TYPE_CHECKING:
+        # Positions may be given as names, dicts or a count; the field holds Positions.
+        def __init__(
+            self,
+            *,
+            positions: Sequence[Position | str | dict[str, Any]] | int,
+            name: str = "p",
+            type: Literal["position"] = "position",
+            unit: None = None,
+            chunk_size: None = None,
+        ) -> None: ...
+
     @field_validator("positions", mode="before")
     @classmethod
     def _coerce(cls, v: Any) -> Any:
@@ -236,7 +277,7 @@ _STANDARD_TYPES: dict[str, DimensionType] = {
 }
 
 
-class StandardAxis(str, Enum):
+class StandardAxis(StrEnum):
     """The conventional axis names and what they mean."""
 
     POSITION = "p"

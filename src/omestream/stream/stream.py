@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -90,7 +91,11 @@ class OMEStream:
         self._dtype = np.dtype(settings.dtype)
         self._y, self._x = (d.name for d in settings.frame_dimensions)
         self._unbounded = plan.unbounded_axis
-        self._unit_u = plan.images[0].levels[0].write_unit[self._unbounded] if self._unbounded is not None else 1
+        self._unit_u = (
+            plan.images[0].levels[0].write_unit[self._unbounded]
+            if self._unbounded is not None
+            else 1
+        )
         self._alloc = 0  # allocated extent of the unbounded axis (same for every image)
         self._last_sync = time.monotonic()
         self._pyramid = (
@@ -142,7 +147,9 @@ class OMEStream:
             self._grow(route.index)
             self._backend.write_frame(route.image, route.index, frame)
             if self._pyramid is not None:
-                self._write_levels(route.image, self._pyramid.feed(route.index, frame, route.image))
+                self._write_levels(
+                    route.image, self._pyramid.feed(route.index, frame, route.image)
+                )
             self._advance(route.image, route.index, record)
 
     def skip(self, frames: int = 1) -> None:
@@ -158,7 +165,9 @@ class OMEStream:
                 self._grow(route.index)
                 self._backend.skip_frame(route.image, route.index, 0)
                 if self._pyramid is not None:  # lower levels see the skipped frame as fill
-                    self._write_levels(route.image, self._pyramid.feed(route.index, None, route.image))
+                    self._write_levels(
+                        route.image, self._pyramid.feed(route.index, None, route.image)
+                    )
                 self._state.skipped.append(n + k)
                 self._advance(route.image, route.index, None)
 
@@ -284,10 +293,9 @@ class OMEStream:
 
     @staticmethod
     def _finalize_quietly(backend: ArrayBackend) -> None:
-        try:
+        # nothing to report to at garbage collection
+        with contextlib.suppress(Exception):
             backend.close()
-        except Exception:  # noqa: BLE001 - nothing to report to at garbage collection
-            pass
 
 
 def _prepare_location(settings: AcquisitionSettings, kv: KVStore) -> None:
@@ -331,7 +339,9 @@ def create_stream(
     from its first frame not yet written (see :mod:`omestream.store.resume`).
     """
     if not isinstance(settings, AcquisitionSettings):
-        raise SettingsError(f"create_stream needs AcquisitionSettings, got {type(settings).__name__}")
+        raise SettingsError(
+            f"create_stream needs AcquisitionSettings, got {type(settings).__name__}"
+        )
     if resume:
         from omestream.store.resume import resume_stream  # the store layer sits above this one
 

@@ -50,7 +50,9 @@ class ZarrMetadataSink:
         """Refresh image groups with new frame metadata, and the root record."""
         # Long acquisitions: new frame metadata is appended to a journal and the full
         # lists are rewritten only once they doubled (see omestream.io.journal).
-        defer = not (final or images_too) and self.journal is not None and self.journal.absorb(state)
+        defer = (
+            not (final or images_too) and self.journal is not None and self.journal.absorb(state)
+        )
         if defer and self.plan.layout == "image":
             return
         for i, im in enumerate(self.plan.images):
@@ -84,4 +86,6 @@ class ZarrMetadataSink:
         from omestream.metadata.ome_xml import build_ome  # ome-types is slow to import
 
         ome = build_ome(self.plan, shapes, acquisition_date=state.started)
-        self.kv.set("OME/METADATA.ome.xml", ome.to_xml().encode(), durable=self.settings.writer.fsync)
+        self.kv.set(
+            "OME/METADATA.ome.xml", ome.to_xml().encode(), durable=self.settings.writer.fsync
+        )

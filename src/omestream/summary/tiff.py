@@ -115,7 +115,8 @@ def describe_tiff(location: str) -> DatasetInfo:
         images: list[ImageInfo] = []
         for k, series in enumerate(tif.series):
             pixels = ome.images[k].pixels if ome is not None and k < len(ome.images) else None
-            page = series.pages[0] if series.pages else series.keyframe
+            first = series.pages[0] if series.pages else None
+            page = first if first is not None else series.keyframe
             axes = _pixel_axes(pixels, series.axes, series.shape)
             levels = []
             for lv, level in enumerate(series.levels):
@@ -143,7 +144,8 @@ def describe_tiff(location: str) -> DatasetInfo:
                     axes=axes,
                     dtype=np.dtype(series.dtype).name,
                     levels=tuple(levels),
-                    codecs=(page.compression.name.lower(),),
+                    # tifffile annotates compression as int; the value is a COMPRESSION
+                    codecs=(tifffile.COMPRESSION(page.compression).name.lower(),),
                     channels=_channels(pixels, n_channels),
                 )
             )

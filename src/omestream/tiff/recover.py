@@ -102,7 +102,7 @@ def recover(path: str | os.PathLike[str], durable: bool = True) -> RecoveryRepor
             [ix for ix in itertools.product(*(range(s) for s in shape[:-2])) if ix not in mine]
         )
     fmt = PageFormat(
-        plan.dtype, plan.compression, [tuple(lv.shape[-2:]) for lv in plan.images[0].levels],
+        plan.dtype, plan.compression, [(lv.shape[-2], lv.shape[-1]) for lv in plan.images[0].levels],
         settings.writer.compression_level,
     )  # fmt: skip
     padded = 0

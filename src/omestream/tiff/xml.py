@@ -59,8 +59,8 @@ def assemble_ome(
                 per_image[image][plane_index(plan.images[image], shape, index)] = (f, ifd)
     files = list(zip(layout.files, uuids, strict=True)) if layout.multi_file else None
     notes: list[m.MapAnnotation] = []
-    for i, (im, image) in enumerate(zip(plan.images, ome.images, strict=True)):
-        px = image.pixels
+    for i, (im, ome_image) in enumerate(zip(plan.images, ome.images, strict=True)):
+        px = ome_image.pixels
         px.tiff_data_blocks = tiff_data_blocks(im, shapes[i], per_image[i], files)
         planes, new_notes = frame_planes(im, shapes[i], records[i], annotation_start=len(notes))
         if old is not None and i < len(old.images) and not planes:
@@ -69,7 +69,7 @@ def assemble_ome(
         notes.extend(new_notes)
         label = stage_label(im)
         if label is not None:
-            image.stage_label = label
+            ome_image.stage_label = label
     comment = m.CommentAnnotation(
         id=_RECORD_ID,
         namespace=RECORD_NAMESPACE,
@@ -88,7 +88,8 @@ def _kept_planes(
         a.id: a
         for a in (old.structured_annotations.map_annotations if old.structured_annotations else [])
     }
-    planes, notes = [], []
+    planes: list[m.Plane] = []
+    notes: list[m.MapAnnotation] = []
     for p in old.images[i].pixels.planes:
         if p.the_z >= px.size_z or p.the_c >= px.size_c or p.the_t >= px.size_t:
             continue

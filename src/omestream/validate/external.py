@@ -44,12 +44,16 @@ def _ome_zarr_models(path: str) -> None:
         # open_ome_zarr does not try this layout: the root with its own model, then
         # each series as an image.
         if "ome" in attrs:
-            from ome_zarr_models.v05.bioformats2raw import BioFormats2Raw
+            from ome_zarr_models.v05.bioformats2raw import BioFormats2Raw as Layout05
+
+            Layout05.from_zarr(group)
         else:
-            from ome_zarr_models.v04.bioformats2raw import BioFormats2Raw
-        BioFormats2Raw.from_zarr(group)
+            from ome_zarr_models.v04.bioformats2raw import BioFormats2Raw as Layout04
+
+            Layout04.from_zarr(group)
         if "OME" in group:
-            series = dict(group["OME"].attrs)
+            # untrusted JSON: a malformed series list fails this validator
+            series: dict[str, Any] = dict(group["OME"].attrs)
             for s in series.get("ome", series).get("series", []):
                 ome_zarr_models.open_ome_zarr(group[s])
         return

@@ -373,8 +373,7 @@ class _Checker:
 
     def _consistent(self, where: str, what: str, paths: list[str]) -> None:
         """Positions / fields of one dataset share axes, dtype and shape."""
-        facts = [self._facts(p) for p in paths]
-        facts = [f for f in facts if f is not None]
+        facts = [f for f in (self._facts(p) for p in paths) if f is not None]
         if len(facts) < 2:
             return
         ref = facts[0]
