@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.context import CaseContext, RunFn
+from benchmarks.workloads import BLOSC_BLOCKSIZE
 
 
 def codec_limit(ctx: CaseContext, cname: str = "zstd") -> RunFn:
@@ -23,7 +24,7 @@ def codec_limit(ctx: CaseContext, cname: str = "zstd") -> RunFn:
     from numcodecs import Blosc
 
     numcodecs.blosc.use_threads = False
-    codec = Blosc(cname=cname, clevel=1, shuffle=Blosc.BITSHUFFLE)
+    codec = Blosc(cname=cname, clevel=1, shuffle=Blosc.BITSHUFFLE, blocksize=BLOSC_BLOCKSIZE)
     w = ctx.workload
     _, cy, cx = w.chunk
     threads = os.cpu_count() or 1

@@ -13,14 +13,14 @@ from collections import deque
 from typing import Any
 
 from benchmarks.context import CaseContext, RunFn
-from benchmarks.workloads import Workload
+from benchmarks.workloads import BLOSC_BLOCKSIZE, Workload
 
 UNBOUNDED_EXTENT = 1 << 31
 
 
 def _blosc3() -> dict[str, Any]:
     cfg = {"cname": "zstd", "clevel": 1, "shuffle": "bitshuffle", "typesize": 2}
-    return {"name": "blosc", "configuration": cfg | {"blocksize": 0}}
+    return {"name": "blosc", "configuration": cfg | {"blocksize": BLOSC_BLOCKSIZE}}
 
 
 def _zarr3_metadata(w: Workload, shape: list[int]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.context import CaseContext, RunFn
+from benchmarks.workloads import BLOSC_BLOCKSIZE
 
 
 def zarr_python_case(ctx: CaseContext, write_empty_chunks: bool | None = None) -> RunFn:
@@ -19,7 +20,11 @@ def zarr_python_case(ctx: CaseContext, write_empty_chunks: bool | None = None) -
 
     w = ctx.workload
     compressors = (
-        [BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", typesize=2)]
+        [
+            BloscCodec(
+                cname="zstd", clevel=1, shuffle="bitshuffle", typesize=2, blocksize=BLOSC_BLOCKSIZE
+            )
+        ]
         if w.compressed
         else None
     )
