@@ -26,23 +26,12 @@ from omestream.io import zarr_nodes
 from omestream.io.kv import KVStore, LocalKV
 from omestream.plan import StoragePlan
 from omestream.settings import AcquisitionSettings, WriterOptions
+from omestream.settings.acquisition import ZARR_DTYPES
 
 __all__ = ["AcquireZarrBackend"]
 
-_DTYPES = frozenset(
-    {
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "float32",
-        "float64",
-    }
-)
+# acquire-zarr writes every Zarr pixel type omestream does.
+_DTYPES = ZARR_DTYPES
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 
