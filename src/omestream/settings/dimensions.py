@@ -179,6 +179,8 @@ class Dimension(FrozenModel):
         name = str(data.get("name", ""))
         dim_type = data.get("type")
         coords = data.get("coords")
+        if not isinstance(coords, list | tuple):
+            coords = None  # not a sequence: field validation reports it
         if data.get("unit") is not None:
             data["unit"], dim_type = normalize_unit(str(data["unit"]), dim_type)
         if dim_type is None and coords and any(isinstance(c, Channel) for c in coords):
