@@ -39,7 +39,7 @@ from omestream import __version__
 from omestream.backends.base import ArrayBackend
 from omestream.backends.codecs import codec_choice
 from omestream.errors import SettingsError, StoreExistsError, StoreFormatError, WriteError
-from omestream.io.kv import KVStore, open_kv
+from omestream.io.kv import KVStore, open_kv, start_writeback
 from omestream.plan import FrameRouter, StoragePlan
 from omestream.settings import AcquisitionSettings, WriterOptions
 from omestream.stream.state import StreamState
@@ -60,6 +60,7 @@ __all__ = ["TiffBackend"]
 
 _FLUSH, _REFRESH = -1, -2  # markers in the page queue
 REFRESH_GROWTH = 4
+_WRITEBACK_BYTES = 64 << 20  # with fsync on: start writeback after this many bytes
 
 
 @dataclass
@@ -101,6 +102,7 @@ class TiffBackend(ArrayBackend):
         self._state: StreamState | None = None
         self._writers: list[tifffile.TiffWriter | None] = [None] * len(self.layout.files)
         self._pages: list[list[PageKey]] = [[] for _ in self.layout.files]  # level 0, per IFD
+        self._unsynced = [0 for _ in self.layout.files]  # bytes written since writeback began
         self._queued: list[set[tuple[int, ...]]] = [set() for _ in plan.images]
         self._initial: list[bytes] = []
         self._queue: queue.Queue[_Page | None] = queue.Queue()
@@ -269,6 +271,13 @@ class TiffBackend(ArrayBackend):
         writer.write(PageFormat.data(data), **self.format.write_args(page.level, description))
         if page.level == 0:
             self._pages[page.file].append((page.image, page.index))
+        if self.options.fsync:
+            # Let the disk work while frames still arrive, so close() has little to sync.
+            self._unsynced[page.file] += page.nbytes
+            if self._unsynced[page.file] >= _WRITEBACK_BYTES:
+                self._unsynced[page.file] = 0
+                writer.filehandle.flush()
+                start_writeback(writer.filehandle.fileno())
 
     def _raise_if_failed(self) -> None:
         err = self._error

@@ -17,7 +17,7 @@ from typing import Any
 
 from omestream.errors import WriteError
 
-__all__ = ["FsspecKV", "KVStore", "LocalKV", "open_kv"]
+__all__ = ["FsspecKV", "KVStore", "LocalKV", "open_kv", "start_writeback"]
 
 TMP_PREFIX = ".omestream-tmp-"
 
@@ -118,7 +118,7 @@ class LocalKV(KVStore):
                 if durable:
                     os.fsync(fd)
                 elif writeback:
-                    _start_writeback(fd)
+                    start_writeback(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, target)
@@ -234,7 +234,7 @@ _SYNC_FILE_RANGE_WRITE = 2
 _libc: Any = None
 
 
-def _start_writeback(fd: int) -> None:
+def start_writeback(fd: int) -> None:
     """Ask the kernel to start writing a file's dirty pages now, without waiting.
 
     Streaming writes otherwise pile up in the page cache and the final sync pays for
