@@ -203,6 +203,38 @@ def test_reused_frame_buffer_does_not_change_stored_data(tmp_path: Path) -> None
     np.testing.assert_array_equal(data[:, 3, 2], np.arange(64))
 
 
+@pytest.mark.parametrize("compression", [None, "zstd"])
+def test_reused_frame_buffer_ome_tiff(tmp_path: Path, compression: str | None) -> None:
+    """The TIFF engine reuses its own frame copies too; no page may see a later frame."""
+    import tifffile
+
+    s = AcquisitionSettings(
+        root_path=str(tmp_path / "r.ome.tiff"),
+        dimensions=[
+            Dimension(name="t", count=300),
+            Dimension(name="y", count=64),
+            Dimension(name="x", count=48),
+        ],
+        dtype="uint16",
+        compression=compression,
+        writer={"memory_budget_mb": 16},
+    )
+    buf = np.zeros((64, 48), np.uint16)
+    with create_stream(s) as stream:
+        for v in range(300):
+            buf[:] = v
+            buf[v % 64, :] = 7  # each frame differs in more than its value
+            stream.append(buf)
+            buf[:] = 9999
+    with tifffile.TiffFile(s.output_path) as tif:
+        data = tif.series[0].asarray()
+    assert data.shape == (300, 64, 48)
+    for v in range(300):
+        want = np.full((64, 48), v, np.uint16)
+        want[v % 64, :] = 7
+        np.testing.assert_array_equal(data[v], want)
+
+
 def test_exception_in_acquisition_loop_still_finalises(tmp_path: Path) -> None:
     s = settings(tmp_path)
     with pytest.raises(RuntimeError, match="camera"), create_stream(s) as stream:

@@ -72,6 +72,7 @@ class _Page:
     # encoded strips (a Future) or the frame; an Event for _FLUSH, lengths for _REFRESH
     data: Any
     nbytes: int
+    frame: np.ndarray | None = None  # the pooled copy, given back once written or encoded
 
 
 class TiffBackend(ArrayBackend):
@@ -108,6 +109,9 @@ class TiffBackend(ArrayBackend):
         self._queue: queue.Queue[_Page | None] = queue.Queue()
         self._budget = options.memory_budget_mb * 2**20
         self._inflight = 0
+        # Frame copies are reused: fresh memory is slow to touch, and the budget already
+        # bounds how many copies exist at once.
+        self._free: dict[tuple[int, ...], list[np.ndarray]] = {}
         self._cond = threading.Condition()
         self._error: BaseException | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -201,22 +205,52 @@ class TiffBackend(ArrayBackend):
         self, image: int, index: tuple[int, ...], frame: np.ndarray, level: int = 0
     ) -> None:
         self._raise_if_failed()
-        copy = np.array(frame, dtype=self.format.dtype, copy=True, order="C")
+        copy = self._take(frame.shape)
+        np.copyto(copy, frame, casting="unsafe")  # dtype was checked by the stream
         self._wait_for_budget(copy.nbytes)
-        data: Any = copy
         if self._pool is not None:
-            data = self._pool.submit(self.format.encode, copy, level)
-        self._put(image, index, level, data, copy.nbytes)
+            self._put(
+                image, index, level, self._pool.submit(self._encode, copy, level), copy.nbytes
+            )
+        else:
+            self._put(image, index, level, copy, copy.nbytes, frame=copy)
+
+    def _take(self, shape: tuple[int, ...]) -> np.ndarray:
+        with self._cond:
+            free = self._free.get(shape)
+            if free:
+                return free.pop()
+        return np.empty(shape, dtype=self.format.dtype)
+
+    def _give_back(self, buf: np.ndarray) -> None:
+        with self._cond:
+            free = self._free.setdefault(buf.shape, [])
+            if len(free) < max(2, self._budget // max(buf.nbytes, 1)):
+                free.append(buf)
+
+    def _encode(self, frame: np.ndarray, level: int) -> list[bytes] | np.ndarray:
+        try:
+            return self.format.encode(frame, level)
+        finally:
+            self._give_back(frame)
 
     def skip_frame(self, image: int, index: tuple[int, ...], level: int = 0) -> None:
         self._raise_if_failed()
         self._put(image, index, level, self.format.fill(level, self.plan.fill_value), 0)
 
-    def _put(self, image: int, index: tuple[int, ...], level: int, data: Any, nbytes: int) -> None:
+    def _put(
+        self,
+        image: int,
+        index: tuple[int, ...],
+        level: int,
+        data: Any,
+        nbytes: int,
+        frame: np.ndarray | None = None,
+    ) -> None:
         if level == 0:
             self._queued[image].add(tuple(index))
         self._queue.put(
-            _Page(self.layout.image_file[image], image, tuple(index), level, data, nbytes)
+            _Page(self.layout.image_file[image], image, tuple(index), level, data, nbytes, frame)
         )
 
     def resize(self, image: int, level: int, shape: tuple[int, ...]) -> None:
@@ -254,6 +288,8 @@ class TiffBackend(ArrayBackend):
                         self._refresh(page.data)
                 elif self._error is None:
                     self._write(page)
+                    if page.frame is not None:
+                        self._give_back(page.frame)
             except BaseException as exc:
                 with self._cond:
                     self._error = self._error or exc
