@@ -98,7 +98,7 @@ class WriterOptions(FrozenModel):
 
     threads: int | None = Field(default=None, ge=1, description="encode/IO threads; None = cores")
     memory_budget_mb: int = Field(
-        default=192, ge=16, description="frames held for encoding/writing before append waits"
+        default=160, ge=16, description="frames held for encoding/writing before append waits"
     )
     fsync: bool = Field(default=True, description="close() returns only when data is durable")
     compression_level: int | None = Field(default=None, ge=0, le=22)
