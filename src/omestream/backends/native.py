@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from omestream.backends.buffers import BufferPool
 from omestream.backends.zarr_common import ZarrArrayBackend
 from omestream.errors import WriteError
 from omestream.io.kv import KVStore, LocalKV
@@ -118,7 +119,7 @@ class NativeZarrBackend(ZarrArrayBackend):
         self._inflight_bytes = 0
         self._slabs: dict[tuple, _Slab] = {}
         self._last: dict[tuple, list[Future[None]]] = {}
-        self._free: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._buffers = BufferPool(self._budget)
         self._scratch: dict[tuple[int, int], np.ndarray] = {}
         self._error: BaseException | None = None
         self._lock = threading.Lock()
@@ -163,7 +164,7 @@ class NativeZarrBackend(ZarrArrayBackend):
             for a, (b, u) in enumerate(zip(block, g.unit_outer, strict=True)):
                 size = g.level.shape[a]
                 expected *= u if a == self.plan.unbounded_axis else min(u, size - b * u)
-            buf = self._take_buffer(image, level, g)
+            buf = self._buffers.take(g.slab_shape, self.plan.dtype)
             slab = self._slabs[key] = _Slab(key, buf, g.unit_outer, expected)
         return slab, local, g
 
@@ -176,23 +177,6 @@ class NativeZarrBackend(ZarrArrayBackend):
             del self._slabs[slab.key]
             self._submit(slab, final=True)
 
-    # -- buffers ------------------------------------------------------------------------
-    def _take_buffer(self, image: int, level: int, g: _Geometry) -> np.ndarray:
-        with self._lock:
-            free = self._free.get((image, level))
-            if free:
-                return free.pop()
-        return np.empty(g.slab_shape, dtype=self.plan.dtype)
-
-    def _give_back(self, image: int, level: int, buf: np.ndarray) -> None:
-        # Keep as many free buffers as the budget lets be in flight: fresh memory is
-        # slow to touch, and the budget already bounds how many exist at once.
-        keep = max(2, self._budget // max(buf.nbytes, 1))
-        with self._lock:
-            free = self._free.setdefault((image, level), [])
-            if len(free) < keep:
-                free.append(buf)
-
     # -- encoding and I/O ---------------------------------------------------------------
     def _submit(self, slab: _Slab, final: bool) -> None:
         image, level, block = slab.key
@@ -200,7 +184,7 @@ class NativeZarrBackend(ZarrArrayBackend):
         if final:
             buf, present = slab.buf, slab.present
         else:
-            buf = self._take_buffer(image, level, g)
+            buf = self._buffers.take(g.slab_shape, self.plan.dtype)
             np.copyto(buf, slab.buf)
             present = slab.present.copy()
         slab.dirty = False
@@ -228,7 +212,7 @@ class NativeZarrBackend(ZarrArrayBackend):
                 remaining[0] -= 1
                 done = remaining[0] == 0
             if done:
-                self._give_back(image, level, buf)
+                self._buffers.give_back(buf)
 
         for f in futures:
             f.add_done_callback(release)
@@ -388,7 +372,7 @@ class NativeZarrBackend(ZarrArrayBackend):
         finally:
             self._closed = True
             self._pool.shutdown(wait=True)
-            self._free.clear()
+            self._buffers.clear()
 
     def abort(self) -> None:
         self._slabs.clear()

@@ -37,6 +37,7 @@ import tifffile
 
 from omestream import __version__
 from omestream.backends.base import ArrayBackend
+from omestream.backends.buffers import BufferPool
 from omestream.backends.codecs import codec_choice
 from omestream.errors import SettingsError, StoreExistsError, StoreFormatError, WriteError
 from omestream.io.kv import KVStore, open_kv, start_writeback
@@ -109,9 +110,7 @@ class TiffBackend(ArrayBackend):
         self._queue: queue.Queue[_Page | None] = queue.Queue()
         self._budget = options.memory_budget_mb * 2**20
         self._inflight = 0
-        # Frame copies are reused: fresh memory is slow to touch, and the budget already
-        # bounds how many copies exist at once.
-        self._free: dict[tuple[int, ...], list[np.ndarray]] = {}
+        self._buffers = BufferPool(self._budget)  # frame copies, reused
         self._cond = threading.Condition()
         self._error: BaseException | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -205,7 +204,7 @@ class TiffBackend(ArrayBackend):
         self, image: int, index: tuple[int, ...], frame: np.ndarray, level: int = 0
     ) -> None:
         self._raise_if_failed()
-        copy = self._take(frame.shape)
+        copy = self._buffers.take(frame.shape, self.format.dtype)
         np.copyto(copy, frame, casting="unsafe")  # dtype was checked by the stream
         self._wait_for_budget(copy.nbytes)
         if self._pool is not None:
@@ -215,24 +214,11 @@ class TiffBackend(ArrayBackend):
         else:
             self._put(image, index, level, copy, copy.nbytes, frame=copy)
 
-    def _take(self, shape: tuple[int, ...]) -> np.ndarray:
-        with self._cond:
-            free = self._free.get(shape)
-            if free:
-                return free.pop()
-        return np.empty(shape, dtype=self.format.dtype)
-
-    def _give_back(self, buf: np.ndarray) -> None:
-        with self._cond:
-            free = self._free.setdefault(buf.shape, [])
-            if len(free) < max(2, self._budget // max(buf.nbytes, 1)):
-                free.append(buf)
-
     def _encode(self, frame: np.ndarray, level: int) -> list[bytes] | np.ndarray:
         try:
             return self.format.encode(frame, level)
         finally:
-            self._give_back(frame)
+            self._buffers.give_back(frame)
 
     def skip_frame(self, image: int, index: tuple[int, ...], level: int = 0) -> None:
         self._raise_if_failed()
@@ -289,7 +275,7 @@ class TiffBackend(ArrayBackend):
                 elif self._error is None:
                     self._write(page)
                     if page.frame is not None:
-                        self._give_back(page.frame)
+                        self._buffers.give_back(page.frame)
             except BaseException as exc:
                 with self._cond:
                     self._error = self._error or exc
