@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -366,3 +367,20 @@ def test_settings_json_round_trip(sizes: dict[str, int]) -> None:
     s = make(dimensions=dims_from_standard_axes({**sizes, "y": 16, "x": 16}))
     again = AcquisitionSettings.model_validate_json(s.model_dump_json())
     assert again == s
+
+
+@pytest.mark.parametrize(
+    "coords",
+    [["DAPI", "GFP"], ("DAPI", "GFP"), (c for c in ["DAPI", "GFP"]), np.array(["DAPI", "GFP"])],
+    ids=["list", "tuple", "generator", "ndarray"],
+)
+def test_channel_coords_from_any_iterable(coords: object) -> None:
+    d = Dimension(name="c", coords=coords)  # type: ignore[arg-type]
+    assert d.count == 2
+    assert [ch.name for ch in d.coords] == ["DAPI", "GFP"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("coords", [False, 3, "DAPI"])
+def test_channel_coords_that_are_not_a_sequence(coords: object) -> None:
+    with pytest.raises(SettingsError, match="coords"):
+        Dimension(name="c", coords=coords)  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -179,7 +179,9 @@ class Dimension(FrozenModel):
         name = str(data.get("name", ""))
         dim_type = data.get("type")
         coords = data.get("coords")
-        if not isinstance(coords, list | tuple):
+        if isinstance(coords, Iterable) and not isinstance(coords, str | bytes | dict):
+            coords = data["coords"] = tuple(coords)  # ranges, arrays, generators alike
+        else:
             coords = None  # not a sequence: field validation reports it
         if data.get("unit") is not None:
             data["unit"], dim_type = normalize_unit(str(data["unit"]), dim_type)
