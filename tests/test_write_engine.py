@@ -121,7 +121,8 @@ def test_close_waits_for_a_slow_store(tmp_path: Path) -> None:
     stream.close()
     # every frame is on disk the moment close() returns
     np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0")[:, 1, 1], np.arange(12))
-    assert not [t for t in threading.enumerate() if t.name.startswith("omestream-write")]
+    engine_threads = ("omestream-encode", "omestream-io", "omestream-sync")
+    assert not [t for t in threading.enumerate() if t.name.startswith(engine_threads)]
     validate_ome_zarr(s.output_path)
 
 
@@ -184,3 +185,93 @@ def test_codecs_read_back_with_zarr_python(
     arr = zarr.open_array(s.output_path + "/0", mode="r")
     np.testing.assert_array_equal(arr[...], frames.reshape(2, 3, 100, 130))
     validate_ome_zarr(s.output_path)
+
+
+# -- compressed frames that complete their write units: encoded without a slab copy ----
+def _direct_settings(
+    tmp_path: Path, version: str, n: int | None = 12, **writer: object
+) -> AcquisitionSettings:
+    shard = {"shard_size_chunks": 2} if version == "0.5" else {}
+    return AcquisitionSettings(
+        root_path=str(tmp_path / "d.ome.zarr"),
+        dimensions=[
+            Dimension(name="t", count=n, chunk_size=1),
+            # not a multiple of the shard: the last row/column of shards is padded
+            Dimension(name="y", count=300, chunk_size=64, **shard),  # type: ignore[arg-type]
+            Dimension(name="x", count=200, chunk_size=64, **shard),  # type: ignore[arg-type]
+        ],
+        dtype="uint16",
+        compression="blosc-zstd",
+        format={"name": "ome-zarr", "version": version},
+        writer=WriterOptions(**writer),  # type: ignore[arg-type]
+    )
+
+
+def _pattern(v: int) -> np.ndarray:
+    yy, xx = np.mgrid[:300, :200]
+    return ((yy * 7 + xx * 3 + v * 101) % 4096).astype(np.uint16)
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_direct_encoding_reads_back_and_frees_the_callers_buffer(
+    tmp_path: Path, version: str
+) -> None:
+    s = _direct_settings(tmp_path, version)
+    buf = np.zeros((300, 200), np.uint16)
+    with create_stream(s) as stream:
+        assert all(stream._backend._direct.values())  # type: ignore[attr-defined]
+        for v in range(12):
+            if v == 5:
+                stream.skip(frames=1)
+                continue
+            buf[:] = _pattern(v)
+            stream.append(buf)
+            buf[:] = 9999  # the caller scribbles on its buffer right after append
+    data = zarr.open_array(s.output_path + "/0", mode="r")[...]
+    for v in range(12):
+        expected = np.zeros((300, 200), np.uint16) if v == 5 else _pattern(v)
+        np.testing.assert_array_equal(data[v], expected)
+    validate_ome_zarr(s.output_path)
+
+
+def test_direct_encoding_keeps_encoded_bytes_under_the_budget(tmp_path: Path) -> None:
+    s = AcquisitionSettings(
+        root_path=str(tmp_path / "b.ome.zarr"),
+        dimensions=[
+            Dimension(name="t", count=30, chunk_size=1),
+            Dimension(name="y", count=1024, chunk_size=256, shard_size_chunks=2),
+            Dimension(name="x", count=1024, chunk_size=256, shard_size_chunks=2),
+        ],
+        dtype="uint16",
+        compression="blosc-lz4",
+        writer=WriterOptions(memory_budget_mb=16, threads=2),
+    )
+    kv = SlowKV(s.output_path, delay=0.02)
+    noise = np.random.default_rng(0).integers(0, 2**16, (30, 1024, 1024), dtype=np.uint16)
+    peak = 0
+    with create_stream(s, store=kv) as stream:
+        backend = stream._backend
+        assert all(backend._direct.values())  # type: ignore[attr-defined]
+        for v in range(30):
+            stream.append(noise[v])  # noise does not compress: ~2 MiB per frame
+            peak = max(peak, backend.bytes_in_flight)  # type: ignore[attr-defined]
+    # 60 MiB went through; one frame's shards may join a queue that had just drained
+    assert 8 * 2**20 < peak <= 16 * 2**20 + 1024 * 1024 * 2 + 4096
+    assert kv.chunk_writes == 30 * 4  # 2 x 2 shards per frame
+    np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0", mode="r")[...], noise)
+
+
+def test_direct_encoding_write_error_surfaces_and_keeps_earlier_frames(tmp_path: Path) -> None:
+    s = _direct_settings(tmp_path, "0.5", n=40, threads=2)
+    kv = FailingKV(s.output_path, ok=6 * 3)  # three frames of 6 shards each, then ENOSPC
+    stream = create_stream(s, store=kv)
+    with pytest.raises(WriteError, match="the disk is full"):
+        for v in range(40):
+            stream.append(_pattern(v))
+        stream.close()
+    if not stream.closed:
+        with pytest.raises(WriteError):
+            stream.close()
+    arr = zarr.open_array(s.output_path + "/0", mode="r")
+    for v in range(3):
+        np.testing.assert_array_equal(arr[v], _pattern(v))

@@ -198,9 +198,9 @@ class AcquireZarrBackend(ZarrArrayBackend):
                     )
         self._settle_arrays()
         if self.options.fsync:
-            from omestream.backends.native import _syncfs
+            from omestream.io.durability import syncfs
 
-            _syncfs(self.kv.root)  # type: ignore[attr-defined]
+            syncfs(self.kv.root)  # type: ignore[attr-defined]
 
     def _settle_arrays(self) -> None:
         """Give every array the planned shape after acquire-zarr closed.

@@ -1,14 +1,25 @@
 """The built-in Zarr engine: frames assembled into whole chunks/shards in memory,
-encoded on a thread pool and written as complete files.
+encoded on every core and written as complete files.
 
 Why not write each frame through zarr-python: its per-write overhead (empty-chunk
 checks, read-modify-write of partial chunks, one task per chunk) keeps it far from
-disk speed. Here a "slab" holds one write unit (a shard, or a chunk when not
-sharded) along the outer axes and the whole frame along y/x. The slab is laid out
-*chunk-major*: every inner chunk is contiguous and the chunks of one write unit
-follow each other in the order of the shard index. So ``append`` does exactly one
-copy (the frame into the slab, which also frees the caller's buffer), and an
-uncompressed unit is written straight from the slab with one ``writev``.
+disk speed. Two paths, chosen per array level (see
+:mod:`omestream.backends.native_layout` for the geometry):
+
+* **Slabs.** A write unit (a shard, or a chunk when not sharded) that collects
+  several frames, and any uncompressed unit, is assembled in a chunk-major slab:
+  ``append`` does exactly one copy (the frame into the slab, which frees the
+  caller's buffer) and an uncompressed unit is written straight from the slab
+  with one ``writev``.
+* **Direct.** A compressed frame that completes its write units by itself is not
+  copied: its chunks are gathered and encoded by the pool's threads *and* the
+  appending thread, and ``append`` returns once they are encoded. On a machine
+  with few cores a full-frame copy competes with the encoders for the same CPU.
+
+Encoded units go to a writer thread (several for object stores), so encoders never
+wait on the disk; a :class:`~omestream.io.durability.BackgroundSync` makes written
+files durable while streaming continues, so ``close`` has little left to sync. The
+memory budget bounds slabs and encoded bytes in flight.
 Array and group metadata are still produced by zarr-python and omestream's
 metadata layer; only chunk bytes are produced here, with numcodecs.
 """
@@ -16,82 +27,32 @@ metadata layer; only chunk bytes are produced here, with numcodecs.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import math
 import os
 import threading
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
 from omestream.backends.buffers import BufferPool
+from omestream.backends.native_layout import EMPTY, Geometry, geometry, shard_index_bytes
 from omestream.backends.zarr_common import ZarrArrayBackend
 from omestream.errors import WriteError
+from omestream.io.durability import BackgroundSync, syncfs
 from omestream.io.kv import KVStore, LocalKV
-from omestream.plan import ArrayPlan, StoragePlan
+from omestream.plan import StoragePlan
 from omestream.settings import WriterOptions
 
 __all__ = ["NativeZarrBackend", "shard_index_bytes"]
 
-_EMPTY = np.uint64(2**64 - 1)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
-def shard_index_bytes(offsets_nbytes: np.ndarray) -> bytes:
-    """The Zarr v3 shard index (little-endian uint64 pairs) followed by its crc32c."""
-    from numcodecs import CRC32C
-
-    return bytes(CRC32C().encode(np.ascontiguousarray(offsets_nbytes, dtype="<u8").tobytes()))
-
-
-@dataclass(frozen=True)
-class _Geometry:
-    level: ArrayPlan
-    unit_outer: tuple[int, ...]  # write unit along the outer axes
-    chunk_outer: tuple[int, ...]  # chunk along the outer axes
-    grid_outer: tuple[int, ...]  # inner chunks per unit along the outer axes
-    tiles: tuple[int, int]  # write units per frame along y, x
-    grid_yx: tuple[int, int]  # inner chunks per unit along y, x
-    chunk_yx: tuple[int, int]
-    frame: tuple[int, int]  # y, x of this level
-    padded: tuple[int, int]  # frame rounded up to whole units
-    sharded: bool
-
-    @property
-    def slab_shape(self) -> tuple[int, ...]:
-        return (*self.tiles, *self.grid_outer, *self.grid_yx, *self.chunk_outer, *self.chunk_yx)
-
-    @property
-    def chunks_per_unit(self) -> int:
-        return math.prod(self.grid_outer) * math.prod(self.grid_yx)
-
-    def frame_view(self, slab: np.ndarray, local: tuple[int, ...]) -> np.ndarray:
-        """The 6-D view (ty, gy, cy, tx, gx, cx) of one frame inside a chunk-major slab."""
-        gi = tuple(i // c for i, c in zip(local, self.chunk_outer, strict=True))
-        ci = tuple(i % c for i, c in zip(local, self.chunk_outer, strict=True))
-        full = slice(None)
-        sl: tuple[slice | int, ...] = (full, full, *gi, full, full, *ci)
-        return slab[sl].transpose(0, 2, 4, 1, 3, 5)
-
-    def as_6d(self, frame: np.ndarray) -> np.ndarray:
-        (ty, tx), (gy, gx), (cy, cx) = self.tiles, self.grid_yx, self.chunk_yx
-        return frame.reshape(ty, gy, cy, tx, gx, cx)
-
-    def chunk_presence(self, present: np.ndarray) -> np.ndarray:
-        """Per inner chunk of a unit (C order): does any of its frames hold data?"""
-        shape: list[int] = []
-        for g, c in zip(self.grid_outer, self.chunk_outer, strict=True):
-            shape += [g, c]
-        n = len(self.grid_outer)
-        per_outer = (
-            np.asarray(present.reshape(shape).any(axis=tuple(range(1, 2 * n, 2))))
-            if n
-            else present
-        )
-        return np.broadcast_to(
-            per_outer[..., None, None], (*self.grid_outer, *self.grid_yx)
-        ).ravel()
+def _nbytes(parts: list[bytes | memoryview | np.ndarray]) -> int:
+    return sum(p.nbytes if isinstance(p, np.ndarray | memoryview) else len(p) for p in parts)
 
 
 class _Slab:
@@ -113,7 +74,17 @@ class NativeZarrBackend(ZarrArrayBackend):
     def __init__(self, plan: StoragePlan, kv: KVStore, options: WriterOptions) -> None:
         super().__init__(plan, kv, options)
         threads = options.threads or max(2, os.cpu_count() or 2)
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="omestream-write")
+        self._threads = threads
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="omestream-encode")
+        # Writes go through their own threads so encoders never wait on the disk: starting
+        # writeback blocks while the device queue is full. One thread writes a local disk
+        # sequentially; object stores and network file systems want requests in parallel.
+        self._io = ThreadPoolExecutor(
+            1 if isinstance(kv, LocalKV) else max(4, threads), thread_name_prefix="omestream-io"
+        )
+        self._syncer = (
+            BackgroundSync(kv.root) if isinstance(kv, LocalKV) and options.fsync else None
+        )
         self._encoder = self.codec.numcodecs(plan.dtype)
         self._budget = options.memory_budget_mb * 2**20
         self._inflight: deque[tuple[list[Future[None]], int]] = deque()
@@ -126,34 +97,59 @@ class NativeZarrBackend(ZarrArrayBackend):
         self._lock = threading.Lock()
         self._closed = False
         self._geom = {
-            (i, lv): _geometry(level, plan.zarr_format == 3 and level.shards is not None)
+            (i, lv): geometry(level, plan.zarr_format == 3 and level.shards is not None)
             for i, im in enumerate(plan.images)
             for lv, level in enumerate(im.levels)
         }
+        # Compressed frames that fill whole write units skip the slab (see _encode_frame).
+        self._direct = {
+            key: self._encoder is not None and all(u == 1 for u in g.unit_outer)
+            for key, g in self._geom.items()
+        }
+        self._fill_frames: dict[tuple[int, int], np.ndarray] = {}
 
     # -- frames -----------------------------------------------------------------------
     def write_frame(
         self, image: int, index: tuple[int, ...], frame: np.ndarray, level: int = 0
     ) -> None:
+        if self._direct[(image, level)]:
+            self._raise_if_failed()
+            self._encode_frame(image, level, index, self._padded(image, level, frame))
+            return
         slab, local, g = self._slab_for(image, level, index)
-        if g.padded != g.frame:
-            scratch = self._scratch.get((image, level))
-            if scratch is None:
-                scratch = np.full(g.padded, self.plan.fill_value, dtype=self.plan.dtype)
-                self._scratch[(image, level)] = scratch
-            scratch[: g.frame[0], : g.frame[1]] = frame
-            frame = scratch
+        frame = self._padded(image, level, frame)
         np.copyto(g.frame_view(slab.buf, local), g.as_6d(frame), casting="no")
         self._mark(slab, local)
 
+    def _padded(self, image: int, level: int, frame: np.ndarray) -> np.ndarray:
+        """The frame, or a copy padded with the fill value to whole write units."""
+        g = self._geom[(image, level)]
+        if g.padded == g.frame:
+            return frame
+        scratch = self._scratch.get((image, level))
+        if scratch is None:
+            scratch = np.full(g.padded, self.plan.fill_value, dtype=self.plan.dtype)
+            self._scratch[(image, level)] = scratch
+        scratch[: g.frame[0], : g.frame[1]] = frame
+        return scratch
+
     def skip_frame(self, image: int, index: tuple[int, ...], level: int = 0) -> None:
+        if self._direct[(image, level)]:
+            fill = self._fill_frames.get((image, level))
+            if fill is None:
+                shape = self._geom[(image, level)].padded
+                fill = np.full(shape, self.plan.fill_value, dtype=self.plan.dtype)
+                self._fill_frames[(image, level)] = fill
+            self._raise_if_failed()
+            self._encode_frame(image, level, index, fill)
+            return
         slab, local, g = self._slab_for(image, level, index)
         g.frame_view(slab.buf, local)[...] = self.plan.fill_value
         self._mark(slab, local)
 
     def _slab_for(
         self, image: int, level: int, index: tuple[int, ...]
-    ) -> tuple[_Slab, tuple[int, ...], _Geometry]:
+    ) -> tuple[_Slab, tuple[int, ...], Geometry]:
         self._raise_if_failed()
         g = self._geom[(image, level)]
         block = tuple(i // u for i, u in zip(index, g.unit_outer, strict=True))
@@ -179,6 +175,82 @@ class NativeZarrBackend(ZarrArrayBackend):
             self._submit(slab, final=True)
 
     # -- encoding and I/O ---------------------------------------------------------------
+    def _encode_frame(
+        self, image: int, level: int, index: tuple[int, ...], frame: np.ndarray
+    ) -> None:
+        """Encode a frame's chunks straight from the caller's buffer, on every core.
+
+        Used when each frame completes whole write units (compressed, one frame per
+        chunk along the outer axes). A slab would cost a full copy of the frame on
+        the appending thread, which competes with the encoders for the same cores;
+        here each chunk is gathered right before it is encoded, and ``append``
+        returns once all are encoded, so the caller's buffer is free again. Only the
+        encoded bytes wait for the writer, under the memory budget.
+        """
+        g = self._geom[(image, level)]
+        six = g.as_6d(frame)  # (ty, gy, cy, tx, gx, cx)
+        (nty, ntx), (ngy, ngx) = g.tiles, g.grid_yx
+        jobs = [
+            (ty, tx, gy, gx)
+            for ty in range(nty)
+            for tx in range(ntx)
+            for gy in range(ngy)
+            for gx in range(ngx)
+        ]
+        encoder = self._encoder
+        assert encoder is not None
+
+        def encode(job: tuple[int, int, int, int]) -> Any:
+            ty, tx, gy, gx = job
+            return encoder.encode(np.ascontiguousarray(six[ty, gy, :, tx, gx, :]))
+
+        encoded = self._parallel(encode, jobs)
+        per_unit = ngy * ngx
+        for u in range(nty * ntx):
+            parts: list[bytes | memoryview | np.ndarray] = list(
+                encoded[u * per_unit : (u + 1) * per_unit]
+            )
+            if g.sharded:
+                sizes = np.array([len(p) for p in parts], dtype="<u8")
+                offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype("<u8")
+                table = np.stack([offsets, sizes], axis=-1)
+                parts.append(shard_index_bytes(table.reshape(*g.grid_outer, ngy, ngx, 2)))
+            key = self._chunk_key(image, level, (*index, *divmod(u, ntx)))
+            self._write_later(key, parts)
+
+    def _parallel(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+        """``[fn(i) for i in items]`` on the pool's threads and this one together."""
+        out: list[Any] = [None] * len(items)
+        pending = iter(range(len(items)))
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    i = next(pending, None)
+                if i is None:
+                    return
+                out[i] = fn(items[i])
+
+        helpers = [self._pool.submit(work) for _ in range(min(self._threads, len(items) - 1))]
+        try:
+            work()
+        finally:
+            # Helpers read the caller's frame: wait for every one, even on error.
+            errors = [e for e in (h.exception() for h in helpers) if e is not None]
+        if errors:
+            raise errors[0]
+        return out
+
+    def _write_later(self, key: str, parts: list[bytes | memoryview | np.ndarray]) -> None:
+        nbytes = _nbytes(parts)
+        self._wait_for_budget(nbytes)
+        done: Future[None] = Future()
+        with self._lock:
+            self._inflight.append(([done], nbytes))
+            self._inflight_bytes += nbytes
+        self._io.submit(self._write_parts, key, parts, done)
+
     def _submit(self, slab: _Slab, final: bool) -> None:
         image, level, block = slab.key
         g = self._geom[(image, level)]
@@ -195,13 +267,14 @@ class NativeZarrBackend(ZarrArrayBackend):
                 g.frame_view(buf, tuple(int(i) for i in local))[...] = self.plan.fill_value
         chunk_present = None if present.all() else g.chunk_presence(present)
         previous = self._last.get(slab.key, [])
-        futures = [
-            self._pool.submit(
-                self._write_unit, g, image, level, block, (ty, tx), buf, chunk_present, previous
-            )
-            for ty in range(g.tiles[0])
-            for tx in range(g.tiles[1])
-        ]
+        futures: list[Future[None]] = []
+        for ty in range(g.tiles[0]):
+            for tx in range(g.tiles[1]):
+                done: Future[None] = Future()
+                job = (g, image, level, block, (ty, tx), buf, chunk_present, previous, done)
+                # Uncompressed units need no encoding: straight to the writer.
+                (self._io if self._encoder is None else self._pool).submit(self._encode_unit, *job)
+                futures.append(done)
         if final:
             self._last.pop(slab.key, None)
         else:
@@ -211,8 +284,8 @@ class NativeZarrBackend(ZarrArrayBackend):
         def release(_f: Future[None]) -> None:
             with self._lock:
                 remaining[0] -= 1
-                done = remaining[0] == 0
-            if done:
+                last = remaining[0] == 0
+            if last:
                 self._buffers.give_back(buf)
 
         for f in futures:
@@ -237,13 +310,13 @@ class NativeZarrBackend(ZarrArrayBackend):
 
     @property
     def bytes_in_flight(self) -> int:
-        """Slab bytes handed to writer threads and not yet written (for diagnostics)."""
+        """Bytes handed to encoder or writer threads and not yet written (diagnostics)."""
         with self._lock:
             return self._inflight_bytes
 
-    def _write_unit(
+    def _encode_unit(
         self,
-        g: _Geometry,
+        g: Geometry,
         image: int,
         level: int,
         block: tuple[int, ...],
@@ -251,7 +324,10 @@ class NativeZarrBackend(ZarrArrayBackend):
         buf: np.ndarray,
         chunk_present: np.ndarray | None,
         previous: list[Future[None]],
+        done: Future[None],
     ) -> None:
+        """Encode one write unit, then hand its bytes to the writer; ``done`` tells when
+        they are written (or why not)."""
         try:
             for f in previous:  # an earlier partial write of the same unit lands first
                 with contextlib.suppress(BaseException):
@@ -264,15 +340,32 @@ class NativeZarrBackend(ZarrArrayBackend):
                 parts = [self._encoder.encode(unit)]
             else:
                 parts = [unit.reshape(-1).view(np.uint8)]
+        except BaseException as exc:
+            self._fail(exc, done)
+            return
+        if self._encoder is None:
+            self._write_parts(key, parts, done)  # already on a writer thread
+        else:
+            self._io.submit(self._write_parts, key, parts, done)
+
+    def _write_parts(
+        self, key: str, parts: list[bytes | memoryview | np.ndarray], done: Future[None]
+    ) -> None:
+        try:
             self._put(key, parts)
         except BaseException as exc:
-            with self._lock:
-                if self._error is None:
-                    self._error = exc
-            raise
+            self._fail(exc, done)
+        else:
+            done.set_result(None)
+
+    def _fail(self, exc: BaseException, done: Future[None]) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+        done.set_exception(exc)
 
     def _shard_parts(
-        self, g: _Geometry, unit: np.ndarray, chunk_present: np.ndarray | None
+        self, g: Geometry, unit: np.ndarray, chunk_present: np.ndarray | None
     ) -> list[bytes | memoryview | np.ndarray]:
         n = g.chunks_per_unit
         flat = unit.reshape(n, -1)
@@ -286,7 +379,7 @@ class NativeZarrBackend(ZarrArrayBackend):
         offset = 0
         for k in range(n):
             if chunk_present is not None and not chunk_present[k]:
-                index[k] = (_EMPTY, _EMPTY)  # reads as the fill value
+                index[k] = (EMPTY, EMPTY)  # reads as the fill value
                 continue
             data = (
                 self._encoder.encode(flat[k])
@@ -312,7 +405,12 @@ class NativeZarrBackend(ZarrArrayBackend):
         # The ignores: numpy's stubs declare ndarray's buffer protocol only for Python
         # 3.12+, yet every ndarray is a buffer.
         if isinstance(self.kv, LocalKV):
-            self.kv.set_parts(key, parts, durable=False, writeback=self.options.fsync)  # type: ignore[arg-type]
+            syncer = self._syncer
+            # Writeback starts at once (this thread may wait for the device queue, the
+            # encoders do not); the syncer then makes it durable in the background.
+            self.kv.set_parts(key, parts, durable=False, writeback=syncer is not None)  # type: ignore[arg-type]
+            if syncer is not None:
+                syncer.note(_nbytes(parts), self.kv.path(key))
         else:
             self.kv.set(key, b"".join(bytes(memoryview(p).cast("B")) for p in parts))  # type: ignore[arg-type]
 
@@ -357,7 +455,7 @@ class NativeZarrBackend(ZarrArrayBackend):
     def sync(self) -> None:
         """Make written chunk files durable (one syncfs for the whole file system)."""
         if isinstance(self.kv, LocalKV):
-            _syncfs(self.kv.root)
+            syncfs(self.kv.root)
 
     def close(self) -> None:
         if self._closed:
@@ -368,51 +466,23 @@ class NativeZarrBackend(ZarrArrayBackend):
                     self._submit(slab, final=True)
             self._slabs.clear()
             self._drain()
+            self._stop_syncer()
             if self.options.fsync:
                 self.sync()
         finally:
             self._closed = True
             self._pool.shutdown(wait=True)
+            self._io.shutdown(wait=True)
             self._buffers.clear()
 
     def abort(self) -> None:
         self._slabs.clear()
         self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._io.shutdown(wait=True, cancel_futures=True)
+        self._stop_syncer()
 
-
-def _geometry(level: ArrayPlan, sharded: bool) -> _Geometry:
-    unit = level.write_unit
-    chunks = level.chunks
-    fy, fx = level.shape[-2:]
-    uy, ux = unit[-2:]
-    cy, cx = chunks[-2:]
-    tiles = (math.ceil(fy / uy), math.ceil(fx / ux))
-    return _Geometry(
-        level=level,
-        unit_outer=tuple(unit[:-2]),
-        chunk_outer=tuple(chunks[:-2]),
-        grid_outer=tuple(u // c for u, c in zip(unit[:-2], chunks[:-2], strict=True)),
-        tiles=tiles,
-        grid_yx=(uy // cy, ux // cx),
-        chunk_yx=(cy, cx),
-        frame=(fy, fx),
-        padded=(tiles[0] * uy, tiles[1] * ux),
-        sharded=sharded,
-    )
-
-
-def _syncfs(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        os.sync()
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.syncfs(fd) != 0:
-            os.sync()
-    except (OSError, AttributeError):
-        os.sync()
-    finally:
-        os.close(fd)
+    def _stop_syncer(self) -> None:
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None

@@ -148,9 +148,9 @@ class TensorstoreBackend(ZarrArrayBackend):
         self._closed = True
         self.flush(wait=True)
         if self.options.fsync and isinstance(self.kv, LocalKV):
-            from omestream.backends.native import _syncfs
+            from omestream.io.durability import syncfs
 
-            _syncfs(self.kv.root)
+            syncfs(self.kv.root)
 
     def abort(self) -> None:
         self._closed = True

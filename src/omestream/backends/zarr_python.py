@@ -227,9 +227,9 @@ class ZarrPythonBackend(ZarrArrayBackend):
             self._blocks.clear()
             self._drain()
             if self.options.fsync and isinstance(self.kv, LocalKV):
-                from omestream.backends.native import _syncfs
+                from omestream.io.durability import syncfs
 
-                _syncfs(self.kv.root)
+                syncfs(self.kv.root)
         finally:
             self._closed = True
             self._pool.shutdown(wait=True)

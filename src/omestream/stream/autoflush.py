@@ -1,11 +1,17 @@
-"""Keep a stream's data and metadata fresh on disk while no frame arrives.
+"""Keep a stream's metadata fresh on disk, off the appending thread.
 
-A stream refreshes partial shards and metadata on its cadence when frames are
-appended. A time-lapse may then wait minutes for the next frame; killed in that
-wait, the frames of the last time point and their metadata would be lost. This
-thread does the same refresh when the cadence passes without a frame. It holds the
-stream only weakly (a dropped stream is still collected) and takes the stream's
-lock, so it never runs at the same time as ``append``.
+Every ``metadata_interval_s`` a stream pushes partial shards to storage and
+rewrites its metadata. The rewrite runs on this thread: a metadata file written
+while the file system commits its journal (as it does on every sync of streamed
+data) can block for tens of milliseconds, and ``append`` must not wait for that.
+``append`` only asks (:meth:`AutoFlush.request`). The thread also refreshes when the
+cadence passes without a frame: a time-lapse may wait minutes for the next one,
+and killed in that wait, the frames of the last time point and their metadata
+would be lost.
+
+The thread holds the stream only weakly (a dropped stream is still collected). It
+takes the stream's lock just long enough to copy the state, then writes outside it;
+the stream's ``_sink_lock`` keeps metadata writers one at a time.
 """
 
 from __future__ import annotations
@@ -24,47 +30,62 @@ class AutoFlush:
         self._ref = weakref.ref(stream)
         self._interval = interval_s
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="omestream-autoflush", daemon=True)
         atexit.register(self.stop)  # before weakref finalizers close the engine at exit
         self._thread.start()
 
     def _run(self) -> None:
         delay: float | None = self._interval
-        while delay is not None and not self._stop.wait(delay):
+        while delay is not None:
+            requested = self._wake.wait(delay)
+            if self._stop.is_set():
+                return
+            self._wake.clear()
             stream = self._ref()
             if stream is None:
                 return
             try:
-                delay = sync_if_due(stream)
+                delay = sync_if_due(stream, requested)
             except Exception:
                 return
             finally:
                 del stream
 
+    def request(self) -> None:
+        """Refresh the metadata now (called by ``append`` when the cadence has passed)."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         atexit.unregister(self.stop)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
 
 
-def sync_if_due(stream: Any) -> float | None:
-    """Refresh when the cadence has passed since the last refresh and something is new.
+def sync_if_due(stream: Any, requested: bool = False) -> float | None:
+    """Refresh when asked, or when the cadence has passed and something is new.
 
     Returns the seconds until the next refresh is due, None once the stream is closed.
     """
     interval = stream.settings.writer.metadata_interval_s
-    with stream._lock:
-        if stream._closed:
-            return None
-        now = time.monotonic()
-        remaining = stream._last_sync + interval - now
-        if remaining > 0:
-            return remaining
-        if stream._state.frames == getattr(stream, "_synced_frames", -1):
-            return interval
-        stream._last_sync = now
-        stream._synced_frames = stream._state.frames
-        stream._backend.flush()
-        stream._sink.update(stream._state, final=False)
+    with stream._sink_lock:
+        with stream._lock:
+            if stream._closed:
+                return None
+            if not requested:  # append already pushed partial shards when it asked
+                now = time.monotonic()
+                remaining = stream._last_sync + interval - now
+                if remaining > 0:
+                    return remaining
+                if stream._state.frames == getattr(stream, "_synced_frames", -1):
+                    return interval
+                stream._last_sync = now
+                stream._backend.flush()
+            stream._synced_frames = stream._state.frames
+            snap = stream._state.snapshot()
+        stream._sink.update(snap, final=False)
+        with stream._lock:
+            stream._state.settle(snap)
     return interval

@@ -30,6 +30,25 @@ class StreamState:
         if not self.frame_metadata:
             self.frame_metadata = [[] for _ in range(self.n_images)]
 
+    def snapshot(self) -> StreamState:
+        """A copy that later appends do not change (records themselves are never edited)."""
+        return StreamState(
+            n_images=self.n_images,
+            started=self.started,
+            frames=self.frames,
+            skipped=list(self.skipped),
+            complete=self.complete,
+            extents=list(self.extents),
+            frame_metadata=[list(r) for r in self.frame_metadata],
+            dirty_metadata=self.dirty_metadata,
+        )
+
+    def settle(self, written: StreamState) -> None:
+        """After ``written`` (a snapshot) was refreshed on disk: clear the dirty flag,
+        unless records arrived since."""
+        if [len(r) for r in written.frame_metadata] == [len(r) for r in self.frame_metadata]:
+            self.dirty_metadata = written.dirty_metadata
+
     def summary(self) -> dict[str, Any]:
         return {
             "frames": self.frames,

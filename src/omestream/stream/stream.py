@@ -107,6 +107,7 @@ class OMEStream:
         self._finalizer = weakref.finalize(self, OMEStream._finalize_quietly, backend)
         # append and the idle-time refresh (AutoFlush) never run at the same time
         self._lock = threading.RLock()
+        self._sink_lock = threading.Lock()  # one metadata writer at a time; taken first
         self._autoflush = AutoFlush(self, settings.writer.metadata_interval_s)
 
     # -- public API ---------------------------------------------------------------------
@@ -174,7 +175,7 @@ class OMEStream:
     def flush(self) -> None:
         """Push everything appended so far to storage and refresh the metadata."""
         self._check_open()
-        with self._lock:
+        with self._sink_lock, self._lock:
             # wait for the writes, so the record written next never claims missing frames
             if "wait" in inspect.signature(self._backend.flush).parameters:
                 self._backend.flush(wait=True)  # type: ignore[call-arg]
@@ -285,7 +286,7 @@ class OMEStream:
         if now - self._last_sync >= self.settings.writer.metadata_interval_s:
             self._last_sync = now
             self._backend.flush()
-            self._sink.update(st, final=False)
+            self._autoflush.request()  # the metadata is rewritten on that thread
 
     def _trim(self) -> None:
         if self._unbounded is not None:

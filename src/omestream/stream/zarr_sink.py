@@ -26,9 +26,13 @@ class ZarrMetadataSink:
         self.docs = plan_documents(plan)
         self.journal = MetadataJournal.for_plan(kv, plan)
 
-    def _write(self, path: str, attrs: dict[str, Any]) -> None:
+    def _write(self, path: str, attrs: dict[str, Any], durable: bool = True) -> None:
         zarr_nodes.write_group(
-            self.kv, path, attrs, self.plan.zarr_format, durable=self.settings.writer.fsync
+            self.kv,
+            path,
+            attrs,
+            self.plan.zarr_format,
+            durable=durable and self.settings.writer.fsync,
         )
 
     def _root_record(self, state: StreamState) -> dict[str, Any]:
@@ -47,7 +51,14 @@ class ZarrMetadataSink:
             self._write_ome_xml(state)
 
     def update(self, state: StreamState, final: bool, images_too: bool = False) -> None:
-        """Refresh image groups with new frame metadata, and the root record."""
+        """Refresh image groups with new frame metadata, and the root record.
+
+        Refreshes while streaming are replaced atomically but not fsynced: on ext4 an
+        fsync commits the journal, which first waits for every chunk still being
+        written back, and would stall ``append`` for as long. A killed process loses
+        nothing by it (the page cache survives); ``close`` writes durably.
+        """
+        durable = final or images_too
         # Long acquisitions: new frame metadata is appended to a journal and the full
         # lists are rewritten only once they doubled (see omestream.io.journal).
         defer = (
@@ -61,13 +72,13 @@ class ZarrMetadataSink:
             attrs = dict(self.docs[im.path])
             if state.frame_metadata[i]:
                 attrs[OMESTREAM_KEY] = {"frame_metadata": state.frame_metadata[i]}
-            self._write(im.path, attrs)
+            self._write(im.path, attrs, durable)
         root = dict(self.docs[""])
         record = self._root_record(state)
         if self.plan.layout == "image" and state.frame_metadata[0]:
             record["frame_metadata"] = state.frame_metadata[0]
         root[OMESTREAM_KEY] = record
-        self._write("", root)
+        self._write("", root, durable)
         if final and self.plan.layout == "bioformats2raw":
             self._write_ome_xml(state)
         if final and self.journal is not None:

@@ -1,0 +1,97 @@
+"""Where a frame's pixels go inside the built-in engine's write units (pure layout).
+
+A *write unit* is what becomes one file: a shard, or a chunk when not sharded. A
+*slab* holds one write unit along the outer axes and the whole frame along y/x,
+laid out chunk-major: every inner chunk is contiguous and the chunks of one unit
+follow each other in the order of the Zarr v3 shard index.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from omestream.plan import ArrayPlan
+
+__all__ = ["EMPTY", "Geometry", "geometry", "shard_index_bytes"]
+
+EMPTY = np.uint64(2**64 - 1)  # shard index entry of a chunk that is not stored
+
+
+def shard_index_bytes(offsets_nbytes: np.ndarray) -> bytes:
+    """The Zarr v3 shard index (little-endian uint64 pairs) followed by its crc32c."""
+    from numcodecs import CRC32C
+
+    return bytes(CRC32C().encode(np.ascontiguousarray(offsets_nbytes, dtype="<u8").tobytes()))
+
+
+@dataclass(frozen=True)
+class Geometry:
+    level: ArrayPlan
+    unit_outer: tuple[int, ...]  # write unit along the outer axes
+    chunk_outer: tuple[int, ...]  # chunk along the outer axes
+    grid_outer: tuple[int, ...]  # inner chunks per unit along the outer axes
+    tiles: tuple[int, int]  # write units per frame along y, x
+    grid_yx: tuple[int, int]  # inner chunks per unit along y, x
+    chunk_yx: tuple[int, int]
+    frame: tuple[int, int]  # y, x of this level
+    padded: tuple[int, int]  # frame rounded up to whole units
+    sharded: bool
+
+    @property
+    def slab_shape(self) -> tuple[int, ...]:
+        return (*self.tiles, *self.grid_outer, *self.grid_yx, *self.chunk_outer, *self.chunk_yx)
+
+    @property
+    def chunks_per_unit(self) -> int:
+        return math.prod(self.grid_outer) * math.prod(self.grid_yx)
+
+    def frame_view(self, slab: np.ndarray, local: tuple[int, ...]) -> np.ndarray:
+        """The 6-D view (ty, gy, cy, tx, gx, cx) of one frame inside a chunk-major slab."""
+        gi = tuple(i // c for i, c in zip(local, self.chunk_outer, strict=True))
+        ci = tuple(i % c for i, c in zip(local, self.chunk_outer, strict=True))
+        full = slice(None)
+        sl: tuple[slice | int, ...] = (full, full, *gi, full, full, *ci)
+        return slab[sl].transpose(0, 2, 4, 1, 3, 5)
+
+    def as_6d(self, frame: np.ndarray) -> np.ndarray:
+        (ty, tx), (gy, gx), (cy, cx) = self.tiles, self.grid_yx, self.chunk_yx
+        return frame.reshape(ty, gy, cy, tx, gx, cx)
+
+    def chunk_presence(self, present: np.ndarray) -> np.ndarray:
+        """Per inner chunk of a unit (C order): does any of its frames hold data?"""
+        shape: list[int] = []
+        for g, c in zip(self.grid_outer, self.chunk_outer, strict=True):
+            shape += [g, c]
+        n = len(self.grid_outer)
+        per_outer = (
+            np.asarray(present.reshape(shape).any(axis=tuple(range(1, 2 * n, 2))))
+            if n
+            else present
+        )
+        return np.broadcast_to(
+            per_outer[..., None, None], (*self.grid_outer, *self.grid_yx)
+        ).ravel()
+
+
+def geometry(level: ArrayPlan, sharded: bool) -> Geometry:
+    unit = level.write_unit
+    chunks = level.chunks
+    fy, fx = level.shape[-2:]
+    uy, ux = unit[-2:]
+    cy, cx = chunks[-2:]
+    tiles = (math.ceil(fy / uy), math.ceil(fx / ux))
+    return Geometry(
+        level=level,
+        unit_outer=tuple(unit[:-2]),
+        chunk_outer=tuple(chunks[:-2]),
+        grid_outer=tuple(u // c for u, c in zip(unit[:-2], chunks[:-2], strict=True)),
+        tiles=tiles,
+        grid_yx=(uy // cy, ux // cx),
+        chunk_yx=(cy, cx),
+        frame=(fy, fx),
+        padded=(tiles[0] * uy, tiles[1] * ux),
+        sharded=sharded,
+    )

@@ -1,0 +1,129 @@
+"""Getting written bytes onto the disk while a stream is still running.
+
+Left alone, streamed bytes pile up in the page cache and ``close`` pays for all of
+them at once. Two ways to start the disk early were measured on a virtualised ext4
+volume (850 MB in 200 files written at a steady 280-450 MB/s):
+
+* ``sync_file_range`` on each file right after writing it (no wait): the kernel
+  queues the pages, but the storage below may keep them in its own volatile cache
+  and the final sync still waited 0.75-1.4 s;
+* a background thread calling ``syncfs`` whenever some megabytes are pending: every
+  call also flushes the device cache, so the final sync found 0.33-0.46 s left, and
+  end-to-end throughput rose 1.3-1.4x.
+
+:class:`BackgroundSync` does the second, off the writing threads (a sync blocks for
+as long as the disk needs). Where ``syncfs`` does not exist it fsyncs the files
+that were noted instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+
+__all__ = ["BackgroundSync", "syncfs"]
+
+_libc: ctypes.CDLL | bool | None = None
+
+
+def _have_syncfs() -> bool:
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.syncfs  # noqa: B018 - Linux only
+        except (OSError, AttributeError):
+            _libc = False
+    return _libc is not False
+
+
+def _syncfs_fd(fd: int) -> bool:
+    """syncfs(2) on the file system holding ``fd``; False where it does not exist."""
+    if not _have_syncfs():
+        return False
+    return bool(_libc.syncfs(fd) == 0)  # type: ignore[union-attr]
+
+
+def syncfs(path: str) -> None:
+    """Make everything written to ``path``'s file system durable (one call for all files)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        os.sync()
+        return
+    try:
+        if not _syncfs_fd(fd):
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+class BackgroundSync:
+    """A thread that makes written bytes durable while more are being written.
+
+    Writers call :meth:`note` after each file they wrote; once ``threshold`` bytes
+    are pending (or ``interval`` seconds passed with some pending) the thread syncs.
+    ``close`` stops it; the caller's final sync then has little left to do.
+    """
+
+    def __init__(self, root: str, threshold: int = 32 << 20, interval: float = 0.25) -> None:
+        self._root = root
+        self._threshold = threshold
+        self._interval = interval
+        self._pending = 0
+        self._paths: list[str] = []
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._fallback = not _have_syncfs()  # no syncfs: fsync the noted files instead
+        self._thread = threading.Thread(target=self._run, name="omestream-sync", daemon=True)
+        self._thread.start()
+
+    def note(self, nbytes: int, path: str | None = None) -> None:
+        with self._cond:
+            self._pending += nbytes
+            if path is not None and self._fallback:
+                self._paths.append(path)
+            if self._pending >= self._threshold:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        fd = -1  # the root is opened at the first sync: it may not exist yet at start
+        try:
+            while True:
+                with self._cond:
+                    if not self._stopped and self._pending < self._threshold:
+                        self._cond.wait(self._interval)
+                    if self._stopped:
+                        return
+                    if not self._pending:
+                        continue
+                    self._pending = 0
+                    paths, self._paths = self._paths, []
+                if fd < 0 and not self._fallback:
+                    with contextlib.suppress(OSError):
+                        fd = os.open(self._root, os.O_RDONLY)
+                if fd < 0 or not _syncfs_fd(fd):
+                    for p in paths:
+                        _fsync_quietly(p)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join()
+
+
+def _fsync_quietly(path: str) -> None:
+    # A file replaced or removed since it was noted is no longer ours to sync; any
+    # real I/O error shows up in the caller's final sync.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
