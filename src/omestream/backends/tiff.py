@@ -9,7 +9,10 @@ Why one page per write and not tifffile's contiguous mode: a contiguous series
 keeps its IFDs in memory until the file is closed, so a killed process would leave
 pixels without pages. Written page by page, every finished page is linked into the
 file at once, and :func:`omestream.tiff.recover` can describe them after a crash.
-Uncompressed pages still go to disk in one write each, near raw disk speed.
+Uncompressed pages still go to disk in one write each, near raw disk speed. With
+``fsync`` on, writeback starts every few megabytes and a
+:class:`~omestream.io.durability.BackgroundSync` makes the pages durable while the
+acquisition runs, so ``close`` has little left to wait for.
 
 Planes are described through ``TiffData`` elements, so the physical page order may
 differ from the declared ``DimensionOrder`` (explicit ``storage_order`` lists, or
@@ -40,6 +43,7 @@ from omestream.backends.base import ArrayBackend
 from omestream.backends.buffers import BufferPool
 from omestream.backends.codecs import codec_choice
 from omestream.errors import SettingsError, StoreExistsError, StoreFormatError, WriteError
+from omestream.io.durability import BackgroundSync
 from omestream.io.kv import KVStore, open_kv, start_writeback
 from omestream.plan import FrameRouter, StoragePlan
 from omestream.settings import AcquisitionSettings, WriterOptions
@@ -61,7 +65,7 @@ __all__ = ["TiffBackend"]
 
 _FLUSH, _REFRESH = -1, -2  # markers in the page queue
 REFRESH_GROWTH = 4
-_WRITEBACK_BYTES = 64 << 20  # with fsync on: start writeback after this many bytes
+_WRITEBACK_BYTES = 4 << 20  # with fsync on: start writeback after this many bytes
 
 
 @dataclass
@@ -105,6 +109,7 @@ class TiffBackend(ArrayBackend):
         self._writers: list[tifffile.TiffWriter | None] = [None] * len(self.layout.files)
         self._pages: list[list[PageKey]] = [[] for _ in self.layout.files]  # level 0, per IFD
         self._unsynced = [0 for _ in self.layout.files]  # bytes written since writeback began
+        self._syncer: BackgroundSync | None = None
         self._queued: list[set[tuple[int, ...]]] = [set() for _ in plan.images]
         self._initial: list[bytes] = []
         self._queue: queue.Queue[_Page | None] = queue.Queue()
@@ -161,6 +166,8 @@ class TiffBackend(ArrayBackend):
         except OSError as exc:
             self._close_writers()
             raise WriteError(exc.errno or 0, f"cannot create {out!r}: {exc}") from exc
+        if self.options.fsync:
+            self._syncer = BackgroundSync(folder)
         threads = self.options.threads or max(2, os.cpu_count() or 2)
         if self.format.compressed:
             self._pool = ThreadPoolExecutor(threads, thread_name_prefix="omestream-tiff-encode")
@@ -293,13 +300,14 @@ class TiffBackend(ArrayBackend):
         writer.write(PageFormat.data(data), **self.format.write_args(page.level, description))
         if page.level == 0:
             self._pages[page.file].append((page.image, page.index))
-        if self.options.fsync:
+        if self._syncer is not None:
             # Let the disk work while frames still arrive, so close() has little to sync.
             self._unsynced[page.file] += page.nbytes
             if self._unsynced[page.file] >= _WRITEBACK_BYTES:
-                self._unsynced[page.file] = 0
+                n, self._unsynced[page.file] = self._unsynced[page.file], 0
                 writer.filehandle.flush()
                 start_writeback(writer.filehandle.fileno())
+                self._syncer.note(n, self.layout.paths[page.file])
 
     def _raise_if_failed(self) -> None:
         err = self._error
@@ -358,6 +366,9 @@ class TiffBackend(ArrayBackend):
             self._thread.join()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None
         self._close_writers()
 
     def _close_writers(self) -> None:
