@@ -275,3 +275,43 @@ def test_direct_encoding_write_error_surfaces_and_keeps_earlier_frames(tmp_path:
     arr = zarr.open_array(s.output_path + "/0", mode="r")
     for v in range(3):
         np.testing.assert_array_equal(arr[v], _pattern(v))
+
+
+class GatedKV(LocalKV):
+    """Local storage where, once armed, writing the root metadata waits for a gate."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.armed = False
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def set(self, key, data, *, durable=True):  # type: ignore[no-untyped-def]
+        if self.armed and key == "zarr.json":
+            self.entered.set()
+            self.gate.wait(30)
+        super().set(key, data, durable=durable)
+
+
+def test_append_does_not_wait_for_a_metadata_refresh(tmp_path: Path) -> None:
+    s = _settings(tmp_path, 200, size=64, metadata_interval_s=0.01)
+    kv = GatedKV(s.output_path)
+    opener = threading.Timer(10, kv.gate.set)  # a safety net: never hang the suite
+    with create_stream(s, store=kv) as stream:
+        kv.armed = True
+        opener.start()
+        v = 0
+        while not kv.entered.is_set() and v < 100:  # until a refresh is stuck in the gate
+            stream.append(_frame(v, 64))
+            v += 1
+            time.sleep(0.005)
+        assert kv.entered.wait(5)
+        for w in range(v, 200):
+            stream.append(_frame(w, 64))
+        # every frame was appended while the refresh still waited
+        assert not kv.gate.is_set()
+        kv.gate.set()
+    opener.cancel()
+    root = zarr.open_group(s.output_path, mode="r")
+    assert root.attrs["omestream"]["frames"] == 200
+    np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0")[:, 0, 0], np.arange(200))
