@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -11,10 +10,6 @@ import pytest
 
 from omestream.io import durability
 from omestream.io.durability import BackgroundSync, syncfs
-
-
-def _sync_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "omestream-sync"]
 
 
 def _wait_until(check: object, timeout: float = 5.0) -> bool:
@@ -47,7 +42,7 @@ def test_syncs_once_enough_bytes_are_pending(
     time.sleep(0.1)
     assert len(calls) == 1
     syncer.close()
-    assert not [t for t in _sync_threads() if t.is_alive()]
+    assert not syncer._thread.is_alive()
 
 
 def test_pending_bytes_are_synced_after_the_interval(

@@ -473,6 +473,7 @@ class NativeZarrBackend(ZarrArrayBackend):
             self._closed = True
             self._pool.shutdown(wait=True)
             self._io.shutdown(wait=True)
+            self._stop_syncer()  # also when a write failed
             self._buffers.clear()
 
     def abort(self) -> None:
