@@ -54,6 +54,24 @@ class CodecChoice:
             return numcodecs.GZip(level=self.level)
         raise ValueError(f"compression {self.name!r} has no Zarr codec")
 
+    def encoder(self, dtype: str) -> Any:
+        """What the built-in engine encodes chunks with: ``.encode(array) -> bytes``.
+
+        Blosc goes through imagecodecs' c-blosc where it has one: the same Blosc 1
+        format and settings as the numcodecs codec (any Blosc reader decodes it),
+        and it encoded camera frames ~8-10% faster than numcodecs' build here.
+        """
+        cname = self.blosc_cname
+        if cname is not None:
+            try:
+                import imagecodecs
+
+                if imagecodecs.BLOSC.available:
+                    return _ImagecodecsBlosc(cname, self.level, self.shuffle, dtype)
+            except (ImportError, AttributeError):
+                pass
+        return self.numcodecs(dtype)
+
     def zarr_v3(self, dtype: str) -> list[Any]:
         """``compressors=`` for ``zarr.create_array`` (Zarr v3)."""
         from zarr.codecs import BloscCname, BloscCodec, BloscShuffle, GzipCodec, ZstdCodec
@@ -77,6 +95,30 @@ class CodecChoice:
     def zarr_v2(self, dtype: str) -> Any:
         """``compressors=`` for ``zarr.create_array`` (Zarr v2): a numcodecs codec."""
         return self.numcodecs(dtype)
+
+
+class _ImagecodecsBlosc:
+    """A chunk encoder with numcodecs' ``encode`` signature over imagecodecs' Blosc."""
+
+    def __init__(self, cname: str, level: int, shuffle: str, dtype: str) -> None:
+        self._cname = cname
+        self._level = level
+        self._shuffle = shuffle
+        self._typesize = np.dtype(dtype).itemsize
+
+    def encode(self, data: np.ndarray) -> bytes:
+        import imagecodecs
+
+        out = imagecodecs.blosc_encode(
+            np.ascontiguousarray(data),  # type: ignore[arg-type]  # any buffer works
+            level=self._level,
+            compressor=self._cname,
+            shuffle=self._shuffle,
+            typesize=self._typesize,
+            blocksize=BLOSC_BLOCKSIZE,
+            numthreads=1,  # the engine runs one encode per core itself
+        )
+        return bytes(out)
 
 
 _DEFAULT_LEVEL = {"blosc-zstd": 1, "blosc-lz4": 1, "zstd": 1, "gzip": 1, "lzw": 0}

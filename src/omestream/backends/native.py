@@ -85,7 +85,7 @@ class NativeZarrBackend(ZarrArrayBackend):
         self._syncer = (
             BackgroundSync(kv.root) if isinstance(kv, LocalKV) and options.fsync else None
         )
-        self._encoder = self.codec.numcodecs(plan.dtype)
+        self._encoder = self.codec.encoder(plan.dtype)
         self._budget = options.memory_budget_mb * 2**20
         self._inflight: deque[tuple[list[Future[None]], int]] = deque()
         self._inflight_bytes = 0
