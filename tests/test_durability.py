@@ -33,7 +33,7 @@ def test_syncs_once_enough_bytes_are_pending(
 
     monkeypatch.setattr(durability, "_syncfs_fd", counting)
     root = tmp_path / "later"  # does not exist yet when the syncer starts
-    syncer = BackgroundSync(str(root), threshold=1 << 20, interval=60)
+    syncer = BackgroundSync(str(root), threshold=1 << 20, interval=60, warmup=0)
     root.mkdir()
     (root / "a").write_bytes(b"x" * (1 << 20))
     syncer.note(1 << 20, str(root / "a"))
@@ -50,9 +50,22 @@ def test_pending_bytes_are_synced_after_the_interval(
 ) -> None:
     calls: list[int] = []
     monkeypatch.setattr(durability, "_syncfs_fd", lambda fd: calls.append(fd) or True)
-    syncer = BackgroundSync(str(tmp_path), threshold=1 << 30, interval=0.05)
+    syncer = BackgroundSync(str(tmp_path), threshold=1 << 30, interval=0.05, warmup=0)
     syncer.note(1)
     assert _wait_until(lambda: len(calls) >= 1)
+    syncer.close()
+
+
+def test_a_short_burst_is_left_to_the_final_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(durability, "_syncfs_fd", lambda fd: calls.append(fd) or True)
+    syncer = BackgroundSync(str(tmp_path), threshold=1, interval=0.01, warmup=0.3)
+    syncer.note(100)
+    time.sleep(0.1)
+    assert calls == []  # still warming up
+    assert _wait_until(lambda: len(calls) == 1)  # then the pending bytes are synced
     syncer.close()
 
 
@@ -63,7 +76,7 @@ def test_without_syncfs_the_noted_files_are_fsynced(
     synced: list[str] = []
     real = durability._fsync_quietly
     monkeypatch.setattr(durability, "_fsync_quietly", lambda p: (synced.append(p), real(p)))
-    syncer = BackgroundSync(str(tmp_path), threshold=1, interval=60)
+    syncer = BackgroundSync(str(tmp_path), threshold=1, interval=60, warmup=0)
     files = [tmp_path / f"f{i}" for i in range(3)]
     for f in files:
         f.write_bytes(b"data")

@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import os
 import threading
+import time
 
 __all__ = ["BackgroundSync", "syncfs"]
 
@@ -66,12 +67,25 @@ class BackgroundSync:
     Writers call :meth:`note` after each file they wrote; once ``threshold`` bytes
     are pending (or ``interval`` seconds passed with some pending) the thread syncs.
     ``close`` stops it; the caller's final sync then has little left to do.
+
+    Nothing is synced in the first ``warmup`` seconds after the first note: a short
+    burst (a z-stack of 134 MB written in 0.3 s) is cheaper to sync once at the end;
+    periodic syncs there made ``close`` 3x slower (each sync blocks file creation
+    while the file system commits its journal).
     """
 
-    def __init__(self, root: str, threshold: int = 32 << 20, interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        root: str,
+        threshold: int = 32 << 20,
+        interval: float = 0.25,
+        warmup: float = 1.0,
+    ) -> None:
         self._root = root
         self._threshold = threshold
         self._interval = interval
+        self._warmup = warmup
+        self._first: float | None = None  # when the first bytes were noted
         self._pending = 0
         self._paths: list[str] = []
         self._cond = threading.Condition()
@@ -82,11 +96,19 @@ class BackgroundSync:
 
     def note(self, nbytes: int, path: str | None = None) -> None:
         with self._cond:
+            if self._first is None:
+                self._first = time.monotonic()
             self._pending += nbytes
             if path is not None and self._fallback:
                 self._paths.append(path)
             if self._pending >= self._threshold:
                 self._cond.notify()
+
+    def _warming(self) -> float:
+        """Seconds left before the first sync may run (0 once warmed up)."""
+        if self._first is None:
+            return self._warmup
+        return max(0.0, self._first + self._warmup - time.monotonic())
 
     def _run(self) -> None:
         fd = -1  # the root is opened at the first sync: it may not exist yet at start
@@ -98,6 +120,10 @@ class BackgroundSync:
                     if self._stopped:
                         return
                     if not self._pending:
+                        continue
+                    warming = self._warming()
+                    if warming > 0:
+                        self._cond.wait(warming)
                         continue
                     self._pending = 0
                     paths, self._paths = self._paths, []
