@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from omestream.backends.buffers import BufferPool
-from omestream.backends.native_layout import EMPTY, Geometry, geometry, shard_index_bytes
+from omestream.backends.native_layout import Geometry, geometry, shard_index, shard_index_bytes
 from omestream.backends.zarr_common import ZarrArrayBackend
 from omestream.errors import WriteError
 from omestream.io.durability import BackgroundSync, syncfs
@@ -211,10 +211,8 @@ class NativeZarrBackend(ZarrArrayBackend):
                 encoded[u * per_unit : (u + 1) * per_unit]
             )
             if g.sharded:
-                sizes = np.array([len(p) for p in parts], dtype="<u8")
-                offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype("<u8")
-                table = np.stack([offsets, sizes], axis=-1)
-                parts.append(shard_index_bytes(table.reshape(*g.grid_outer, ngy, ngx, 2)))
+                sizes: list[int | None] = [len(p) for p in parts]
+                parts.append(shard_index(sizes, (*g.grid_outer, ngy, ngx)))
             key = self._chunk_key(image, level, (*index, *divmod(u, ntx)))
             self._write_later(key, parts)
 
@@ -369,29 +367,23 @@ class NativeZarrBackend(ZarrArrayBackend):
     ) -> list[bytes | memoryview | np.ndarray]:
         n = g.chunks_per_unit
         flat = unit.reshape(n, -1)
-        index = np.empty((n, 2), dtype="<u8")
+        grid = (*g.grid_outer, *g.grid_yx)
         if self._encoder is None and chunk_present is None:
-            size = flat[0].nbytes
-            index[:, 0] = np.arange(n, dtype="<u8") * size
-            index[:, 1] = size
-            return [flat.reshape(-1).view(np.uint8), shard_index_bytes(index)]
+            return [flat.reshape(-1).view(np.uint8), shard_index([flat[0].nbytes] * n, grid)]
         parts: list[bytes | memoryview | np.ndarray] = []
-        offset = 0
+        sizes: list[int | None] = []
         for k in range(n):
             if chunk_present is not None and not chunk_present[k]:
-                index[k] = (EMPTY, EMPTY)  # reads as the fill value
+                sizes.append(None)
                 continue
             data = (
                 self._encoder.encode(flat[k])
                 if self._encoder is not None
                 else flat[k].view(np.uint8)
             )
-            nbytes = len(data) if not isinstance(data, np.ndarray) else data.nbytes
-            index[k] = (offset, nbytes)
+            sizes.append(len(data) if not isinstance(data, np.ndarray) else data.nbytes)
             parts.append(data)
-            offset += nbytes
-        grid = (*g.grid_outer, *g.grid_yx, 2)
-        parts.append(shard_index_bytes(index.reshape(grid)))
+        parts.append(shard_index(sizes, grid))
         return parts
 
     def _chunk_key(self, image: int, level: int, grid_index: tuple[int, ...]) -> str:

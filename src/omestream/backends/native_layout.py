@@ -15,7 +15,7 @@ import numpy as np
 
 from omestream.plan import ArrayPlan
 
-__all__ = ["EMPTY", "Geometry", "geometry", "shard_index_bytes"]
+__all__ = ["EMPTY", "Geometry", "geometry", "shard_index", "shard_index_bytes"]
 
 EMPTY = np.uint64(2**64 - 1)  # shard index entry of a chunk that is not stored
 
@@ -25,6 +25,20 @@ def shard_index_bytes(offsets_nbytes: np.ndarray) -> bytes:
     from numcodecs import CRC32C
 
     return bytes(CRC32C().encode(np.ascontiguousarray(offsets_nbytes, dtype="<u8").tobytes()))
+
+
+def shard_index(sizes: list[int | None], grid: tuple[int, ...]) -> bytes:
+    """The index of a shard whose chunks (C order over ``grid``) follow each other
+    with these byte sizes; ``None`` marks a chunk that is not stored."""
+    index = np.empty((len(sizes), 2), dtype="<u8")
+    offset = 0
+    for k, size in enumerate(sizes):
+        if size is None:
+            index[k] = (EMPTY, EMPTY)  # reads as the fill value
+        else:
+            index[k] = (offset, size)
+            offset += size
+    return shard_index_bytes(index.reshape(*grid, 2))
 
 
 @dataclass(frozen=True)
