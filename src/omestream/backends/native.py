@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from omestream.backends.buffers import BufferPool
-from omestream.backends.native_layout import Geometry, geometry, shard_index, shard_index_bytes
+from omestream.backends.native_layout import Geometry, geometry, shard_index
 from omestream.backends.zarr_common import ZarrArrayBackend
 from omestream.errors import WriteError
 from omestream.io.durability import BackgroundSync, syncfs
@@ -45,7 +45,7 @@ from omestream.io.kv import KVStore, LocalKV
 from omestream.plan import StoragePlan
 from omestream.settings import WriterOptions
 
-__all__ = ["NativeZarrBackend", "shard_index_bytes"]
+__all__ = ["NativeZarrBackend"]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")

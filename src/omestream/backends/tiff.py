@@ -43,8 +43,8 @@ from omestream.backends.base import ArrayBackend
 from omestream.backends.buffers import BufferPool
 from omestream.backends.codecs import codec_choice
 from omestream.errors import SettingsError, StoreExistsError, StoreFormatError, WriteError
-from omestream.io.durability import BackgroundSync
-from omestream.io.kv import KVStore, open_kv, start_writeback
+from omestream.io.durability import BackgroundSync, start_writeback
+from omestream.io.kv import KVStore, open_kv
 from omestream.plan import FrameRouter, StoragePlan
 from omestream.settings import AcquisitionSettings, WriterOptions
 from omestream.stream.state import StreamState

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from omestream.errors import WriteError
+from omestream.io.durability import start_writeback
 
-__all__ = ["FsspecKV", "KVStore", "LocalKV", "open_kv", "start_writeback"]
+__all__ = ["FsspecKV", "KVStore", "LocalKV", "open_kv"]
 
 TMP_PREFIX = ".omestream-tmp-"
 
@@ -228,29 +229,6 @@ class FsspecKV(KVStore):
         return FsspecStore.from_url(
             self.url, storage_options=self.storage_options or None, read_only=read_only
         )
-
-
-_SYNC_FILE_RANGE_WRITE = 2
-_libc: Any = None
-
-
-def start_writeback(fd: int) -> None:
-    """Ask the kernel to start writing a file's dirty pages now, without waiting.
-
-    Streaming writes otherwise pile up in the page cache and the final sync pays for
-    all of them at once; started early, the disk works while frames still arrive.
-    """
-    global _libc
-    if _libc is False:
-        return
-    try:
-        if _libc is None:
-            import ctypes
-
-            _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
-    except (OSError, AttributeError):  # not Linux: the final sync does it all
-        _libc = False
 
 
 def _write_error(exc: OSError, where: str) -> WriteError:
