@@ -5,6 +5,7 @@ pyramids, per-frame metadata and existing outputs."""
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -232,6 +233,69 @@ def test_unbounded_partial_last_time_point(tmp_path: Path) -> None:
     assert ome.images[0].pixels.size_t == 3
     assert len(ome.images[0].pixels.planes) == 7
     assert ome.images[0].pixels.planes[0].exposure_time == pytest.approx(0.01)
+
+
+def test_a_backlog_of_pages_is_written_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages queued behind a slow disk share tifffile calls; when a batch is written,
+    every page of it is complete (IFD linked), and pixels, order and skipped planes
+    are what one call per page would have written."""
+    from omestream.backends import tiff as engine
+    from omestream.tiff.ifd import complete_pages
+
+    entered, gate = threading.Event(), threading.Event()
+    write_page = engine.TiffBackend._write
+
+    def slow_first_page(self: engine.TiffBackend, page: object) -> None:
+        if not entered.is_set():
+            entered.set()
+            gate.wait(10)
+        write_page(self, page)  # type: ignore[arg-type]
+
+    calls: list[object] = []
+    tiff_write = tifffile.TiffWriter.write
+
+    def counted(self: tifffile.TiffWriter, *args: object, **kwargs: object) -> object:
+        calls.append(kwargs.get("shape"))
+        return tiff_write(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine.TiffBackend, "_write", slow_first_page)
+    monkeypatch.setattr(tifffile.TiffWriter, "write", counted)
+    dims = [
+        Dimension(name="t", count=30, type="time"),
+        Dimension(name="c", count=2, type="channel"),
+        Dimension(name="y", count=24, type="space"),
+        Dimension(name="x", count=40, type="space"),
+    ]
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "b.ome.tiff"), dimensions=dims, dtype="uint16"
+    )
+    want = np.zeros((30, 2, 24, 40), "uint16")
+    with create_stream(settings) as stream:
+        stream.append(frame_for(0, (24, 40), "uint16"))
+        assert entered.wait(10)  # the writer holds page 0; the rest queue up
+        for n in range(1, 50):
+            if n == 20:
+                stream.skip(frames=3)
+                continue
+            if 20 < n < 23:
+                continue
+            stream.append(frame_for(n, (24, 40), "uint16"))
+        gate.set()
+        stream.flush()
+        # everything written so far is linked into the IFD chain: none waits for a
+        # later write to get its IFD
+        assert complete_pages(settings.output_path, repair=False).pages == 50
+        for n in range(50, 60):
+            stream.append(frame_for(n, (24, 40), "uint16"))
+    for n in range(60):
+        if not 20 <= n < 23:
+            want[n // 2, n % 2] = frame_for(n, (24, 40), "uint16")
+    check_dataset(settings, [want])
+    batches = [shape for shape in calls if isinstance(shape, tuple) and len(shape) == 3]
+    assert batches, calls
+    assert len(calls) < 20  # 60 pages
 
 
 def test_stage_positions(tmp_path: Path) -> None:

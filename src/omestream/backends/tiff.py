@@ -1,15 +1,18 @@
 """The OME-TIFF engine: BigTIFF pages written by tifffile, OME-XML by omestream.
 
-Pages are written in arrival order, one ``TiffWriter.write`` per page on a single
-writer thread, while an encoding pool compresses the strips of many pages at once
-(one task per page, so every core is used even for small frames). ``append``
-returns after copying the frame; a memory budget bounds the frames in flight.
+Pages are written in arrival order on a single writer thread, while an encoding
+pool compresses the strips of many pages at once (one task per page, so every core
+is used even for small frames). ``append`` returns after copying the frame; a memory
+budget bounds the frames in flight.
 
-Why one page per write and not tifffile's contiguous mode: a contiguous series
-keeps its IFDs in memory until the file is closed, so a killed process would leave
-pixels without pages. Written page by page, every finished page is linked into the
-file at once, and :func:`omestream.tiff.recover` can describe them after a crash.
-Uncompressed pages still go to disk in one write each, near raw disk speed. With
+Why not tifffile's contiguous mode: a contiguous series keeps its IFDs in memory
+until the file is closed, so a killed process would leave pixels without pages.
+Here every write call ends with all its pages linked into the file, and
+:func:`omestream.tiff.recover` can describe them after a crash. Compressed pages
+and pyramid levels take one ``TiffWriter.write`` each; uncompressed pages that queue
+up behind the disk are written by two calls per batch (a multi-page array, then its
+last page, which makes tifffile write the batch's IFDs): tifffile's Python cost per
+call is ~10x the write of a 512x512 page. With
 ``fsync`` on, writeback starts every few megabytes and a
 :class:`~omestream.io.durability.BackgroundSync` makes the pages durable while the
 acquisition runs, so ``close`` has little left to wait for.
@@ -30,6 +33,7 @@ import itertools
 import os
 import queue
 import threading
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,6 +69,13 @@ __all__ = ["TiffBackend"]
 
 _FLUSH, _REFRESH = -1, -2  # markers in the page queue
 REFRESH_GROWTH = 4
+# A refresh rebuilds the whole document; it waits until the writer has worked this many
+# times as long as the last one took, so refreshing stays a small share of its time.
+_REFRESH_COST_RATIO = 20
+# Uncompressed pages waiting in the queue are written by one tifffile call (its
+# per-call cost is ~10x a small page's write): at most this many bytes at once.
+_BATCH_BYTES = 16 << 20
+_NOTHING = object()
 _WRITEBACK_BYTES = 4 << 20  # with fsync on: start writeback after this many bytes
 
 
@@ -103,6 +114,8 @@ class TiffBackend(ArrayBackend):
         level = codec_choice(plan.compression, options).level
         self.format = PageFormat(plan.dtype, plan.compression, shapes, level)
         self.n_levels = len(shapes)
+        page_bytes = shapes[0][0] * shapes[0][1] * self.format.dtype.itemsize
+        self._batch_pages = max(1, _BATCH_BYTES // max(1, page_bytes))
         # first acquisition dimension, as a storage axis: its extent grows as data comes
         self._first_axis = first_outer_axis(settings)
         self._state: StreamState | None = None
@@ -125,6 +138,8 @@ class TiffBackend(ArrayBackend):
         self._final = False
         self._refresh_pending = False
         self._described_bytes = 0  # file bytes when the OME-XML was last refreshed
+        self._refresh_cost = 0.0  # seconds the last refresh took ...
+        self._refreshed_at = 0.0  # ... and when it ended (monotonic)
         self._xml_bytes = 0  # size of the last OME-XML written, all files
 
     # -- construction -------------------------------------------------------------------
@@ -268,28 +283,54 @@ class TiffBackend(ArrayBackend):
             self._inflight += nbytes
 
     def _run(self) -> None:
+        held: Any = _NOTHING  # taken from the queue while batching, handled next
         while True:
-            page = self._queue.get()
+            page = self._queue.get() if held is _NOTHING else held
+            held = _NOTHING
             if page is None:
                 return
-            try:
-                if page.file == _FLUSH:
-                    page.data.set()
-                elif page.file == _REFRESH:
-                    self._refresh_pending = False
-                    if self._error is None:
-                        self._refresh(page.data)
-                elif self._error is None:
+            batch = [page]
+            if self._batchable(page):
+                while len(batch) < self._batch_pages:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None or not self._batchable(nxt) or nxt.file != page.file:
+                        held = nxt
+                        break
+                    batch.append(nxt)
+            self._handle(batch)
+
+    def _batchable(self, page: _Page) -> bool:
+        """Whether ``page`` can share a tifffile call: an uncompressed full-size page."""
+        plain = self.n_levels == 1 and not self.format.compressed
+        return plain and page.file >= 0 and page.level == 0
+
+    def _handle(self, batch: list[_Page]) -> None:
+        page = batch[0]
+        try:
+            if page.file == _FLUSH:
+                page.data.set()
+            elif page.file == _REFRESH:
+                self._refresh_pending = False
+                if self._error is None:
+                    self._refresh(page.data)
+            elif self._error is None:
+                if len(batch) == 1:
                     self._write(page)
-                    if page.frame is not None:
-                        self._buffers.give_back(page.frame)
-            except BaseException as exc:
-                with self._cond:
-                    self._error = self._error or exc
-            finally:
-                with self._cond:
-                    self._inflight -= page.nbytes
-                    self._cond.notify_all()
+                else:
+                    self._write_batch(batch)
+        except BaseException as exc:
+            with self._cond:
+                self._error = self._error or exc
+        finally:
+            for p in batch:
+                if p.frame is not None:
+                    self._buffers.give_back(p.frame)
+            with self._cond:
+                self._inflight -= sum(p.nbytes for p in batch)
+                self._cond.notify_all()
 
     def _write(self, page: _Page) -> None:
         data = page.data.result() if isinstance(page.data, Future) else page.data
@@ -300,14 +341,38 @@ class TiffBackend(ArrayBackend):
         writer.write(PageFormat.data(data), **self.format.write_args(page.level, description))
         if page.level == 0:
             self._pages[page.file].append((page.image, page.index))
+        self._written(page.file, page.nbytes)
+
+    def _write_batch(self, batch: list[_Page]) -> None:
+        """Uncompressed level-0 pages of one file, in order, with two tifffile calls.
+
+        tifffile writes a multi-page array as the first IFD, all the data, and the
+        other IFDs only when the next write begins; the last page is therefore
+        written by a call of its own, which completes the chain: no page is left
+        without its IFD while the writer waits for more frames.
+        """
+        f = batch[0].file
+        writer = self._writers[f]
+        assert writer is not None
+        head = batch[:-1]
+        args = self.format.write_args(0, None if self._pages[f] else self._initial[f])
+        args["shape"] = (len(head), *args["shape"])
+        writer.write(iter([p.data for p in head]), **args)
+        writer.write(batch[-1].data, **self.format.write_args(0))
+        self._pages[f].extend((p.image, p.index) for p in batch)
+        self._written(f, sum(p.nbytes for p in batch))
+
+    def _written(self, f: int, nbytes: int) -> None:
         if self._syncer is not None:
             # Let the disk work while frames still arrive, so close() has little to sync.
-            self._unsynced[page.file] += page.nbytes
-            if self._unsynced[page.file] >= _WRITEBACK_BYTES:
-                n, self._unsynced[page.file] = self._unsynced[page.file], 0
+            self._unsynced[f] += nbytes
+            if self._unsynced[f] >= _WRITEBACK_BYTES:
+                n, self._unsynced[f] = self._unsynced[f], 0
+                writer = self._writers[f]
+                assert writer is not None
                 writer.filehandle.flush()
                 start_writeback(writer.filehandle.fileno())
-                self._syncer.note(n, self.layout.paths[page.file])
+                self._syncer.note(n, self.layout.paths[f])
 
     def _raise_if_failed(self) -> None:
         err = self._error
@@ -442,6 +507,9 @@ class TiffBackend(ArrayBackend):
         size = sum(w.filehandle.tell() for w in writers)
         if size - self._described_bytes < REFRESH_GROWTH * self._xml_bytes:
             return
+        began = time.monotonic()
+        if began - self._refreshed_at < _REFRESH_COST_RATIO * self._refresh_cost:
+            return
         extents = [1] * len(self.plan.images)
         if self._first_axis is not None:
             for file_pages in self._pages:
@@ -459,6 +527,8 @@ class TiffBackend(ArrayBackend):
             total += len(xml)
         self._xml_bytes = total
         self._described_bytes = sum(w.filehandle.tell() for w in writers)
+        self._refreshed_at = time.monotonic()
+        self._refresh_cost = self._refreshed_at - began
 
     def _write_final(self) -> None:
         state = self._state or StreamState(n_images=len(self.plan.images))

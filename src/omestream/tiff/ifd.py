@@ -78,9 +78,12 @@ def _fsync(fh: object) -> None:
 def replace_description(path: str, text: str, durable: bool = True) -> None:
     """Point page 0's ImageDescription at ``text`` (UTF-8), crash-safely (see module doc)."""
     with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
-        if not len(tif.pages):
-            raise StoreFormatError(f"{path!r} has no page to hold the OME-XML")
-        tag = tif.pages.first.tags.get(_DESCRIPTION)
+        # pages.first, not len(pages): counting walks every IFD of a growing file
+        try:
+            first = tif.pages.first
+        except IndexError:
+            raise StoreFormatError(f"{path!r} has no page to hold the OME-XML") from None
+        tag = first.tags.get(_DESCRIPTION)
         if tag is None:
             raise StoreFormatError(f"{path!r}: the first page has no ImageDescription tag")
         entry = tag.offset
