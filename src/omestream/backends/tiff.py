@@ -17,7 +17,7 @@ call is ~10x the write of a 512x512 page. With
 while frames still arrive and the fsync in ``close`` has little left to wait for.
 The Zarr engine's :class:`~omestream.io.durability.BackgroundSync` is not used here:
 with one growing file, periodic ``syncfs`` calls slowed 512x512 streams by 12-27%
-on this VM (measured against writeback alone) and did not help large frames.
+on the benchmark machine (against writeback alone) and did not help large frames.
 
 Planes are described through ``TiffData`` elements, so the physical page order may
 differ from the declared ``DimensionOrder`` (explicit ``storage_order`` lists, or
