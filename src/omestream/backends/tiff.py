@@ -117,7 +117,9 @@ class TiffBackend(ArrayBackend):
         self.format = PageFormat(plan.dtype, plan.compression, shapes, level)
         self.n_levels = len(shapes)
         page_bytes = shapes[0][0] * shapes[0][1] * self.format.dtype.itemsize
-        self._batch_pages = max(1, _BATCH_BYTES // max(1, page_bytes))
+        # only plain pages share calls: compressed ones and pyramid levels go one by one
+        plain = self.n_levels == 1 and not self.format.compressed
+        self._batch_pages = max(1, _BATCH_BYTES // max(1, page_bytes)) if plain else 1
         # first acquisition dimension, as a storage axis: its extent grows as data comes
         self._first_axis = first_outer_axis(settings)
         self._state: StreamState | None = None
@@ -302,9 +304,8 @@ class TiffBackend(ArrayBackend):
             self._handle(batch)
 
     def _batchable(self, page: _Page) -> bool:
-        """Whether ``page`` can share a tifffile call: an uncompressed full-size page."""
-        plain = self.n_levels == 1 and not self.format.compressed
-        return plain and page.file >= 0 and page.level == 0
+        """Whether ``page`` is a level-0 page (not a marker) that may share a call."""
+        return page.file >= 0 and page.level == 0
 
     def _handle(self, batch: list[_Page]) -> None:
         page = batch[0]
@@ -335,8 +336,7 @@ class TiffBackend(ArrayBackend):
         data = page.data.result() if isinstance(page.data, Future) else page.data
         writer = self._writers[page.file]
         assert writer is not None
-        first = page.level == 0 and not self._pages[page.file]
-        description = self._initial[page.file] if first else None
+        description = self._description(page.file) if page.level == 0 else None
         writer.write(PageFormat.data(data), **self.format.write_args(page.level, description))
         if page.level == 0:
             self._pages[page.file].append((page.image, page.index))
@@ -354,12 +354,16 @@ class TiffBackend(ArrayBackend):
         writer = self._writers[f]
         assert writer is not None
         head = batch[:-1]
-        args = self.format.write_args(0, None if self._pages[f] else self._initial[f])
+        args = self.format.write_args(0, self._description(f))
         args["shape"] = (len(head), *args["shape"])
         writer.write(iter([p.data for p in head]), **args)
         writer.write(batch[-1].data, **self.format.write_args(0))
         self._pages[f].extend((p.image, p.index) for p in batch)
         self._written(f, sum(p.nbytes for p in batch))
+
+    def _description(self, f: int) -> bytes | None:
+        """The OME-XML to give the next level-0 page of file ``f``: only its first."""
+        return None if self._pages[f] else self._initial[f]
 
     def _written(self, f: int, nbytes: int) -> None:
         if self.options.fsync:
