@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from omestream.io import durability
-from omestream.io.durability import BackgroundSync, syncfs
+from omestream.io.durability import BackgroundSync, drop_cached, settle_and_drop, syncfs
+from tests.page_cache import require_droppable_cache, resident_pages
+
+MB = 1 << 20
 
 
 def _wait_until(check: object, timeout: float = 5.0) -> bool:
@@ -92,3 +95,57 @@ def test_without_syncfs_the_noted_files_are_fsynced(
 def test_syncfs_of_a_missing_path_still_syncs(tmp_path: Path) -> None:
     syncfs(str(tmp_path / "missing"))  # falls back to a whole-system sync, no error
     syncfs(str(tmp_path))
+
+
+def _pattern(nbytes: int) -> bytes:
+    return bytes(range(256)) * (nbytes // 256)
+
+
+def test_drop_cached_frees_the_pages_of_a_synced_file(tmp_path: Path) -> None:
+    require_droppable_cache(tmp_path)
+    path = tmp_path / "synced"
+    data = _pattern(8 * MB)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+        assert resident_pages(path) > 0  # just written: cached
+        drop_cached(fd)
+    finally:
+        os.close(fd)
+    assert resident_pages(path) == 0
+    assert path.read_bytes() == data  # read back from the disk
+
+
+def test_settle_and_drop_frees_only_the_range_behind(tmp_path: Path) -> None:
+    """A growing file: the range far behind its end is settled and dropped, the
+    recent bytes stay cached (and dirty) for the writer."""
+    require_droppable_cache(tmp_path)
+    path = tmp_path / "growing"
+    data = _pattern(12 * MB)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        settle_and_drop(fd, 0, 8 * MB)  # no fsync before: it waits for writeback itself
+        settle_and_drop(fd, 8 * MB, 8 * MB)  # an empty range does nothing
+        assert resident_pages(path, 0, 8 * MB) == 0
+        assert resident_pages(path, 8 * MB) == 4 * MB // os.sysconf("SC_PAGE_SIZE")
+        os.write(fd, b"tail")
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == data + b"tail"
+
+
+def test_background_sync_drops_the_files_it_synced(tmp_path: Path) -> None:
+    """Big files leave the cache once synced; small ones are not worth the calls."""
+    require_droppable_cache(tmp_path)
+    big, small = tmp_path / "big", tmp_path / "small"
+    big.write_bytes(_pattern(4 * MB))
+    small.write_bytes(_pattern(64 << 10))
+    syncer = BackgroundSync(str(tmp_path), threshold=1, interval=60, warmup=0)
+    syncer.note(64 << 10, str(small))
+    syncer.note(4 * MB, str(big))
+    assert _wait_until(lambda: resident_pages(big) == 0)
+    syncer.close()
+    assert resident_pages(small) > 0
+    assert big.read_bytes() == _pattern(4 * MB)

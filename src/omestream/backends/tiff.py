@@ -14,7 +14,10 @@ up behind the disk are written by two calls per batch (a multi-page array, then 
 last page, which makes tifffile write the batch's IFDs): tifffile's Python cost per
 call is ~10x the write of a 512x512 page. With
 ``fsync`` on, writeback of each file starts every few megabytes, so the disk works
-while frames still arrive and the fsync in ``close`` has little left to wait for.
+while frames still arrive and the fsync in ``close`` has little left to wait for;
+bytes 32 MB behind the end are then dropped from the page cache once written back
+(:func:`~omestream.io.durability.settle_and_drop`: ~7% faster on 512x512 frames in
+alternating runs, and a long acquisition does not flood the cache).
 The Zarr engine's :class:`~omestream.io.durability.BackgroundSync` is not used here:
 with one growing file, periodic ``syncfs`` calls slowed 512x512 streams by 12-27%
 on the benchmark machine (against writeback alone) and did not help large frames.
@@ -49,7 +52,7 @@ from omestream.backends.base import ArrayBackend
 from omestream.backends.buffers import BufferPool
 from omestream.backends.codecs import codec_choice
 from omestream.errors import SettingsError, StoreExistsError, StoreFormatError, WriteError
-from omestream.io.durability import start_writeback
+from omestream.io.durability import settle_and_drop, start_writeback
 from omestream.io.kv import KVStore, open_kv
 from omestream.plan import FrameRouter, StoragePlan
 from omestream.settings import AcquisitionSettings, WriterOptions
@@ -79,6 +82,9 @@ _REFRESH_COST_RATIO = 20
 _BATCH_BYTES = 16 << 20
 _NOTHING = object()
 _WRITEBACK_BYTES = 4 << 20  # with fsync on: start writeback after this many bytes
+# ... and free the cache of bytes this far behind the end (drop-behind); tifffile
+# still patches the last IFDs, which stay well within this distance.
+_DROP_LAG = 32 << 20
 
 
 @dataclass
@@ -126,6 +132,7 @@ class TiffBackend(ArrayBackend):
         self._writers: list[tifffile.TiffWriter | None] = [None] * len(self.layout.files)
         self._pages: list[list[PageKey]] = [[] for _ in self.layout.files]  # level 0, per IFD
         self._unsynced = [0 for _ in self.layout.files]  # bytes written since writeback began
+        self._dropped = [0 for _ in self.layout.files]  # file offset up to which cache is freed
         self._queued: list[set[tuple[int, ...]]] = [set() for _ in plan.images]
         self._initial: list[bytes] = []
         self._queue: queue.Queue[_Page | None] = queue.Queue()
@@ -373,8 +380,14 @@ class TiffBackend(ArrayBackend):
                 self._unsynced[f] = 0
                 writer = self._writers[f]
                 assert writer is not None
-                writer.filehandle.flush()
-                start_writeback(writer.filehandle.fileno())
+                fh = writer.filehandle
+                fh.flush()
+                fd = fh.fileno()
+                start_writeback(fd)
+                end = (fh.tell() - _DROP_LAG) & ~(_WRITEBACK_BYTES - 1)
+                if end > self._dropped[f]:
+                    settle_and_drop(fd, self._dropped[f], end)
+                    self._dropped[f] = end
 
     def _raise_if_failed(self) -> None:
         err = self._error
