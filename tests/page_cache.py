@@ -8,12 +8,15 @@ import os
 
 import pytest
 
-_libc = ctypes.CDLL(None, use_errno=True)
+try:
+    _libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:  # no C library to look symbols up in (Windows)
+    _libc = None
 
 
 def resident_pages(path: str | os.PathLike[str], start: int = 0, end: int | None = None) -> int:
     """Pages of ``path`` in ``[start, end)`` (byte offsets) that are in the page cache."""
-    if not hasattr(_libc, "mincore"):
+    if _libc is None or not hasattr(_libc, "mincore"):
         pytest.skip("mincore is not available here")
     size = os.path.getsize(path)
     end = size if end is None else min(end, size)
@@ -36,6 +39,8 @@ def resident_pages(path: str | os.PathLike[str], start: int = 0, end: int | None
 def require_droppable_cache(path: str | os.PathLike[str]) -> None:
     """Skip where the file system keeps file data in memory only (tmpfs)."""
     best, fstype = "", ""
+    if not os.path.exists("/proc/mounts") or not hasattr(os, "posix_fadvise"):
+        pytest.skip("needs Linux: page-cache advice and /proc/mounts")
     with open("/proc/mounts") as mounts:
         for line in mounts:
             mountpoint, kind = line.split()[1:3]

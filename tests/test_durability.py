@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,18 +103,24 @@ def _pattern(nbytes: int) -> bytes:
     return bytes(range(256)) * (nbytes // 256)
 
 
-def test_drop_cached_frees_the_pages_of_a_synced_file(tmp_path: Path) -> None:
-    require_droppable_cache(tmp_path)
-    path = tmp_path / "synced"
-    data = _pattern(8 * MB)
+@contextlib.contextmanager
+def _written(path: Path, data: bytes) -> Iterator[int]:
+    """An open descriptor of ``path`` just after ``data`` was written to it."""
+    require_droppable_cache(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         os.write(fd, data)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def test_drop_cached_frees_the_pages_of_a_synced_file(tmp_path: Path) -> None:
+    path, data = tmp_path / "synced", _pattern(8 * MB)
+    with _written(path, data) as fd:
         os.fsync(fd)
         assert resident_pages(path) > 0  # just written: cached
         drop_cached(fd)
-    finally:
-        os.close(fd)
     assert resident_pages(path) == 0
     assert path.read_bytes() == data  # read back from the disk
 
@@ -120,19 +128,13 @@ def test_drop_cached_frees_the_pages_of_a_synced_file(tmp_path: Path) -> None:
 def test_settle_and_drop_frees_only_the_range_behind(tmp_path: Path) -> None:
     """A growing file: the range far behind its end is settled and dropped, the
     recent bytes stay cached (and dirty) for the writer."""
-    require_droppable_cache(tmp_path)
-    path = tmp_path / "growing"
-    data = _pattern(12 * MB)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
+    path, data = tmp_path / "growing", _pattern(12 * MB)
+    with _written(path, data) as fd:
         settle_and_drop(fd, 0, 8 * MB)  # no fsync before: it waits for writeback itself
         settle_and_drop(fd, 8 * MB, 8 * MB)  # an empty range does nothing
         assert resident_pages(path, 0, 8 * MB) == 0
         assert resident_pages(path, 8 * MB) == 4 * MB // os.sysconf("SC_PAGE_SIZE")
         os.write(fd, b"tail")
-    finally:
-        os.close(fd)
     assert path.read_bytes() == data + b"tail"
 
 
