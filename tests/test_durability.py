@@ -136,18 +136,3 @@ def test_settle_and_drop_frees_only_the_range_behind(tmp_path: Path) -> None:
         assert resident_pages(path, 8 * MB) == 4 * MB // os.sysconf("SC_PAGE_SIZE")
         os.write(fd, b"tail")
     assert path.read_bytes() == data + b"tail"
-
-
-def test_background_sync_drops_the_files_it_synced(tmp_path: Path) -> None:
-    """Big files leave the cache once synced; small ones are not worth the calls."""
-    require_droppable_cache(tmp_path)
-    big, small = tmp_path / "big", tmp_path / "small"
-    big.write_bytes(_pattern(4 * MB))
-    small.write_bytes(_pattern(64 << 10))
-    syncer = BackgroundSync(str(tmp_path), threshold=1, interval=60, warmup=0)
-    syncer.note(64 << 10, str(small))
-    syncer.note(4 * MB, str(big))
-    assert _wait_until(lambda: resident_pages(big) == 0)
-    syncer.close()
-    assert resident_pages(small) > 0
-    assert big.read_bytes() == _pattern(4 * MB)
