@@ -85,8 +85,8 @@ _WRITEBACK_BYTES = 4 << 20  # with fsync on: start writeback after this many byt
 # ... and, once a file is this long, free the cache of bytes _DROP_LAG behind its end
 # (drop-behind; tifffile still patches the last IFDs, well within that distance).
 # Shorter files are left to the fsync at close: waiting for writeback during a burst
-# (a 134 MB z-stack) made it 2-3x slower, while long streams of small frames ran ~7%
-# faster with the page cache kept small.
+# (a 134 MB z-stack) left it 2-3x slower in 3 of 4 alternating runs (1 of 4 without),
+# while long streams of small frames ran ~7% faster with the page cache kept small.
 _DROP_AFTER = 256 << 20
 _DROP_LAG = 32 << 20
 
