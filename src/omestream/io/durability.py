@@ -64,9 +64,14 @@ def start_writeback(fd: int) -> None:
     all of them at once; started early, the disk works while frames still arrive.
     Elsewhere than Linux this does nothing and the final sync does it all.
     """
+    _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+
+
+def _sync_file_range(fd: int, start: int, length: int, flags: int) -> None:
+    # Offsets are 64-bit in C: ctypes would pass plain ints as 32-bit ``int``.
     if _has("sync_file_range"):
         _libc().sync_file_range(  # type: ignore[union-attr]
-            fd, ctypes.c_int64(0), ctypes.c_int64(0), _SYNC_FILE_RANGE_WRITE
+            fd, ctypes.c_int64(start), ctypes.c_int64(length), flags
         )
 
 
@@ -91,11 +96,8 @@ def settle_and_drop(fd: int, start: int, end: int) -> None:
     """
     if end <= start:
         return
-    if _has("sync_file_range"):
-        flags = _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER
-        _libc().sync_file_range(  # type: ignore[union-attr]
-            fd, ctypes.c_int64(start), ctypes.c_int64(end - start), flags
-        )
+    flags = _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER
+    _sync_file_range(fd, start, end - start, flags)
     drop_cached(fd, start, end - start)
 
 
