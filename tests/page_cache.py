@@ -41,10 +41,13 @@ def require_droppable_cache(path: str | os.PathLike[str]) -> None:
     best, fstype = "", ""
     if not os.path.exists("/proc/mounts") or not hasattr(os, "posix_fadvise"):
         pytest.skip("needs Linux: page-cache advice and /proc/mounts")
+    target = os.path.abspath(path)
     with open("/proc/mounts") as mounts:
         for line in mounts:
             mountpoint, kind = line.split()[1:3]
-            if os.path.abspath(path).startswith(mountpoint) and len(mountpoint) > len(best):
+            # whole path components: /tmp holds /tmp/x, not /tmpx
+            inside = os.path.commonpath([target, mountpoint]) == mountpoint
+            if inside and len(mountpoint) > len(best):
                 best, fstype = mountpoint, kind
     if fstype in {"tmpfs", "ramfs", ""}:
         pytest.skip(f"{fstype or 'unknown'} file system: no page cache to drop")
