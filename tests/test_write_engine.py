@@ -317,3 +317,83 @@ def test_append_does_not_wait_for_a_metadata_refresh(tmp_path: Path) -> None:
     root = zarr.open_group(s.output_path, mode="r")
     assert root.attrs["omestream"]["frames"] == 200
     np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0")[:, 0, 0], np.arange(200))
+
+
+class ArrayMetaKV(LocalKV):
+    """Local storage where, once armed, rewriting the array's metadata waits for a gate
+    (or fails once with a full disk)."""
+
+    def __init__(self, root: str, fail: bool = False) -> None:
+        super().__init__(root)
+        self.armed = False
+        self.fail = fail
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def set(self, key, data, *, durable=True):  # type: ignore[no-untyped-def]
+        if self.armed and key == "0/zarr.json":
+            self.entered.set()
+            if self.fail:
+                self.armed = False
+                from omestream.io.kv import _write_error
+
+                raise _write_error(OSError(errno.ENOSPC, "No space left on device"), key)
+            self.gate.wait(30)
+        super().set(key, data, durable=durable)
+
+
+def _unbounded(tmp_path: Path, size: int = 64) -> AcquisitionSettings:
+    return AcquisitionSettings(
+        root_path=str(tmp_path / "u.ome.zarr"),
+        dimensions=[
+            Dimension(name="t", count=None),
+            Dimension(name="y", count=size),
+            Dimension(name="x", count=size),
+        ],
+        dtype="uint16",
+    )
+
+
+def test_append_does_not_wait_for_an_unbounded_axis_to_grow(tmp_path: Path) -> None:
+    s = _unbounded(tmp_path)
+    kv = ArrayMetaKV(s.output_path)
+    opener = threading.Timer(10, kv.gate.set)  # a safety net: never hang the suite
+    with create_stream(s, store=kv) as stream:
+        kv.armed = True
+        opener.start()
+        v = 0
+        while not kv.entered.is_set() and v < 100:  # until a growth is stuck in the gate
+            stream.append(_frame(v, 64))
+            v += 1
+        assert kv.entered.wait(5)
+        for w in range(v, 300):  # far past the extent the stuck growth writes
+            stream.append(_frame(w, 64))
+        assert not kv.gate.is_set()
+        kv.gate.set()
+        stream.flush()  # writes the latest growth: readers see every frame
+        assert zarr.open_array(s.output_path + "/0", mode="r").shape[0] >= 300
+    opener.cancel()
+    validate_ome_zarr(s.output_path)
+    arr = zarr.open_array(s.output_path + "/0", mode="r")
+    assert arr.shape == (300, 64, 64)
+    np.testing.assert_array_equal(arr[:, 0, 0], np.arange(300))
+
+
+def test_a_failed_growth_surfaces_at_the_next_append(tmp_path: Path) -> None:
+    s = _unbounded(tmp_path)
+    kv = ArrayMetaKV(s.output_path, fail=True)
+    stream = create_stream(s, store=kv)
+    stream.append(_frame(0, 64))
+    kv.armed = True
+    appended = 1
+    with pytest.raises(WriteError, match="the disk is full"):
+        for v in range(1, 1000):
+            stream.append(_frame(v, 64))
+            appended += 1
+            time.sleep(0.001)
+    assert kv.entered.is_set()
+    stream.close()  # the final shape is written again; nothing appended was lost
+    validate_ome_zarr(s.output_path)
+    arr = zarr.open_array(s.output_path + "/0", mode="r")
+    assert arr.shape[0] == appended
+    np.testing.assert_array_equal(arr[:, 0, 0], np.arange(appended))

@@ -25,6 +25,9 @@ class ArrayBackend(ABC):
     name: ClassVar[str]
     #: whether :meth:`write_region` is implemented (rewrites, pyramids after the fact)
     supports_regions: ClassVar[bool] = True
+    #: whether chunks may be written past an array's current shape, so the stream can
+    #: grow an unbounded axis from a background thread instead of inside ``append``
+    writes_past_shape: ClassVar[bool] = False
 
     def __init__(self, plan: StoragePlan, kv: KVStore, options: WriterOptions) -> None:
         self.plan = plan

@@ -70,6 +70,7 @@ class _Slab:
 class NativeZarrBackend(ZarrArrayBackend):
     name = "omestream"
     close_syncs_all = True  # close() ends with one syncfs
+    writes_past_shape = True  # chunk keys do not depend on the shape
 
     def __init__(self, plan: StoragePlan, kv: KVStore, options: WriterOptions) -> None:
         super().__init__(plan, kv, options)

@@ -4,7 +4,8 @@ Every ``metadata_interval_s`` a stream pushes partial shards to storage and
 rewrites its metadata. The rewrite runs on this thread: a metadata file written
 while the file system commits its journal (as it does on every sync of streamed
 data) can block for tens of milliseconds, and ``append`` must not wait for that.
-``append`` only asks (:meth:`AutoFlush.request`). The thread also refreshes when the
+``append`` only asks (:meth:`AutoFlush.request`); it also leaves the growth of an
+unbounded axis to this thread where the engine allows (:meth:`AutoFlush.request_growth`). The thread also refreshes when the
 cadence passes without a frame: a time-lapse may wait minutes for the next one,
 and killed in that wait, the frames of the last time point and their metadata
 would be lost.
@@ -31,6 +32,8 @@ class AutoFlush:
         self._interval = interval_s
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._refresh_asked = False
+        self._growth_asked = False
         self._thread = threading.Thread(target=self._run, name="omestream-autoflush", daemon=True)
         atexit.register(self.stop)  # before weakref finalizers close the engine at exit
         self._thread.start()
@@ -38,14 +41,20 @@ class AutoFlush:
     def _run(self) -> None:
         delay: float | None = self._interval
         while delay is not None:
-            requested = self._wake.wait(delay)
+            self._wake.wait(delay)
             if self._stop.is_set():
                 return
             self._wake.clear()
+            # read after clear(): a request made meanwhile sets its flag, then wakes again
+            requested, self._refresh_asked = self._refresh_asked, False
+            grow, self._growth_asked = self._growth_asked, False
             stream = self._ref()
             if stream is None:
                 return
             try:
+                if grow:
+                    with stream._sink_lock:
+                        stream._apply_growth()
                 delay = sync_if_due(stream, requested)
             except Exception:
                 return
@@ -54,6 +63,12 @@ class AutoFlush:
 
     def request(self) -> None:
         """Refresh the metadata now (called by ``append`` when the cadence has passed)."""
+        self._refresh_asked = True
+        self._wake.set()
+
+    def request_growth(self) -> None:
+        """Write the stream's pending growth of its unbounded axis now."""
+        self._growth_asked = True
         self._wake.set()
 
     def stop(self) -> None:

@@ -97,6 +97,10 @@ class OMEStream:
             else 1
         )
         self._alloc = 0  # allocated extent of the unbounded axis (same for every image)
+        # Growth not yet in the arrays' metadata (engines that write past the shape), and
+        # an error from writing it in the background, raised by the next append.
+        self._pending_extent: int | None = None
+        self._growth_error: BaseException | None = None
         self._last_sync = time.monotonic()
         self._pyramid = (
             StreamPyramid(plan, settings.pyramid.method)
@@ -145,6 +149,7 @@ class OMEStream:
                 raise FrameError(f"frame {n}: metadata must be a dict, got {type(meta).__name__}")
             record = {"frame": n, "index": route.acquisition, **_json_safe(meta, f"frame {n}")}
         with self._lock:
+            self._raise_growth_error()
             self._grow(route.index)
             self._backend.write_frame(route.image, route.index, frame)
             if self._pyramid is not None:
@@ -161,6 +166,7 @@ class OMEStream:
         n = self._state.frames
         self._router.check(n + frames - 1)
         with self._lock:
+            self._raise_growth_error()
             for k in range(frames):
                 route = self._router.route(n + k)
                 self._grow(route.index)
@@ -176,6 +182,8 @@ class OMEStream:
         """Push everything appended so far to storage and refresh the metadata."""
         self._check_open()
         with self._sink_lock, self._lock:
+            self._apply_growth()
+            self._raise_growth_error()
             # wait for the writes, so the record written next never claims missing frames
             if "wait" in inspect.signature(self._backend.flush).parameters:
                 self._backend.flush(wait=True)  # type: ignore[call-arg]
@@ -261,8 +269,31 @@ class OMEStream:
         need = index[u] + 1
         target = max(need, math.ceil(self._alloc * 1.25), self._unit_u)
         target = math.ceil(target / self._unit_u) * self._unit_u
-        self._resize_all(target)
         self._alloc = target
+        if self._backend.writes_past_shape:
+            # Renaming a metadata file over the old one waits for the file system's
+            # journal, up to ~1 s while frames stream to disk: the AutoFlush thread
+            # writes the new shape, append goes on.
+            self._pending_extent = target
+            self._autoflush.request_growth()
+        else:
+            self._resize_all(target)
+
+    def _apply_growth(self) -> None:
+        """Write a pending growth of the unbounded axis (caller holds ``_sink_lock``)."""
+        with self._lock:
+            extent, self._pending_extent = self._pending_extent, None
+        if extent is None or self._closed:
+            return
+        try:
+            self._resize_all(extent)
+        except Exception as exc:
+            with self._lock:
+                self._growth_error = self._growth_error or exc
+
+    def _raise_growth_error(self) -> None:
+        if self._growth_error is not None:
+            raise self._growth_error
 
     def _resize_all(self, extent: int | list[int]) -> None:
         u = self._unbounded
