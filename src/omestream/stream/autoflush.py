@@ -42,8 +42,7 @@ class AutoFlush:
         delay: float | None = self._interval
         while delay is not None:
             self._wake.wait(delay)
-            if self._stop.is_set():
-                return
+            stopping = self._stop.is_set()
             self._wake.clear()
             # read after clear(): a request made meanwhile sets its flag, then wakes again
             requested, self._refresh_asked = self._refresh_asked, False
@@ -52,9 +51,11 @@ class AutoFlush:
             if stream is None:
                 return
             try:
-                if grow:
+                if grow:  # also when stopping: at exit an unclosed stream keeps its frames
                     with stream._sink_lock:
                         stream._apply_growth()
+                if stopping:
+                    return
                 delay = sync_if_due(stream, requested)
             except Exception:
                 return
