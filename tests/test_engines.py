@@ -482,3 +482,32 @@ def test_resume_after_crash(engine: str, tmp_path: Path) -> None:
     validate_ome_zarr(root)
     want = np.stack([frame_for(n, settings.frame_shape, "uint16") for n in range(5)])
     check_pixels(root, plan_storage(settings), [want])
+
+
+@pytest.mark.parametrize("engine", [*ZARR_ENGINES, "tifffile"])
+def test_a_stream_never_closed_is_closed_at_exit(engine: str, tmp_path: Path) -> None:
+    # the script ends with the stream open: no close(), no flush(), no with-block
+    out = "d.ome.tiff" if engine == "tifffile" else "d.ome.zarr"
+    code = f"""
+import numpy as np
+from omestream import AcquisitionSettings, Dimension, create_stream
+s = AcquisitionSettings(root_path={out!r}, format={engine!r}, dtype="uint16", dimensions=[
+    Dimension(name="t", count=None), Dimension(name="y", count=64),
+    Dimension(name="x", count=64)])
+stream = create_stream(s)
+for v in range(77):
+    stream.append(np.full((64, 64), v, dtype=np.uint16))
+"""
+    done = _run(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    if engine == "tifffile":
+        import tifffile
+
+        with tifffile.TiffFile(tmp_path / out) as tif:
+            data = tif.series[0].asarray()
+    else:
+        validate_ome_zarr(tmp_path / out)
+        assert zarr.open_group(tmp_path / out, mode="r").attrs["omestream"]["complete"]
+        data = zarr.open_array(tmp_path / out / "0", mode="r")[...]
+    assert data.shape == (77, 64, 64)  # trimmed to the frames appended
+    np.testing.assert_array_equal(data[:, 0, 0], np.arange(77))

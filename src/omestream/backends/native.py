@@ -231,7 +231,10 @@ class NativeZarrBackend(ZarrArrayBackend):
                     return
                 out[i] = fn(items[i])
 
-        helpers = [self._pool.submit(work) for _ in range(min(self._threads, len(items) - 1))]
+        helpers: list[Future[None]] = []
+        with contextlib.suppress(RuntimeError):  # interpreter exit: this thread does all
+            for _ in range(min(self._threads, len(items) - 1)):
+                helpers.append(self._pool.submit(work))
         try:
             work()
         finally:
@@ -248,7 +251,16 @@ class NativeZarrBackend(ZarrArrayBackend):
         with self._lock:
             self._inflight.append(([done], nbytes))
             self._inflight_bytes += nbytes
-        self._io.submit(self._write_parts, key, parts, done)
+        self._run_on(self._io, self._write_parts, key, parts, done)
+
+    @staticmethod
+    def _run_on(executor: ThreadPoolExecutor, fn: Callable[..., None], *args: Any) -> None:
+        """``executor.submit``; at interpreter exit, when executors refuse new work, run
+        it on this thread: a stream closed by its finalizer still writes what it holds."""
+        try:
+            executor.submit(fn, *args)
+        except RuntimeError:
+            fn(*args)
 
     def _submit(self, slab: _Slab, final: bool) -> None:
         image, level, block = slab.key
@@ -272,7 +284,8 @@ class NativeZarrBackend(ZarrArrayBackend):
                 done: Future[None] = Future()
                 job = (g, image, level, block, (ty, tx), buf, chunk_present, previous, done)
                 # Uncompressed units need no encoding: straight to the writer.
-                (self._io if self._encoder is None else self._pool).submit(self._encode_unit, *job)
+                executor = self._io if self._encoder is None else self._pool
+                self._run_on(executor, self._encode_unit, *job)
                 futures.append(done)
         if final:
             self._last.pop(slab.key, None)
@@ -345,7 +358,7 @@ class NativeZarrBackend(ZarrArrayBackend):
         if self._encoder is None:
             self._write_parts(key, parts, done)  # already on a writer thread
         else:
-            self._io.submit(self._write_parts, key, parts, done)
+            self._run_on(self._io, self._write_parts, key, parts, done)
 
     def _write_parts(
         self, key: str, parts: list[bytes | memoryview | np.ndarray], done: Future[None]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import inspect
 import json
 import math
@@ -10,7 +12,9 @@ import os
 import shutil
 import threading
 import time
+import warnings
 import weakref
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -113,6 +117,10 @@ class OMEStream:
         self._lock = threading.RLock()
         self._sink_lock = threading.Lock()  # one metadata writer at a time; taken first
         self._autoflush = AutoFlush(self, settings.writer.metadata_interval_s)
+        # At interpreter exit a stream still open is closed like close() (the finalizer
+        # alone would leave shapes untrimmed and the record incomplete).
+        self._exit_hook = functools.partial(_close_at_exit, weakref.ref(self))
+        _at_thread_exit(self._exit_hook)
 
     # -- public API ---------------------------------------------------------------------
     @property
@@ -201,6 +209,7 @@ class OMEStream:
         if self._closed:
             return
         self._autoflush.stop()  # waits for a refresh in progress
+        self._exit_hook.keywords["done"] = True
         self._closed = True
         self._finalizer.detach()
         error: BaseException | None = None
@@ -328,6 +337,34 @@ class OMEStream:
         # nothing to report to at garbage collection
         with contextlib.suppress(Exception):
             backend.close()
+
+
+def _at_thread_exit(hook: Callable[[], None]) -> None:
+    """Run ``hook`` when the interpreter exits, while thread pools still take work.
+
+    ``atexit`` is too late: by then ``concurrent.futures`` and the asyncio loops of
+    zarr-python refuse new work, so closing a stream there loses what it buffers.
+    ``threading`` runs these hooks first (``concurrent.futures`` relies on the same
+    one, since Python 3.9), newest first, so a stream closes before pools shut down.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise RuntimeError
+        register(hook)
+    except RuntimeError:  # no such hook, or the interpreter is already exiting
+        atexit.register(hook)
+
+
+def _close_at_exit(ref: weakref.ref[OMEStream], done: bool = False) -> None:
+    stream = ref()
+    if done or stream is None or stream.closed:
+        return
+    warnings.warn(f"{stream!r} was never closed: closed at exit", ResourceWarning, stacklevel=1)
+    try:
+        stream.close()
+    except Exception as exc:  # no caller is left to raise to
+        warnings.warn(f"closing {stream!r} at exit failed: {exc}", RuntimeWarning, stacklevel=1)
 
 
 def _prepare_location(settings: AcquisitionSettings, kv: KVStore) -> None:
