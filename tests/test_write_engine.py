@@ -10,6 +10,7 @@ import errno
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,7 +61,9 @@ class FailingKV(LocalKV):
         super().set_parts(key, parts, durable=durable, writeback=writeback)
 
 
-def _settings(tmp_path: Path, n: int, size: int = 512, **writer: object) -> AcquisitionSettings:
+def _settings(
+    tmp_path: Path, n: int | None, size: int = 512, **writer: object
+) -> AcquisitionSettings:
     return AcquisitionSettings(
         root_path=str(tmp_path / "x.ome.zarr"),
         dimensions=[
@@ -280,99 +283,68 @@ def test_direct_encoding_write_error_surfaces_and_keeps_earlier_frames(tmp_path:
 
 
 class GatedKV(LocalKV):
-    """Local storage where, once armed, writing the root metadata waits for a gate."""
+    """Local storage where, once armed, writing metadata document ``key`` waits for a
+    gate (at most 10 s, so a failing test never hangs the suite), or fails once with
+    a full disk."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, key: str = "zarr.json", fail: bool = False) -> None:
         super().__init__(root)
-        self.armed = False
-        self.entered = threading.Event()
-        self.gate = threading.Event()
-
-    def set(self, key, data, *, durable=True):  # type: ignore[no-untyped-def]
-        if self.armed and key == "zarr.json":
-            self.entered.set()
-            self.gate.wait(30)
-        super().set(key, data, durable=durable)
-
-
-def test_append_does_not_wait_for_a_metadata_refresh(tmp_path: Path) -> None:
-    s = _settings(tmp_path, 200, size=64, metadata_interval_s=0.01)
-    kv = GatedKV(s.output_path)
-    opener = threading.Timer(10, kv.gate.set)  # a safety net: never hang the suite
-    with create_stream(s, store=kv) as stream:
-        kv.armed = True
-        opener.start()
-        v = 0
-        while not kv.entered.is_set() and v < 100:  # until a refresh is stuck in the gate
-            stream.append(_frame(v, 64))
-            v += 1
-            time.sleep(0.005)
-        assert kv.entered.wait(5)
-        for w in range(v, 200):
-            stream.append(_frame(w, 64))
-        # every frame was appended while the refresh still waited
-        assert not kv.gate.is_set()
-        kv.gate.set()
-    opener.cancel()
-    root = zarr.open_group(s.output_path, mode="r")
-    assert root.attrs["omestream"]["frames"] == 200
-    np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0")[:, 0, 0], np.arange(200))
-
-
-class ArrayMetaKV(LocalKV):
-    """Local storage where, once armed, rewriting the array's metadata waits for a gate
-    (or fails once with a full disk)."""
-
-    def __init__(self, root: str, fail: bool = False) -> None:
-        super().__init__(root)
-        self.armed = False
+        self.key = key
         self.fail = fail
+        self.armed = False
         self.entered = threading.Event()
         self.gate = threading.Event()
 
     def set(self, key, data, *, durable=True):  # type: ignore[no-untyped-def]
-        if self.armed and key == "0/zarr.json":
+        if self.armed and key == self.key:
             self.entered.set()
             if self.fail:
                 self.armed = False
                 from omestream.io.kv import _write_error
 
                 raise _write_error(OSError(errno.ENOSPC, "No space left on device"), key)
-            self.gate.wait(30)
+            self.gate.wait(10)
         super().set(key, data, durable=durable)
 
 
-def _unbounded(tmp_path: Path, size: int = 64) -> AcquisitionSettings:
-    return AcquisitionSettings(
-        root_path=str(tmp_path / "u.ome.zarr"),
-        dimensions=[
-            Dimension(name="t", count=None),
-            Dimension(name="y", count=size),
-            Dimension(name="x", count=size),
-        ],
-        dtype="uint16",
-    )
+def _append_until_stuck(stream: Any, kv: GatedKV, pause: float = 0.0) -> int:
+    """Append frames 0, 1, ... until a metadata write is stuck in the gate."""
+    kv.armed = True
+    v = 0
+    while not kv.entered.is_set() and v < 100:
+        stream.append(_frame(v, 64))
+        v += 1
+        time.sleep(pause)
+    assert kv.entered.wait(5)
+    return v
+
+
+def test_append_does_not_wait_for_a_metadata_refresh(tmp_path: Path) -> None:
+    s = _settings(tmp_path, 200, size=64, metadata_interval_s=0.01)
+    kv = GatedKV(s.output_path)
+    with create_stream(s, store=kv) as stream:
+        v = _append_until_stuck(stream, kv, pause=0.005)
+        for w in range(v, 200):
+            stream.append(_frame(w, 64))
+        # every frame was appended while the refresh still waited
+        assert not kv.gate.is_set()
+        kv.gate.set()
+    root = zarr.open_group(s.output_path, mode="r")
+    assert root.attrs["omestream"]["frames"] == 200
+    np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0")[:, 0, 0], np.arange(200))
 
 
 def test_append_does_not_wait_for_an_unbounded_axis_to_grow(tmp_path: Path) -> None:
-    s = _unbounded(tmp_path)
-    kv = ArrayMetaKV(s.output_path)
-    opener = threading.Timer(10, kv.gate.set)  # a safety net: never hang the suite
+    s = _settings(tmp_path, None, size=64)  # unbounded t
+    kv = GatedKV(s.output_path, key="0/zarr.json")
     with create_stream(s, store=kv) as stream:
-        kv.armed = True
-        opener.start()
-        v = 0
-        while not kv.entered.is_set() and v < 100:  # until a growth is stuck in the gate
-            stream.append(_frame(v, 64))
-            v += 1
-        assert kv.entered.wait(5)
+        v = _append_until_stuck(stream, kv)  # a growth is stuck in the gate
         for w in range(v, 300):  # far past the extent the stuck growth writes
             stream.append(_frame(w, 64))
         assert not kv.gate.is_set()
         kv.gate.set()
         stream.flush()  # writes the latest growth: readers see every frame
         assert zarr.open_array(s.output_path + "/0", mode="r").shape[0] >= 300
-    opener.cancel()
     validate_ome_zarr(s.output_path)
     arr = zarr.open_array(s.output_path + "/0", mode="r")
     assert arr.shape == (300, 64, 64)
@@ -380,8 +352,8 @@ def test_append_does_not_wait_for_an_unbounded_axis_to_grow(tmp_path: Path) -> N
 
 
 def test_a_failed_growth_surfaces_at_the_next_append(tmp_path: Path) -> None:
-    s = _unbounded(tmp_path)
-    kv = ArrayMetaKV(s.output_path, fail=True)
+    s = _settings(tmp_path, None, size=64)  # unbounded t
+    kv = GatedKV(s.output_path, key="0/zarr.json", fail=True)
     stream = create_stream(s, store=kv)
     stream.append(_frame(0, 64))
     kv.armed = True
