@@ -511,3 +511,28 @@ for v in range(77):
         data = zarr.open_array(tmp_path / out / "0", mode="r")[...]
     assert data.shape == (77, 64, 64)  # trimmed to the frames appended
     np.testing.assert_array_equal(data[:, 0, 0], np.arange(77))
+
+
+def test_a_stream_fed_by_another_thread_is_closed_after_that_thread(tmp_path: Path) -> None:
+    # the main thread ends at once; the acquisition thread keeps appending for a while
+    code = """
+import threading, time
+import numpy as np
+from omestream import AcquisitionSettings, Dimension, create_stream
+s = AcquisitionSettings(root_path="d.ome.zarr", dtype="uint16", dimensions=[
+    Dimension(name="t", count=None), Dimension(name="y", count=64),
+    Dimension(name="x", count=64)])
+stream = create_stream(s)
+def acquire():
+    for v in range(40):
+        stream.append(np.full((64, 64), v, dtype=np.uint16))
+        time.sleep(0.01)
+threading.Thread(target=acquire).start()
+"""
+    done = _run(code, tmp_path)
+    assert done.returncode == 0 and "Error" not in done.stderr, done.stderr
+    validate_ome_zarr(tmp_path / "d.ome.zarr")
+    assert zarr.open_group(tmp_path / "d.ome.zarr", mode="r").attrs["omestream"]["complete"]
+    data = zarr.open_array(tmp_path / "d.ome.zarr" / "0", mode="r")[...]
+    assert data.shape == (40, 64, 64)
+    np.testing.assert_array_equal(data[:, 0, 0], np.arange(40))

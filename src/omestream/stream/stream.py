@@ -117,10 +117,17 @@ class OMEStream:
         self._lock = threading.RLock()
         self._sink_lock = threading.Lock()  # one metadata writer at a time; taken first
         self._autoflush = AutoFlush(self, settings.writer.metadata_interval_s)
-        # At interpreter exit a stream still open is closed like close() (the finalizer
-        # alone would leave shapes untrimmed and the record incomplete).
-        self._exit_hook = functools.partial(_close_at_exit, weakref.ref(self))
-        _at_thread_exit(self._exit_hook)
+        # At interpreter exit a stream still open is flushed while thread pools still
+        # take work, then closed like close() once every other thread has ended (the
+        # finalizer alone would leave shapes untrimmed and the record incomplete).
+        ref = weakref.ref(self)
+        self._exit_hooks = (
+            functools.partial(_flush_at_exit, ref),
+            functools.partial(_close_at_exit, ref),
+        )
+        _at_thread_exit(self._exit_hooks[0])
+        self._user: threading.Thread | None = None  # the thread that appended last
+        atexit.register(self._exit_hooks[1])
 
     # -- public API ---------------------------------------------------------------------
     @property
@@ -157,6 +164,7 @@ class OMEStream:
                 raise FrameError(f"frame {n}: metadata must be a dict, got {type(meta).__name__}")
             record = {"frame": n, "index": route.acquisition, **_json_safe(meta, f"frame {n}")}
         with self._lock:
+            self._user = threading.current_thread()
             self._raise_growth_error()
             self._grow(route.index)
             self._backend.write_frame(route.image, route.index, frame)
@@ -174,6 +182,7 @@ class OMEStream:
         n = self._state.frames
         self._router.check(n + frames - 1)
         with self._lock:
+            self._user = threading.current_thread()
             self._raise_growth_error()
             for k in range(frames):
                 route = self._router.route(n + k)
@@ -209,7 +218,7 @@ class OMEStream:
         if self._closed:
             return
         self._autoflush.stop()  # waits for a refresh in progress
-        self._exit_hook.keywords["done"] = True
+        atexit.unregister(self._exit_hooks[1])
         self._closed = True
         self._finalizer.detach()
         error: BaseException | None = None
@@ -340,30 +349,41 @@ class OMEStream:
 
 
 def _at_thread_exit(hook: Callable[[], None]) -> None:
-    """Run ``hook`` when the interpreter exits, while thread pools still take work.
+    """Run ``hook`` at interpreter exit before threads are joined and thread pools stop.
 
-    ``atexit`` is too late: by then ``concurrent.futures`` and the asyncio loops of
-    zarr-python refuse new work, so closing a stream there loses what it buffers.
-    ``threading`` runs these hooks first (``concurrent.futures`` relies on the same
-    one, since Python 3.9), newest first, so a stream closes before pools shut down.
+    ``threading`` runs these hooks first (``concurrent.futures`` relies on the same one
+    since Python 3.9); by ``atexit`` the engines' pools and zarr-python's asyncio
+    executor refuse new work. Private API, hence the fallback.
     """
     register = getattr(threading, "_register_atexit", None)
-    try:
-        if register is None:
-            raise RuntimeError
-        register(hook)
-    except RuntimeError:  # no such hook, or the interpreter is already exiting
-        atexit.register(hook)
+    if register is not None:
+        with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
+            register(hook)
 
 
-def _close_at_exit(ref: weakref.ref[OMEStream], done: bool = False) -> None:
+def _flush_at_exit(ref: weakref.ref[OMEStream]) -> None:
     stream = ref()
-    if done or stream is None or stream.closed:
+    if stream is None or stream.closed:
+        return
+    if stream._user is threading.current_thread():
+        _close_at_exit(ref)  # the exiting thread fed it: nothing else appends
+        return
+    # Another thread may still be appending (threads are joined after this hook):
+    # flush now, close from atexit once it has ended.
+    try:
+        stream.flush()
+    except Exception as exc:  # no caller is left to raise to
+        warnings.warn(f"flushing {stream!r} at exit failed: {exc}", RuntimeWarning, stacklevel=1)
+
+
+def _close_at_exit(ref: weakref.ref[OMEStream]) -> None:
+    stream = ref()
+    if stream is None or stream.closed:
         return
     warnings.warn(f"{stream!r} was never closed: closed at exit", ResourceWarning, stacklevel=1)
     try:
         stream.close()
-    except Exception as exc:  # no caller is left to raise to
+    except Exception as exc:
         warnings.warn(f"closing {stream!r} at exit failed: {exc}", RuntimeWarning, stacklevel=1)
 
 
