@@ -31,30 +31,17 @@ import os
 import threading
 import time
 
+from omestream.io.libc import has, libc
+
 __all__ = ["BackgroundSync", "drop_cached", "settle_and_drop", "start_writeback", "syncfs"]
 
 _SYNC_FILE_RANGE_WAIT_BEFORE = 1
 _SYNC_FILE_RANGE_WRITE = 2
 _SYNC_FILE_RANGE_WAIT_AFTER = 4
-_loaded: list[ctypes.CDLL | None] = []  # the C library, looked up once
-
-
-def _libc() -> ctypes.CDLL | None:
-    if not _loaded:
-        try:
-            _loaded.append(ctypes.CDLL(None, use_errno=True))
-        except OSError:
-            _loaded.append(None)
-    return _loaded[0]
-
-
-def _has(name: str) -> bool:
-    lib = _libc()
-    return lib is not None and hasattr(lib, name)  # Linux only, both calls used here
 
 
 def _have_syncfs() -> bool:
-    return _has("syncfs")
+    return has("syncfs")
 
 
 def start_writeback(fd: int) -> None:
@@ -69,8 +56,8 @@ def start_writeback(fd: int) -> None:
 
 def _sync_file_range(fd: int, start: int, length: int, flags: int) -> None:
     # Offsets are 64-bit in C: ctypes would pass plain ints as 32-bit ``int``.
-    if _has("sync_file_range"):
-        _libc().sync_file_range(  # type: ignore[union-attr]
+    if has("sync_file_range"):
+        libc().sync_file_range(  # type: ignore[union-attr]
             fd, ctypes.c_int64(start), ctypes.c_int64(length), flags
         )
 
@@ -105,7 +92,7 @@ def _syncfs_fd(fd: int) -> bool:
     """syncfs(2) on the file system holding ``fd``; False where it does not exist."""
     if not _have_syncfs():
         return False
-    return bool(_libc().syncfs(fd) == 0)  # type: ignore[union-attr]
+    return bool(libc().syncfs(fd) == 0)  # type: ignore[union-attr]
 
 
 def syncfs(path: str) -> None:

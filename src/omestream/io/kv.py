@@ -1,8 +1,9 @@
 """A small key/value view of a storage location: local folders and fsspec URLs.
 
 Keys are '/'-separated paths relative to the dataset root (``"0/zarr.json"``).
-Local writes go to a temporary file that is fsynced (when durable) and renamed over
-the target, so a reader or a crash never sees a half-written document or chunk.
+Local writes go to a file without a name (``O_TMPFILE``; a named temporary where
+that does not exist) that is fsynced when durable and then linked or renamed into
+place, so a reader or a crash never sees a half-written document or chunk.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from omestream.errors import WriteError
 from omestream.io.durability import start_writeback
+from omestream.io.libc import link_anonymous, open_anonymous
 
 __all__ = ["FsspecKV", "KVStore", "LocalKV", "open_kv"]
 
@@ -102,30 +104,24 @@ class LocalKV(KVStore):
         """
         target = self.path(key)
         directory = os.path.dirname(target)
-        tmp = os.path.join(directory, f"{TMP_PREFIX}{uuid.uuid4().hex}")
         try:
             self._ensure_dir(directory)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = open_anonymous(directory)
+            if fd is None:
+                _set_via_rename(target, parts, durable, writeback)
+                return
             try:
-                views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
-                while views:
-                    n = os.writev(fd, views[:1024])
-                    while n:
-                        if n >= len(views[0]):
-                            n -= len(views.pop(0))
-                        else:
-                            views[0] = views[0][n:]
-                            n = 0
-                if durable:
-                    os.fsync(fd)
-                elif writeback:
-                    start_writeback(fd)
+                _write_parts(fd, parts, durable, writeback)
+                try:
+                    link_anonymous(fd, target)
+                except FileExistsError:
+                    # Links never replace: name it, then rename that over the target.
+                    tmp = _tmp_name(directory)
+                    link_anonymous(fd, tmp)
+                    _replace(tmp, target)
             finally:
                 os.close(fd)
-            os.replace(tmp, target)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise _write_error(exc, target) from exc
 
     def delete(self, key: str) -> None:
@@ -229,6 +225,53 @@ class FsspecKV(KVStore):
         return FsspecStore.from_url(
             self.url, storage_options=self.storage_options or None, read_only=read_only
         )
+
+
+def _tmp_name(directory: str) -> str:
+    return os.path.join(directory, f"{TMP_PREFIX}{uuid.uuid4().hex}")
+
+
+def _set_via_rename(
+    target: str, parts: list[bytes | memoryview], durable: bool, writeback: bool
+) -> None:
+    """Where files without a name do not exist: a named temporary renamed into place."""
+    tmp = _tmp_name(os.path.dirname(target))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_parts(fd, parts, durable, writeback)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    finally:
+        os.close(fd)
+    _replace(tmp, target)
+
+
+def _write_parts(fd: int, parts: list[bytes | memoryview], durable: bool, writeback: bool) -> None:
+    """One writev of all parts (no joined copy), then fsync or start writeback."""
+    views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
+    while views:
+        n = os.writev(fd, views[:1024])
+        while n:
+            if n >= len(views[0]):
+                n -= len(views.pop(0))
+            else:
+                views[0] = views[0][n:]
+                n = 0
+    if durable:
+        os.fsync(fd)
+    elif writeback:
+        start_writeback(fd)
+
+
+def _replace(tmp: str, target: str) -> None:
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _write_error(exc: OSError, where: str) -> WriteError:

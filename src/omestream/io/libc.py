@@ -1,0 +1,67 @@
+"""The few Linux calls Python's ``os`` module does not offer, through ctypes.
+
+Each helper reports whether the call exists so callers can fall back to portable
+code elsewhere (macOS, Windows, old kernels).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+
+__all__ = ["has", "libc", "link_anonymous", "open_anonymous"]
+
+_AT_FDCWD = -100
+_AT_SYMLINK_FOLLOW = 0x400
+_loaded: list[ctypes.CDLL | None] = []  # the C library, looked up once
+
+
+def libc() -> ctypes.CDLL | None:
+    if not _loaded:
+        try:
+            _loaded.append(ctypes.CDLL(None, use_errno=True))
+        except OSError:
+            _loaded.append(None)
+    return _loaded[0]
+
+
+def has(name: str) -> bool:
+    lib = libc()
+    return lib is not None and hasattr(lib, name)
+
+
+# Whether O_TMPFILE worked once; file systems without it fail once, then never again.
+_anonymous_ok = [hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")]
+
+
+def open_anonymous(directory: str) -> int | None:
+    """A new file without a name in ``directory`` (O_TMPFILE), or None if unsupported.
+
+    Written in full and then given its name with :func:`link_anonymous`, a file
+    appears complete or not at all, like a temporary file renamed into place, with
+    one directory operation instead of three; a crash leaves no stray temporary file.
+    """
+    if not _anonymous_ok[0]:
+        return None
+    try:
+        return os.open(directory, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            _anonymous_ok[0] = False  # the file system cannot; use named temporaries
+            return None
+        raise
+
+
+def link_anonymous(fd: int, target: str) -> None:
+    """Give the file from :func:`open_anonymous` the name ``target``.
+
+    Raises ``FileExistsError`` when ``target`` exists: links never replace.
+    """
+    lib = libc()
+    if lib is None or not has("linkat"):
+        raise OSError(errno.ENOSYS, "linkat is not available")
+    source = f"/proc/self/fd/{fd}".encode()
+    if lib.linkat(_AT_FDCWD, source, _AT_FDCWD, os.fsencode(target), _AT_SYMLINK_FOLLOW):
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), target)
