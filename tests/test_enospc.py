@@ -57,13 +57,13 @@ def _inject_enospc(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
     written = [0]
     original = kv_module.LocalKV.set_parts
 
-    def set_parts(self, key, parts, *, durable=True, writeback=False):  # type: ignore[no-untyped-def]
+    def set_parts(self, key, parts, **kw):  # type: ignore[no-untyped-def]
         written[0] += sum(len(memoryview(p).cast("B")) for p in parts)
         if written[0] > limit:
             raise kv_module._write_error(
                 OSError(errno.ENOSPC, "No space left on device"), self.path(key)
             )
-        return original(self, key, parts, durable=durable, writeback=writeback)
+        return original(self, key, parts, **kw)
 
     monkeypatch.setattr(kv_module.LocalKV, "set_parts", set_parts)
 

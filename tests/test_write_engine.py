@@ -30,12 +30,12 @@ class SlowKV(LocalKV):
         self.chunk_writes = 0
         self._count_lock = threading.Lock()
 
-    def set_parts(self, key, parts, *, durable=True, writeback=False):  # type: ignore[no-untyped-def]
+    def set_parts(self, key, parts, **kw):  # type: ignore[no-untyped-def]
         if "/c/" in f"/{key}":
             time.sleep(self.delay)
             with self._count_lock:
                 self.chunk_writes += 1
-        super().set_parts(key, parts, durable=durable, writeback=writeback)
+        super().set_parts(key, parts, **kw)
 
 
 class FailingKV(LocalKV):
@@ -47,7 +47,7 @@ class FailingKV(LocalKV):
         self._n = 0
         self._count_lock = threading.Lock()
 
-    def set_parts(self, key, parts, *, durable=True, writeback=False):  # type: ignore[no-untyped-def]
+    def set_parts(self, key, parts, **kw):  # type: ignore[no-untyped-def]
         if "/c/" in f"/{key}":
             with self._count_lock:
                 self._n += 1
@@ -58,7 +58,7 @@ class FailingKV(LocalKV):
                 raise _write_error(
                     OSError(errno.ENOSPC, "No space left on device"), self.path(key)
                 )
-        super().set_parts(key, parts, durable=durable, writeback=writeback)
+        super().set_parts(key, parts, **kw)
 
 
 def _settings(

@@ -57,6 +57,7 @@ def omestream_case(
     module: str = "omestream",
     backend: str = "omestream",
     format: str = "ome-zarr",
+    writer: dict[str, Any] | None = None,
 ) -> RunFn:
     try:
         mod = importlib.import_module(module)
@@ -72,6 +73,7 @@ def omestream_case(
         compression=("zstd" if tiff else "blosc-zstd") if w.compressed else None,
         format="ome-tiff" if tiff else {"name": "ome-zarr", "backend": backend},
         overwrite=True,
+        **({"writer": writer} if writer else {}),  # omestream WriterOptions knobs
     )
     # Like every other case, imports happen before timing: omestream imports zarr and
     # ome-types on first use (so `import omestream` stays fast); do that use now.

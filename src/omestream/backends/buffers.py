@@ -4,6 +4,8 @@ Fresh memory is slow to touch (on VMs that hand freed pages back to the host, th
 first write runs at a fraction of memory speed), so buffers that have been written
 out are kept for the next frame. The memory budget already bounds how many buffers
 are in use at once; the pool keeps at most as many idle ones as the budget holds.
+
+Large buffers start on a page boundary, as direct I/O (``O_DIRECT``) requires.
 """
 
 from __future__ import annotations
@@ -12,7 +14,22 @@ import threading
 
 import numpy as np
 
-__all__ = ["BufferPool"]
+from omestream.io.libc import DIRECT_IO_ALIGN as PAGE
+
+__all__ = ["BufferPool", "aligned_empty"]
+
+_ALIGN_FROM = 64 * 1024  # smaller buffers are not written with direct I/O
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray:
+    """``np.empty`` whose data starts on a page boundary (for buffers >= 64 KiB)."""
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    if nbytes < _ALIGN_FROM:
+        return np.empty(shape, dtype=dt)
+    raw = np.empty(nbytes + PAGE, dtype=np.uint8)
+    start = -raw.ctypes.data % PAGE
+    return raw[start : start + nbytes].view(dt).reshape(shape)
 
 
 class BufferPool:
@@ -30,7 +47,7 @@ class BufferPool:
             free = self._free.get(key)
             if free:
                 return free.pop()
-        return np.empty(shape, dtype=dtype)
+        return aligned_empty(shape, dtype)
 
     def give_back(self, buf: np.ndarray) -> None:
         """Return a buffer nobody uses any more."""

@@ -78,15 +78,23 @@ class NativeZarrBackend(ZarrArrayBackend):
         self._threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="omestream-encode")
         # Writes go through their own threads so encoders never wait on the disk: starting
-        # writeback blocks while the device queue is full. One thread writes a local disk
-        # sequentially; object stores and network file systems want requests in parallel.
+        # writeback blocks while the device queue is full. Buffered writes to a local disk
+        # use one thread (sequential on disk) and a background sync pushes them out while
+        # streaming. Object stores want requests in parallel, and so does direct I/O
+        # (uncompressed units, local disk), which returns once the device has the bytes
+        # and leaves nothing in the page cache to push.
+        self._encoder = self.codec.encoder(plan.dtype)
+        local = isinstance(kv, LocalKV)
+        self._direct_io = local and options.direct_io and self._encoder is None
         self._io = ThreadPoolExecutor(
-            1 if isinstance(kv, LocalKV) else max(4, threads), thread_name_prefix="omestream-io"
+            1 if local and not self._direct_io else max(4, threads),
+            thread_name_prefix="omestream-io",
         )
         self._syncer = (
-            BackgroundSync(kv.root) if isinstance(kv, LocalKV) and options.fsync else None
+            BackgroundSync(kv.root)
+            if isinstance(kv, LocalKV) and options.fsync and not self._direct_io
+            else None
         )
-        self._encoder = self.codec.encoder(plan.dtype)
         self._budget = options.memory_budget_mb * 2**20
         self._inflight: deque[tuple[list[Future[None]], int]] = deque()
         self._inflight_bytes = 0
@@ -414,7 +422,13 @@ class NativeZarrBackend(ZarrArrayBackend):
             syncer = self._syncer
             # Writeback starts at once (this thread may wait for the device queue, the
             # encoders do not); the syncer then makes it durable in the background.
-            self.kv.set_parts(key, parts, durable=False, writeback=syncer is not None)  # type: ignore[arg-type]
+            self.kv.set_parts(
+                key,
+                parts,  # type: ignore[arg-type]
+                durable=False,
+                writeback=syncer is not None,
+                direct=self._direct_io,
+            )
             if syncer is not None:
                 syncer.note(_nbytes(parts), self.kv.path(key))
         else:

@@ -10,7 +10,18 @@ import ctypes
 import errno
 import os
 
-__all__ = ["has", "libc", "link_anonymous", "open_anonymous"]
+__all__ = [
+    "DIRECT_IO_ALIGN",
+    "has",
+    "libc",
+    "link_anonymous",
+    "open_anonymous",
+    "set_direct",
+]
+
+# Direct I/O wants buffer address, length and file offset in whole logical blocks
+# (512 B or 4 KiB); a page satisfies both.
+DIRECT_IO_ALIGN = 4096
 
 _AT_FDCWD = -100
 _AT_SYMLINK_FOLLOW = 0x400
@@ -65,3 +76,23 @@ def link_anonymous(fd: int, target: str) -> None:
     if lib.linkat(_AT_FDCWD, source, _AT_FDCWD, os.fsencode(target), _AT_SYMLINK_FOLLOW):
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code), target)
+
+
+def set_direct(fd: int, on: bool) -> bool:
+    """Turn direct I/O (``O_DIRECT``: no page cache) on or off for ``fd``.
+
+    False when this system or file system has no direct I/O.
+    """
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag or not hasattr(os, "set_blocking"):
+        return False
+    import fcntl
+
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | flag if on else flags & ~flag)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return False
+        raise
+    return True

@@ -101,6 +101,10 @@ class WriterOptions(FrozenModel):
         default=160, ge=16, description="frames held for encoding/writing before append waits"
     )
     fsync: bool = Field(default=True, description="close() returns only when data is durable")
+    direct_io: bool = Field(
+        default=True,
+        description="local disks: write whole uncompressed chunks around the page cache",
+    )
     compression_level: int | None = Field(default=None, ge=0, le=22)
     shuffle: Literal["bitshuffle", "shuffle", "noshuffle"] | None = None
     metadata_interval_s: float = Field(
