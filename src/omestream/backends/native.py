@@ -10,7 +10,7 @@ disk speed. Two paths, chosen per array level (see
   several frames, and any uncompressed unit, is assembled in a chunk-major slab:
   ``append`` does exactly one copy (the frame into the slab, which frees the
   caller's buffer) and an uncompressed unit is written straight from the slab
-  with one ``writev``.
+  (page-aligned: with direct I/O on a local disk, several writes in flight).
 * **Direct.** A compressed frame that completes its write units by itself is not
   copied: its chunks are gathered and encoded by the pool's threads *and* the
   appending thread, and ``append`` returns once they are encoded. On a machine
