@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import os
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -75,12 +74,6 @@ class LocalKV(KVStore):
     def is_local(self) -> bool:
         return True
 
-    def _write_parts(
-        self, fd: int, parts: list[bytes | memoryview], durable: bool, writeback: bool
-    ) -> None:
-        if not _write_parts(fd, parts, durable, writeback, direct=True):
-            self._direct_ok = False
-
     def path(self, key: str) -> str:
         return os.path.join(self.root, *key.split("/")) if key else self.root
 
@@ -118,28 +111,28 @@ class LocalKV(KVStore):
         """
         target = self.path(key)
         directory = os.path.dirname(target)
-        write: _Writer = self._write_parts
-        if not (direct and self._direct_ok and _direct_io_fits(parts[0] if parts else b"")):
-            write = functools.partial(_write_parts, direct=False)
+        direct = direct and self._direct_ok and _direct_io_fits(parts[0] if parts else b"")
         try:
             self._ensure_dir(directory)
             fd = open_anonymous(directory)
             if fd is None:
-                _set_via_rename(target, parts, durable, writeback, write)
-                return
-            try:
-                write(fd, parts, durable, writeback)
+                wrote_direct = _set_via_rename(target, parts, durable, writeback, direct)
+            else:
                 try:
-                    link_anonymous(fd, target)
-                except FileExistsError:
-                    # Links never replace: name it, then rename that over the target.
-                    tmp = _tmp_name(directory)
-                    link_anonymous(fd, tmp)
-                    _replace(tmp, target)
-            finally:
-                os.close(fd)
+                    wrote_direct = _write_parts(fd, parts, durable, writeback, direct)
+                    try:
+                        link_anonymous(fd, target)
+                    except FileExistsError:
+                        # Links never replace: name it, then rename that over the target.
+                        tmp = _tmp_name(directory)
+                        link_anonymous(fd, tmp)
+                        _replace(tmp, target)
+                finally:
+                    os.close(fd)
         except OSError as exc:
             raise _write_error(exc, target) from exc
+        if direct and not wrote_direct:
+            self._direct_ok = False  # the file system refused direct I/O: not again
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -248,17 +241,17 @@ def _tmp_name(directory: str) -> str:
     return os.path.join(directory, f"{TMP_PREFIX}{uuid.uuid4().hex}")
 
 
-_Writer = Callable[[int, list[bytes | memoryview], bool, bool], object]
-
-
 def _set_via_rename(
-    target: str, parts: list[bytes | memoryview], durable: bool, writeback: bool, write: _Writer
-) -> None:
-    """Where files without a name do not exist: a named temporary renamed into place."""
+    target: str, parts: list[bytes | memoryview], durable: bool, writeback: bool, direct: bool
+) -> bool:
+    """Where files without a name do not exist: a named temporary renamed into place.
+
+    Returns whether the first part was written with direct I/O (see ``_write_parts``).
+    """
     tmp = _tmp_name(os.path.dirname(target))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        write(fd, parts, durable, writeback)
+        wrote_direct = _write_parts(fd, parts, durable, writeback, direct)
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -266,6 +259,7 @@ def _set_via_rename(
     finally:
         os.close(fd)
     _replace(tmp, target)
+    return wrote_direct
 
 
 def _direct_io_fits(part: bytes | memoryview) -> bool:

@@ -84,10 +84,12 @@ def set_direct(fd: int, on: bool) -> bool:
     False when this system or file system has no direct I/O.
     """
     flag = getattr(os, "O_DIRECT", 0)
-    if not flag or not hasattr(os, "set_blocking"):
+    try:
+        import fcntl
+    except ImportError:  # Windows
         return False
-    import fcntl
-
+    if not flag:
+        return False
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     try:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | flag if on else flags & ~flag)
