@@ -32,12 +32,13 @@ MB = 1 << 20
 
 
 @pytest.fixture(params=["anonymous", "named-temporary"])
-def kv(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalKV:
+def kv(request: pytest.FixtureRequest, tmp_path: Path) -> LocalKV:
+    kv = LocalKV(tmp_path / "store")
     if request.param == "named-temporary":
-        monkeypatch.setattr(libc, "_anonymous_ok", [False])
+        kv._anonymous_ok = False
     elif libc.open_anonymous(str(tmp_path)) is None:
         pytest.skip("this file system has no O_TMPFILE")
-    return LocalKV(tmp_path / "store")
+    return kv
 
 
 def _leftovers(root: str) -> list[str]:
@@ -105,12 +106,10 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.mark.parametrize("mode", ["anonymous", "named-temporary"])
-def test_a_full_disk_keeps_the_old_file_and_frees_the_space(
-    tiny_disk: Path, mode: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if mode == "named-temporary":
-        monkeypatch.setattr(libc, "_anonymous_ok", [False])
+def test_a_full_disk_keeps_the_old_file_and_frees_the_space(tiny_disk: Path, mode: str) -> None:
     kv = LocalKV(tiny_disk)
+    if mode == "named-temporary":
+        kv._anonymous_ok = False
     kv.set("0/c/0", b"old" * 1000)
     free = os.statvfs(tiny_disk).f_bavail
     with pytest.raises(WriteError, match="disk is full") as info:

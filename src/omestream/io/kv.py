@@ -20,7 +20,13 @@ import numpy as np
 
 from omestream.errors import WriteError
 from omestream.io.durability import start_writeback
-from omestream.io.libc import DIRECT_IO_ALIGN, link_anonymous, open_anonymous, set_direct
+from omestream.io.libc import (
+    ANONYMOUS_FILES,
+    DIRECT_IO_ALIGN,
+    link_anonymous,
+    open_anonymous,
+    set_direct,
+)
 
 __all__ = ["FsspecKV", "KVStore", "LocalKV", "open_kv"]
 
@@ -68,7 +74,9 @@ class LocalKV(KVStore):
         self.root = os.path.abspath(os.fspath(root))
         self.url = self.root
         self._made: set[str] = set()
-        self._direct_ok = True  # until the file system refuses direct I/O once
+        # Per store (one file system): what it refused once is not tried again.
+        self._anonymous_ok = ANONYMOUS_FILES
+        self._direct_ok = True
 
     @property
     def is_local(self) -> bool:
@@ -114,8 +122,9 @@ class LocalKV(KVStore):
         direct = direct and self._direct_ok and _direct_io_fits(parts[0] if parts else b"")
         try:
             self._ensure_dir(directory)
-            fd = open_anonymous(directory)
+            fd = open_anonymous(directory) if self._anonymous_ok else None
             if fd is None:
+                self._anonymous_ok = False
                 wrote_direct = _set_via_rename(target, parts, durable, writeback, direct)
             else:
                 try:
@@ -132,7 +141,7 @@ class LocalKV(KVStore):
         except OSError as exc:
             raise _write_error(exc, target) from exc
         if direct and not wrote_direct:
-            self._direct_ok = False  # the file system refused direct I/O: not again
+            self._direct_ok = False
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -11,6 +11,7 @@ import errno
 import os
 
 __all__ = [
+    "ANONYMOUS_FILES",
     "DIRECT_IO_ALIGN",
     "has",
     "libc",
@@ -42,24 +43,24 @@ def has(name: str) -> bool:
     return lib is not None and hasattr(lib, name)
 
 
-# Whether O_TMPFILE worked once; file systems without it fail once, then never again.
-_anonymous_ok = [hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")]
+# Unnamed files need O_TMPFILE, and /proc to link them (see link_anonymous).
+ANONYMOUS_FILES = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 
 
 def open_anonymous(directory: str) -> int | None:
-    """A new file without a name in ``directory`` (O_TMPFILE), or None if unsupported.
+    """A new file without a name in ``directory`` (O_TMPFILE), or None where this
+    system or the directory's file system has none.
 
     Written in full and then given its name with :func:`link_anonymous`, a file
     appears complete or not at all, like a temporary file renamed into place, with
     one directory operation instead of three; a crash leaves no stray temporary file.
     """
-    if not _anonymous_ok[0]:
+    if not ANONYMOUS_FILES:
         return None
     try:
         return os.open(directory, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-            _anonymous_ok[0] = False  # the file system cannot; use named temporaries
             return None
         raise
 
