@@ -22,6 +22,7 @@ class CaseInfo:
     group: Group
     requires: tuple[str, ...] = ()
     compressed_only: bool = False
+    uncompressed_only: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -29,6 +30,8 @@ class CaseInfo:
         """Why this case cannot run (checked in the parent, no imports)."""
         if self.compressed_only and not workload.compressed:
             return "only for compressed workloads"
+        if self.uncompressed_only and workload.compressed:
+            return "only for uncompressed workloads"
         for mod in self.requires:
             try:
                 found = find_spec(mod) is not None
@@ -43,12 +46,14 @@ _OME = "omestream_cases:omestream_case"
 _TS = "ts_cases:tensorstore_case"
 _ZP = "zarr_cases:zarr_python_case"
 _CODEC = "codec:codec_limit"
+_FILES = "raw:raw_direct_files"
 _OW = {"module": "ome_writers", "backend": "tensorstore"}
 
 # name, "module:function", group, required module, options, description
 _TABLE: tuple[tuple[str, str, Group, str | None, dict[str, Any], str], ...] = (
     ("raw-buffered", "raw:raw_buffered", "limit", None, {}, "os.write + fsync, one file"),
     ("raw-direct", "raw:raw_direct", "limit", None, {}, "O_DIRECT from page-aligned buffers"),
+    ("raw-direct-files4", _FILES, "limit", None, {}, "O_DIRECT, ~8 MiB files, 4 in flight"),
     ("codec-limit", _CODEC, "limit", "numcodecs", {"cname": "zstd"}, "blosc-zstd, all cores"),
     ("codec-limit-lz4", _CODEC, "limit", "numcodecs", {"cname": "lz4"}, "blosc-lz4, all cores"),
     ("tensorstore-zarr3", _TS, "baseline", "tensorstore", {"zarr_format": 3}, "futures"),
@@ -72,6 +77,7 @@ CASES: dict[str, CaseInfo] = {
         group,
         (req,) if req else (),
         compressed_only=target == _CODEC,
+        uncompressed_only=target == _FILES,
         options=opts,
         description=desc,
     )
