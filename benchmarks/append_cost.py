@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from omestream import AcquisitionSettings, Dimension, Pyramid, create_stream, open_store
+from omestream.store import Image
 
 
 def _make(root: Path, t: int, frame: int, version: str) -> None:
@@ -65,6 +66,7 @@ def main() -> None:
             root = Path(tmp) / f"t{t}.ome.zarr"
             _make(root, t, f, args.version)
             img = open_store(root, mode="r+")
+            assert isinstance(img, Image)  # _make writes a single image
             mb = t * 2 * f * f * 2 / 2**20
             tp = np.ones((2, f, f), "uint16")
             t_ms = _timed(lambda img=img, tp=tp: img.append(tp, axis="t"), args.repeat) * 1e3
