@@ -192,6 +192,26 @@ def test_codecs_read_back_with_zarr_python(
     validate_ome_zarr(s.output_path)
 
 
+@pytest.mark.parametrize("cname", ["blosc-zstd", "blosc-lz4"])
+def test_encoding_into_a_reused_buffer_gives_the_same_bytes(cname: str) -> None:
+    from numcodecs import Blosc
+
+    from omestream.backends.codecs import codec_choice
+
+    encoder = codec_choice(cname).encoder("uint16")
+    if not hasattr(encoder, "encode_into"):
+        pytest.skip("this encoder only returns new bytes")
+    rng = np.random.default_rng(3)
+    smooth = np.add.outer(np.arange(64), np.arange(96)).astype(np.uint16)
+    noise = rng.integers(0, 2**16, (64, 96), dtype=np.uint16)  # grows by the header
+    out = memoryview(bytearray(noise.nbytes + encoder.max_overhead))
+    for data in (smooth, noise, smooth):  # the buffer still holds the previous encoding
+        n = encoder.encode_into(data, out)
+        assert bytes(out[:n]) == encoder.encode(data)
+        decoded = np.frombuffer(Blosc().decode(bytes(out[:n])), np.uint16)
+        np.testing.assert_array_equal(decoded.reshape(data.shape), data)
+
+
 # -- compressed frames that complete their write units: encoded without a slab copy ----
 def _direct_settings(
     tmp_path: Path, version: str, n: int | None = 12, **writer: object

@@ -206,15 +206,16 @@ class NativeZarrBackend(ZarrArrayBackend):
             for gy in range(ngy)
             for gx in range(ngx)
         ]
-        encoder = self._encoder
-        assert encoder is not None
-
-        def encode(job: tuple[int, int, int, int]) -> Any:
-            ty, tx, gy, gx = job
-            return encoder.encode(np.ascontiguousarray(six[ty, gy, :, tx, gx, :]))
-
-        encoded = self._parallel(encode, jobs)
         per_unit = ngy * ngx
+        chunk_nbytes = six[0, 0, :, 0, 0, :].nbytes
+        arenas = [self._arena(per_unit, chunk_nbytes) for _ in range(nty * ntx)]
+
+        def encode(k: int) -> bytes | memoryview:
+            ty, tx, gy, gx = jobs[k]
+            u, slot = divmod(k, per_unit)
+            return self._encode_chunk(six[ty, gy, :, tx, gx, :], arenas[u], slot)
+
+        encoded = self._parallel(encode, range(len(jobs)))
         for u in range(nty * ntx):
             parts: list[bytes | memoryview | np.ndarray] = list(
                 encoded[u * per_unit : (u + 1) * per_unit]
@@ -223,7 +224,29 @@ class NativeZarrBackend(ZarrArrayBackend):
                 sizes: list[int | None] = [len(p) for p in parts]
                 parts.append(shard_index(sizes, (*g.grid_outer, ngy, ngx)))
             key = self._chunk_key(image, level, (*index, *divmod(u, ntx)))
-            self._write_later(key, parts)
+            self._write_later(key, parts, arenas[u])
+
+    def _arena(self, chunks: int, chunk_nbytes: int) -> np.ndarray | None:
+        """A reused buffer with one slot per chunk that encoders write into, or None
+        when the encoder only returns new bytes (see ``encode_into`` in
+        :mod:`omestream.backends.codecs`). Released once the unit is written."""
+        if not hasattr(self._encoder, "encode_into"):
+            return None
+        return self._buffers.take((chunks, self._slot_bytes(chunk_nbytes)), "u1")
+
+    def _slot_bytes(self, chunk_nbytes: int) -> int:
+        overhead = int(getattr(self._encoder, "max_overhead", 0))
+        return -(-(chunk_nbytes + overhead) // 64) * 64  # cache-line aligned slots
+
+    def _encode_chunk(
+        self, chunk: np.ndarray, arena: np.ndarray | None, slot: int
+    ) -> bytes | memoryview:
+        encoder = self._encoder
+        assert encoder is not None
+        if arena is None:
+            return encoder.encode(np.ascontiguousarray(chunk))  # type: ignore[no-any-return]
+        out = memoryview(arena[slot])  # type: ignore[arg-type]  # numpy rows are buffers
+        return out[: encoder.encode_into(chunk, out)]
 
     def _parallel(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
         """``[fn(i) for i in items]`` on the pool's threads and this one together."""
@@ -252,14 +275,17 @@ class NativeZarrBackend(ZarrArrayBackend):
             raise errors[0]
         return out
 
-    def _write_later(self, key: str, parts: list[bytes | memoryview | np.ndarray]) -> None:
-        nbytes = _nbytes(parts)
+    def _write_later(
+        self, key: str, parts: list[bytes | memoryview | np.ndarray], arena: np.ndarray | None
+    ) -> None:
+        # An arena counts whole: pages its slots touched in earlier use stay resident.
+        nbytes = arena.nbytes if arena is not None else _nbytes(parts)
         self._wait_for_budget(nbytes)
         done: Future[None] = Future()
         with self._lock:
             self._inflight.append(([done], nbytes))
             self._inflight_bytes += nbytes
-        self._run_on(self._io, self._write_parts, key, parts, done)
+        self._run_on(self._io, self._write_parts, key, parts, done, arena)
 
     @staticmethod
     def _run_on(executor: ThreadPoolExecutor, fn: Callable[..., None], *args: Any) -> None:
@@ -280,7 +306,8 @@ class NativeZarrBackend(ZarrArrayBackend):
             np.copyto(buf, slab.buf)
             present = slab.present.copy()
         slab.dirty = False
-        self._wait_for_budget(buf.nbytes)
+        accounted = buf.nbytes * (2 if hasattr(self._encoder, "encode_into") else 1)
+        self._wait_for_budget(accounted)
         if not present.all():
             for local in zip(*np.nonzero(~present), strict=True):
                 g.frame_view(buf, tuple(int(i) for i in local))[...] = self.plan.fill_value
@@ -311,8 +338,8 @@ class NativeZarrBackend(ZarrArrayBackend):
         for f in futures:
             f.add_done_callback(release)
         with self._lock:
-            self._inflight.append((futures, buf.nbytes))
-            self._inflight_bytes += buf.nbytes
+            self._inflight.append((futures, accounted))  # slab plus encoded arenas
+            self._inflight_bytes += accounted
 
     def _wait_for_budget(self, nbytes: int) -> None:
         """Backpressure: block until the bytes in flight fit the memory budget."""
@@ -354,22 +381,28 @@ class NativeZarrBackend(ZarrArrayBackend):
                     f.result()
             unit = buf[tile]  # contiguous: this unit's inner chunks in shard-index order
             key = self._chunk_key(image, level, (*block, *tile))
+            arena = None
             if g.sharded:
-                parts = self._shard_parts(g, unit, chunk_present)
+                parts, arena = self._shard_parts(g, unit, chunk_present)
             elif self._encoder is not None:
-                parts = [self._encoder.encode(unit)]
+                arena = self._arena(1, unit.nbytes)
+                parts = [self._encode_chunk(unit, arena, 0)]
             else:
                 parts = [unit.reshape(-1).view(np.uint8)]
         except BaseException as exc:
             self._fail(exc, done)
             return
         if self._encoder is None:
-            self._write_parts(key, parts, done)  # already on a writer thread
+            self._write_parts(key, parts, done, None)  # already on a writer thread
         else:
-            self._run_on(self._io, self._write_parts, key, parts, done)
+            self._run_on(self._io, self._write_parts, key, parts, done, arena)
 
     def _write_parts(
-        self, key: str, parts: list[bytes | memoryview | np.ndarray], done: Future[None]
+        self,
+        key: str,
+        parts: list[bytes | memoryview | np.ndarray],
+        done: Future[None],
+        arena: np.ndarray | None,
     ) -> None:
         try:
             self._put(key, parts)
@@ -377,6 +410,10 @@ class NativeZarrBackend(ZarrArrayBackend):
             self._fail(exc, done)
         else:
             done.set_result(None)
+        finally:
+            if arena is not None:
+                del parts  # drop the views into it before it is reused
+                self._buffers.give_back(arena)
 
     def _fail(self, exc: BaseException, done: Future[None]) -> None:
         with self._lock:
@@ -386,12 +423,14 @@ class NativeZarrBackend(ZarrArrayBackend):
 
     def _shard_parts(
         self, g: Geometry, unit: np.ndarray, chunk_present: np.ndarray | None
-    ) -> list[bytes | memoryview | np.ndarray]:
+    ) -> tuple[list[bytes | memoryview | np.ndarray], np.ndarray | None]:
+        """A shard's parts (chunks, then the index) and the arena they live in."""
         n = g.chunks_per_unit
         flat = unit.reshape(n, -1)
         grid = (*g.grid_outer, *g.grid_yx)
         if self._encoder is None and chunk_present is None:
-            return [flat.reshape(-1).view(np.uint8), shard_index([flat[0].nbytes] * n, grid)]
+            return [flat.reshape(-1).view(np.uint8), shard_index([flat[0].nbytes] * n, grid)], None
+        arena = self._arena(n, flat[0].nbytes) if self._encoder is not None else None
         parts: list[bytes | memoryview | np.ndarray] = []
         sizes: list[int | None] = []
         for k in range(n):
@@ -399,14 +438,14 @@ class NativeZarrBackend(ZarrArrayBackend):
                 sizes.append(None)
                 continue
             data = (
-                self._encoder.encode(flat[k])
+                self._encode_chunk(flat[k], arena, k)
                 if self._encoder is not None
                 else flat[k].view(np.uint8)
             )
             sizes.append(len(data) if not isinstance(data, np.ndarray) else data.nbytes)
             parts.append(data)
         parts.append(shard_index(sizes, grid))
-        return parts
+        return parts, arena
 
     def _chunk_key(self, image: int, level: int, grid_index: tuple[int, ...]) -> str:
         base = self.path(image, level)
