@@ -57,6 +57,50 @@ def test_new_and_replaced_keys_read_back_without_leftovers(kv: LocalKV) -> None:
     assert os.stat(kv.path("zarr.json")).st_mode & 0o777 == 0o644 & ~_umask()
 
 
+def test_replaced_files_are_retired_until_the_stream_ends(kv: LocalKV) -> None:
+    kv.retire_replaced(cap_bytes=2500)
+    kv.set("zarr.json", b"v0" * 500)
+    old_inode = os.stat(kv.path("zarr.json")).st_ino
+    kv.set("zarr.json", b"v1" * 500)
+    kv.set("zarr.json", b"v2" * 500)
+    kv.set("new.json", b"{}")  # nothing replaced: nothing retired
+    assert kv.get("zarr.json") == b"v2" * 500
+    assert kv.list_dir("") == ["new.json", "zarr.json"]  # retired files stay hidden
+    retired = _leftovers(kv.root)
+    assert len(retired) == 2
+    # the first version still has a link, so replacing it freed no blocks
+    assert old_inode in {os.stat(os.path.join(kv.root, f)).st_ino for f in retired}
+    kv.set("zarr.json", b"v3" * 500)  # a third 1000 bytes would pass the cap: removed first
+    assert len(_leftovers(kv.root)) == 1
+    kv.stop_retiring()
+    assert _leftovers(kv.root) == []
+    kv.set("zarr.json", b"v4")  # retiring stopped: replaced files are freed at once
+    assert _leftovers(kv.root) == [] and kv.get("zarr.json") == b"v4"
+
+
+def test_a_stream_leaves_no_retired_files(tmp_path: Path) -> None:
+    s = AcquisitionSettings(
+        root_path=str(tmp_path / "u.ome.zarr"),
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=1),
+            Dimension(name="y", count=64, chunk_size=64),
+            Dimension(name="x", count=64, chunk_size=64),
+        ],
+        dtype="uint16",
+        writer=WriterOptions(metadata_interval_s=0.01),
+    )
+    frames = np.arange(40 * 64 * 64, dtype=np.uint16).reshape(40, 64, 64)
+    with create_stream(s) as stream:
+        for f in frames:
+            stream.append(f, metadata={"n": 1})
+        stream.flush()
+        # the unbounded axis grew and the metadata was refreshed: old versions wait
+        assert _leftovers(s.output_path)
+    assert _leftovers(s.output_path) == []
+    np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0", mode="r")[...], frames)
+    validate_ome_zarr(s.output_path)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -31,7 +31,7 @@ from omestream.errors import (
     StreamClosedError,
     WriteError,
 )
-from omestream.io.kv import KVStore, open_kv
+from omestream.io.kv import KVStore, LocalKV, open_kv
 from omestream.plan import FrameRouter, StoragePlan, plan_storage
 from omestream.pyramid import StreamPyramid
 from omestream.settings import AcquisitionSettings
@@ -86,6 +86,8 @@ class OMEStream:
         self.settings = settings
         self.plan = plan
         self._kv = kv
+        if isinstance(kv, LocalKV):
+            kv.retire_replaced()  # replaced files are removed at close (see there)
         self._backend = backend
         self._sink = sink
         self._router = FrameRouter(settings)
@@ -238,6 +240,8 @@ class OMEStream:
             self._sink.update(self._state, final=True)
         except BaseException as exc:
             error = error or exc
+        if isinstance(self._kv, LocalKV):
+            self._kv.stop_retiring()
         if error is not None:
             raise error
 
