@@ -8,6 +8,7 @@ large aligned chunks (checked with mincore: its pages never enter the page cache
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -99,6 +100,17 @@ def test_a_stream_leaves_no_retired_files(tmp_path: Path) -> None:
     assert _leftovers(s.output_path) == []
     np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0", mode="r")[...], frames)
     validate_ome_zarr(s.output_path)
+
+    # a stream dropped without close() removes them when it is collected
+    s2 = s.model_copy(update={"root_path": str(tmp_path / "dropped.ome.zarr")})
+    stream = create_stream(s2)
+    for f in frames[:10]:
+        stream.append(f, metadata={"n": 1})
+    stream.flush()
+    assert _leftovers(s2.output_path)
+    del stream
+    gc.collect()
+    assert _leftovers(s2.output_path) == []
 
 
 def _umask() -> int:

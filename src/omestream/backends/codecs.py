@@ -101,8 +101,8 @@ class _ImagecodecsBlosc:
     """A chunk encoder with numcodecs' ``encode`` signature over imagecodecs' Blosc.
 
     ``encode_into`` writes into a caller's buffer instead: a fresh output buffer per
-    chunk costs page faults on every call, and encoding into reused memory ran ~15%
-    faster per core here.
+    chunk costs page faults on every call while many encoded chunks are in flight;
+    encoding into reused memory ran 1.1-1.15x faster here (without disk I/O).
     """
 
     max_overhead = 16  # Blosc never adds more than its header to the input size

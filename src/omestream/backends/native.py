@@ -84,6 +84,13 @@ class NativeZarrBackend(ZarrArrayBackend):
         # (uncompressed units, local disk), which returns once the device has the bytes
         # and leaves nothing in the page cache to push.
         self._encoder = self.codec.encoder(plan.dtype)
+        # Encoders that write into a given buffer get reused arenas (see _arena);
+        # the value is the bytes a chunk may grow by, None without arenas.
+        self._arena_overhead: int | None = (
+            int(getattr(self._encoder, "max_overhead", 0))
+            if hasattr(self._encoder, "encode_into")
+            else None
+        )
         local = isinstance(kv, LocalKV)
         self._direct_io = local and options.direct_io and self._encoder is None
         self._io = ThreadPoolExecutor(
@@ -230,13 +237,10 @@ class NativeZarrBackend(ZarrArrayBackend):
         """A reused buffer with one slot per chunk that encoders write into, or None
         when the encoder only returns new bytes (see ``encode_into`` in
         :mod:`omestream.backends.codecs`). Released once the unit is written."""
-        if not hasattr(self._encoder, "encode_into"):
+        if self._arena_overhead is None:
             return None
-        return self._buffers.take((chunks, self._slot_bytes(chunk_nbytes)), "u1")
-
-    def _slot_bytes(self, chunk_nbytes: int) -> int:
-        overhead = int(getattr(self._encoder, "max_overhead", 0))
-        return -(-(chunk_nbytes + overhead) // 64) * 64  # cache-line aligned slots
+        slot = -(-(chunk_nbytes + self._arena_overhead) // 64) * 64  # cache-line aligned
+        return self._buffers.take((chunks, slot), "u1")
 
     def _encode_chunk(
         self, chunk: np.ndarray, arena: np.ndarray | None, slot: int
@@ -306,7 +310,7 @@ class NativeZarrBackend(ZarrArrayBackend):
             np.copyto(buf, slab.buf)
             present = slab.present.copy()
         slab.dirty = False
-        accounted = buf.nbytes * (2 if hasattr(self._encoder, "encode_into") else 1)
+        accounted = buf.nbytes * (1 if self._arena_overhead is None else 2)
         self._wait_for_budget(accounted)
         if not present.all():
             for local in zip(*np.nonzero(~present), strict=True):
@@ -412,7 +416,6 @@ class NativeZarrBackend(ZarrArrayBackend):
             done.set_result(None)
         finally:
             if arena is not None:
-                del parts  # drop the views into it before it is reused
                 self._buffers.give_back(arena)
 
     def _fail(self, exc: BaseException, done: Future[None]) -> None:

@@ -114,7 +114,7 @@ class OMEStream:
             else None
         )
         # Safety net: a stream dropped without close() still writes what it holds.
-        self._finalizer = weakref.finalize(self, OMEStream._finalize_quietly, backend)
+        self._finalizer = weakref.finalize(self, OMEStream._finalize_quietly, backend, kv)
         # append and the idle-time refresh (AutoFlush) never run at the same time
         self._lock = threading.RLock()
         self._sink_lock = threading.Lock()  # one metadata writer at a time; taken first
@@ -346,10 +346,12 @@ class OMEStream:
             self._resize_all(list(self._state.extents))
 
     @staticmethod
-    def _finalize_quietly(backend: ArrayBackend) -> None:
+    def _finalize_quietly(backend: ArrayBackend, kv: KVStore) -> None:
         # nothing to report to at garbage collection
         with contextlib.suppress(Exception):
             backend.close()
+        if isinstance(kv, LocalKV):
+            kv.stop_retiring()
 
 
 def _at_thread_exit(hook: Callable[[], None]) -> None:
