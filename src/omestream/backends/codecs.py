@@ -114,9 +114,16 @@ class _ImagecodecsBlosc:
         self._typesize = np.dtype(dtype).itemsize
 
     def encode(self, data: np.ndarray) -> bytes:
+        return bytes(self._blosc(data, None))
+
+    def encode_into(self, data: np.ndarray, out: memoryview) -> int:
+        """Encode into ``out`` (at least ``data.nbytes + max_overhead`` long); the size."""
+        return len(self._blosc(data, out))
+
+    def _blosc(self, data: np.ndarray, out: memoryview | None) -> Any:
         import imagecodecs
 
-        out = imagecodecs.blosc_encode(
+        return imagecodecs.blosc_encode(
             np.ascontiguousarray(data),  # type: ignore[arg-type]  # any buffer works
             level=self._level,
             compressor=self._cname,
@@ -124,24 +131,8 @@ class _ImagecodecsBlosc:
             typesize=self._typesize,
             blocksize=BLOSC_BLOCKSIZE,
             numthreads=1,  # the engine runs one encode per core itself
-        )
-        return bytes(out)
-
-    def encode_into(self, data: np.ndarray, out: memoryview) -> int:
-        """Encode into ``out`` (at least ``data.nbytes + max_overhead`` long); the size."""
-        import imagecodecs
-
-        encoded = imagecodecs.blosc_encode(
-            np.ascontiguousarray(data),  # type: ignore[arg-type]
-            level=self._level,
-            compressor=self._cname,
-            shuffle=self._shuffle,
-            typesize=self._typesize,
-            blocksize=BLOSC_BLOCKSIZE,
-            numthreads=1,
             out=out,  # type: ignore[arg-type]  # any writable buffer works
         )
-        return len(encoded)
 
 
 _DEFAULT_LEVEL = {"blosc-zstd": 1, "blosc-lz4": 1, "zstd": 1, "gzip": 1, "lzw": 0}
