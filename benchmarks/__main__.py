@@ -17,6 +17,7 @@ from benchmarks.cases import CASES, CaseInfo
 from benchmarks.machine import describe, one_line
 from benchmarks.orchestrate import REPO, SRC, Plan, make_pools, make_root, run_plan
 from benchmarks.report import annotate, print_tables, summarize
+from benchmarks.targets import evaluate, print_targets
 from benchmarks.workloads import WORKLOADS, Workload
 
 
@@ -111,6 +112,8 @@ def main(argv: list[str]) -> int:
     limits = annotate(results, wmap)
     summary = summarize(results)
     print_tables(console, summary, limits, wmap)
+    targets = evaluate(results, wmap)
+    print_targets(console, targets)
     doc = {
         "started": started,
         "elapsed_s": time.time() - started,
@@ -131,6 +134,7 @@ def main(argv: list[str]) -> int:
         },
         "limits": limits,
         "summary": summary,
+        "targets": targets,
         "runs": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,180 @@
+"""The write engine's targets, checked against one run's results.
+
+Every target compares two numbers *of the same round* (a case against that round's
+limit, another writer, or the same writer on another workload), because the disk and
+the host's CPU drift between rounds by more than many of the gaps measured. A target
+is met when the median of those per-round ratios reaches its threshold; the range is
+reported next to it. Peak memory is a bound, so there the worst round counts.
+
+    python -m benchmarks.targets benchmarks/results/latest.json
+
+re-evaluates a saved run (``python -m benchmarks`` prints the same table at its end).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.report import round_limits
+from benchmarks.workloads import WORKLOADS, Workload
+
+Against = str  # "disk", "codec", "case:<name>", "workload:<name>"
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    workload: str
+    case: str
+    against: Against = "disk"
+    threshold: float = 1.0
+    kind: Literal["ratio", "peak_rss_mb"] = "ratio"
+
+    def describe(self) -> str:
+        if self.kind == "peak_rss_mb":
+            return f"peak RSS <= {self.threshold:.0f} MB"
+        what, _, name = self.against.partition(":")
+        if what == "case":
+            other = name
+        elif what == "workload":
+            other = f"{self.case} on {name}"
+        else:
+            other = f"{what} limit"
+        x = self.threshold
+        return f">= {x:.1f}x {other}" if x == int(x) else f">= {x:g}x {other}"
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("OME-Zarr, uncompressed", "big-raw", "omestream", "disk", 0.9),
+    Target("OME-Zarr, uncompressed", "big-raw", "omestream", "case:tensorstore-zarr3"),
+    Target("OME-Zarr, uncompressed", "big-raw", "omestream", "case:tensorstore-zarr2"),
+    Target("OME-TIFF, uncompressed", "big-raw", "omestream-tiff", "disk", 0.95),
+    Target("OME-Zarr, blosc-zstd", "big-zstd", "omestream", "codec", 0.8),
+    Target("OME-Zarr, blosc-zstd", "big-zstd", "omestream", "case:tensorstore-zarr3", 1.3),
+    Target("OME-Zarr, 512x512 frames", "small-fast", "omestream", "disk", 0.8),
+    Target("OME-TIFF, 512x512 frames", "small-fast", "omestream-tiff", "disk", 0.95),
+    Target("unbounded time axis", "big-unbounded", "omestream", "workload:big-raw", 0.95),
+    Target(
+        "fresh buffer per frame", "fresh-buffers", "omestream", kind="peak_rss_mb", threshold=256
+    ),
+)
+
+
+def _ok(results: list[dict[str, Any]]) -> dict[tuple[int, str, str], dict[str, Any]]:
+    return {(r["round"], r["workload"], r["case"]): r for r in results if r.get("status") == "ok"}
+
+
+def evaluate(
+    results: list[dict[str, Any]],
+    workloads: dict[str, Workload],
+    targets: tuple[Target, ...] = TARGETS,
+) -> list[dict[str, Any]]:
+    """One row per target: per-round values, their median and range, and a verdict.
+
+    ``status`` is ``"met"``, ``"not met"`` or ``"not measured"`` (a case or workload
+    the run did not include, or no round in which both sides succeeded).
+    """
+    ok = _ok(results)
+    rounds: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        rounds[f"{r['round']}|{r['workload']}"].append(r)
+    out = []
+    for t in targets:
+        values: list[float] = []
+        for rnd in sorted({r["round"] for r in results}):
+            mine = ok.get((rnd, t.workload, t.case))
+            if mine is None:
+                continue
+            if t.kind == "peak_rss_mb":
+                if mine.get("peak_rss_mb") is not None:
+                    values.append(float(mine["peak_rss_mb"]))
+                continue
+            other = _reference(t, rnd, ok, rounds, workloads)
+            if other:
+                values.append(mine["mb_s"] / other)
+        row: dict[str, Any] = {
+            "label": t.label,
+            "workload": t.workload,
+            "case": t.case,
+            "target": t.describe(),
+            "rounds": len(values),
+            "values": values,
+        }
+        if not values:
+            row |= {"value": None, "low": None, "high": None, "status": "not measured"}
+        elif t.kind == "peak_rss_mb":
+            worst = max(values)
+            row |= {"value": worst, "low": min(values), "high": worst}
+            row["status"] = "met" if worst <= t.threshold else "not met"
+        else:
+            mid = median(values)
+            row |= {"value": mid, "low": min(values), "high": max(values)}
+            row["status"] = "met" if mid >= t.threshold else "not met"
+        out.append(row)
+    return out
+
+
+def _reference(
+    t: Target,
+    rnd: int,
+    ok: dict[tuple[int, str, str], dict[str, Any]],
+    rounds: dict[str, list[dict[str, Any]]],
+    workloads: dict[str, Workload],
+) -> float | None:
+    what, _, name = t.against.partition(":")
+    if what in ("disk", "codec"):
+        w = workloads.get(t.workload)
+        rows = rounds.get(f"{rnd}|{t.workload}", [])
+        return round_limits(rows, w)[what] if w is not None and rows else None
+    other = ok.get((rnd, t.workload, name) if what == "case" else (rnd, name, t.case))
+    return other["mb_s"] if other else None
+
+
+def print_targets(console: Console, rows: list[dict[str, Any]]) -> None:
+    """The measured targets as a table (targets this run did not cover are counted)."""
+    measured = [r for r in rows if r["status"] != "not measured"]
+    caption = "per-round ratios (same round, both sides): median and range; peak RSS: worst round"
+    if len(measured) < len(rows):
+        caption += f"; {len(rows) - len(measured)} target(s) not covered by this run"
+    table = Table(title="Targets", caption=caption, title_justify="left")
+    for col in ("what", "workload", "case", "target", "median", "range", "rounds", "status"):
+        table.add_column(col, justify="right" if col in ("median", "range", "rounds") else "left")
+    for r in measured:
+        fmt, unit = (".0f", " MB") if r["target"].startswith("peak") else (".2f", "x")
+        value = "—" if r["value"] is None else f"{r['value']:{fmt}}{unit}"
+        span = "—" if r["low"] is None else f"{r['low']:{fmt}}-{r['high']:{fmt}}"
+        color = {"met": "green", "not met": "red"}.get(r["status"], "dim")
+        table.add_row(
+            r["label"],
+            r["workload"],
+            r["case"],
+            r["target"],
+            value,
+            span,
+            str(r["rounds"]),
+            f"[{color}]{r['status']}[/]",
+        )
+    console.print(table)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m benchmarks.targets RESULTS.json", file=sys.stderr)
+        return 2
+    doc = json.loads(Path(argv[0]).read_text())
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    print_targets(console, evaluate(doc["runs"], WORKLOADS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

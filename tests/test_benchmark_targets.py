@@ -1,0 +1,84 @@
+"""The benchmark suite's target check: ratios are taken within a round, then summarised."""
+
+from __future__ import annotations
+
+import pytest
+from benchmarks.targets import Target, evaluate
+from benchmarks.workloads import WORKLOADS
+
+
+def _row(rnd: int, workload: str, case: str, mb_s: float, **extra: object) -> dict:
+    row = {"round": rnd, "workload": workload, "case": case, "status": "ok", "mb_s": mb_s}
+    return row | extra
+
+
+def _codec(rnd: int, mb_s: float) -> dict:
+    return _row(rnd, "big-zstd", "codec-limit", mb_s, extra={"compression_ratio": 2.0})
+
+
+def test_ratios_are_paired_by_round_not_taken_from_medians() -> None:
+    # The disk was fast in round 0 and slow in round 1; the writer followed it.
+    # Medians of each side would give 700 / 650; the rounds say 0.9 both times.
+    results = [
+        _row(0, "big-raw", "raw-buffered", 1000.0),
+        _row(0, "big-raw", "raw-direct", 400.0),
+        _row(0, "big-raw", "omestream", 900.0),
+        _row(1, "big-raw", "raw-buffered", 300.0),
+        _row(1, "big-raw", "omestream", 270.0),
+        _row(2, "big-raw", "raw-buffered", 500.0),
+        _row(2, "big-raw", "omestream", 450.0),
+    ]
+    [row] = evaluate(results, WORKLOADS, (Target("raw", "big-raw", "omestream", "disk", 0.9),))
+    assert row["values"] == pytest.approx([0.9, 0.9, 0.9])
+    assert row["value"] == pytest.approx(0.9)
+    assert row["status"] == "met"
+
+
+def test_codec_other_case_and_other_workload_references() -> None:
+    results = [
+        _codec(0, 1000.0),
+        _row(0, "big-zstd", "raw-buffered", 2000.0),
+        _row(0, "big-zstd", "omestream", 600.0),
+        _row(0, "big-zstd", "tensorstore-zarr3", 500.0),
+        _row(0, "big-raw", "raw-buffered", 800.0),
+        _row(0, "big-raw", "omestream", 800.0),
+        _row(0, "big-unbounded", "omestream", 720.0),
+    ]
+    targets = (
+        Target("zstd", "big-zstd", "omestream", "codec", 0.8),
+        Target("zstd", "big-zstd", "omestream", "case:tensorstore-zarr3", 1.3),
+        Target("unbounded", "big-unbounded", "omestream", "workload:big-raw", 0.95),
+    )
+    codec, ts, unbounded = evaluate(results, WORKLOADS, targets)
+    assert (codec["value"], codec["status"]) == (pytest.approx(0.6), "not met")
+    assert (ts["value"], ts["status"]) == (pytest.approx(1.2), "not met")
+    assert (unbounded["value"], unbounded["status"]) == (pytest.approx(0.9), "not met")
+    assert codec["target"] == ">= 0.8x codec limit"
+    assert ts["target"] == ">= 1.3x tensorstore-zarr3"
+
+
+def test_failed_rounds_and_missing_cases_are_not_counted() -> None:
+    results = [
+        _row(0, "big-raw", "raw-buffered", 500.0),
+        _row(0, "big-raw", "omestream", 500.0),
+        _row(1, "big-raw", "raw-buffered", 500.0),
+        _row(1, "big-raw", "omestream", 0.0) | {"status": "error", "reason": "boom"},
+    ]
+    targets = (
+        Target("raw", "big-raw", "omestream", "disk", 0.9),
+        Target("raw", "big-raw", "omestream", "case:tensorstore-zarr2"),
+    )
+    raw, ts = evaluate(results, WORKLOADS, targets)
+    assert raw["rounds"] == 1 and raw["status"] == "met"
+    assert ts["rounds"] == 0 and ts["status"] == "not measured" and ts["value"] is None
+
+
+def test_peak_memory_is_judged_by_the_worst_round() -> None:
+    results = [
+        _row(r, "fresh-buffers", "omestream", 900.0, peak_rss_mb=rss)
+        for r, rss in enumerate((180.0, 270.0, 190.0))
+    ]
+    target = Target("fresh", "fresh-buffers", "omestream", kind="peak_rss_mb", threshold=256)
+    [row] = evaluate(results, WORKLOADS, (target,))
+    assert row["value"] == 270.0 and row["status"] == "not met"
+    assert row["target"] == "peak RSS <= 256 MB"
