@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from benchmarks.cases import CASES
 from benchmarks.targets import Target, evaluate
 from benchmarks.workloads import WORKLOADS
 
@@ -75,3 +76,10 @@ def test_peak_memory_is_judged_by_the_worst_round() -> None:
     [row] = evaluate(results, WORKLOADS, (target,))
     assert row["value"] == 270.0 and row["status"] == "not met"
     assert row["target"] == "peak RSS <= 256 MB"
+
+
+def test_the_unbounded_pair_runs_on_the_bounded_workload_only() -> None:
+    case = CASES["omestream-unbounded"]
+    assert case.skip_reason(WORKLOADS["big-raw"]) is None
+    assert case.skip_reason(WORKLOADS["small-fast"]) == "only for big-raw"
+    assert case.options["unbounded"] is True

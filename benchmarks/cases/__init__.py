@@ -25,9 +25,12 @@ class CaseInfo:
     uncompressed_only: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    workloads: tuple[str, ...] = ()  # only these workloads (all when empty)
 
     def skip_reason(self, workload: Workload) -> str | None:
         """Why this case cannot run (checked in the parent, no imports)."""
+        if self.workloads and workload.name not in self.workloads:
+            return f"only for {', '.join(self.workloads)}"
         if self.compressed_only and not workload.compressed:
             return "only for compressed workloads"
         if self.uncompressed_only and workload.compressed:
@@ -68,7 +71,12 @@ _TABLE: tuple[tuple[str, str, Group, str | None, dict[str, Any], str], ...] = (
     ("omestream-zarr-python", _OME, "omestream", "omestream", {"backend": "zarr-python"}, ""),
     ("omestream-acquire-zarr", _OME, "omestream", "omestream", {"backend": "acquire-zarr"}, ""),
     ("omestream-tiff", _OME, "omestream", "omestream", {"format": "ome-tiff"}, "OME-TIFF"),
+    ("omestream-unbounded", _OME, "omestream", "omestream", {"unbounded": True}, "t unbounded"),
 )
+
+# The unbounded-axis target compares this case with `omestream` on the same workload,
+# so both run minutes closer together than the separate `big-unbounded` workload.
+_ONLY_FOR = {"omestream-unbounded": ("big-raw",)}
 
 CASES: dict[str, CaseInfo] = {
     name: CaseInfo(
@@ -80,6 +88,7 @@ CASES: dict[str, CaseInfo] = {
         uncompressed_only=target == _FILES,
         options=opts,
         description=desc,
+        workloads=_ONLY_FOR.get(name, ()),
     )
     for name, target, group, req, opts, desc in _TABLE
 }

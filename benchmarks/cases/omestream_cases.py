@@ -27,6 +27,7 @@ an error of this case only.
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -58,13 +59,14 @@ def omestream_case(
     backend: str = "omestream",
     format: str = "ome-zarr",
     writer: dict[str, Any] | None = None,
+    unbounded: bool = False,
 ) -> RunFn:
     try:
         mod = importlib.import_module(module)
         create_stream = mod.create_stream
     except (ImportError, AttributeError) as e:
         raise Skip(f"{module} API not available: {e}") from e
-    w = ctx.workload
+    w = replace(ctx.workload, unbounded=True) if unbounded else ctx.workload
     tiff = format == "ome-tiff"
     settings = mod.AcquisitionSettings(
         root_path=str(ctx.out / "data") + (".ome.tiff" if tiff else ".ome.zarr"),
