@@ -11,12 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from benchmarks.cases import CASES, CaseInfo
 from benchmarks.machine import describe, one_line
 from benchmarks.orchestrate import REPO, SRC, Plan, make_pools, make_root, run_plan
-from benchmarks.report import annotate, print_tables, summarize
+from benchmarks.report import annotate, print_tables, report_console, summarize
 from benchmarks.targets import evaluate, print_targets
 from benchmarks.workloads import WORKLOADS, Workload
 
@@ -80,7 +78,7 @@ def select(args: argparse.Namespace) -> tuple[list[Workload], list[CaseInfo]]:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    console = Console(width=None if sys.stdout.isatty() else 150)
+    console = report_console()
     if args.list:
         for c in CASES.values():
             console.print(f"case     {c.name:24s} [{c.group}] {c.description}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from statistics import median
 from typing import Any
@@ -13,6 +14,11 @@ from benchmarks.workloads import Workload
 
 DISK_CASES = ("raw-buffered", "raw-direct")
 CODEC_CASE = "codec-limit"
+
+
+def report_console() -> Console:
+    """A console for the tables: the terminal's width, or 150 columns into a file."""
+    return Console(width=None if sys.stdout.isatty() else 150)
 
 
 def round_limits(rows: list[dict[str, Any]], w: Workload) -> dict[str, float | None]:

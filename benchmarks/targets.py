@@ -24,7 +24,7 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.report import round_limits
+from benchmarks.report import report_console, round_limits
 from benchmarks.workloads import WORKLOADS, Workload
 
 Against = str  # "disk", "codec", "case:<name>", "workload:<name>"
@@ -70,10 +70,6 @@ TARGETS: tuple[Target, ...] = (
 )
 
 
-def _ok(results: list[dict[str, Any]]) -> dict[tuple[int, str, str], dict[str, Any]]:
-    return {(r["round"], r["workload"], r["case"]): r for r in results if r.get("status") == "ok"}
-
-
 def evaluate(
     results: list[dict[str, Any]],
     workloads: dict[str, Workload],
@@ -84,10 +80,10 @@ def evaluate(
     ``status`` is ``"met"``, ``"not met"`` or ``"not measured"`` (a case or workload
     the run did not include, or no round in which both sides succeeded).
     """
-    ok = _ok(results)
-    rounds: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    ok = {(r["round"], r["workload"], r["case"]): r for r in results if r["status"] == "ok"}
+    by_round: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
     for r in results:
-        rounds[f"{r['round']}|{r['workload']}"].append(r)
+        by_round[(r["round"], r["workload"])].append(r)
     out = []
     for t in targets:
         values: list[float] = []
@@ -99,13 +95,14 @@ def evaluate(
                 if mine.get("peak_rss_mb") is not None:
                     values.append(float(mine["peak_rss_mb"]))
                 continue
-            other = _reference(t, rnd, ok, rounds, workloads)
+            other = _reference(t, ok, by_round.get((rnd, t.workload), []), rnd, workloads)
             if other:
                 values.append(mine["mb_s"] / other)
         row: dict[str, Any] = {
             "label": t.label,
             "workload": t.workload,
             "case": t.case,
+            "kind": t.kind,
             "target": t.describe(),
             "rounds": len(values),
             "values": values,
@@ -126,16 +123,16 @@ def evaluate(
 
 def _reference(
     t: Target,
-    rnd: int,
     ok: dict[tuple[int, str, str], dict[str, Any]],
-    rounds: dict[str, list[dict[str, Any]]],
+    round_rows: list[dict[str, Any]],
+    rnd: int,
     workloads: dict[str, Workload],
 ) -> float | None:
+    """What ``t``'s case is divided by in round ``rnd`` (None if not measured)."""
     what, _, name = t.against.partition(":")
     if what in ("disk", "codec"):
         w = workloads.get(t.workload)
-        rows = rounds.get(f"{rnd}|{t.workload}", [])
-        return round_limits(rows, w)[what] if w is not None and rows else None
+        return round_limits(round_rows, w)[what] if w is not None and round_rows else None
     other = ok.get((rnd, t.workload, name) if what == "case" else (rnd, name, t.case))
     return other["mb_s"] if other else None
 
@@ -150,17 +147,15 @@ def print_targets(console: Console, rows: list[dict[str, Any]]) -> None:
     for col in ("what", "workload", "case", "target", "median", "range", "rounds", "status"):
         table.add_column(col, justify="right" if col in ("median", "range", "rounds") else "left")
     for r in measured:
-        fmt, unit = (".0f", " MB") if r["target"].startswith("peak") else (".2f", "x")
-        value = "—" if r["value"] is None else f"{r['value']:{fmt}}{unit}"
-        span = "—" if r["low"] is None else f"{r['low']:{fmt}}-{r['high']:{fmt}}"
-        color = {"met": "green", "not met": "red"}.get(r["status"], "dim")
+        fmt, unit = (".0f", " MB") if r["kind"] == "peak_rss_mb" else (".2f", "x")
+        color = "green" if r["status"] == "met" else "red"
         table.add_row(
             r["label"],
             r["workload"],
             r["case"],
             r["target"],
-            value,
-            span,
+            f"{r['value']:{fmt}}{unit}",
+            f"{r['low']:{fmt}}-{r['high']:{fmt}}",
             str(r["rounds"]),
             f"[{color}]{r['status']}[/]",
         )
@@ -172,8 +167,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m benchmarks.targets RESULTS.json", file=sys.stderr)
         return 2
     doc = json.loads(Path(argv[0]).read_text())
-    console = Console(width=None if sys.stdout.isatty() else 150)
-    print_targets(console, evaluate(doc["runs"], WORKLOADS))
+    print_targets(report_console(), evaluate(doc["runs"], WORKLOADS))
     return 0
 
 
