@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
     summary = summarize(results)
     print_tables(console, summary, limits, wmap)
     targets = evaluate(results, wmap)
-    print_targets(console, targets)
+    print_targets(console, targets, quick=args.quick)
     doc = {
         "started": started,
         "elapsed_s": time.time() - started,

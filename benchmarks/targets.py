@@ -137,10 +137,16 @@ def _reference(
     return other["mb_s"] if other else None
 
 
-def print_targets(console: Console, rows: list[dict[str, Any]]) -> None:
-    """The measured targets as a table (targets this run did not cover are counted)."""
+def print_targets(console: Console, rows: list[dict[str, Any]], quick: bool = False) -> None:
+    """The measured targets as a table (targets this run did not cover are counted).
+
+    A ``--quick`` run is a smoke test (a fifth of the frames, small enough for host
+    caches to absorb): its rows are shown without a verdict.
+    """
     measured = [r for r in rows if r["status"] != "not measured"]
     caption = "per-round ratios (same round, both sides): median and range; peak RSS: worst round"
+    if quick:
+        caption += "; --quick: no verdicts"
     if len(measured) < len(rows):
         caption += f"; {len(rows) - len(measured)} target(s) not covered by this run"
     table = Table(title="Targets", caption=caption, title_justify="left")
@@ -149,6 +155,7 @@ def print_targets(console: Console, rows: list[dict[str, Any]]) -> None:
     for r in measured:
         fmt, unit = (".0f", " MB") if r["kind"] == "peak_rss_mb" else (".2f", "x")
         color = "green" if r["status"] == "met" else "red"
+        status = "[dim]quick run[/]" if quick else f"[{color}]{r['status']}[/]"
         table.add_row(
             r["label"],
             r["workload"],
@@ -157,7 +164,7 @@ def print_targets(console: Console, rows: list[dict[str, Any]]) -> None:
             f"{r['value']:{fmt}}{unit}",
             f"{r['low']:{fmt}}-{r['high']:{fmt}}",
             str(r["rounds"]),
-            f"[{color}]{r['status']}[/]",
+            status,
         )
     console.print(table)
 
@@ -167,7 +174,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m benchmarks.targets RESULTS.json", file=sys.stderr)
         return 2
     doc = json.loads(Path(argv[0]).read_text())
-    print_targets(report_console(), evaluate(doc["runs"], WORKLOADS))
+    rows = evaluate(doc["runs"], WORKLOADS)
+    print_targets(report_console(), rows, quick=bool(doc.get("quick")))
     return 0
 
 
