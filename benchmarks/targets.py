@@ -84,10 +84,11 @@ def evaluate(
     by_round: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         by_round[(r["round"], r["workload"])].append(r)
+    rounds = sorted({r["round"] for r in results})
     out = []
     for t in targets:
         values: list[float] = []
-        for rnd in sorted({r["round"] for r in results}):
+        for rnd in rounds:
             mine = ok.get((rnd, t.workload, t.case))
             if mine is None:
                 continue
@@ -173,8 +174,17 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m benchmarks.targets RESULTS.json", file=sys.stderr)
         return 2
-    doc = json.loads(Path(argv[0]).read_text())
-    rows = evaluate(doc["runs"], WORKLOADS)
+    try:
+        doc = json.loads(Path(argv[0]).read_text())
+        runs = doc["runs"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(
+            f"{argv[0]}: not a results file of `python -m benchmarks` ({e!r}); "
+            "pass the JSON written by --out",
+            file=sys.stderr,
+        )
+        return 2
+    rows = evaluate(runs, WORKLOADS)
     print_targets(report_console(), rows, quick=bool(doc.get("quick")))
     return 0
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from benchmarks.cases import CASES
-from benchmarks.targets import Target, evaluate
+from benchmarks.targets import Target, evaluate, main
 from benchmarks.workloads import WORKLOADS
 
 
@@ -83,3 +86,20 @@ def test_the_unbounded_pair_runs_on_the_bounded_workload_only() -> None:
     assert case.skip_reason(WORKLOADS["big-raw"]) is None
     assert case.skip_reason(WORKLOADS["small-fast"]) == "only for big-raw"
     assert case.options["unbounded"] is True
+
+
+def test_re_evaluating_a_saved_run_and_a_file_that_is_not_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = tmp_path / "run.json"
+    runs = _round(0, "big-raw", {"raw-buffered": 500, "omestream": 480})
+    saved.write_text(json.dumps({"quick": False, "runs": runs}))
+    assert main([str(saved)]) == 0
+    assert "met" in capsys.readouterr().out
+
+    missing = tmp_path / "missing.json"
+    assert main([str(missing)]) == 2
+    assert "not a results file" in capsys.readouterr().err
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert main([str(tmp_path / "list.json")]) == 2
+    assert "pass the JSON written by --out" in capsys.readouterr().err
