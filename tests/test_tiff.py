@@ -372,6 +372,7 @@ def test_a_long_stream_leaves_the_page_cache_behind_it(
             Dimension(name="x", count=512, type="space"),
         ],
         dtype="uint16",
+        writer={"direct_io": False},  # pages through the page cache, as without O_DIRECT
     )
     with create_stream(settings) as stream:
         for n in range(frames):
@@ -379,5 +380,86 @@ def test_a_long_stream_leaves_the_page_cache_behind_it(
     dropped_to = (60 << 20) - engine._DROP_LAG - engine._WRITEBACK_BYTES
     # the first MB holds page 0, whose OME-XML close() rewrote; the rest is gone
     assert resident_pages(settings.output_path, 1 << 20, dropped_to) == 0
+    want = np.stack([frame_for(n, (512, 512), "uint16") for n in range(frames)])
+    check_dataset(settings, [want])
+
+
+def _long_settings(path: Path, frames: int, **writer: object) -> AcquisitionSettings:
+    return AcquisitionSettings(
+        root_path=str(path),
+        dimensions=[
+            Dimension(name="t", count=frames, type="time"),
+            Dimension(name="y", count=512, type="space"),
+            Dimension(name="x", count=512, type="space"),
+        ],
+        dtype="uint16",
+        writer=writer,
+    )
+
+
+def _require_direct_io(folder: Path) -> None:
+    from omestream.io.direct import open_direct
+
+    probe = folder / "probe"
+    probe.write_bytes(b"")
+    fd = open_direct(str(probe))
+    probe.unlink()
+    if fd is None:
+        pytest.skip("this file system has no direct I/O")
+    os.close(fd)
+
+
+def test_plain_pages_go_around_the_page_cache(tmp_path: Path) -> None:
+    """Uncompressed pages of whole blocks are written with direct I/O: after the
+    stream, none of their bytes sit in the page cache, and every page reads back."""
+    from tests.page_cache import require_droppable_cache, resident_pages
+
+    require_droppable_cache(tmp_path)
+    _require_direct_io(tmp_path)
+    frames = 40
+    settings = _long_settings(tmp_path / "direct.ome.tiff", frames)
+    with create_stream(settings) as stream:
+        for n in range(frames):
+            stream.append(frame_for(n, (512, 512), "uint16"))
+    with tifffile.TiffFile(settings.output_path) as tif:
+        offsets = [p.dataoffsets[0] for p in tif.pages]
+    assert all(o % 4096 == 0 for o in offsets)
+    # the pixels only: the IFDs between them were written through the cache, and
+    # close() reads the block after the first IFD when it rewrites the OME-XML
+    cached = [resident_pages(settings.output_path, o, o + (512 << 10)) for o in offsets]
+    assert cached[0] <= 1
+    assert cached[1:] == [0] * (frames - 1)
+    want = np.stack([frame_for(n, (512, 512), "uint16") for n in range(frames)])
+    check_dataset(settings, [want])
+
+
+def test_refused_direct_writes_fall_back_to_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system that opens files for direct I/O but refuses the writes (EINVAL)
+    gets the same bytes through the page cache; nothing is lost or misplaced."""
+    import errno
+
+    from omestream.backends import tiff as engine
+
+    _require_direct_io(tmp_path)
+    real = engine.pwrite_all
+    refused: list[int] = []
+
+    def refuse_direct(fd: int, parts: list[np.ndarray], offset: int) -> None:
+        import fcntl
+
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real(fd, parts, offset)
+
+    monkeypatch.setattr(engine, "pwrite_all", refuse_direct)
+    frames = 12
+    settings = _long_settings(tmp_path / "refused.ome.tiff", frames)
+    with create_stream(settings) as stream:
+        for n in range(frames):
+            stream.append(frame_for(n, (512, 512), "uint16"))
+    assert len(refused) == 1  # tried once, then the file stays with the page cache
     want = np.stack([frame_for(n, (512, 512), "uint16") for n in range(frames)])
     check_dataset(settings, [want])

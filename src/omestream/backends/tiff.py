@@ -34,6 +34,7 @@ acquisition dimension; ``close`` writes the final document (see
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import queue
@@ -52,8 +53,10 @@ from omestream.backends.base import ArrayBackend
 from omestream.backends.buffers import BufferPool
 from omestream.backends.codecs import codec_choice
 from omestream.errors import SettingsError, StoreExistsError, StoreFormatError, WriteError
+from omestream.io.direct import direct_fits, open_direct, pwrite_all
 from omestream.io.durability import settle_and_drop, start_writeback
 from omestream.io.kv import KVStore, open_kv
+from omestream.io.libc import DIRECT_IO_ALIGN
 from omestream.plan import FrameRouter, StoragePlan
 from omestream.settings import AcquisitionSettings, WriterOptions
 from omestream.stream.state import StreamState
@@ -130,6 +133,9 @@ class TiffBackend(ArrayBackend):
         # only plain pages share calls: compressed ones and pyramid levels go one by one
         plain = self.n_levels == 1 and not self.format.compressed
         self._batch_pages = max(1, _BATCH_BYTES // max(1, page_bytes)) if plain else 1
+        # plain pages of whole blocks go around the page cache (see _write_direct)
+        self._direct_io = options.direct_io and plain and page_bytes % DIRECT_IO_ALIGN == 0
+        self._direct_fds: list[int | None] = [None] * len(self.layout.files)
         # first acquisition dimension, as a storage axis: its extent grows as data comes
         self._first_axis = first_outer_axis(settings)
         self._state: StreamState | None = None
@@ -192,6 +198,8 @@ class TiffBackend(ArrayBackend):
                 self._created_folder = True
             for f, path in enumerate(self.layout.paths):
                 self._writers[f] = tifffile.TiffWriter(path, bigtiff=True, byteorder="<")
+                if self._direct_io:
+                    self._direct_fds[f] = open_direct(path)
         except OSError as exc:
             self._close_writers()
             raise WriteError(exc.errno or 0, f"cannot create {out!r}: {exc}") from exc
@@ -328,7 +336,11 @@ class TiffBackend(ArrayBackend):
                 if self._error is None:
                     self._refresh(page.data)
             elif self._error is None:
-                if len(batch) == 1:
+                if self._direct_fds[page.file] is not None and all(
+                    p.level == 0 and direct_fits(p.data) for p in batch
+                ):
+                    self._write_direct(batch)
+                elif len(batch) == 1:
                     self._write(page)
                 else:
                     self._write_batch(batch)
@@ -371,6 +383,49 @@ class TiffBackend(ArrayBackend):
         writer.write(batch[-1].data, **self.format.write_args(0))
         self._pages[f].extend((p.image, p.index) for p in batch)
         self._written(f, sum(p.nbytes for p in batch))
+
+    def _write_direct(self, batch: list[_Page]) -> None:
+        """Uncompressed level-0 pages of one file, their pixels around the page cache.
+
+        tifffile writes the IFDs and reserves the pixel bytes at page-aligned offsets
+        (``data=None``), in the same two calls as :meth:`_write_batch`; the pixels then
+        go to the disk with one positioned direct write per call. The kernel's copy
+        into the page cache and its writeback are skipped: on disks that take
+        sequential direct writes faster than buffered ones, the stream follows the
+        device rather than the cache. A file system that refuses the first direct
+        write gets the same bytes through the page cache from then on.
+        """
+        f = batch[0].file
+        writer = self._writers[f]
+        fd = self._direct_fds[f]
+        assert writer is not None and fd is not None
+        spans: list[tuple[int, list[_Page]]] = []
+        description = self._description(f)
+        for pages in (batch[:-1], batch[-1:]):
+            if not pages:
+                continue
+            args = self.format.write_args(0, description)
+            if len(pages) > 1:
+                args["shape"] = (len(pages), *args["shape"])
+            where = writer.write(None, align=DIRECT_IO_ALIGN, returnoffset=True, **args)
+            assert where is not None  # (data offset, bytes per page)
+            spans.append((where[0], pages))
+            description = None
+        # tifffile marks the end of a reservation with one byte, still in its buffer
+        writer.filehandle.flush()
+        nbytes = sum(p.nbytes for p in batch)
+        try:
+            for offset, pages in spans:
+                pwrite_all(fd, [p.data for p in pages], offset)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            os.close(fd)
+            self._direct_fds[f] = None
+            for offset, pages in spans:
+                pwrite_all(writer.filehandle.fileno(), [p.data for p in pages], offset)
+            self._written(f, nbytes)
+        self._pages[f].extend((p.image, p.index) for p in batch)
 
     def _description(self, f: int) -> bytes | None:
         """The OME-XML to give the next level-0 page of file ``f``: only its first."""
@@ -454,6 +509,11 @@ class TiffBackend(ArrayBackend):
         self._close_writers()
 
     def _close_writers(self) -> None:
+        for f, fd in enumerate(self._direct_fds):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                self._direct_fds[f] = None
         for f, w in enumerate(self._writers):
             if w is not None:
                 try:

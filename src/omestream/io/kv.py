@@ -17,13 +17,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
 from omestream.errors import WriteError
+from omestream.io.direct import direct_fits
 from omestream.io.durability import start_writeback
 from omestream.io.libc import (
     ANONYMOUS_FILES,
-    DIRECT_IO_ALIGN,
     link_anonymous,
     open_anonymous,
     set_direct,
@@ -170,7 +168,7 @@ class LocalKV(KVStore):
         """
         target = self.path(key)
         directory = os.path.dirname(target)
-        direct = direct and self._direct_ok and _direct_io_fits(parts[0] if parts else b"")
+        direct = direct and self._direct_ok and direct_fits(parts[0] if parts else b"")
         try:
             self._ensure_dir(directory)
             fd = open_anonymous(directory) if self._anonymous_ok else None
@@ -322,13 +320,6 @@ def _set_via_rename(
         os.close(fd)
     _replace(tmp, target)
     return wrote_direct
-
-
-def _direct_io_fits(part: bytes | memoryview) -> bool:
-    view = memoryview(part).cast("B")
-    if not len(view) or len(view) % DIRECT_IO_ALIGN:
-        return False
-    return bool(np.frombuffer(view, np.uint8).ctypes.data % DIRECT_IO_ALIGN == 0)
 
 
 def _write_direct(fd: int, view: memoryview) -> bool:
