@@ -411,7 +411,8 @@ def _require_direct_io(folder: Path) -> None:
 
 def test_plain_pages_go_around_the_page_cache(tmp_path: Path) -> None:
     """Uncompressed pages of whole blocks are written with direct I/O: after the
-    stream, none of their bytes sit in the page cache, and every page reads back."""
+    stream, almost none of their bytes sit in the page cache, and every page reads
+    back."""
     from tests.page_cache import require_droppable_cache, resident_pages
 
     require_droppable_cache(tmp_path)
@@ -424,11 +425,11 @@ def test_plain_pages_go_around_the_page_cache(tmp_path: Path) -> None:
     with tifffile.TiffFile(settings.output_path) as tif:
         offsets = [p.dataoffsets[0] for p in tif.pages]
     assert all(o % 4096 == 0 for o in offsets)
-    # the pixels only: the IFDs between them were written through the cache, and
-    # close() reads the block after the first IFD when it rewrites the OME-XML
-    cached = [resident_pages(settings.output_path, o, o + (512 << 10)) for o in offsets]
-    assert cached[0] <= 1
-    assert cached[1:] == [0] * (frames - 1)
+    # per page of 128 blocks, at most one in the cache: the last block of each write
+    # (beside tifffile's end-of-reservation byte) and, for page 0, the block close()
+    # reads when it rewrites the OME-XML
+    blocks = [resident_pages(settings.output_path, o, o + (512 << 10)) for o in offsets]
+    assert max(blocks) <= 2 and sum(blocks) <= frames + 1, blocks
     want = np.stack([frame_for(n, (512, 512), "uint16") for n in range(frames)])
     check_dataset(settings, [want])
 

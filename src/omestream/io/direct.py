@@ -54,7 +54,7 @@ def pwrite_all(fd: int, parts: Sequence[memoryview | np.ndarray], offset: int) -
 
     A short write of direct I/O ends on a block boundary, so the rest stays aligned.
     """
-    views = [memoryview(cast(Any, p)).cast("B") for p in parts]
+    views = [v for v in (memoryview(cast(Any, p)).cast("B") for p in parts) if len(v)]
     while views:
         n = os.pwritev(fd, views[:1024], offset)
         offset += n
