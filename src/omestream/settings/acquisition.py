@@ -103,7 +103,9 @@ class WriterOptions(FrozenModel):
     fsync: bool = Field(default=True, description="close() returns only when data is durable")
     direct_io: bool = Field(
         default=True,
-        description="local disks: write whole uncompressed chunks around the page cache",
+        description=(
+            "local disks: write whole uncompressed chunks and TIFF pages around the page cache"
+        ),
     )
     compression_level: int | None = Field(default=None, ge=0, le=22)
     shuffle: Literal["bitshuffle", "shuffle", "noshuffle"] | None = None
