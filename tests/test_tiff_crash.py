@@ -25,6 +25,7 @@ from tests.cases import frame_for
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (24, 32)
+BIG = (256, 256)  # 128 KiB pages: written with direct I/O where the file system allows
 
 
 def crash_settings(mode: str, root: str) -> AcquisitionSettings:
@@ -38,9 +39,10 @@ def crash_settings(mode: str, root: str) -> AcquisitionSettings:
     else:  # one file, uncompressed, killed while frames keep coming
         dims = [Dimension(name="t", count=None, type="time"), Dimension(name="c", count=3)]
         compression = None
+    shape = BIG if mode == "direct-stalled" else SHAPE
     dims += [
-        Dimension(name="y", count=SHAPE[0], type="space"),
-        Dimension(name="x", count=SHAPE[1], type="space"),
+        Dimension(name="y", count=shape[0], type="space"),
+        Dimension(name="x", count=shape[1], type="space"),
     ]
     return AcquisitionSettings(
         root_path=root, dimensions=dims, dtype="uint16", compression=compression,
@@ -64,10 +66,13 @@ def child(mode: str, root: str) -> None:
             return
         print("no error", flush=True)
         return
+    shape = BIG if mode == "direct-stalled" else SHAPE
+    if mode == "direct-stalled":
+        _stall_direct_writes(after=2)
     stream = create_stream(settings)
     n = 0
     while True:
-        stream.append(frame_for(n, SHAPE, "uint16"), metadata={"delta_t": n * 0.5})
+        stream.append(frame_for(n, shape, "uint16"), metadata={"delta_t": n * 0.5})
         n += 1
         if n == 9:
             stream.flush()  # every page so far is in the file
@@ -76,6 +81,27 @@ def child(mode: str, root: str) -> None:
                 time.sleep(600)  # killed here
         print(n, flush=True)
         time.sleep(0.005)
+
+
+def _stall_direct_writes(after: int) -> None:
+    """From the ``after``-th direct write on, the disk never answers: the pages of
+    that batch and the next one have IFDs in the file but no pixels yet."""
+    import fcntl
+
+    from omestream.backends import tiff as engine
+
+    real = engine.pwrite_all
+    calls = [0]
+
+    def stalling(fd: int, parts: list[np.ndarray], offset: int) -> None:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            calls[0] += 1
+            if calls[0] > after:
+                print("stalled", flush=True)
+                time.sleep(600)  # killed here
+        real(fd, parts, offset)
+
+    engine.pwrite_all = stalling
 
 
 def run_and_kill(mode: str, root: str, wait_for: str) -> list[str]:
@@ -116,15 +142,16 @@ def check_recovered(settings: AcquisitionSettings, files: list[str], frames: int
     n_pos = max(1, len(settings.positions))
     n_c = 2 if n_pos > 1 else 3
     per_t = n_pos * n_c
+    shape = (settings.dimensions[-2].count, settings.dimensions[-1].count)
     got = read_all(files[0])
     for p, image in enumerate(got):
         n_t = -(-(frames - p * n_c) // per_t)  # time points this position received
-        assert image.size == n_t * n_c * SHAPE[0] * SHAPE[1], (p, image.shape)
-        image = image.reshape(n_t, n_c, *SHAPE)
+        assert image.size == n_t * n_c * shape[0] * shape[1], (p, image.shape)
+        image = image.reshape(n_t, n_c, *shape)
         for t in range(n_t):
             for c in range(n_c):
                 n = t * per_t + p * n_c + c
-                want = frame_for(n, SHAPE, "uint16") if n < frames else np.zeros(SHAPE, "uint16")
+                want = frame_for(n, shape, "uint16") if n < frames else np.zeros(shape, "uint16")
                 np.testing.assert_array_equal(image[t, c], want, err_msg=f"frame {n}")
     # per-frame metadata kept by the last refresh of the OME-XML before the kill
     for image, px in enumerate(i.pixels for i in ome.images):
@@ -167,6 +194,28 @@ def test_killed_while_appending(tmp_path: Path) -> None:
     with tifffile.TiffFile(settings.output_path) as tif:
         ome = ome_types.from_xml(tif.pages.first.description)
     assert ome.images[0].pixels.planes, "no refresh of the OME-XML happened while streaming"
+
+
+def test_killed_with_direct_writes_in_flight(tmp_path: Path) -> None:
+    """Pages whose IFDs were written but whose pixels never reached the file (direct
+    writes still pending when the process died) are not taken for frames."""
+    from omestream.io.direct import open_direct
+
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"")
+    fd = open_direct(str(probe))
+    if fd is None:
+        pytest.skip("this file system has no direct I/O")
+    os.close(fd)
+    root = str(tmp_path / "run.ome.tiff")
+    lines = run_and_kill("direct-stalled", root, "stalled")
+    appended = max(int(x) for x in lines if x.isdigit())
+    settings = crash_settings("direct-stalled", root)
+    with tifffile.TiffFile(settings.output_path) as tif:
+        linked = len(tif.pages)
+    report = recover(settings.output_path)
+    assert 1 <= report.frames < linked, (report.frames, linked, appended)
+    check_recovered(settings, [settings.output_path], report.frames)
 
 
 def test_failed_writes_raise(tmp_path: Path) -> None:

@@ -412,7 +412,9 @@ class TiffBackend(ArrayBackend):
         (``data=None``), in the same two calls as :meth:`_write_batch`; the pixels then
         go to the disk with one positioned direct write per call, on a thread of their
         own so that the next batch is reserved while this one is in flight (at most
-        :data:`_DIRECT_IN_FLIGHT` batches: a crash loses no more than those). The
+        :data:`_DIRECT_IN_FLIGHT` batches: a crash loses no more than those, and
+        :func:`~omestream.tiff.recover` tells their pages by the still sparse pixel
+        ranges). The
         kernel's copy into the page cache and its writeback are skipped: on disks that
         take sequential direct writes faster than buffered ones, the stream follows
         the device rather than the cache. Returns True: the batch is handed over.

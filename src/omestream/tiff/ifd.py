@@ -10,7 +10,9 @@
 * :func:`complete_pages` counts the pages a killed writer finished. tifffile links a
   page into the IFD chain before writing its data and IFD, so the last link of a
   killed file can point at nothing; it is cut (the 8-byte "next IFD" field of the
-  last complete page set to 0).
+  last complete page set to 0). Pages written with direct I/O get their IFDs and a
+  reserved, still sparse range first and their pixels after; a page whose data
+  starts in a hole never got its pixels and ends the count too.
 
 Everything else (pages, strips, SubIFDs) is written and parsed by tifffile.
 """
@@ -18,6 +20,7 @@ Everything else (pages, strips, SubIFDs) is written and parsed by tifffile.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import struct
@@ -116,13 +119,15 @@ def replace_description(path: str, text: str, durable: bool = True) -> None:
 def complete_pages(path: str, repair: bool = True) -> PageCount:
     """Level-0 pages whose data, IFD and SubIFDs were all written; cut a dangling link."""
     size = os.path.getsize(path)
-    with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+    # a descriptor of its own for hole queries: lseek would move tifffile's position
+    with _quiet_tifffile(), tifffile.TiffFile(path) as tif, open(path, "rb") as probe:
         pages = tif.pages
         pages.cache = False
         n = 0
         last_offset = None
+        fd = probe.fileno()
         for page in pages:
-            if page is None or not _complete(page, size):
+            if page is None or not _complete(page, size, fd):
                 break
             n += 1
             last_offset = page.offset
@@ -147,11 +152,25 @@ def complete_pages(path: str, repair: bool = True) -> PageCount:
     return PageCount(n, True)
 
 
-def _complete(page: tifffile.TiffPage | tifffile.TiffFrame, size: int) -> bool:
+def _has_data(fd: int, offset: int) -> bool:
+    """False when ``offset`` lies in a hole of the file: bytes never written."""
+    seek_data = getattr(os, "SEEK_DATA", None)
+    if seek_data is None:
+        return True  # no sparse-file queries here: trust the offsets
+    try:
+        return os.lseek(fd, offset, seek_data) == offset
+    except OSError as exc:
+        # ENXIO: no data at or after offset; anything else: the query is unsupported
+        return exc.errno != errno.ENXIO
+
+
+def _complete(page: tifffile.TiffPage | tifffile.TiffFrame, size: int, fd: int) -> bool:
     offsets = page.dataoffsets
     counts = page.databytecounts
     pairs = zip(offsets, counts, strict=False)
     if not offsets or any(o <= 0 or c <= 0 or o + c > size for o, c in pairs):
+        return False
+    if not all(_has_data(fd, o) for o in offsets):
         return False
     subifds = getattr(page, "subifds", None) or ()
     return all(0 < o < size for o in subifds)
