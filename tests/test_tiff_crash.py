@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -76,11 +77,17 @@ def child(mode: str, root: str) -> None:
         n += 1
         if n == 9:
             stream.flush()  # every page so far is in the file
-            print("flushed", flush=True)
+            _say("flushed")
             if mode == "flushed":
                 time.sleep(600)  # killed here
-        print(n, flush=True)
+        _say(str(n))
         time.sleep(0.005)
+
+
+def _say(line: str) -> None:
+    """One whole line per write: lines from two threads never run into each other."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _stall_direct_writes(after: int) -> None:
@@ -97,7 +104,7 @@ def _stall_direct_writes(after: int) -> None:
         if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
             calls[0] += 1
             if calls[0] > after:
-                print("stalled", flush=True)
+                _say("stalled")
                 time.sleep(600)  # killed here
         real(fd, parts, offset)
 
@@ -110,6 +117,8 @@ def run_and_kill(mode: str, root: str, wait_for: str) -> list[str]:
         cwd=REPO, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     lines = []
+    watchdog = threading.Timer(120, proc.kill)  # a child that never says it: no hang
+    watchdog.start()
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -117,6 +126,7 @@ def run_and_kill(mode: str, root: str, wait_for: str) -> list[str]:
             if lines[-1] == wait_for:
                 break
     finally:
+        watchdog.cancel()
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
