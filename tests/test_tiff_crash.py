@@ -26,7 +26,8 @@ from tests.cases import frame_for
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (24, 32)
-BIG = (256, 256)  # 128 KiB pages: written with direct I/O where the file system allows
+# pages written with direct I/O where the file system allows: whole 4 KiB blocks, or not
+BIG = {"direct-stalled": (256, 256), "direct-stalled-odd": (200, 300)}
 
 
 def crash_settings(mode: str, root: str) -> AcquisitionSettings:
@@ -40,7 +41,7 @@ def crash_settings(mode: str, root: str) -> AcquisitionSettings:
     else:  # one file, uncompressed, killed while frames keep coming
         dims = [Dimension(name="t", count=None, type="time"), Dimension(name="c", count=3)]
         compression = None
-    shape = BIG if mode == "direct-stalled" else SHAPE
+    shape = BIG.get(mode, SHAPE)
     dims += [
         Dimension(name="y", count=shape[0], type="space"),
         Dimension(name="x", count=shape[1], type="space"),
@@ -67,8 +68,8 @@ def child(mode: str, root: str) -> None:
             return
         print("no error", flush=True)
         return
-    shape = BIG if mode == "direct-stalled" else SHAPE
-    if mode == "direct-stalled":
+    shape = BIG.get(mode, SHAPE)
+    if mode in BIG:
         _stall_direct_writes(after=2)
     stream = create_stream(settings)
     n = 0
@@ -206,7 +207,8 @@ def test_killed_while_appending(tmp_path: Path) -> None:
     assert ome.images[0].pixels.planes, "no refresh of the OME-XML happened while streaming"
 
 
-def test_killed_with_direct_writes_in_flight(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", list(BIG))
+def test_killed_with_direct_writes_in_flight(tmp_path: Path, mode: str) -> None:
     """Pages whose IFDs were written but whose pixels never reached the file (direct
     writes still pending when the process died) are not taken for frames."""
     from omestream.io.direct import open_direct
@@ -218,9 +220,9 @@ def test_killed_with_direct_writes_in_flight(tmp_path: Path) -> None:
         pytest.skip("this file system has no direct I/O")
     os.close(fd)
     root = str(tmp_path / "run.ome.tiff")
-    lines = run_and_kill("direct-stalled", root, "stalled")
+    lines = run_and_kill(mode, root, "stalled")
     appended = max(int(x) for x in lines if x.isdigit())
-    settings = crash_settings("direct-stalled", root)
+    settings = crash_settings(mode, root)
     with tifffile.TiffFile(settings.output_path) as tif:
         linked = len(tif.pages)
     report = recover(settings.output_path)

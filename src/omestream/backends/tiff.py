@@ -13,8 +13,8 @@ and pyramid levels take one ``TiffWriter.write`` each; uncompressed pages that q
 up behind the disk are written by two calls per batch (a multi-page array, then its
 last page, which makes tifffile write the batch's IFDs): tifffile's Python cost per
 call is ~10x the write of a 512x512 page. Where the file system allows it (and
-``WriterOptions.direct_io`` is on, the default), uncompressed pages of whole 4 KiB
-blocks take another path: tifffile writes the IFDs and reserves page-aligned pixel
+``WriterOptions.direct_io`` is on, the default), uncompressed pages of 64 KiB or more
+take another path: tifffile writes the IFDs and reserves page-aligned pixel
 bytes, and the pixels go to the disk with direct I/O (:meth:`TiffBackend._write_direct`).
 Otherwise, with ``fsync`` on, writeback of each file starts every few megabytes, so
 the disk works while frames still arrive and the fsync in ``close`` has little left
@@ -95,6 +95,9 @@ _WRITEBACK_BYTES = 4 << 20  # with fsync on: start writeback after this many byt
 # while long streams of small frames ran ~7% faster with the page cache kept small.
 _DROP_AFTER = 256 << 20
 _DROP_LAG = 32 << 20
+# Pages smaller than this go through the page cache (direct I/O gains nothing there,
+# and recovery needs every page's first block written directly, see _write_direct).
+_DIRECT_MIN_BYTES = 64 << 10
 # Batches of direct writes in flight: one being written while the next is reserved.
 _DIRECT_IN_FLIGHT = 2
 # ... and their size: larger than through the cache, as fewer, larger direct writes
@@ -141,7 +144,9 @@ class TiffBackend(ArrayBackend):
         # only plain pages share calls: compressed ones and pyramid levels go one by one
         plain = self.n_levels == 1 and not self.format.compressed
         # plain pages of whole blocks go around the page cache (see _write_direct)
-        self._direct_io = options.direct_io and plain and page_bytes % DIRECT_IO_ALIGN == 0
+        self._direct_io = options.direct_io and plain and page_bytes >= _DIRECT_MIN_BYTES
+        # pages of whole blocks share a reservation; others get one each (aligned start)
+        self._whole_blocks = page_bytes % DIRECT_IO_ALIGN == 0
         batch_bytes = _DIRECT_BATCH_BYTES if self._direct_io else _BATCH_BYTES
         self._batch_pages = max(1, batch_bytes // max(1, page_bytes)) if plain else 1
         self._direct_fds: list[int | None] = [None] * len(self.layout.files)
@@ -353,7 +358,7 @@ class TiffBackend(ArrayBackend):
                     self._refresh(page.data)
             elif self._error is None:
                 if self._direct_fds[page.file] is not None and all(
-                    p.level == 0 and direct_fits(p.data) for p in batch
+                    p.level == 0 and direct_fits(p.data, whole=self._whole_blocks) for p in batch
                 ):
                     handed_over = self._write_direct(batch)
                 elif len(batch) == 1:
@@ -409,8 +414,10 @@ class TiffBackend(ArrayBackend):
         """Uncompressed level-0 pages of one file, their pixels around the page cache.
 
         tifffile writes the IFDs and reserves the pixel bytes at page-aligned offsets
-        (``data=None``), in the same two calls as :meth:`_write_batch`; the pixels then
-        go to the disk with one positioned direct write per call, on a thread of their
+        (``data=None``), in the same two calls as :meth:`_write_batch` (one call per
+        page when pages are not whole 4 KiB blocks, so each starts aligned); the pixels
+        then go to the disk with one positioned direct write per call (all but the
+        last, partial or not, block of it), on a thread of their
         own so that the next batch is reserved while this one is in flight (at most
         :data:`_DIRECT_IN_FLIGHT` batches: a crash loses no more than those, and
         :func:`~omestream.tiff.recover` tells their pages by the still sparse pixel
@@ -424,7 +431,8 @@ class TiffBackend(ArrayBackend):
         assert writer is not None and self._io is not None
         spans: list[tuple[int, list[memoryview]]] = []
         description = self._description(f)
-        for pages in (batch[:-1], batch[-1:]):
+        groups = (batch[:-1], batch[-1:]) if self._whole_blocks else [[p] for p in batch]
+        for pages in groups:
             if not pages:
                 continue
             args = self.format.write_args(0, description)
@@ -440,9 +448,11 @@ class TiffBackend(ArrayBackend):
         writer.filehandle.flush()
         buffered = writer.filehandle.fileno()
         for offset, views in spans:
-            end = offset + sum(len(v) for v in views) - DIRECT_IO_ALIGN
-            pwrite_all(buffered, [views[-1][-DIRECT_IO_ALIGN:]], end)
-            views[-1] = views[-1][:-DIRECT_IO_ALIGN]
+            total = sum(len(v) for v in views)
+            direct = (total - 1) // DIRECT_IO_ALIGN * DIRECT_IO_ALIGN  # whole blocks
+            cut = len(views[-1]) - (total - direct)  # pages >= 64 KiB: within the last
+            pwrite_all(buffered, [views[-1][cut:]], offset + direct)
+            views[-1] = views[-1][:cut]
         self._pages[f].extend((p.image, p.index) for p in batch)
         self._wait_for_direct_writes(_DIRECT_IN_FLIGHT - 1)
         with self._cond:

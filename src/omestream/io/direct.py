@@ -21,16 +21,19 @@ from omestream.io.libc import DIRECT_IO_ALIGN
 __all__ = ["direct_fits", "open_direct", "pwrite_all"]
 
 
-def direct_fits(part: object) -> bool:
-    """Whether ``part`` may be written with direct I/O: a contiguous buffer with
-    aligned address and length (anything else, such as a list of strips: no)."""
+def direct_fits(part: object, whole: bool = True) -> bool:
+    """Whether ``part`` may be written with direct I/O: a contiguous buffer with an
+    aligned address and (``whole``) length (anything else, such as a list of strips:
+    no). Without ``whole`` the caller writes the last partial block another way."""
     if isinstance(part, np.ndarray):
         arr = part
     elif isinstance(part, bytes | bytearray | memoryview):
         arr = np.frombuffer(part, np.uint8)
     else:
         return False
-    if not arr.flags.c_contiguous or not arr.nbytes or arr.nbytes % DIRECT_IO_ALIGN:
+    if not arr.flags.c_contiguous or not arr.nbytes:
+        return False
+    if whole and arr.nbytes % DIRECT_IO_ALIGN:
         return False
     return bool(arr.ctypes.data % DIRECT_IO_ALIGN == 0)
 

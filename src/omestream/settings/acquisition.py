@@ -104,7 +104,7 @@ class WriterOptions(FrozenModel):
     direct_io: bool = Field(
         default=True,
         description=(
-            "local disks: write whole uncompressed chunks and TIFF pages around the page cache"
+            "local disks: write uncompressed chunks and TIFF pages around the page cache"
         ),
     )
     compression_level: int | None = Field(default=None, ge=0, le=22)
