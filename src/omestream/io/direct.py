@@ -18,7 +18,7 @@ import numpy as np
 
 from omestream.io.libc import DIRECT_IO_ALIGN
 
-__all__ = ["direct_fits", "open_direct", "pwrite_all"]
+__all__ = ["direct_fits", "drop_written", "open_direct", "pwrite_all"]
 
 
 def direct_fits(part: object, whole: bool = True) -> bool:
@@ -61,9 +61,14 @@ def pwrite_all(fd: int, parts: Sequence[memoryview | np.ndarray], offset: int) -
     while views:
         n = os.pwritev(fd, views[:1024], offset)
         offset += n
-        while n:
-            if n >= len(views[0]):
-                n -= len(views.pop(0))
-            else:
-                views[0] = views[0][n:]
-                n = 0
+        drop_written(views, n)
+
+
+def drop_written(views: list[memoryview], n: int) -> None:
+    """Remove the first ``n`` bytes of ``views``: what a (vectored) write just took."""
+    while n:
+        if n >= len(views[0]):
+            n -= len(views.pop(0))
+        else:
+            views[0] = views[0][n:]
+            n = 0

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from omestream.errors import WriteError
-from omestream.io.direct import direct_fits
+from omestream.io.direct import direct_fits, drop_written
 from omestream.io.durability import start_writeback
 from omestream.io.libc import (
     ANONYMOUS_FILES,
@@ -355,13 +355,7 @@ def _write_parts(
     if wrote_direct:
         views.pop(0)
     while views:
-        n = os.writev(fd, views[:1024])
-        while n:
-            if n >= len(views[0]):
-                n -= len(views.pop(0))
-            else:
-                views[0] = views[0][n:]
-                n = 0
+        drop_written(views, os.writev(fd, views[:1024]))
     if durable:
         os.fsync(fd)
     elif writeback:
