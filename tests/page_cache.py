@@ -1,4 +1,5 @@
-"""How much of a file sits in the page cache (mincore over a private mapping)."""
+"""How much of a file sits in the page cache (mincore over a private mapping), and
+whether a folder's file system has what a test needs."""
 
 from __future__ import annotations
 
@@ -51,3 +52,18 @@ def require_droppable_cache(path: str | os.PathLike[str]) -> None:
                 best, fstype = mountpoint, kind
     if fstype in {"tmpfs", "ramfs", ""}:
         pytest.skip(f"{fstype or 'unknown'} file system: no page cache to drop")
+
+
+def require_direct_io(folder: str | os.PathLike[str]) -> None:
+    """Skip where the file system in ``folder`` has no direct I/O (O_DIRECT)."""
+    from omestream.io.direct import open_direct
+
+    probe = os.path.join(folder, ".direct-io-probe")
+    open(probe, "wb").close()
+    try:
+        fd = open_direct(probe)
+    finally:
+        os.unlink(probe)
+    if fd is None:
+        pytest.skip("this file system has no direct I/O")
+    os.close(fd)

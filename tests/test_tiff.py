@@ -399,27 +399,15 @@ def _long_settings(
     )
 
 
-def _require_direct_io(folder: Path) -> None:
-    from omestream.io.direct import open_direct
-
-    probe = folder / "probe"
-    probe.write_bytes(b"")
-    fd = open_direct(str(probe))
-    probe.unlink()
-    if fd is None:
-        pytest.skip("this file system has no direct I/O")
-    os.close(fd)
-
-
 @pytest.mark.parametrize("shape", [(512, 512), (300, 500)], ids=["whole-blocks", "odd-size"])
 def test_plain_pages_go_around_the_page_cache(tmp_path: Path, shape: tuple[int, int]) -> None:
     """Uncompressed pages of 64 KiB or more are written with direct I/O (pages of whole
     4 KiB blocks several per call, others one per call): after the stream, almost
     none of their bytes sit in the page cache, and every page reads back."""
-    from tests.page_cache import require_droppable_cache, resident_pages
+    from tests.page_cache import require_direct_io, require_droppable_cache, resident_pages
 
     require_droppable_cache(tmp_path)
-    _require_direct_io(tmp_path)
+    require_direct_io(tmp_path)
     frames = 40
     settings = _long_settings(tmp_path / "direct.ome.tiff", frames, shape)
     with create_stream(settings) as stream:
@@ -446,8 +434,9 @@ def test_refused_direct_writes_fall_back_to_the_page_cache(
     import errno
 
     from omestream.backends import tiff as engine
+    from tests.page_cache import require_direct_io
 
-    _require_direct_io(tmp_path)
+    require_direct_io(tmp_path)
     real = engine.pwrite_all
     refused: list[int] = []
 

@@ -211,14 +211,9 @@ def test_killed_while_appending(tmp_path: Path) -> None:
 def test_killed_with_direct_writes_in_flight(tmp_path: Path, mode: str) -> None:
     """Pages whose IFDs were written but whose pixels never reached the file (direct
     writes still pending when the process died) are not taken for frames."""
-    from omestream.io.direct import open_direct
+    from tests.page_cache import require_direct_io
 
-    probe = tmp_path / "probe"
-    probe.write_bytes(b"")
-    fd = open_direct(str(probe))
-    if fd is None:
-        pytest.skip("this file system has no direct I/O")
-    os.close(fd)
+    require_direct_io(tmp_path)
     root = str(tmp_path / "run.ome.tiff")
     lines = run_and_kill(mode, root, "stalled")
     appended = max(int(x) for x in lines if x.isdigit())

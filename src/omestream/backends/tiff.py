@@ -14,13 +14,14 @@ up behind the disk are written by two calls per batch (a multi-page array, then 
 last page, which makes tifffile write the batch's IFDs): tifffile's Python cost per
 call is ~10x the write of a 512x512 page. Where the file system allows it (and
 ``WriterOptions.direct_io`` is on, the default), uncompressed pages of 64 KiB or more
-take another path: tifffile writes the IFDs and reserves page-aligned pixel
-bytes, and the pixels go to the disk with direct I/O (:meth:`TiffBackend._write_direct`).
+take another path: tifffile writes the IFDs and reserves page-aligned pixel bytes,
+and the pixels go to the disk with direct I/O (:meth:`TiffBackend._write_direct`).
 Otherwise, with ``fsync`` on, writeback of each file starts every few megabytes, so
 the disk works while frames still arrive and the fsync in ``close`` has little left
 to wait for; in files past 256 MB, bytes 32 MB behind the end are then dropped from
-the page cache once written back (:func:`~omestream.io.durability.settle_and_drop`: ~7% faster on
-512x512 frames in alternating runs, and a long acquisition does not flood the cache).
+the page cache once written back (:func:`~omestream.io.durability.settle_and_drop`:
+~7% faster on 512x512 frames in alternating runs, and a long acquisition does not
+flood the cache).
 The Zarr engine's :class:`~omestream.io.durability.BackgroundSync` is not used here:
 with one growing file, periodic ``syncfs`` calls slowed 512x512 streams by 12-27%
 on the benchmark machine (against writeback alone) and did not help large frames.
@@ -143,7 +144,7 @@ class TiffBackend(ArrayBackend):
         page_bytes = shapes[0][0] * shapes[0][1] * self.format.dtype.itemsize
         # only plain pages share calls: compressed ones and pyramid levels go one by one
         plain = self.n_levels == 1 and not self.format.compressed
-        # plain pages of whole blocks go around the page cache (see _write_direct)
+        # plain pages of 64 KiB or more go around the page cache (see _write_direct)
         self._direct_io = options.direct_io and plain and page_bytes >= _DIRECT_MIN_BYTES
         # pages of whole blocks share a reservation; others get one each (aligned start)
         self._whole_blocks = page_bytes % DIRECT_IO_ALIGN == 0
@@ -415,16 +416,15 @@ class TiffBackend(ArrayBackend):
 
         tifffile writes the IFDs and reserves the pixel bytes at page-aligned offsets
         (``data=None``), in the same two calls as :meth:`_write_batch` (one call per
-        page when pages are not whole 4 KiB blocks, so each starts aligned); the pixels
-        then go to the disk with one positioned direct write per call (all but the
-        last, partial or not, block of it), on a thread of their
-        own so that the next batch is reserved while this one is in flight (at most
-        :data:`_DIRECT_IN_FLIGHT` batches: a crash loses no more than those, and
-        :func:`~omestream.tiff.recover` tells their pages by the still sparse pixel
-        ranges). The
-        kernel's copy into the page cache and its writeback are skipped: on disks that
-        take sequential direct writes faster than buffered ones, the stream follows
-        the device rather than the cache. Returns True: the batch is handed over.
+        page when pages are not whole 4 KiB blocks, so each starts aligned). The pixels
+        then go to the disk with one positioned direct write per call (all but its
+        last block, partial or not), on a thread of their own, so that the next batch
+        is reserved while this one is in flight: at most :data:`_DIRECT_IN_FLIGHT`
+        batches, which is all a crash can lose, and :func:`~omestream.tiff.recover`
+        tells their pages by the still sparse pixel ranges. The kernel's copy into
+        the page cache and its writeback are skipped: on disks that take sequential
+        direct writes faster than buffered ones, the stream follows the device rather
+        than the cache. Returns True: the batch is handed over.
         """
         f = batch[0].file
         writer = self._writers[f]
