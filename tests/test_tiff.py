@@ -353,37 +353,6 @@ def test_no_warnings_reading_back(tmp_path: Path) -> None:
         tifffile.imread(settings.output_path)
 
 
-def test_a_long_stream_leaves_the_page_cache_behind_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With fsync on, bytes far behind the end of a long file are dropped from the
-    page cache once on disk (drop-behind); the file still reads back exactly."""
-    from omestream.backends import tiff as engine
-    from tests.page_cache import require_droppable_cache, resident_pages
-
-    require_droppable_cache(tmp_path)
-    monkeypatch.setattr(engine, "_DROP_AFTER", 16 << 20)  # "long" without 256 MB of test data
-    frames = 120  # 512 KB each: 60 MB, well past the drop distance
-    settings = AcquisitionSettings(
-        root_path=str(tmp_path / "long.ome.tiff"),
-        dimensions=[
-            Dimension(name="t", count=frames, type="time"),
-            Dimension(name="y", count=512, type="space"),
-            Dimension(name="x", count=512, type="space"),
-        ],
-        dtype="uint16",
-        writer={"direct_io": False},  # pages through the page cache, as without O_DIRECT
-    )
-    with create_stream(settings) as stream:
-        for n in range(frames):
-            stream.append(frame_for(n, (512, 512), "uint16"))
-    dropped_to = (60 << 20) - engine._DROP_LAG - engine._WRITEBACK_BYTES
-    # the first MB holds page 0, whose OME-XML close() rewrote; the rest is gone
-    assert resident_pages(settings.output_path, 1 << 20, dropped_to) == 0
-    want = np.stack([frame_for(n, (512, 512), "uint16") for n in range(frames)])
-    check_dataset(settings, [want])
-
-
 def _long_settings(
     path: Path, frames: int, shape: tuple[int, int] = (512, 512), **writer: object
 ) -> AcquisitionSettings:
@@ -397,6 +366,29 @@ def _long_settings(
         dtype="uint16",
         writer=writer,
     )
+
+
+def test_a_long_stream_leaves_the_page_cache_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With fsync on, bytes far behind the end of a long file are dropped from the
+    page cache once on disk (drop-behind); the file still reads back exactly."""
+    from omestream.backends import tiff as engine
+    from tests.page_cache import require_droppable_cache, resident_pages
+
+    require_droppable_cache(tmp_path)
+    monkeypatch.setattr(engine, "_DROP_AFTER", 16 << 20)  # "long" without 256 MB of test data
+    frames = 120  # 512 KB each: 60 MB, well past the drop distance
+    # pages through the page cache, as without O_DIRECT
+    settings = _long_settings(tmp_path / "long.ome.tiff", frames, direct_io=False)
+    with create_stream(settings) as stream:
+        for n in range(frames):
+            stream.append(frame_for(n, (512, 512), "uint16"))
+    dropped_to = (60 << 20) - engine._DROP_LAG - engine._WRITEBACK_BYTES
+    # the first MB holds page 0, whose OME-XML close() rewrote; the rest is gone
+    assert resident_pages(settings.output_path, 1 << 20, dropped_to) == 0
+    want = np.stack([frame_for(n, (512, 512), "uint16") for n in range(frames)])
+    check_dataset(settings, [want])
 
 
 @pytest.mark.parametrize("shape", [(512, 512), (300, 500)], ids=["whole-blocks", "odd-size"])
