@@ -13,17 +13,9 @@ import pytest
 from omestream.io import durability
 from omestream.io.durability import BackgroundSync, drop_cached, settle_and_drop, syncfs
 from tests.page_cache import require_droppable_cache, resident_pages
+from tests.polling import wait_until
 
 MB = 1 << 20
-
-
-def _wait_until(check: object, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():  # type: ignore[operator]
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_syncs_once_enough_bytes_are_pending(
@@ -42,7 +34,7 @@ def test_syncs_once_enough_bytes_are_pending(
     root.mkdir()
     (root / "a").write_bytes(b"x" * (1 << 20))
     syncer.note(1 << 20, str(root / "a"))
-    assert _wait_until(lambda: len(calls) == 1)
+    assert wait_until(lambda: len(calls) == 1)
     syncer.note(10)  # below the threshold and long before the interval: no sync yet
     time.sleep(0.1)
     assert len(calls) == 1
@@ -57,7 +49,7 @@ def test_pending_bytes_are_synced_after_the_interval(
     monkeypatch.setattr(durability, "_syncfs_fd", lambda fd: calls.append(fd) or True)
     syncer = BackgroundSync(str(tmp_path), threshold=1 << 30, interval=0.05, warmup=0)
     syncer.note(1)
-    assert _wait_until(lambda: len(calls) >= 1)
+    assert wait_until(lambda: len(calls) >= 1)
     syncer.close()
 
 
@@ -70,7 +62,7 @@ def test_a_short_burst_is_left_to_the_final_sync(
     syncer.note(100)
     time.sleep(0.1)
     assert calls == []  # still warming up
-    assert _wait_until(lambda: len(calls) == 1)  # then the pending bytes are synced
+    assert wait_until(lambda: len(calls) == 1)  # then the pending bytes are synced
     syncer.close()
 
 
@@ -89,7 +81,7 @@ def test_without_syncfs_the_noted_files_are_fsynced(
     (tmp_path / "gone").write_bytes(b"x")
     syncer.note(1, str(tmp_path / "gone"))
     os.unlink(tmp_path / "gone")  # replaced or removed before its turn: skipped quietly
-    assert _wait_until(lambda: len(synced) == 4)
+    assert wait_until(lambda: len(synced) == 4)
     syncer.close()
     assert sorted(synced) == sorted([*map(str, files), str(tmp_path / "gone")])
 
