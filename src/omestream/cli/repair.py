@@ -24,9 +24,10 @@ def repair(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Detect an interrupted acquisition, report the frames present and the last complete
-    time point, trim shapes to the data present, fold frame metadata back and remove
-    temporary files. The dataset can then be read as is, or resumed.
+    """Make an interrupted acquisition readable again (or ready to resume).
+
+    Reports the frames present and the last complete time point, trims shapes to the
+    data present, folds frame metadata back and removes temporary files.
 
     Example: omestream repair acquisition.ome.zarr --dry-run
     """

@@ -45,8 +45,10 @@ def validate(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Check a store: plate indices, wells and fields on disk, axes vs. arrays, level
-    shapes, channels, consistency across positions; then independent validators.
+    """Check a store's structure and metadata, then run independent validators.
+
+    Checks plate indices, wells and fields on disk, axes against arrays, level shapes,
+    channels and consistency across positions.
 
     Exits with code 1 when anything fails. Example: omestream validate plate.ome.zarr
     """

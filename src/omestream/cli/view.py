@@ -23,8 +23,10 @@ def view(
     ),
     t: int | None = typer.Option(None, "--t", min=0, help="Time point (default: the middle one)."),
 ) -> None:
-    """Draw the dataset: per-channel max projections coloured from omero plus their
-    composite, or for a plate one tile per well on the plate grid (empty wells dark).
+    """Draw the dataset as a PNG: projections per channel, or a plate's wells.
+
+    Per-channel max projections coloured from omero plus their composite, or for a
+    plate one tile per well on the plate grid (empty wells dark).
 
     Example: omestream view plate.ome.zarr -o plate.png --size 128
     """
