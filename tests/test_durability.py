@@ -58,7 +58,7 @@ def test_a_short_burst_is_left_to_the_final_sync(
 ) -> None:
     calls: list[int] = []
     monkeypatch.setattr(durability, "_syncfs_fd", lambda fd: calls.append(fd) or True)
-    syncer = BackgroundSync(str(tmp_path), threshold=1, interval=0.01, warmup=0.3)
+    syncer = BackgroundSync(str(tmp_path), threshold=1, interval=0.01, warmup=1.0)
     syncer.note(100)
     time.sleep(0.1)
     assert calls == []  # still warming up

@@ -28,6 +28,7 @@ from omestream.cli.app import main
 from omestream.io.journal import JOURNAL_NAME, SMALL
 from tests.cases import frame_for
 from tests.checks import validate_ome_zarr
+from tests.polling import wait_until
 
 
 def _settings(root: Path, dims: list, **kw: object) -> AcquisitionSettings:
@@ -168,12 +169,17 @@ def test_idle_stream_keeps_frames_and_metadata_fresh(tmp_path: Path) -> None:
     stream = create_stream(s)
     for n in range(4):
         stream.append(frame_for(n, (8, 6), "uint16"), metadata={"n": n})
-    time.sleep(1.0)
     crashed = tmp_path / "crashed.ome.zarr"
-    shutil.copytree(stream.output_path, crashed)  # no flush by the test: what a kill leaves
+
+    def refreshed() -> bool:
+        shutil.rmtree(crashed, ignore_errors=True)
+        shutil.copytree(stream.output_path, crashed)  # no flush by the test: what a kill leaves
+        report = omestream.repair(crashed, force=True)
+        return report.resume_at == 4 and report.metadata_records == 4
+
+    time.sleep(1.0)  # three cadences; a loaded machine may take a little longer
+    assert wait_until(refreshed, timeout=5.0)
     stream.close()
-    report = omestream.repair(crashed, force=True)
-    assert report.resume_at == 4 and report.metadata_records == 4
 
 
 def test_refuses_a_dataset_that_is_still_being_written(tmp_path: Path) -> None:
