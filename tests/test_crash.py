@@ -34,6 +34,7 @@ from omestream.repair import RepairReport, repair
 from tests.cases import frame_for
 from tests.checks import validate_ome_zarr
 from tests.crash_child import KINDS, build_settings, frame_metadata
+from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 #: metadata cadence (the 1 s default) plus time for the last writes to land on a busy machine
@@ -273,9 +274,7 @@ def test_sigkill_of_a_fresh_interpreter(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.crash_child", "run", json.dumps(trial)], cwd=REPO
     )
-    deadline = time.monotonic() + 30
-    while "ready" not in _progress(progress)[0] and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: "ready" in _progress(progress)[0], timeout=30)
     time.sleep(GRACE_S + 0.5)
     killed = time.monotonic()
     proc.send_signal(signal.SIGKILL)

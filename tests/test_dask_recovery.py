@@ -23,6 +23,7 @@ distributed = pytest.importorskip("distributed")
 
 import omestream.dask as odask  # noqa: E402
 from tests.checks import validate_ome_zarr  # noqa: E402
+from tests.polling import wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +55,9 @@ def _n_files(folder: Path) -> int:
 
 def _kill_after_first_chunk(client: Any, chunks_dir: Path, killed: list[int]) -> None:
     """Kill a worker once the first shard is written; record how many were written then."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if _n_files(chunks_dir):
-            _kill_one_worker(client)
-            killed.append(_n_files(chunks_dir))
-            return
-        time.sleep(0.02)
+    if wait_until(lambda: _n_files(chunks_dir) > 0, timeout=30):
+        _kill_one_worker(client)
+        killed.append(_n_files(chunks_dir))
 
 
 def test_kill_worker_during_process_positions(client: Any, tmp_path: Path) -> None:
