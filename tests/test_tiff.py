@@ -392,14 +392,18 @@ def test_a_long_stream_leaves_the_page_cache_behind_it(
 
 
 @pytest.mark.parametrize("shape", [(512, 512), (300, 500)], ids=["whole-blocks", "odd-size"])
-def test_plain_pages_go_around_the_page_cache(tmp_path: Path, shape: tuple[int, int]) -> None:
+def test_plain_pages_go_around_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int]
+) -> None:
     """Uncompressed pages of 64 KiB or more are written with direct I/O (pages of whole
     4 KiB blocks several per call, others one per call): after the stream, almost
     none of their bytes sit in the page cache, and every page reads back."""
+    from omestream.backends import tiff as engine
     from tests.page_cache import require_direct_io, require_droppable_cache, resident_pages
 
     require_droppable_cache(tmp_path)
     require_direct_io(tmp_path)
+    monkeypatch.setattr(engine, "_SHORT_FILE_BYTES", 1 << 20)  # 20 MB counts as long
     frames = 40
     settings = _long_settings(tmp_path / "direct.ome.tiff", frames, shape)
     with create_stream(settings) as stream:
@@ -415,6 +419,35 @@ def test_plain_pages_go_around_the_page_cache(tmp_path: Path, shape: tuple[int, 
         offsets = [p.dataoffsets[0] for p in tif.pages]
     assert all(o % 4096 == 0 for o in offsets)
     want = np.stack([frame_for(n, shape, "uint16") for n in range(frames)])
+    check_dataset(settings, [want])
+
+
+@pytest.mark.parametrize("bounded", [True, False], ids=["bounded", "unbounded"])
+def test_a_short_acquisition_stays_in_the_page_cache(tmp_path: Path, bounded: bool) -> None:
+    """A bounded acquisition whose file stays short goes through the page cache (the
+    fsync at close writes it back at once); an unbounded one, whose length nobody
+    knows, is written with direct I/O from its first page."""
+    from tests.page_cache import require_direct_io, require_droppable_cache, resident_pages
+
+    require_droppable_cache(tmp_path)
+    require_direct_io(tmp_path)
+    frames = 40  # 20 MB
+    settings = _long_settings(tmp_path / "short.ome.tiff", frames)
+    if not bounded:
+        t, *rest = settings.dimensions
+        settings = settings.model_copy(
+            update={"dimensions": [t.model_copy(update={"count": None}), *rest]}
+        )
+    with create_stream(settings) as stream:
+        for n in range(frames):
+            stream.append(frame_for(n, (512, 512), "uint16"))
+    blocks = frames * (512 * 512 * 2 // 4096)
+    cached = resident_pages(settings.output_path)
+    if bounded:
+        assert cached >= blocks, (cached, blocks)
+    else:
+        assert cached <= 3 * frames, (cached, blocks)
+    want = np.stack([frame_for(n, (512, 512), "uint16") for n in range(frames)])
     check_dataset(settings, [want])
 
 
@@ -441,6 +474,7 @@ def test_refused_direct_writes_fall_back_to_the_page_cache(
         real(fd, parts, offset)
 
     monkeypatch.setattr(engine, "pwrite_all", refuse_direct)
+    monkeypatch.setattr(engine, "_SHORT_FILE_BYTES", 0)  # direct even for a short file
     frames = 12
     settings = _long_settings(tmp_path / "refused.ome.tiff", frames)
     with create_stream(settings) as stream:

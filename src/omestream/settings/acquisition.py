@@ -104,7 +104,8 @@ class WriterOptions(FrozenModel):
     direct_io: bool = Field(
         default=True,
         description=(
-            "local disks: write uncompressed chunks and TIFF pages around the page cache"
+            "local disks: write uncompressed chunks and TIFF pages around the page cache "
+            "(TIFF: unless every file of a bounded acquisition stays under 256 MB)"
         ),
     )
     compression_level: int | None = Field(default=None, ge=0, le=22)
