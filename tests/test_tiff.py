@@ -403,7 +403,7 @@ def test_plain_pages_go_around_the_page_cache(
 
     require_droppable_cache(tmp_path)
     require_direct_io(tmp_path)
-    monkeypatch.setattr(engine, "_SHORT_FILE_BYTES", 1 << 20)  # 20 MB counts as long
+    monkeypatch.setattr(engine, "_SHORT_BURST_BYTES", 1 << 20)  # 20 MB counts as long
     frames = 40
     settings = _long_settings(tmp_path / "direct.ome.tiff", frames, shape)
     with create_stream(settings) as stream:
@@ -424,9 +424,9 @@ def test_plain_pages_go_around_the_page_cache(
 
 @pytest.mark.parametrize("bounded", [True, False], ids=["bounded", "unbounded"])
 def test_a_short_acquisition_stays_in_the_page_cache(tmp_path: Path, bounded: bool) -> None:
-    """A bounded acquisition whose file stays short goes through the page cache (the
-    fsync at close writes it back at once); an unbounded one, whose length nobody
-    knows, is written with direct I/O from its first page."""
+    """A short bounded acquisition goes through the page cache (the fsync at close
+    writes it back at once); an unbounded one, whose length nobody knows, is written
+    with direct I/O from its first page."""
     from tests.page_cache import require_direct_io, require_droppable_cache, resident_pages
 
     require_droppable_cache(tmp_path)
@@ -449,6 +449,31 @@ def test_a_short_acquisition_stays_in_the_page_cache(tmp_path: Path, bounded: bo
         assert cached <= 3 * frames, (cached, blocks)
     want = np.stack([frame_for(n, (512, 512), "uint16") for n in range(frames)])
     check_dataset(settings, [want])
+
+
+@pytest.mark.parametrize(
+    ("positions", "frames", "direct"),
+    [(1, 200, False), (1, 300, True), (2, 150, True), (2, 100, False)],
+    ids=["200MB", "300MB", "2x150MB", "2x100MB"],
+)
+def test_the_burst_size_counts_every_file(
+    tmp_path: Path, positions: int, frames: int, direct: bool
+) -> None:
+    """The 256 MB line is for the whole acquisition: positions written to files of
+    their own add up (1 MB pages here). Nothing is written by building the engine."""
+    from omestream.backends.tiff import TiffBackend
+    from omestream.plan.storage import plan_storage
+
+    dims: list[Dimension | PositionDimension] = [Dimension(name="t", count=frames)]
+    if positions > 1:
+        dims.append(PositionDimension(positions=[f"P{i}" for i in range(positions)]))
+    dims += [Dimension(name="y", count=512), Dimension(name="x", count=1024)]
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "b.ome.tiff"), dimensions=dims, dtype="uint16"
+    )
+    engine = TiffBackend.from_settings(settings, plan_storage(settings))
+    assert engine._direct_io is direct
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_refused_direct_writes_fall_back_to_the_page_cache(
@@ -474,7 +499,7 @@ def test_refused_direct_writes_fall_back_to_the_page_cache(
         real(fd, parts, offset)
 
     monkeypatch.setattr(engine, "pwrite_all", refuse_direct)
-    monkeypatch.setattr(engine, "_SHORT_FILE_BYTES", 0)  # direct even for a short file
+    monkeypatch.setattr(engine, "_SHORT_BURST_BYTES", 0)  # direct even for a short burst
     frames = 12
     settings = _long_settings(tmp_path / "refused.ome.tiff", frames)
     with create_stream(settings) as stream:

@@ -14,7 +14,8 @@ up behind the disk are written by two calls per batch (a multi-page array, then 
 last page, which makes tifffile write the batch's IFDs): tifffile's Python cost per
 call is ~10x the write of a 512x512 page. Where the file system allows it (and
 ``WriterOptions.direct_io`` is on, the default), uncompressed pages of 64 KiB or more
-in files that may pass :data:`_SHORT_FILE_BYTES` take another path: tifffile writes the IFDs and reserves page-aligned pixel bytes,
+take another path, unless the acquisition is bounded and smaller than
+:data:`_SHORT_BURST_BYTES`: tifffile writes the IFDs and reserves page-aligned pixel bytes,
 and the pixels go to the disk with direct I/O (:meth:`TiffBackend._write_direct`).
 Otherwise, with ``fsync`` on, writeback of each file starts every few megabytes, so
 the disk works while frames still arrive and the fsync in ``close`` has little left
@@ -105,11 +106,11 @@ _DIRECT_IN_FLIGHT = 2
 # ... and their size: larger than through the cache, as fewer, larger direct writes
 # gained 0.5-7% on 8 MB pages (64 vs 16 MB, 9 alternating runs, all faster).
 _DIRECT_BATCH_BYTES = 64 << 20
-# A bounded acquisition whose files all stay below this size goes through the page
+# A bounded acquisition smaller than this (all its files together) goes through the page
 # cache: the cache absorbs it while frames arrive, and the fsync at close writes it
 # back in one go (a 134 MB z-stack: median 87 ms against 108 ms direct, 10 alternating
 # pairs). Writing only the first 256 MB of longer files that way cost their streams 5%.
-_SHORT_FILE_BYTES = _DROP_AFTER
+_SHORT_BURST_BYTES = _DROP_AFTER
 
 
 @dataclass
@@ -151,12 +152,12 @@ class TiffBackend(ArrayBackend):
         # only plain pages share calls: compressed ones and pyramid levels go one by one
         plain = self.n_levels == 1 and not self.format.compressed
         # plain pages of 64 KiB or more go around the page cache (see _write_direct),
-        # unless every file is known to stay short
+        # unless the whole acquisition is known to be a short burst
         self._direct_io = (
             options.direct_io
             and plain
             and page_bytes >= _DIRECT_MIN_BYTES
-            and not self._short_files()
+            and not self._short_burst()
         )
         # pages of whole blocks share a reservation; others get one each (aligned start)
         self._whole_blocks = page_bytes % DIRECT_IO_ALIGN == 0
@@ -192,16 +193,14 @@ class TiffBackend(ArrayBackend):
         self._refreshed_at = 0.0  # ... and when it ended (monotonic)
         self._xml_bytes = 0  # size of the last OME-XML written, all files
 
-    def _short_files(self) -> bool:
-        """Whether the acquisition is bounded and every file stays under
-        :data:`_SHORT_FILE_BYTES` (level 0; what else a file holds is small)."""
+    def _short_burst(self) -> bool:
+        """Whether the acquisition is bounded and all its pixels, in every file
+        together, stay under :data:`_SHORT_BURST_BYTES` (what the page cache absorbs)."""
         if self.plan.unbounded_axis is not None:
             return False
-        per_file = [0] * len(self.layout.files)
         itemsize = self.format.dtype.itemsize
-        for image, f in zip(self.plan.images, self.layout.image_file, strict=True):
-            per_file[f] += math.prod(image.levels[0].shape) * itemsize
-        return max(per_file) < _SHORT_FILE_BYTES
+        total = sum(math.prod(image.levels[0].shape) for image in self.plan.images)
+        return total * itemsize < _SHORT_BURST_BYTES
 
     # -- construction -------------------------------------------------------------------
     @classmethod

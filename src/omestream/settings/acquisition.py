@@ -105,7 +105,7 @@ class WriterOptions(FrozenModel):
         default=True,
         description=(
             "local disks: write uncompressed chunks and TIFF pages around the page cache "
-            "(TIFF: unless every file of a bounded acquisition stays under 256 MB)"
+            "(TIFF: unless a bounded acquisition is under 256 MB in all)"
         ),
     )
     compression_level: int | None = Field(default=None, ge=0, le=22)
