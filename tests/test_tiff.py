@@ -436,7 +436,7 @@ def test_a_short_acquisition_stays_in_the_page_cache(tmp_path: Path, bounded: bo
     if not bounded:
         t, *rest = settings.dimensions
         settings = settings.model_copy(
-            update={"dimensions": [t.model_copy(update={"count": None}), *rest]}
+            update={"dimensions": (t.model_copy(update={"count": None}), *rest)}
         )
     with create_stream(settings) as stream:
         for n in range(frames):
