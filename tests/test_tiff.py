@@ -368,6 +368,15 @@ def _long_settings(
     )
 
 
+def _stream_frames(settings: AcquisitionSettings, frames: int) -> np.ndarray:
+    """Append frames 0 .. frames-1 of the settings' frame shape; return them stacked."""
+    shape = settings.frame_shape
+    with create_stream(settings) as stream:
+        for n in range(frames):
+            stream.append(frame_for(n, shape, "uint16"))
+    return np.stack([frame_for(n, shape, "uint16") for n in range(frames)])
+
+
 def test_a_long_stream_leaves_the_page_cache_behind_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -381,13 +390,10 @@ def test_a_long_stream_leaves_the_page_cache_behind_it(
     frames = 120  # 512 KB each: 60 MB, well past the drop distance
     # pages through the page cache, as without O_DIRECT
     settings = _long_settings(tmp_path / "long.ome.tiff", frames, direct_io=False)
-    with create_stream(settings) as stream:
-        for n in range(frames):
-            stream.append(frame_for(n, (512, 512), "uint16"))
+    want = _stream_frames(settings, frames)
     dropped_to = (60 << 20) - engine._DROP_LAG - engine._WRITEBACK_BYTES
     # the first MB holds page 0, whose OME-XML close() rewrote; the rest is gone
     assert resident_pages(settings.output_path, 1 << 20, dropped_to) == 0
-    want = np.stack([frame_for(n, (512, 512), "uint16") for n in range(frames)])
     check_dataset(settings, [want])
 
 
@@ -406,9 +412,7 @@ def test_plain_pages_go_around_the_page_cache(
     monkeypatch.setattr(engine, "_SHORT_BURST_BYTES", 1 << 20)  # 20 MB counts as long
     frames = 40
     settings = _long_settings(tmp_path / "direct.ome.tiff", frames, shape)
-    with create_stream(settings) as stream:
-        for n in range(frames):
-            stream.append(frame_for(n, shape, "uint16"))
+    want = _stream_frames(settings, frames)
     # Before anything reads the file (reading IFDs reads ahead into the pixels): of
     # each page's blocks, about one is in the cache, the IFD's and the last one of each
     # write (beside tifffile's end-of-reservation byte); close() also reads page 0.
@@ -418,7 +422,6 @@ def test_plain_pages_go_around_the_page_cache(
     with tifffile.TiffFile(settings.output_path) as tif:
         offsets = [p.dataoffsets[0] for p in tif.pages]
     assert all(o % 4096 == 0 for o in offsets)
-    want = np.stack([frame_for(n, shape, "uint16") for n in range(frames)])
     check_dataset(settings, [want])
 
 
@@ -438,16 +441,13 @@ def test_a_short_acquisition_stays_in_the_page_cache(tmp_path: Path, bounded: bo
         settings = settings.model_copy(
             update={"dimensions": (t.model_copy(update={"count": None}), *rest)}
         )
-    with create_stream(settings) as stream:
-        for n in range(frames):
-            stream.append(frame_for(n, (512, 512), "uint16"))
+    want = _stream_frames(settings, frames)
     blocks = frames * (512 * 512 * 2 // 4096)
     cached = resident_pages(settings.output_path)
     if bounded:
         assert cached >= blocks, (cached, blocks)
     else:
         assert cached <= 3 * frames, (cached, blocks)
-    want = np.stack([frame_for(n, (512, 512), "uint16") for n in range(frames)])
     check_dataset(settings, [want])
 
 
@@ -502,9 +502,6 @@ def test_refused_direct_writes_fall_back_to_the_page_cache(
     monkeypatch.setattr(engine, "_SHORT_BURST_BYTES", 0)  # direct even for a short burst
     frames = 12
     settings = _long_settings(tmp_path / "refused.ome.tiff", frames)
-    with create_stream(settings) as stream:
-        for n in range(frames):
-            stream.append(frame_for(n, (512, 512), "uint16"))
+    want = _stream_frames(settings, frames)
     assert len(refused) == 1  # tried once, then the file stays with the page cache
-    want = np.stack([frame_for(n, (512, 512), "uint16") for n in range(frames)])
     check_dataset(settings, [want])
