@@ -302,6 +302,75 @@ def test_direct_encoding_write_error_surfaces_and_keeps_earlier_frames(tmp_path:
         np.testing.assert_array_equal(arr[v], _pattern(v))
 
 
+class _SlowEncoder:
+    """Wraps the engine's chunk encoder: every chunk takes ``delay`` seconds, and the
+    ``fail_at``-th chunk (counting from 1) raises."""
+
+    def __init__(self, inner: Any, delay: float = 0.0, fail_at: int | None = None) -> None:
+        self.inner = inner
+        self.delay = delay
+        self.fail_at = fail_at
+        self.max_overhead = inner.max_overhead
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def _tick(self) -> None:
+        with self._lock:
+            self.calls += 1
+            n = self.calls
+        time.sleep(self.delay)
+        if n == self.fail_at:
+            raise RuntimeError("the codec refused a chunk")
+
+    def encode(self, data: np.ndarray) -> bytes:
+        self._tick()
+        return self.inner.encode(data)  # type: ignore[no-any-return]
+
+    def encode_into(self, data: np.ndarray, out: memoryview) -> int:
+        self._tick()
+        return self.inner.encode_into(data, out)  # type: ignore[no-any-return]
+
+
+def test_append_returns_before_the_last_chunks_are_encoded(tmp_path: Path) -> None:
+    # Slow chunks: append returns once the frame is copied out, encoding goes on;
+    # the caller scribbling on its buffer right away changes nothing stored.
+    s = _direct_settings(tmp_path, "0.5", n=6, threads=2)
+    buf = np.zeros((300, 200), np.uint16)
+    in_flight = []
+    with create_stream(s) as stream:
+        backend = stream._backend
+        backend._encoder = _SlowEncoder(backend._encoder, delay=0.05)  # type: ignore[attr-defined]
+        for v in range(6):
+            buf[:] = _pattern(v)
+            stream.append(buf)
+            in_flight.append(backend.bytes_in_flight)  # type: ignore[attr-defined]
+            buf[:] = 9999
+    assert max(in_flight) > 0  # a frame's units were still pending when append returned
+    data = zarr.open_array(s.output_path + "/0", mode="r")[...]
+    for v in range(6):
+        np.testing.assert_array_equal(data[v], _pattern(v))
+
+
+def test_an_encoding_error_surfaces_and_keeps_earlier_frames(tmp_path: Path) -> None:
+    s = _direct_settings(tmp_path, "0.5", n=40, threads=2)
+    stream = create_stream(s)
+    per_frame = 3 * 2 * 4  # 300x200: 3 x 2 shards of 2 x 2 chunks (64 pixels)
+    stream._backend._encoder = _SlowEncoder(  # type: ignore[attr-defined]
+        stream._backend._encoder,  # type: ignore[attr-defined]
+        fail_at=3 * per_frame + 7,  # a chunk of the fourth frame
+    )
+    with pytest.raises(WriteError, match="the codec refused a chunk"):
+        for v in range(40):
+            stream.append(_pattern(v))
+        stream.close()
+    if not stream.closed:
+        with pytest.raises(WriteError):
+            stream.close()
+    arr = zarr.open_array(s.output_path + "/0", mode="r")
+    for v in range(3):
+        np.testing.assert_array_equal(arr[v], _pattern(v))
+
+
 class GatedKV(LocalKV):
     """Local storage where, once armed, writing metadata document ``key`` waits for a
     gate (at most 10 s, so a failing test never hangs the suite), or fails once with
