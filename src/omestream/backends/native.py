@@ -12,10 +12,9 @@ disk speed. Two paths, chosen per array level (see
   caller's buffer) and an uncompressed unit is written straight from the slab
   (page-aligned: with direct I/O on a local disk, several writes in flight).
 * **Direct.** A compressed frame that completes its write units by itself is not
-  copied as a whole: each chunk is gathered and encoded by the pool's threads *and*
-  the appending thread, and ``append`` returns once every chunk is gathered (the
-  last ones may still be encoding). On a machine with few cores a full-frame copy
-  competes with the encoders for the same CPU.
+  copied: its chunks are gathered and encoded by the pool's threads *and* the
+  appending thread, and ``append`` returns once they are encoded. On a machine
+  with few cores a full-frame copy competes with the encoders for the same CPU.
 
 Encoded units go to a writer thread (several for object stores), so encoders never
 wait on the disk; a :class:`~omestream.io.durability.BackgroundSync` makes written
@@ -31,9 +30,9 @@ import contextlib
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -47,6 +46,9 @@ from omestream.plan import StoragePlan
 from omestream.settings import WriterOptions
 
 __all__ = ["NativeZarrBackend"]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def _nbytes(parts: list[bytes | memoryview | np.ndarray]) -> int:
@@ -63,100 +65,6 @@ class _Slab:
         self.count = 0
         self.present = np.zeros(outer, dtype=bool)
         self.dirty = False
-
-
-class _FrameJob:
-    """One frame's chunks, gathered and encoded by several threads at once (see
-    :meth:`NativeZarrBackend._encode_frame`); a unit goes to the writer once its
-    last chunk is encoded, and ``done[u]`` tells when unit ``u`` is written."""
-
-    def __init__(
-        self,
-        backend: NativeZarrBackend,
-        six: np.ndarray,
-        arenas: list[np.ndarray | None],
-        keys: list[str],
-        index_grid: tuple[int, ...] | None,
-    ) -> None:
-        nty, ngy, _, ntx, ngx, _ = six.shape
-        self.backend = backend
-        self.six = six
-        self._shape = six.shape
-        self.arenas = arenas
-        self.keys = keys
-        self.index_grid = index_grid  # the shard index's grid, None when not sharded
-        self.per_unit = ngy * ngx
-        self.n = nty * ntx * self.per_unit
-        self.done: list[Future[None]] = [Future() for _ in keys]
-        self._encoded: list[bytes | memoryview | None] = [None] * self.n
-        self._left = [self.per_unit] * len(keys)
-        self._failed = [False] * len(keys)
-        self._taken = 0
-        self._gathered = 0
-        self._lock = threading.Lock()
-        self._all_gathered = threading.Event()
-
-    def work(self, leave: int) -> None:
-        """Gather and encode chunks until at most ``leave`` are left for others."""
-        _, _, cy, ntx, ngx, cx = self._shape
-        scratch = self.backend._scratch_chunk((cy, cx))
-        while True:
-            with self._lock:
-                k = self._taken
-                if self.n - k <= leave:
-                    return
-                self._taken = k + 1
-            u, slot = divmod(k, self.per_unit)
-            ty, tx = divmod(u, ntx)
-            gy, gx = divmod(slot, ngx)
-            try:
-                np.copyto(scratch, self.six[ty, gy, :, tx, gx, :])
-            finally:
-                with self._lock:
-                    self._gathered += 1
-                    if self._gathered == self.n:
-                        self.six = None  # type: ignore[assignment]  # the caller's again
-                        self._all_gathered.set()
-            try:
-                data = self.backend._encode_chunk(scratch, self.arenas[u], slot)
-            except BaseException as exc:
-                self._chunk_done(u, k, None, exc)
-            else:
-                self._chunk_done(u, k, data, None)
-
-    def wait_gathered(self) -> None:
-        """Until every chunk has been copied out of the frame. Chunks left to helpers
-        that have not started (the pool busy elsewhere, or shut down) are taken here."""
-        while not self._all_gathered.wait(0.02):
-            self.work(0)
-
-    def _chunk_done(
-        self, u: int, k: int, data: bytes | memoryview | None, exc: BaseException | None
-    ) -> None:
-        b = self.backend
-        with self._lock:
-            self._encoded[k] = data
-            self._left[u] -= 1
-            last = self._left[u] == 0
-            report = exc is not None and not self._failed[u]
-            if exc is not None:
-                self._failed[u] = True
-            failed = self._failed[u]
-        if report:
-            b._fail(exc, self.done[u])  # type: ignore[arg-type]
-        if not last:
-            return
-        arena = self.arenas[u]
-        if failed:
-            if arena is not None:
-                b._buffers.give_back(arena)
-            return
-        parts: list[bytes | memoryview | np.ndarray] = [
-            p for p in self._encoded[u * self.per_unit : (u + 1) * self.per_unit] if p is not None
-        ]
-        if self.index_grid is not None:
-            parts.append(shard_index([len(p) for p in parts], self.index_grid))  # type: ignore[arg-type]
-        b._run_on(b._io, b._write_parts, self.keys[u], parts, self.done[u], arena)
 
 
 class NativeZarrBackend(ZarrArrayBackend):
@@ -201,7 +109,6 @@ class NativeZarrBackend(ZarrArrayBackend):
         self._last: dict[tuple, list[Future[None]]] = {}
         self._buffers = BufferPool(self._budget)
         self._scratch: dict[tuple[int, int], np.ndarray] = {}
-        self._local = threading.local()  # per-thread chunk buffers (_scratch_chunk)
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -291,65 +198,60 @@ class NativeZarrBackend(ZarrArrayBackend):
 
         Used when each frame completes whole write units (compressed, one frame per
         chunk along the outer axes). A slab would cost a full copy of the frame on
-        the appending thread, which competes with the encoders for the same cores.
-        Here each chunk is gathered (the one copy a chunk needs anyway, as the codec
-        reads contiguous bytes) right before it is encoded, by the pool's threads and
-        the appending thread. ``append`` returns once every chunk is *gathered*, so
-        the caller's buffer is free again while the last chunks still encode: the
-        next frame's chunks start at once instead of cores idling at each frame's
-        end. The units' arenas count against the memory budget from the start.
+        the appending thread, which competes with the encoders for the same cores;
+        here each chunk is gathered right before it is encoded, and ``append``
+        returns once all are encoded, so the caller's buffer is free again. Only the
+        encoded bytes wait for the writer, under the memory budget.
         """
         g = self._geom[(image, level)]
         six = g.as_6d(frame)  # (ty, gy, cy, tx, gx, cx)
         (nty, ntx), (ngy, ngx) = g.tiles, g.grid_yx
+        jobs = [
+            (ty, tx, gy, gx)
+            for ty in range(nty)
+            for tx in range(ntx)
+            for gy in range(ngy)
+            for gx in range(ngx)
+        ]
         per_unit = ngy * ngx
-        units = nty * ntx
-        chunk = six[0, 0, :, 0, 0, :]
-        slot = self._arena_slot(chunk.nbytes)
-        nbytes = units * per_unit * (slot or chunk.nbytes)
-        self._wait_for_budget(nbytes)
-        job = _FrameJob(
-            self,
-            six,
-            [self._arena(per_unit, chunk.nbytes) for _ in range(units)],
-            [self._chunk_key(image, level, (*index, *divmod(u, ntx))) for u in range(units)],
-            (*g.grid_outer, ngy, ngx) if g.sharded else None,
-        )
-        with self._lock:
-            self._inflight.append((job.done, nbytes))
-            self._inflight_bytes += nbytes
-        helpers = 0
-        with contextlib.suppress(RuntimeError):  # interpreter exit: this thread does all
-            for _ in range(min(self._threads, job.n - 1)):
-                self._pool.submit(job.work, 0)
-                helpers += 1
-        # Leave the last chunks to the helpers: this thread returns once they are
-        # gathered rather than encoding one more chunk itself.
-        job.work(helpers)
-        job.wait_gathered()
+        chunk_nbytes = six[0, 0, :, 0, 0, :].nbytes
+        arenas = [self._arena(per_unit, chunk_nbytes) for _ in range(nty * ntx)]
 
-    def _arena_slot(self, chunk_nbytes: int) -> int | None:
-        """Bytes per chunk in an arena (cache-line aligned), None without arenas."""
-        if self._arena_overhead is None:
-            return None
-        return -(-(chunk_nbytes + self._arena_overhead) // 64) * 64
+        def encode(k: int) -> bytes | memoryview:
+            ty, tx, gy, gx = jobs[k]
+            u, slot = divmod(k, per_unit)
+            return self._encode_chunk(six[ty, gy, :, tx, gx, :], arenas[u], slot)
+
+        try:
+            encoded = self._parallel(encode, range(len(jobs)))
+        except BaseException as exc:
+            # A codec failure fails the stream like a failed write: reported as a
+            # WriteError now and at every later append, earlier frames kept.
+            for arena in arenas:
+                if arena is not None:
+                    self._buffers.give_back(arena)
+            with self._lock:
+                self._error = self._error or exc
+            self._raise_if_failed()
+            raise
+        for u in range(nty * ntx):
+            parts: list[bytes | memoryview | np.ndarray] = list(
+                encoded[u * per_unit : (u + 1) * per_unit]
+            )
+            if g.sharded:
+                sizes: list[int | None] = [len(p) for p in parts]
+                parts.append(shard_index(sizes, (*g.grid_outer, ngy, ngx)))
+            key = self._chunk_key(image, level, (*index, *divmod(u, ntx)))
+            self._write_later(key, parts, arenas[u])
 
     def _arena(self, chunks: int, chunk_nbytes: int) -> np.ndarray | None:
         """A reused buffer with one slot per chunk that encoders write into, or None
         when the encoder only returns new bytes (see ``encode_into`` in
         :mod:`omestream.backends.codecs`). Released once the unit is written."""
-        slot = self._arena_slot(chunk_nbytes)
-        if slot is None:
+        if self._arena_overhead is None:
             return None
+        slot = -(-(chunk_nbytes + self._arena_overhead) // 64) * 64  # cache-line aligned
         return self._buffers.take((chunks, slot), "u1")
-
-    def _scratch_chunk(self, shape: tuple[int, ...]) -> np.ndarray:
-        """This thread's contiguous buffer that a chunk is gathered into."""
-        bufs: dict[tuple[int, ...], np.ndarray] = self._local.__dict__.setdefault("chunks", {})
-        buf = bufs.get(shape)
-        if buf is None:
-            buf = bufs[shape] = np.empty(shape, dtype=self.plan.dtype)
-        return buf
 
     def _encode_chunk(
         self, chunk: np.ndarray, arena: np.ndarray | None, slot: int
@@ -360,6 +262,45 @@ class NativeZarrBackend(ZarrArrayBackend):
             return encoder.encode(np.ascontiguousarray(chunk))  # type: ignore[no-any-return]
         out = memoryview(arena[slot])  # type: ignore[arg-type]  # numpy rows are buffers
         return out[: encoder.encode_into(chunk, out)]
+
+    def _parallel(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+        """``[fn(i) for i in items]`` on the pool's threads and this one together."""
+        out: list[Any] = [None] * len(items)
+        pending = iter(range(len(items)))
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    i = next(pending, None)
+                if i is None:
+                    return
+                out[i] = fn(items[i])
+
+        helpers: list[Future[None]] = []
+        with contextlib.suppress(RuntimeError):  # interpreter exit: this thread does all
+            for _ in range(min(self._threads, len(items) - 1)):
+                helpers.append(self._pool.submit(work))
+        try:
+            work()
+        finally:
+            # Helpers read the caller's frame: wait for every one, even on error.
+            errors = [e for e in (h.exception() for h in helpers) if e is not None]
+        if errors:
+            raise errors[0]
+        return out
+
+    def _write_later(
+        self, key: str, parts: list[bytes | memoryview | np.ndarray], arena: np.ndarray | None
+    ) -> None:
+        # An arena counts whole: pages its slots touched in earlier use stay resident.
+        nbytes = arena.nbytes if arena is not None else _nbytes(parts)
+        self._wait_for_budget(nbytes)
+        done: Future[None] = Future()
+        with self._lock:
+            self._inflight.append(([done], nbytes))
+            self._inflight_bytes += nbytes
+        self._run_on(self._io, self._write_parts, key, parts, done, arena)
 
     @staticmethod
     def _run_on(executor: ThreadPoolExecutor, fn: Callable[..., None], *args: Any) -> None:
