@@ -286,22 +286,6 @@ def test_direct_encoding_keeps_encoded_bytes_under_the_budget(tmp_path: Path) ->
     np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0", mode="r")[...], noise)
 
 
-def test_direct_encoding_write_error_surfaces_and_keeps_earlier_frames(tmp_path: Path) -> None:
-    s = _direct_settings(tmp_path, "0.5", n=40, threads=2)
-    kv = FailingKV(s.output_path, ok=6 * 3)  # three frames of 6 shards each, then ENOSPC
-    stream = create_stream(s, store=kv)
-    with pytest.raises(WriteError, match="the disk is full"):
-        for v in range(40):
-            stream.append(_pattern(v))
-        stream.close()
-    if not stream.closed:
-        with pytest.raises(WriteError):
-            stream.close()
-    arr = zarr.open_array(s.output_path + "/0", mode="r")
-    for v in range(3):
-        np.testing.assert_array_equal(arr[v], _pattern(v))
-
-
 class _SlowEncoder:
     """Wraps the engine's chunk encoder: every chunk takes ``delay`` seconds, and the
     ``fail_at``-th chunk (counting from 1) raises."""
@@ -352,15 +336,24 @@ def test_slow_encoding_finishes_with_the_callers_frame_before_append_returns(
         np.testing.assert_array_equal(data[v], _pattern(v))
 
 
-def test_an_encoding_error_surfaces_and_keeps_earlier_frames(tmp_path: Path) -> None:
+@pytest.mark.parametrize("failure", ["disk", "codec"])
+def test_direct_encoding_error_surfaces_and_keeps_earlier_frames(
+    tmp_path: Path, failure: str
+) -> None:
     s = _direct_settings(tmp_path, "0.5", n=40, threads=2)
-    stream = create_stream(s)
-    per_frame = 3 * 2 * 4  # 300x200: 3 x 2 shards of 2 x 2 chunks (64 pixels)
-    stream._backend._encoder = _SlowEncoder(  # type: ignore[attr-defined]
-        stream._backend._encoder,  # type: ignore[attr-defined]
-        fail_at=3 * per_frame + 7,  # a chunk of the fourth frame
-    )
-    with pytest.raises(WriteError, match="the codec refused a chunk"):
+    if failure == "disk":
+        kv = FailingKV(s.output_path, ok=6 * 3)  # three frames of 6 shards each, then ENOSPC
+        stream = create_stream(s, store=kv)
+        match = "the disk is full"
+    else:
+        stream = create_stream(s)
+        per_frame = 3 * 2 * 4  # 300x200: 3 x 2 shards of 2 x 2 chunks (64 pixels)
+        stream._backend._encoder = _SlowEncoder(  # type: ignore[attr-defined]
+            stream._backend._encoder,  # type: ignore[attr-defined]
+            fail_at=3 * per_frame + 7,  # a chunk of the fourth frame
+        )
+        match = "the codec refused a chunk"
+    with pytest.raises(WriteError, match=match):
         for v in range(40):
             stream.append(_pattern(v))
         stream.close()
