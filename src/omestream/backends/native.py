@@ -224,7 +224,7 @@ class NativeZarrBackend(ZarrArrayBackend):
 
         try:
             encoded = self._parallel(encode, range(len(jobs)))
-        except BaseException as exc:
+        except Exception as exc:  # not KeyboardInterrupt: that is no codec failure
             # A codec failure fails the stream like a failed write: reported as a
             # WriteError now and at every later append, earlier frames kept.
             for arena in arenas:
