@@ -45,7 +45,8 @@ def validate_ome_zarr(path: str | Path) -> Any:
 
 
 def read_with_ome_zarr(path: str) -> list[Any]:
-    """The reference reader finds at least one node and can load its pixels."""
+    """The reference reader finds at least one node and can load its pixels (its first
+    plane, when it has one)."""
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
 
@@ -55,7 +56,9 @@ def read_with_ome_zarr(path: str) -> list[Any]:
     assert nodes, f"ome-zarr found no nodes in {path}"
     data = nodes[0].data
     assert data, f"ome-zarr found no image data in {path}"
-    np.asarray(data[-1][(0,) * (data[-1].ndim - 2)])  # smallest level, first plane
+    smallest = data[-1]
+    if 0 not in smallest.shape:  # an unbounded axis may still be empty: no plane to read
+        np.asarray(smallest[(0,) * (smallest.ndim - 2)])  # smallest level, first plane
     return nodes
 
 
