@@ -113,19 +113,20 @@ def test_details_readers_trip_over(case: Case, ngff_version: str, tmp_path: Path
 
 def test_channel_coords_become_omero(ngff_version: str, tmp_path: Path) -> None:
     case = next(c for c in CASES if c.id == "single-5d")
-    _, root = _write(case, tmp_path, ngff_version)
+    settings, root = _write(case, tmp_path, ngff_version)
     omero = _ngff(_attrs(root, "", ngff_version), ngff_version)["omero"]
     assert [(c["label"], c["color"]) for c in omero["channels"]] == [
         ("DAPI", "0000FF"),
         ("GFP", "00FF00"),
         ("mCherry", "FF0000"),
     ]
-    assert omero["channels"][0]["window"] == {
-        "min": 0.0,
-        "max": 65535.0,
-        "start": 0.0,
-        "end": 65535.0,
-    }
+    expected = expected_images(case, settings)[0]
+    c_axis = [a.name for a in plan_storage(settings).images[0].axes].index("c")
+    for c, ch in enumerate(omero["channels"]):
+        win = ch["window"]
+        assert (win["min"], win["max"]) == (0.0, 65535.0)  # the dtype's range
+        data = np.take(expected, c, axis=c_axis)  # the display window lies within the data
+        assert data.min() <= win["start"] < win["end"] <= data.max() + 1
 
 
 def test_plate_metadata_is_consistent(ngff_version: str, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from omestream.backends.zarr_common import array_path
 from omestream.errors import SettingsError, StoreFormatError
 from omestream.io import zarr_nodes
 from omestream.io.kv import KVStore, open_kv
+from omestream.metadata.ngff import channel_window
 from omestream.plan import FrameRouter, plan_storage
 from omestream.settings import AcquisitionSettings
 from omestream.stream import OMEStream
@@ -94,6 +95,27 @@ def _saved_metadata(kv: KVStore, plan: Any, record: dict[str, Any]) -> list[list
     return out
 
 
+def _saved_windows(kv: KVStore, plan: Any) -> list[dict[int, tuple[float, float]]]:
+    """Display windows an earlier run measured (those narrower than the dtype's range)."""
+    full = channel_window(plan.dtype)
+    out: list[dict[int, tuple[float, float]]] = [{} for _ in plan.images]
+    for i, im in enumerate(plan.images):
+        attrs = zarr_nodes.read_group_attrs(kv, im.path, plan.zarr_format) or {}
+        content = attrs.get("ome", attrs)
+        omero = content.get("omero") if isinstance(content, dict) else None
+        channels = omero.get("channels") if isinstance(omero, dict) else None
+        for c, ch in enumerate(channels if isinstance(channels, list) else []):
+            win = ch.get("window") if isinstance(ch, dict) else None
+            if not isinstance(win, dict):
+                continue
+            lo, hi = win.get("start"), win.get("end")
+            if not all(isinstance(v, int | float) for v in (lo, hi)):
+                continue
+            if (lo, hi) != (full["start"], full["end"]):
+                out[i][c] = (float(lo), float(hi))  # type: ignore[arg-type]
+    return out
+
+
 def resume_stream(
     settings: AcquisitionSettings, *, store: KVStore | None = None, **storage_options: Any
 ) -> OMEStream:
@@ -129,6 +151,7 @@ def resume_stream(
     skipped = [int(s) for s in record.get("skipped", []) if isinstance(s, int)]
     state.skipped = [s for s in skipped if s < rewind]
     state.frame_metadata = [[r for r in recs if r["frame"] < rewind] for recs in saved_meta]
+    state.windows = _saved_windows(kv, plan)
     u = plan.unbounded_axis
     if u is not None and rewind:
         steps = router.acquisition_index(rewind)[0]  # whole outer steps before the rewind point

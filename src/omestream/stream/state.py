@@ -23,12 +23,17 @@ class StreamState:
     # per image: per-frame metadata records, in arrival order
     frame_metadata: list[list[dict[str, Any]]] = field(default_factory=list)
     dirty_metadata: bool = False
+    # per image: channel -> display window measured from sampled frames (see
+    # omestream.metadata.display); written into omero with the image's metadata
+    windows: list[dict[int, tuple[float, float]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.extents:
             self.extents = [0] * self.n_images
         if not self.frame_metadata:
             self.frame_metadata = [[] for _ in range(self.n_images)]
+        if not self.windows:
+            self.windows = [{} for _ in range(self.n_images)]
 
     def snapshot(self) -> StreamState:
         """A copy that later appends do not change (records themselves are never edited)."""
@@ -41,6 +46,7 @@ class StreamState:
             extents=list(self.extents),
             frame_metadata=[list(r) for r in self.frame_metadata],
             dirty_metadata=self.dirty_metadata,
+            windows=[dict(w) for w in self.windows],
         )
 
     def settle(self, written: StreamState) -> None:

@@ -32,6 +32,7 @@ from omestream.errors import (
     WriteError,
 )
 from omestream.io.kv import KVStore, LocalKV, open_kv
+from omestream.metadata.display import frame_window, merge_windows, samples_frame
 from omestream.plan import FrameRouter, StoragePlan, plan_storage
 from omestream.pyramid import StreamPyramid
 from omestream.settings import AcquisitionSettings
@@ -108,6 +109,15 @@ class OMEStream:
         self._pending_extent: int | None = None
         self._growth_error: BaseException | None = None
         self._last_sync = time.monotonic()
+        # Display windows: where each image's channel index sits in a frame's storage
+        # index (None: no channels), and how many frames each channel has had.
+        self._channel_axis = [
+            next((k for k, a in enumerate(im.axes[:-2]) if a.type == "channel"), None)
+            if im.channels
+            else None
+            for im in plan.images
+        ]
+        self._channel_frames: dict[tuple[int, int], int] = {}
         self._pyramid = (
             StreamPyramid(plan, settings.pyramid.method)
             if settings.pyramid is not None and len(plan.images[0].levels) > 1
@@ -170,11 +180,27 @@ class OMEStream:
             self._raise_growth_error()
             self._grow(route.index)
             self._backend.write_frame(route.image, route.index, frame)
+            self._observe(route.image, route.index, frame)
             if self._pyramid is not None:
                 self._write_levels(
                     route.image, self._pyramid.feed(route.index, frame, route.image)
                 )
             self._advance(route.image, route.index, record)
+
+    def _observe(self, image: int, index: tuple[int, ...], frame: np.ndarray) -> None:
+        """Look at some of a channel's frames for its display window (see
+        :mod:`omestream.metadata.display`)."""
+        axis = self._channel_axis[image]
+        if axis is None:
+            return
+        c = index[axis]
+        seen = self._channel_frames.get((image, c), 0)
+        self._channel_frames[(image, c)] = seen + 1
+        if samples_frame(seen):
+            windows = self._state.windows[image]
+            merged = merge_windows(windows.get(c), frame_window(frame))
+            if merged is not None:
+                windows[c] = merged
 
     def skip(self, frames: int = 1) -> None:
         """Declare that ``frames`` frames will not come; they read as the fill value."""

@@ -9,6 +9,7 @@ from omestream.io import zarr_nodes
 from omestream.io.journal import MetadataJournal
 from omestream.io.kv import KVStore
 from omestream.metadata import plan_documents
+from omestream.metadata.display import apply_windows
 from omestream.plan import StoragePlan
 from omestream.settings import AcquisitionSettings
 from omestream.stream.state import StreamState
@@ -69,11 +70,11 @@ class ZarrMetadataSink:
         for i, im in enumerate(self.plan.images):
             if defer or not (images_too or final or state.dirty_metadata) or im.path == "":
                 continue
-            attrs = dict(self.docs[im.path])
+            attrs = self._image_doc(i, state)
             if state.frame_metadata[i]:
                 attrs[OMESTREAM_KEY] = {"frame_metadata": state.frame_metadata[i]}
             self._write(im.path, attrs, durable)
-        root = dict(self.docs[""])
+        root = self._image_doc(0, state) if self.plan.layout == "image" else dict(self.docs[""])
         record = self._root_record(state)
         if self.plan.layout == "image" and state.frame_metadata[0]:
             record["frame_metadata"] = state.frame_metadata[0]
@@ -84,6 +85,18 @@ class ZarrMetadataSink:
         if final and self.journal is not None:
             self.journal.finish()
         state.dirty_metadata = state.dirty_metadata and defer
+
+    def _image_doc(self, i: int, state: StreamState) -> dict[str, Any]:
+        """Image ``i``'s group attributes, with the display windows measured so far."""
+        attrs = dict(self.docs[self.plan.images[i].path])
+        windows = state.windows[i] if i < len(state.windows) else None
+        if windows:
+            content = attrs  # NGFF 0.4: top level; 0.5: under "ome"
+            if "ome" in attrs:
+                content = attrs["ome"] = dict(attrs["ome"])
+            if "omero" in content:
+                content["omero"] = apply_windows(content["omero"], windows, self.plan.dtype)
+        return attrs
 
     def _write_ome_xml(self, state: StreamState) -> None:
         shapes = None
