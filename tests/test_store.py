@@ -128,7 +128,7 @@ def test_image_append_channels_rewrite(tmp_path: Path, ngff_version: str, writer
         np.testing.assert_array_equal(levels(root)[1][-3:], mean2(data[-3:]))
 
     # a channel with its omero entry
-    gfp = pixels(7, (data.shape[0], Y, X))
+    gfp = pixels(7, (data.shape[0], Y, X)) + 3000  # brighter than the other channels
     img.append_channel("GFP", gfp, color="00FF00")
     data = np.concatenate([data, gfp[:, None]], axis=1)
     validate_ome_zarr(root)
@@ -136,6 +136,9 @@ def test_image_append_channels_rewrite(tmp_path: Path, ngff_version: str, writer
     channels = ngff(root)["omero"]["channels"]
     assert len(channels) == data.shape[1]
     assert channels[-1]["label"] == "GFP" and channels[-1]["color"] == "00FF00"
+    window = channels[-1]["window"]  # measured from its own pixels, not copied
+    assert 3000 <= window["start"] <= 3010 and 3990 <= window["end"] <= 3999
+    assert (window["min"], window["max"]) == (0, 65535)
 
     # rewrite one plane, then one time point; lower levels follow
     plane = pixels(8, (Y, X))

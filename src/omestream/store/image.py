@@ -24,6 +24,7 @@ import numpy as np
 
 from omestream.errors import FrameShapeError, SettingsError, StoreFormatError
 from omestream.io import zarr_nodes
+from omestream.metadata.display import apply_windows, frame_window
 from omestream.metadata.ngff import channel_window
 from omestream.metadata.parse import ParsedImage
 from omestream.pyramid import KERNELS, downsample
@@ -290,14 +291,17 @@ class Image:
         with self._ctx.locks.image(self.path):
             self._load()
             a = self._axis(axis)
-            n = self._append_locked(data, a, cast)
+            block = self._append_locked(data, a, cast)
+        n = int(block.shape[a])
         is_channel = self.axis_types[a] == "channel" or self.axes[a] == "c"
         if is_channel and self._parsed.channels is not None:
             start = self.shape[a] - n
-            self._update_omero(add=[(None, None)] * n, expect_before=start)
+            windows = _channel_windows(block, a, start)
+            self._update_omero(add=[(None, None)] * n, expect_before=start, windows=windows)
         return self
 
-    def _append_locked(self, data: Any, a: int, cast: bool) -> int:
+    def _append_locked(self, data: Any, a: int, cast: bool) -> np.ndarray:
+        """Append ``data`` along axis ``a``; the block as written (with that axis)."""
         where = f"{self._ctx.where(self.path)}: append along {self.axes[a]!r}"
         arr = np.asarray(data)
         shape0 = self.shape
@@ -329,7 +333,7 @@ class Image:
         self._propagate(arrays, region, arr)
         self._commit_shapes(shapes)
         self._load()
-        return int(arr.shape[a])
+        return arr
 
     def append_channel(
         self, name: str, data: Any, *, color: str | None = None, cast: bool = False
@@ -356,8 +360,9 @@ class Image:
                     f"(channels {self.channel_names}); nothing was written"
                 )
             start = self.shape[a]
-            self._append_locked(data, a, cast)
-        self._update_omero(add=[(name, color)], expect_before=start, create=True)
+            block = self._append_locked(data, a, cast)
+        windows = _channel_windows(block, a, start)
+        self._update_omero(add=[(name, color)], expect_before=start, create=True, windows=windows)
         return self
 
     def delete_channel(self, channel: str | int) -> Image:
@@ -461,8 +466,10 @@ class Image:
         remove: int | None = None,
         expect_before: int | None = None,
         create: bool = False,
+        windows: dict[int, tuple[float, float]] | None = None,
     ) -> None:
-        """Keep ``omero.channels`` in step with the channel axis (under the metadata lock)."""
+        """Keep ``omero.channels`` in step with the channel axis (under the metadata lock);
+        ``windows`` are display windows measured for channels by index."""
         ctx = self._ctx
         with ctx.locks.metadata():
             self._load()
@@ -490,6 +497,8 @@ class Image:
                         entry["color"] = color
                     channels.append(entry)
             omero["channels"] = channels
+            if windows:
+                omero = apply_windows(omero, windows, self._dtype)
             ctx.write_content(self.path, {"omero": omero})
             self._load()
 
@@ -547,3 +556,14 @@ class Image:
                 self._ctx.write_content(self.path, {"omero": omero})
                 self._load()
         return problems
+
+
+def _channel_windows(block: np.ndarray, axis: int, start: int) -> dict[int, tuple[float, float]]:
+    """Display windows of the channels of ``block`` (appended at ``start`` along
+    ``axis``), measured from it (see :mod:`omestream.metadata.display`)."""
+    out = {}
+    for k in range(block.shape[axis]):
+        win = frame_window(np.take(block, k, axis=axis))
+        if win is not None:
+            out[start + k] = win
+    return out
