@@ -82,7 +82,8 @@ def _mean2(a: np.ndarray) -> np.ndarray:
 
 def test_write_tczyx_array_in_parallel(client: Any, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    source = rng.integers(0, 60000, size=(2, 3, 4, 64, 48), dtype="uint16")
+    source = rng.integers(0, 5000, size=(2, 3, 4, 64, 48), dtype="uint16")
+    source += np.array([0, 10000, 20000], "uint16")[:, None, None, None]  # per channel
     # dask chunks that cut across the stored grid: they must be rechunked to it
     arr = da.from_array(source, chunks=(1, 2, 3, 20, 17))
     settings = AcquisitionSettings(
@@ -111,6 +112,11 @@ def test_write_tczyx_array_in_parallel(client: Any, tmp_path: Path) -> None:
     # the root record says the write completed
     record = zarr.open_group(out, mode="r").attrs["omestream"]
     assert record["complete"] is True
+    # display windows measured by the tasks from the blocks they wrote
+    omero = zarr.open_group(out, mode="r").attrs["ome"]["omero"]
+    for c, ch in enumerate(omero["channels"]):
+        lo, hi = ch["window"]["start"], ch["window"]["end"]
+        assert c * 10000 <= lo <= c * 10000 + 50 and c * 10000 + 4950 <= hi <= c * 10000 + 5000
     # lazy reads: one block per shard, same pixels
     levels = odask.to_dask(out)[""]
     assert [lv.shape for lv in levels] == [source.shape, (2, 3, 4, 32, 24)]

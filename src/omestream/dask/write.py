@@ -21,6 +21,7 @@ from omestream.dask.layout import ArrayRef, open_array
 from omestream.dask.regions import aligned_chunks, block_selections, units_covered
 from omestream.dask.target import NewDataset, bounded, create_dataset
 from omestream.errors import FrameDtypeError, FrameShapeError, SettingsError
+from omestream.metadata.display import frame_window, merge_windows
 from omestream.plan import ImagePlan
 from omestream.pyramid.kernels import downsample
 from omestream.settings import (
@@ -56,16 +57,29 @@ class UnitWrite:
     level: int
     selection: tuple[slice, ...]
     unit: tuple[int, ...]
+    channel_axis: int | None = None  # level 0 of an image with channels: measure windows
 
     def units(self) -> list[tuple[int, ...]]:
         return units_covered(self.selection, self.unit)
 
 
-def write_unit_block(block: np.ndarray, job: UnitWrite) -> int:
-    """Task body: write one block; rerunning it rewrites the same chunks."""
+def write_unit_block(
+    block: np.ndarray, job: UnitWrite
+) -> tuple[int, dict[int, tuple[float, float]]]:
+    """Task body: write one block; rerunning it rewrites the same chunks. Returns the
+    bytes written and the display windows of the channels in the block (see
+    :mod:`omestream.metadata.display`), so the client can put them into ``omero``."""
     arr = open_array(job.array, mode="r+")
     arr[job.selection] = block
-    return int(block.nbytes)
+    windows = {}
+    a = job.channel_axis
+    if a is not None:
+        first = job.selection[a].start or 0
+        for k in range(block.shape[a]):
+            win = frame_window(np.take(block, k, axis=a))
+            if win is not None:
+                windows[first + k] = win
+    return int(block.nbytes), windows
 
 
 @dataclass(frozen=True)
@@ -104,20 +118,26 @@ class WritePlan:
         try:
             if client is not None:
                 futures = client.compute(self.tasks, retries=retries)
-                sizes = client.gather(futures)
+                results = client.gather(futures)
             else:
                 import dask
 
-                sizes = dask.compute(*self.tasks)
+                results = dask.compute(*self.tasks)
         except BaseException:
             self.dataset.finish(complete=False)
             raise
+        windows = self.dataset.state.windows
+        for job, (_, measured) in zip(self.writes, results, strict=True):
+            for c, win in measured.items():
+                merged = merge_windows(windows[job.image].get(c), win)
+                if merged is not None:
+                    windows[job.image][c] = merged
         self.dataset.finish(complete=True)
         return WriteReport(
             self.url,
             len(self.dataset.plan.images),
             len(self.tasks),
-            int(sum(sizes)),
+            sum(nbytes for nbytes, _ in results),
             time.perf_counter() - t0,
         )
 
@@ -242,13 +262,18 @@ def plan_write(
     name = f"{WRITE_PREFIX}-{tokenize(*(a.name for a in arrays), dataset.kv.url)}"
     for i, (arr, image) in enumerate(zip(arrays, plan.images, strict=True)):
         stored = arr.transpose(perm) if perm != tuple(range(arr.ndim)) else arr
+        channel_axis = (
+            next((k for k, ax in enumerate(image.axes) if ax.type == "channel"), None)
+            if image.channels
+            else None
+        )
         for lv, level_arr in enumerate(_levels(stored, image, method)):
             unit = image.levels[lv].write_unit
             level_arr = level_arr.rechunk(aligned_chunks(level_arr.chunks, unit))
             blocks = level_arr.to_delayed()
             ref = ArrayRef.make(dataset.kv, _array_path(image, lv), storage_options)
             for idx, selection in block_selections(level_arr.chunks):
-                job = UnitWrite(ref, i, lv, selection, unit)
+                job = UnitWrite(ref, i, lv, selection, unit, channel_axis if lv == 0 else None)
                 writes.append(job)
                 tasks.append(
                     dask.delayed(write_unit_block, pure=True)(
