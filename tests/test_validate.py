@@ -136,6 +136,13 @@ def omero_channels_wrong(root: Path) -> None:
     _edit(root / "zarr.json", lambda d: _ome(d)["omero"]["channels"].pop())
 
 
+def omero_window_reversed(root: Path) -> None:
+    def flip(d: dict[str, Any]) -> None:
+        _ome(d)["omero"]["channels"][1]["window"].update(start=900.0, end=100.0)
+
+    _edit(root / "zarr.json", flip)
+
+
 BROKEN: list[tuple[Callable[[Path], None], str, str, str]] = [
     # (break it, base store, where, words of the message)
     (wrong_row_index, "plate", ".", "rowIndex is 1, which is row 'B', but the well path 'A/3'"),
@@ -151,6 +158,7 @@ BROKEN: list[tuple[Callable[[Path], None], str, str, str]] = [
     (dimension_names_differ, "pyramid", "0", "dimension_names ['c', 'z', 'x', 'y'] differ"),
     (fill_value_not_numeric, "pyramid", "2", "fill_value must be a number for dtype uint16"),
     (omero_channels_wrong, "pyramid", ".", "omero lists 1 channel(s) but the channel axis has size 2"),
+    (omero_window_reversed, "pyramid", ".", "omero.channels[1].window starts at 900.0, above its end 100.0"),
 ]  # fmt: skip
 
 

@@ -273,6 +273,18 @@ class _Checker:
                 node.path,
                 f"omero lists {len(channels)} channels but the image has no channel axis",
             )
+        for i, ch in enumerate(channels):
+            window = _dict(_dict(ch).get("window"))
+            start, end = window.get("start"), window.get("end")
+            numbers = all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in (start, end)
+            )
+            if numbers and start > end:  # type: ignore[operator]
+                self.add(
+                    node.path,
+                    f"omero.channels[{i}].window starts at {start}, above its end {end}: "
+                    "viewers would show the channel empty",
+                )
 
     # -- plates, wells, series ---------------------------------------------------------
     def _plate(self, node: Node, plate: dict[str, Any]) -> None:
