@@ -21,7 +21,7 @@ from omestream.dask.layout import ArrayRef, open_array
 from omestream.dask.regions import aligned_chunks, block_selections, units_covered
 from omestream.dask.target import NewDataset, bounded, create_dataset
 from omestream.errors import FrameDtypeError, FrameShapeError, SettingsError
-from omestream.metadata.display import frame_window, merge_windows
+from omestream.metadata.display import channel_windows, merge_windows
 from omestream.plan import ImagePlan
 from omestream.pyramid.kernels import downsample
 from omestream.settings import (
@@ -71,14 +71,8 @@ def write_unit_block(
     :mod:`omestream.metadata.display`), so the client can put them into ``omero``."""
     arr = open_array(job.array, mode="r+")
     arr[job.selection] = block
-    windows = {}
     a = job.channel_axis
-    if a is not None:
-        first = job.selection[a].start or 0
-        for k in range(block.shape[a]):
-            win = frame_window(np.take(block, k, axis=a))
-            if win is not None:
-                windows[first + k] = win
+    windows = {} if a is None else channel_windows(block, a, job.selection[a].start or 0)
     return int(block.nbytes), windows
 
 
@@ -262,11 +256,7 @@ def plan_write(
     name = f"{WRITE_PREFIX}-{tokenize(*(a.name for a in arrays), dataset.kv.url)}"
     for i, (arr, image) in enumerate(zip(arrays, plan.images, strict=True)):
         stored = arr.transpose(perm) if perm != tuple(range(arr.ndim)) else arr
-        channel_axis = (
-            next((k for k, ax in enumerate(image.axes) if ax.type == "channel"), None)
-            if image.channels
-            else None
-        )
+        channel_axis = image.channel_axis() if image.channels else None
         for lv, level_arr in enumerate(_levels(stored, image, method)):
             unit = image.levels[lv].write_unit
             level_arr = level_arr.rechunk(aligned_chunks(level_arr.chunks, unit))

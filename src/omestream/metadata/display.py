@@ -20,6 +20,7 @@ __all__ = [
     "SAMPLE_FIRST",
     "SAMPLE_PIXELS",
     "apply_windows",
+    "channel_windows",
     "frame_window",
     "merge_windows",
     "samples_frame",
@@ -54,6 +55,17 @@ def frame_window(frame: np.ndarray) -> Window | None:
         sample = sample.astype(np.uint8)
     lo, hi = np.percentile(sample, [LOW_PERCENTILE, HIGH_PERCENTILE])
     return float(lo), float(hi)
+
+
+def channel_windows(block: np.ndarray, axis: int, first: int = 0) -> dict[int, Window]:
+    """The window of each channel of ``block`` along ``axis``, keyed by channel index
+    (``first`` for the block's first channel); channels without finite data are left out."""
+    out = {}
+    for k in range(block.shape[axis]):
+        win = frame_window(np.take(block, k, axis=axis))
+        if win is not None:
+            out[first + k] = win
+    return out
 
 
 def merge_windows(a: Window | None, b: Window | None) -> Window | None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from omestream.errors import FrameShapeError, SettingsError, StoreFormatError
 from omestream.io import zarr_nodes
-from omestream.metadata.display import apply_windows, frame_window
+from omestream.metadata.display import apply_windows, channel_windows
 from omestream.metadata.ngff import channel_window
 from omestream.metadata.parse import ParsedImage
 from omestream.pyramid import KERNELS, downsample
@@ -296,7 +296,7 @@ class Image:
         is_channel = self.axis_types[a] == "channel" or self.axes[a] == "c"
         if is_channel and self._parsed.channels is not None:
             start = self.shape[a] - n
-            windows = _channel_windows(block, a, start)
+            windows = channel_windows(block, a, start)
             self._update_omero(add=[(None, None)] * n, expect_before=start, windows=windows)
         return self
 
@@ -361,7 +361,7 @@ class Image:
                 )
             start = self.shape[a]
             block = self._append_locked(data, a, cast)
-        windows = _channel_windows(block, a, start)
+        windows = channel_windows(block, a, start)
         self._update_omero(add=[(name, color)], expect_before=start, create=True, windows=windows)
         return self
 
@@ -556,14 +556,3 @@ class Image:
                 self._ctx.write_content(self.path, {"omero": omero})
                 self._load()
         return problems
-
-
-def _channel_windows(block: np.ndarray, axis: int, start: int) -> dict[int, tuple[float, float]]:
-    """Display windows of the channels of ``block`` (appended at ``start`` along
-    ``axis``), measured from it (see :mod:`omestream.metadata.display`)."""
-    out = {}
-    for k in range(block.shape[axis]):
-        win = frame_window(np.take(block, k, axis=axis))
-        if win is not None:
-            out[start + k] = win
-    return out

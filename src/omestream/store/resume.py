@@ -27,6 +27,7 @@ from omestream.errors import SettingsError, StoreFormatError
 from omestream.io import zarr_nodes
 from omestream.io.kv import KVStore, open_kv
 from omestream.metadata.ngff import channel_window
+from omestream.metadata.parse import ParsedImage, parse_group
 from omestream.plan import FrameRouter, plan_storage
 from omestream.settings import AcquisitionSettings
 from omestream.stream import OMEStream
@@ -100,19 +101,17 @@ def _saved_windows(kv: KVStore, plan: Any) -> list[dict[int, tuple[float, float]
     full = channel_window(plan.dtype)
     out: list[dict[int, tuple[float, float]]] = [{} for _ in plan.images]
     for i, im in enumerate(plan.images):
-        attrs = zarr_nodes.read_group_attrs(kv, im.path, plan.zarr_format) or {}
-        content = attrs.get("ome", attrs)
-        omero = content.get("omero") if isinstance(content, dict) else None
-        channels = omero.get("channels") if isinstance(omero, dict) else None
-        for c, ch in enumerate(channels if isinstance(channels, list) else []):
-            win = ch.get("window") if isinstance(ch, dict) else None
-            if not isinstance(win, dict):
-                continue
+        try:
+            node = parse_group(zarr_nodes.read_group_attrs(kv, im.path, plan.zarr_format) or {})
+        except StoreFormatError:
+            continue  # unreadable metadata: the windows start afresh
+        if not isinstance(node, ParsedImage):
+            continue
+        for c, ch in enumerate(node.channels or ()):
+            win = ch.window or {}
             lo, hi = win.get("start"), win.get("end")
-            if not all(isinstance(v, int | float) for v in (lo, hi)):
-                continue
-            if (lo, hi) != (full["start"], full["end"]):
-                out[i][c] = (float(lo), float(hi))  # type: ignore[arg-type]
+            if lo is not None and hi is not None and (lo, hi) != (full["start"], full["end"]):
+                out[i][c] = (lo, hi)
     return out
 
 

@@ -111,12 +111,7 @@ class OMEStream:
         self._last_sync = time.monotonic()
         # Display windows: where each image's channel index sits in a frame's storage
         # index (None: no channels), and how many frames each channel has had.
-        self._channel_axis = [
-            next((k for k, a in enumerate(im.axes[:-2]) if a.type == "channel"), None)
-            if im.channels
-            else None
-            for im in plan.images
-        ]
+        self._channel_axis = [im.channel_axis() if im.channels else None for im in plan.images]
         self._channel_frames: dict[tuple[int, int], int] = {}
         self._pyramid = (
             StreamPyramid(plan, settings.pyramid.method)
