@@ -109,9 +109,13 @@ class OMEStream:
         self._pending_extent: int | None = None
         self._growth_error: BaseException | None = None
         self._last_sync = time.monotonic()
-        # Display windows: where each image's channel index sits in a frame's storage
-        # index (None: no channels), and how many frames each channel has had.
-        self._channel_axis = [im.channel_axis() if im.channels else None for im in plan.images]
+        # Display windows (OME-Zarr omero; OME-XML has none): where each image's channel
+        # index sits in a frame's storage index (None: not measured), and how many frames
+        # each channel has had.
+        zarr = settings.format is not None and settings.format.name == "ome-zarr"
+        self._channel_axis = [
+            im.channel_axis() if zarr and im.channels else None for im in plan.images
+        ]
         self._channel_frames: dict[tuple[int, int], int] = {}
         self._pyramid = (
             StreamPyramid(plan, settings.pyramid.method)
