@@ -89,7 +89,7 @@ class ZarrMetadataSink:
     def _image_doc(self, i: int, state: StreamState) -> dict[str, Any]:
         """Image ``i``'s group attributes, with the display windows measured so far."""
         attrs = dict(self.docs[self.plan.images[i].path])
-        windows = state.windows[i] if i < len(state.windows) else None
+        windows = state.windows[i]
         if windows:
             content = attrs  # NGFF 0.4: top level; 0.5: under "ome"
             if "ome" in attrs:
