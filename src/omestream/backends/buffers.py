@@ -18,11 +18,11 @@ from omestream.io.libc import DIRECT_IO_ALIGN as PAGE
 
 __all__ = ["BufferPool", "aligned_empty"]
 
-_ALIGN_FROM = 64 * 1024  # smaller buffers are not written with direct I/O
+_ALIGN_FROM = PAGE  # smaller buffers are never written with direct I/O
 
 
 def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray:
-    """``np.empty`` whose data starts on a page boundary (for buffers >= 64 KiB)."""
+    """``np.empty`` whose data starts on a page boundary (for buffers of a page or more)."""
     dt = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
     if nbytes < _ALIGN_FROM:

@@ -27,17 +27,21 @@ def shard_index_bytes(offsets_nbytes: np.ndarray) -> bytes:
     return bytes(CRC32C().encode(np.ascontiguousarray(offsets_nbytes, dtype="<u8").tobytes()))
 
 
-def shard_index(sizes: list[int | None], grid: tuple[int, ...]) -> bytes:
+def shard_index(
+    sizes: list[int | None], grid: tuple[int, ...], spans: list[int] | None = None
+) -> bytes:
     """The index of a shard whose chunks (C order over ``grid``) follow each other
-    with these byte sizes; ``None`` marks a chunk that is not stored."""
+    with these byte sizes; ``None`` marks a chunk that is not stored. ``spans`` (one
+    per stored chunk) are the bytes each takes in the shard when padded."""
     index = np.empty((len(sizes), 2), dtype="<u8")
     offset = 0
+    stored = iter(spans) if spans is not None else None
     for k, size in enumerate(sizes):
         if size is None:
             index[k] = (EMPTY, EMPTY)  # reads as the fill value
         else:
             index[k] = (offset, size)
-            offset += size
+            offset += size if stored is None else next(stored)
     return shard_index_bytes(index.reshape(*grid, 2))
 
 

@@ -15,10 +15,10 @@ import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from omestream.errors import WriteError
-from omestream.io.direct import direct_fits, drop_written
+from omestream.io.direct import direct_fits, drop_written, pwrite_all
 from omestream.io.durability import start_writeback
 from omestream.io.libc import (
     ANONYMOUS_FILES,
@@ -76,6 +76,7 @@ class LocalKV(KVStore):
         # Per store (one file system): what it refused once is not tried again.
         self._anonymous_ok = ANONYMOUS_FILES
         self._direct_ok = True
+        self._direct_all_ok = True  # aligned parts written whole with direct I/O
         self._retire_cap: int | None = None  # see retire_replaced()
         self._retired: list[str] = []
         self._retired_bytes = 0
@@ -156,7 +157,7 @@ class LocalKV(KVStore):
         *,
         durable: bool = True,
         writeback: bool = False,
-        direct: bool = False,
+        direct: bool | Literal["all"] = False,
     ) -> None:
         """Write the concatenation of ``parts`` (one writev, no joined copy).
 
@@ -165,10 +166,15 @@ class LocalKV(KVStore):
         writes the first part around the page cache (``O_DIRECT``) when it is
         page-aligned and whole pages long and the file system allows it: large
         uncompressed chunks then skip a copy and the cost of fresh cache pages.
+        ``direct="all"`` writes every part that way (each aligned in address and
+        length, such as a padded shard); a refusal writes them through the cache.
         """
         target = self.path(key)
         directory = os.path.dirname(target)
-        direct = direct and self._direct_ok and direct_fits(parts[0] if parts else b"")
+        if direct == "all":
+            direct = "all" if self._direct_all_ok else False
+        else:
+            direct = direct and self._direct_ok and direct_fits(parts[0] if parts else b"")
         try:
             self._ensure_dir(directory)
             fd = open_anonymous(directory) if self._anonymous_ok else None
@@ -191,7 +197,9 @@ class LocalKV(KVStore):
                     os.close(fd)
         except OSError as exc:
             raise _write_error(exc, target) from exc
-        if direct and not wrote_direct:
+        if direct == "all" and not wrote_direct:
+            self._direct_all_ok = False
+        elif direct and not wrote_direct:
             self._direct_ok = False
 
     def delete(self, key: str) -> None:
@@ -302,7 +310,11 @@ def _tmp_name(directory: str) -> str:
 
 
 def _set_via_rename(
-    target: str, parts: list[bytes | memoryview], durable: bool, writeback: bool, direct: bool
+    target: str,
+    parts: list[bytes | memoryview],
+    durable: bool,
+    writeback: bool,
+    direct: bool | Literal["all"],
 ) -> bool:
     """Where files without a name do not exist: a named temporary renamed into place.
 
@@ -320,6 +332,23 @@ def _set_via_rename(
         os.close(fd)
     _replace(tmp, target)
     return wrote_direct
+
+
+def _write_all_direct(fd: int, views: list[memoryview]) -> bool:
+    """Write ``views`` (each aligned in address and length) with direct I/O; False,
+    with nothing written, if the file system refuses them."""
+    if not set_direct(fd, True):
+        return False
+    try:
+        pwrite_all(fd, views, 0)
+    except OSError as exc:
+        # Refused alignment fails the first write, before any byte is written.
+        if exc.errno != errno.EINVAL or os.fstat(fd).st_size:
+            raise
+        return False
+    finally:
+        set_direct(fd, False)
+    return True
 
 
 def _write_direct(fd: int, view: memoryview) -> bool:
@@ -344,14 +373,19 @@ def _write_parts(
     parts: list[bytes | memoryview],
     durable: bool,
     writeback: bool,
-    direct: bool = False,
+    direct: bool | Literal["all"] = False,
 ) -> bool:
     """One writev of all parts (no joined copy), then fsync or start writeback.
 
-    With ``direct`` the first part goes around the page cache; returns whether it did.
+    With ``direct`` the first part goes around the page cache, with ``"all"`` every
+    part (each aligned in address and length); returns whether it did.
     """
     views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
-    wrote_direct = direct and _write_direct(fd, views[0])
+    if direct == "all" and _write_all_direct(fd, views):
+        if durable:
+            os.fsync(fd)
+        return True
+    wrote_direct = direct is True and _write_direct(fd, views[0])
     if wrote_direct:
         views.pop(0)
     while views:

@@ -104,7 +104,8 @@ class WriterOptions(FrozenModel):
     direct_io: bool = Field(
         default=True,
         description=(
-            "local disks: write uncompressed chunks and TIFF pages around the page cache "
+            "local disks: write uncompressed chunks, encoded shards and TIFF pages "
+            "around the page cache "
             "(TIFF: unless a bounded acquisition is under 256 MB in all)"
         ),
     )
