@@ -296,7 +296,9 @@ class NativeZarrBackend(ZarrArrayBackend):
         return row[:span], n
 
     def _parallel(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
-        """``[fn(i) for i in items]`` on the pool's threads and this one together."""
+        """``[fn(i) for i in items]`` on the pool's threads and this one together:
+        ``threads`` in all, as more threads than cores only take turns (the encoder
+        ran ~5% faster with 2 than with 3 on 2 cores, 8 of 10 alternating runs)."""
         out: list[Any] = [None] * len(items)
         pending = iter(range(len(items)))
         lock = threading.Lock()
@@ -311,7 +313,7 @@ class NativeZarrBackend(ZarrArrayBackend):
 
         helpers: list[Future[None]] = []
         with contextlib.suppress(RuntimeError):  # interpreter exit: this thread does all
-            for _ in range(min(self._threads, len(items) - 1)):
+            for _ in range(min(self._threads - 1, len(items) - 1)):
                 helpers.append(self._pool.submit(work))
         try:
             work()
