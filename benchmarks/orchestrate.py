@@ -155,4 +155,46 @@ def run_plan(plan: Plan, on_result: Callable[[dict[str, Any]], None]) -> list[di
 
 
 def make_root(parent: str | None) -> Path:
-    return Path(tempfile.mkdtemp(prefix="omestream-bench-", dir=parent))
+    root = Path(tempfile.mkdtemp(prefix="omestream-bench-", dir=parent))
+    spread_outputs(root)
+    return root
+
+
+# ext4's "top directory" attribute (chattr +T): the inode allocator then places each
+# new subdirectory, i.e. each case's output, in a block group of its own choosing
+# rather than next to the last one.
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def spread_outputs(root: Path) -> bool:
+    """Ask the file system to put each case's output away from the previous one's.
+
+    Why: without a journal (this VM's ext4 has none), ext4 does not reuse an inode
+    freed in the last minutes, and checks every such inode it passes while looking
+    for a free one. Each case's output is deleted right before the next case runs, so
+    a case creating hundreds of files and directories (every Zarr writer) scanned
+    past all the inodes of the previous case: ~0.2-0.4 s of kernel time per
+    200-frame stream, growing with every case, against ~0.1 s in a fresh area.
+    The cases that write one file, and the codec limit, never paid it. With the
+    attribute, each output goes to a block group where nothing was just freed.
+    Best effort: elsewhere (other file systems, no permission) nothing changes.
+    """
+    try:
+        import array
+        import fcntl
+
+        fd = os.open(root, os.O_RDONLY)
+    except (ImportError, OSError):
+        return False
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        flags[0] |= _FS_TOPDIR_FL
+        fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags, True)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

@@ -103,3 +103,34 @@ def test_re_evaluating_a_saved_run_and_a_file_that_is_not_one(
     (tmp_path / "list.json").write_text("[1, 2]")
     assert main([str(tmp_path / "list.json")]) == 2
     assert "pass the JSON written by --out" in capsys.readouterr().err
+
+
+def test_the_scratch_directory_spreads_case_outputs(tmp_path: Path) -> None:
+    """On ext4 the scratch root gets the "top directory" attribute (see
+    ``spread_outputs``); other file systems refuse it and nothing changes."""
+    import shutil
+    import subprocess
+
+    from benchmarks.orchestrate import make_root
+
+    root = make_root(str(tmp_path))
+    try:
+        lsattr = shutil.which("lsattr")
+        if lsattr is None or not Path("/proc/mounts").exists():
+            pytest.skip("needs Linux with lsattr")
+        listed = subprocess.run([lsattr, "-d", str(root)], capture_output=True, text=True)
+        if listed.returncode != 0:
+            pytest.skip(f"this file system has no attributes: {listed.stderr.strip()}")
+        attrs = listed.stdout.split()[0]
+        assert ("T" in attrs) == (_fstype(root) in {"ext2", "ext3", "ext4"}), attrs
+    finally:
+        root.rmdir()
+
+
+def _fstype(path: Path) -> str:
+    best, kind = "", ""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        mountpoint, fstype = line.split()[1:3]
+        if str(path).startswith(mountpoint.rstrip("/") + "/") and len(mountpoint) > len(best):
+            best, kind = mountpoint, fstype
+    return kind
