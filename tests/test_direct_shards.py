@@ -8,6 +8,8 @@ chunks; readers we did not write (zarr-python, tensorstore, ome-zarr) must agree
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +152,53 @@ def test_shard_index_with_padded_spans() -> None:
     np.testing.assert_array_equal(index.reshape(3, 2), [[0, 3], [EMPTY, EMPTY], [512, 700]])
     plain = np.frombuffer(shard_index([3, None, 700], (3,))[:-4], "<u8")
     np.testing.assert_array_equal(plain.reshape(3, 2), [[0, 3], [EMPTY, EMPTY], [3, 700]])
+
+
+class _RecordingKV(LocalKV):
+    """Local storage that notes how each shard was asked to be written, and can be
+    slow (a disk behind the encoders)."""
+
+    def __init__(self, root: str, delay: float) -> None:
+        super().__init__(root)
+        self.delay = delay
+        self.modes: list[object] = []
+        self._lock = threading.Lock()
+
+    def set_parts(self, key, parts, **kw):  # type: ignore[no-untyped-def]
+        if "/c/" in f"/{key}":
+            with self._lock:
+                self.modes.append(kw.get("direct"))
+            time.sleep(self.delay)
+        super().set_parts(key, parts, **kw)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.03])
+def test_shards_go_through_the_cache_while_the_writer_is_behind(
+    tmp_path: Path, delay: float
+) -> None:
+    """Direct writes while the writers keep up; once encoded shards pile up (a slow
+    disk) the page cache takes them. Every shard reads back either way."""
+    rng = np.random.default_rng(3)
+    frames = rng.poisson(800, (60, 512, 512)).astype(np.uint16)
+    s = AcquisitionSettings(
+        root_path=str(tmp_path / "d.ome.zarr"),
+        dimensions=[
+            Dimension(name="t", count=60, chunk_size=1),
+            Dimension(name="y", count=512, chunk_size=128, shard_size_chunks=4),
+            Dimension(name="x", count=512, chunk_size=128, shard_size_chunks=4),
+        ],
+        dtype="uint16",
+        compression="blosc-zstd",
+        writer=WriterOptions(memory_budget_mb=16),
+    )
+    store = _RecordingKV(s.output_path, delay)
+    with create_stream(s, store=store) as stream:
+        for f in frames:
+            stream.append(f)
+    assert len(store.modes) == 60
+    if delay:  # ~0.6 MB of slots per frame: half the budget is 14 frames behind
+        assert {"all", False} <= set(store.modes), store.modes
+    else:
+        assert set(store.modes) == {"all"}
+    np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0", mode="r")[...], frames)
+    validate_ome_zarr(s.output_path)
