@@ -134,3 +134,21 @@ def _fstype(path: Path) -> str:
         if str(path).startswith(mountpoint.rstrip("/") + "/") and len(mountpoint) > len(best):
             best, kind = mountpoint, fstype
     return kind
+
+
+def test_rounds_change_every_cases_neighbours() -> None:
+    from benchmarks.orchestrate import case_order
+
+    cases = list(CASES.values())
+    orders = [[c.name for c in case_order(cases, rnd, "big-raw")] for rnd in range(3)]
+    assert orders[0] == [c.name for c in cases]
+    assert all(sorted(o) == sorted(orders[0]) for o in orders)
+    assert orders[1] != orders[2]
+    assert orders[1] == [c.name for c in case_order(cases, 1, "big-raw")]  # reproducible
+
+    def follows(order: list[str]) -> dict[str, str]:
+        return dict(zip(order[1:], order[:-1], strict=True))
+
+    same = [name for name, before in follows(orders[0]).items()
+            if all(follows(o).get(name) == before for o in orders[1:])]  # fmt: skip
+    assert len(same) <= 2, same
