@@ -159,9 +159,8 @@ def case_order(cases: list[CaseInfo], rnd: int, workload: str) -> list[CaseInfo]
 
     Why not rotate the list by one per round: every case then follows the same
     neighbour in every round, and a neighbour that leaves the machine in a worse
-    state (a large deleted output, memory handed back to the host) biases the same
-    case each time. OME-TIFF ``small-fast``, always right after acquire-zarr, ran
-    0.82x of the disk limit in a full run and 1.08x alone.
+    state (a large deleted output, memory handed back to the host) would bias the
+    same case in every round, so the rounds would not be independent samples.
     """
     order = list(cases)
     if rnd:
