@@ -35,18 +35,32 @@ def _frames(n: int) -> np.ndarray:
     return np.stack([rng.poisson(base + 50 * t) for t in range(n)]).astype(np.uint16)
 
 
-def _settings(root: Path, t_shard: int, direct_io: bool = True) -> AcquisitionSettings:
+def _settings(
+    root: Path,
+    t_shard: int = 1,
+    direct_io: bool = True,
+    count: int = 10,
+    shape: tuple[int, int] = (192, 256),
+    chunk: int = 64,
+    **writer: int,
+) -> AcquisitionSettings:
+    """Compressed frames in chunks of ``chunk`` pixels, one shard per frame in y/x
+    (and ``t_shard`` frames per shard along t)."""
     lead = {"shard_size_chunks": t_shard} if t_shard > 1 else {}
     return AcquisitionSettings(
         root_path=str(root),
         dimensions=[
-            Dimension(name="t", count=10, chunk_size=1, **lead),  # type: ignore[arg-type]
-            Dimension(name="y", count=192, chunk_size=64, shard_size_chunks=3),
-            Dimension(name="x", count=256, chunk_size=64, shard_size_chunks=4),
+            Dimension(name="t", count=count, chunk_size=1, **lead),  # type: ignore[arg-type]
+            Dimension(
+                name="y", count=shape[0], chunk_size=chunk, shard_size_chunks=shape[0] // chunk
+            ),
+            Dimension(
+                name="x", count=shape[1], chunk_size=chunk, shard_size_chunks=shape[1] // chunk
+            ),
         ],
         dtype="uint16",
         compression="blosc-zstd",
-        writer=WriterOptions(direct_io=direct_io),
+        writer=WriterOptions(direct_io=direct_io, **writer),  # type: ignore[arg-type]
     )
 
 
@@ -136,7 +150,7 @@ def test_without_direct_io_the_same_shards_go_through_the_cache(
 def test_direct_io_off_writes_exact_shards(tmp_path: Path) -> None:
     frames = _frames(10)
     root = tmp_path / "d.ome.zarr"
-    with create_stream(_settings(root, 1, direct_io=False)) as stream:
+    with create_stream(_settings(root, direct_io=False)) as stream:
         for f in frames:
             stream.append(f)
     for f in _shard_files(root):
@@ -180,16 +194,8 @@ def test_shards_go_through_the_cache_while_the_writer_is_behind(
     disk) the page cache takes them. Every shard reads back either way."""
     rng = np.random.default_rng(3)
     frames = rng.poisson(800, (60, 512, 512)).astype(np.uint16)
-    s = AcquisitionSettings(
-        root_path=str(tmp_path / "d.ome.zarr"),
-        dimensions=[
-            Dimension(name="t", count=60, chunk_size=1),
-            Dimension(name="y", count=512, chunk_size=128, shard_size_chunks=4),
-            Dimension(name="x", count=512, chunk_size=128, shard_size_chunks=4),
-        ],
-        dtype="uint16",
-        compression="blosc-zstd",
-        writer=WriterOptions(memory_budget_mb=16),
+    s = _settings(
+        tmp_path / "d.ome.zarr", count=60, shape=(512, 512), chunk=128, memory_budget_mb=16
     )
     store = _RecordingKV(s.output_path, delay)
     with create_stream(s, store=store) as stream:
