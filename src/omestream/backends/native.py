@@ -231,13 +231,14 @@ class NativeZarrBackend(ZarrArrayBackend):
         chunk_nbytes = six[0, 0, :, 0, 0, :].nbytes
         arenas = [self._arena(per_unit, chunk_nbytes) for _ in range(nty * ntx)]
 
-        direct = g.sharded and self._direct_shards
+        direct = self._pads(g, arenas[0])
 
         def encode(k: int) -> Any:
             ty, tx, gy, gx = jobs[k]
             u, slot = divmod(k, per_unit)
             chunk, arena = six[ty, gy, :, tx, gx, :], arenas[u]
-            if direct and arena is not None:
+            if direct:
+                assert arena is not None
                 return self._encode_block_padded(chunk, arena, slot)
             return self._encode_chunk(chunk, arena, slot)
 
@@ -254,16 +255,22 @@ class NativeZarrBackend(ZarrArrayBackend):
             self._raise_if_failed()
             raise
         for u in range(nty * ntx):
-            parts: list[bytes | memoryview | np.ndarray] = list(
-                encoded[u * per_unit : (u + 1) * per_unit]
-            )
+            unit = encoded[u * per_unit : (u + 1) * per_unit]
+            grid = (*g.grid_outer, ngy, ngx)
+            parts: list[bytes | memoryview | np.ndarray]
             if direct:
-                parts = _aligned_shard(parts, (*g.grid_outer, ngy, ngx))  # type: ignore[arg-type]
-            elif g.sharded:
-                sizes: list[int | None] = [len(p) for p in parts]
-                parts.append(shard_index(sizes, (*g.grid_outer, ngy, ngx)))
+                parts = _aligned_shard(unit, grid)
+            else:
+                parts = list(unit)
+                if g.sharded:
+                    parts.append(shard_index([len(p) for p in unit], grid))
             key = self._chunk_key(image, level, (*index, *divmod(u, ntx)))
             self._write_later(key, parts, arenas[u], direct)
+
+    def _pads(self, g: Geometry, arena: np.ndarray | None) -> bool:
+        """Whether a unit is a shard written with direct I/O, its chunks padded to
+        whole blocks in their arena slots (see _aligned_shard)."""
+        return g.sharded and arena is not None and self._direct_shards
 
     def _arena(self, chunks: int, chunk_nbytes: int) -> np.ndarray | None:
         """A reused buffer with one slot per chunk that encoders write into, or None
@@ -448,7 +455,7 @@ class NativeZarrBackend(ZarrArrayBackend):
         if self._encoder is None:
             self._write_parts(key, parts, done, None)  # already on a writer thread
         else:
-            direct = g.sharded and arena is not None and self._direct_shards
+            direct = self._pads(g, arena)
             self._run_on(self._io, self._write_parts, key, parts, done, arena, direct)
 
     def _write_parts(
@@ -485,7 +492,8 @@ class NativeZarrBackend(ZarrArrayBackend):
         if self._encoder is None and chunk_present is None:
             return [flat.reshape(-1).view(np.uint8), shard_index([flat[0].nbytes] * n, grid)], None
         arena = self._arena(n, flat[0].nbytes) if self._encoder is not None else None
-        if arena is not None and self._direct_shards:
+        if self._pads(g, arena):
+            assert arena is not None
             padded = [
                 None
                 if chunk_present is not None and not chunk_present[k]
