@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from omestream.errors import WriteError
-from omestream.io.direct import direct_fits, drop_written, pwrite_all
+from omestream.io.direct import direct_fits, drop_written
 from omestream.io.durability import start_writeback
 from omestream.io.libc import (
     ANONYMOUS_FILES,
@@ -334,35 +334,21 @@ def _set_via_rename(
     return wrote_direct
 
 
-def _write_all_direct(fd: int, views: list[memoryview]) -> bool:
-    """Write ``views`` (each aligned in address and length) with direct I/O; False,
-    with nothing written, if the file system refuses them."""
+def _write_direct(fd: int, views: list[memoryview]) -> bool:
+    """Write ``views`` (consumed) from the start of ``fd`` with direct I/O, each
+    aligned in address and length; False if refused, with nothing written."""
     if not set_direct(fd, True):
         return False
+    written = 0
     try:
-        pwrite_all(fd, views, 0)
+        while views:
+            n = os.writev(fd, views[:1024])
+            written += n
+            drop_written(views, n)
     except OSError as exc:
-        # Refused alignment fails the first write, before any byte is written.
-        if exc.errno != errno.EINVAL or os.fstat(fd).st_size:
+        if exc.errno != errno.EINVAL or written:
             raise
-        return False
-    finally:
-        set_direct(fd, False)
-    return True
-
-
-def _write_direct(fd: int, view: memoryview) -> bool:
-    """Write ``view`` at the start of ``fd`` with direct I/O; False if refused (unwritten)."""
-    if not set_direct(fd, True):
-        return False
-    try:
-        done = 0
-        while done < len(view):
-            done += os.write(fd, view[done:])
-    except OSError as exc:
-        if exc.errno != errno.EINVAL or done:
-            raise
-        return False  # stricter alignment than a page (rare): nothing was written
+        return False  # stricter alignment than the file system takes: nothing written
     finally:
         set_direct(fd, False)
     return True
@@ -381,11 +367,11 @@ def _write_parts(
     part (each aligned in address and length); returns whether it did.
     """
     views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
-    if direct == "all" and _write_all_direct(fd, views):
+    if direct == "all" and _write_direct(fd, views):
         if durable:
             os.fsync(fd)
         return True
-    wrote_direct = direct is True and _write_direct(fd, views[0])
+    wrote_direct = direct is True and _write_direct(fd, [views[0]])
     if wrote_direct:
         views.pop(0)
     while views:
