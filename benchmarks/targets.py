@@ -105,6 +105,7 @@ def evaluate(
             "case": t.case,
             "kind": t.kind,
             "target": t.describe(),
+            "threshold": t.threshold,
             "rounds": len(values),
             "values": values,
         }
@@ -154,7 +155,7 @@ def print_targets(console: Console, rows: list[dict[str, Any]], quick: bool = Fa
     for col in ("what", "workload", "case", "target", "median", "range", "rounds", "status"):
         table.add_column(col, justify="right" if col in ("median", "range", "rounds") else "left")
     for r in measured:
-        fmt, unit = (".0f", " MB") if r["kind"] == "peak_rss_mb" else (".2f", "x")
+        fmt, unit = (".0f", " MB") if r["kind"] == "peak_rss_mb" else (_ratio_format(r), "x")
         color = "green" if r["status"] == "met" else "red"
         status = "[dim]quick run[/]" if quick else f"[{color}]{r['status']}[/]"
         table.add_row(
@@ -168,6 +169,15 @@ def print_targets(console: Console, rows: list[dict[str, Any]], quick: bool = Fa
             status,
         )
     console.print(table)
+
+
+def _ratio_format(row: dict[str, Any]) -> str:
+    """Two decimals, or three where two would round the median onto the threshold
+    (0.795x of a 0.8x target reads "0.80x", yet is not met)."""
+    threshold = row.get("threshold")
+    if threshold is not None and f"{row['value']:.2f}" == f"{threshold:.2f}":
+        return ".3f"
+    return ".2f"
 
 
 def main(argv: list[str]) -> int:
