@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from benchmarks.cases import CASES
-from benchmarks.targets import Target, evaluate, main
+from benchmarks.report import report_console
+from benchmarks.targets import Target, evaluate, main, print_targets
 from benchmarks.workloads import WORKLOADS
 
 
@@ -157,9 +158,6 @@ def test_rounds_change_every_cases_neighbours() -> None:
 def test_a_median_just_under_its_target_is_not_printed_as_reaching_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from benchmarks.report import report_console
-    from benchmarks.targets import print_targets
-
     results = _round(0, "big-raw", {"raw-buffered": 1000, "omestream": 795})
     targets = (
         Target("close", "big-raw", "omestream", "disk", 0.8),
