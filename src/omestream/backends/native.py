@@ -254,9 +254,9 @@ class NativeZarrBackend(ZarrArrayBackend):
                 self._error = self._error or exc
             self._raise_if_failed()
             raise
+        grid = (*g.grid_outer, ngy, ngx)
         for u in range(nty * ntx):
             unit = encoded[u * per_unit : (u + 1) * per_unit]
-            grid = (*g.grid_outer, ngy, ngx)
             parts: list[bytes | memoryview | np.ndarray]
             if direct:
                 parts = _aligned_shard(unit, grid)
