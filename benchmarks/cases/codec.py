@@ -1,4 +1,5 @@
-"""CPU limit for compressed workloads: blosc encode of every chunk, no I/O.
+"""CPU limit for compressed workloads: blosc encode of every chunk, no I/O; and
+``codec-write``, the same encodes with their output written (a reference).
 
 numcodecs' Blosc uses its global, internally-threaded context only when
 ``numcodecs.blosc.use_threads`` is true (or None and called from the main
@@ -19,12 +20,17 @@ from benchmarks.context import CaseContext, RunFn
 from benchmarks.workloads import BLOSC_BLOCKSIZE
 
 
-def codec_limit(ctx: CaseContext, cname: str = "zstd") -> RunFn:
+def _blosc(cname: str) -> Any:
+    """The workloads' Blosc codec, one private single-threaded context per call."""
     import numcodecs.blosc
     from numcodecs import Blosc
 
     numcodecs.blosc.use_threads = False
-    codec = Blosc(cname=cname, clevel=1, shuffle=Blosc.BITSHUFFLE, blocksize=BLOSC_BLOCKSIZE)
+    return Blosc(cname=cname, clevel=1, shuffle=Blosc.BITSHUFFLE, blocksize=BLOSC_BLOCKSIZE)
+
+
+def codec_limit(ctx: CaseContext, cname: str = "zstd") -> RunFn:
+    codec = _blosc(cname)
     w = ctx.workload
     _, cy, cx = w.chunk
     threads = os.cpu_count() or 1
@@ -47,6 +53,89 @@ def codec_limit(ctx: CaseContext, cname: str = "zstd") -> RunFn:
             compressed += sum(f.result() for f in pending)
         return {
             "threads": threads,
+            "compressed_bytes": compressed,
+            "compression_ratio": w.total_bytes / compressed,
+        }
+
+    return run
+
+
+def codec_write(ctx: CaseContext, cname: str = "zstd", in_flight: int = 4) -> RunFn:
+    """A reference, not a limit: the codec limit's encodes, and each frame's encoded
+    chunks written as one file (page-aligned, padded to whole pages) with O_DIRECT,
+    ``in_flight`` files at once, then one ``syncfs``. What the simplest encode-and-write
+    pipeline reaches: against ``codec-limit`` it shows what the I/O itself costs the
+    CPU on this machine, against omestream what the Zarr engine adds."""
+    import mmap
+
+    from benchmarks.cases.raw import require_direct_io, sync_all
+    from benchmarks.context import Skip
+
+    codec = _blosc(cname)
+    w = ctx.workload
+    _, cy, cx = w.chunk
+    if w.chunk[0] != 1:
+        raise Skip("only for workloads with one frame per chunk")
+    threads = os.cpu_count() or 1
+    require_direct_io(ctx.out)
+    # page-aligned output buffers, one per frame in flight, reused (touched here)
+    room = w.frame_bytes + 64 * (w.height // cy + 1) * (w.width // cx + 1) + mmap.PAGESIZE
+    free = [memoryview(mmap.mmap(-1, room)) for _ in range(in_flight + 1)]
+    for buf in free:
+        buf[:] = b"\0" * room
+
+    def encode(block: np.ndarray, y: int, x: int) -> bytes:
+        return codec.encode(np.ascontiguousarray(block[:, y : y + cy, x : x + cx]))  # type: ignore[no-any-return]
+
+    def write(k: int, chunks: list[bytes], buf: memoryview) -> int:
+        end = 0
+        for c in chunks:
+            buf[end : end + len(c)] = c
+            end += len(c)
+        size = -(-end // mmap.PAGESIZE) * mmap.PAGESIZE
+        buf[end:size] = b"\0" * (size - end)
+        fd = os.open(ctx.out / f"f{k}", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+        try:
+            done = 0
+            while done < size:
+                done += os.write(fd, buf[done:size])
+        finally:
+            os.close(fd)
+        free.append(buf)
+        return end
+
+    def run() -> dict[str, Any]:
+        compressed = 0
+        frames: list[tuple[int, list[Any]]] = []
+        written: list[Any] = []
+        with ThreadPoolExecutor(threads) as enc, ThreadPoolExecutor(in_flight) as io:
+
+            def hand_over(k: int, pending: list[Any]) -> None:
+                nonlocal compressed
+                while len(written) >= in_flight:  # bounded: wait for the oldest file
+                    compressed += written.pop(0).result()
+                written.append(io.submit(write, k, [f.result() for f in pending], free.pop()))
+
+            for i, block in ctx.blocks():
+                frames.append(
+                    (
+                        i,
+                        [
+                            enc.submit(encode, block, y, x)
+                            for y in range(0, w.height, cy)
+                            for x in range(0, w.width, cx)
+                        ],
+                    )
+                )
+                if len(frames) > 2:  # keep the encoders fed across frame ends
+                    hand_over(*frames.pop(0))
+            for k, pending in frames:
+                hand_over(k, pending)
+            compressed += sum(f.result() for f in written)
+        sync_all(ctx.out)
+        return {
+            "threads": threads,
+            "in_flight": in_flight,
             "compressed_bytes": compressed,
             "compression_ratio": w.total_bytes / compressed,
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+from pathlib import Path
 from typing import Any
 
 from benchmarks.context import CaseContext, RunFn, Skip
@@ -76,7 +77,6 @@ def raw_direct(ctx: CaseContext) -> RunFn:
 
 def raw_direct_files(ctx: CaseContext, in_flight: int = 4, file_mib: int = 8) -> RunFn:
     """O_DIRECT writes of ~``file_mib`` MiB files (whole frames), ``in_flight`` at once."""
-    import ctypes
     from concurrent.futures import ThreadPoolExecutor
 
     w = ctx.workload
@@ -85,12 +85,7 @@ def raw_direct_files(ctx: CaseContext, in_flight: int = 4, file_mib: int = 8) ->
     bufs = _aligned_copies(ctx)
     per_file = max(1, (file_mib << 20) // w.frame_bytes)
     files = [range(i, min(i + per_file, ctx.n)) for i in range(0, ctx.n, per_file)]
-    probe = ctx.out / "probe"
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644))
-    except OSError as e:
-        raise Skip(f"O_DIRECT refused ({e.strerror})") from e
-    os.unlink(probe)
+    require_direct_io(ctx.out)
 
     def write_file(k: int) -> None:
         fd = os.open(ctx.out / f"f{k}", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
@@ -109,15 +104,32 @@ def raw_direct_files(ctx: CaseContext, in_flight: int = 4, file_mib: int = 8) ->
     def run() -> dict[str, Any]:
         with ThreadPoolExecutor(in_flight) as ex:
             list(ex.map(write_file, range(len(files))))
-        fd = os.open(ctx.out, os.O_RDONLY)
-        try:  # one syncfs for all files and the device cache, as omestream's close
-            if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
-                os.sync()
-        finally:
-            os.close(fd)
+        sync_all(ctx.out)
         return {"files": len(files), "in_flight": in_flight}
 
     return run
+
+
+def require_direct_io(out: Path) -> None:
+    """Skip the case where the output's file system refuses ``O_DIRECT``."""
+    probe = out / "probe"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644))
+    except OSError as e:
+        raise Skip(f"O_DIRECT refused ({e.strerror})") from e
+    os.unlink(probe)
+
+
+def sync_all(out: Path) -> None:
+    """One ``syncfs`` for all files and the device cache, as omestream's close."""
+    import ctypes
+
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, buf: memoryview) -> None:
