@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import random
 import shutil
 import sys
 import time
@@ -48,6 +49,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="memory to pre-touch before every case (0 disables)",
     )
     p.add_argument("--timeout", type=float, default=900.0, help="per-case timeout, seconds")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the case order in each round (default: a new one per run, printed)",
+    )
     p.add_argument("--list", action="store_true", help="list cases and workloads, then exit")
     return p.parse_args(argv)
 
@@ -98,7 +104,9 @@ def main(argv: list[str]) -> int:
         f"scratch: {root}; {rounds} round(s); {len(workloads)} workload(s) x "
         f"{len(cases)} case(s); pre-touch {args.pretouch_gb} GB before each case"
     )
-    plan = Plan(workloads, cases, rounds, root, args.pretouch_gb, args.timeout)
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    console.print(f"case order seed: {seed} (--seed {seed} repeats this run's order)")
+    plan = Plan(workloads, cases, rounds, root, args.pretouch_gb, args.timeout, seed)
     started = time.time()
     try:
         pools = make_pools(plan)
@@ -117,6 +125,7 @@ def main(argv: list[str]) -> int:
         "elapsed_s": time.time() - started,
         "argv": argv,
         "rounds": rounds,
+        "seed": seed,
         "quick": args.quick,
         "machine": machine,
         "pools": pools,

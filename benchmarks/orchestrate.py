@@ -31,6 +31,7 @@ class Plan:
     root: Path  # scratch dir (pools + per-case outputs), removed at the end
     pretouch_gb: float = 3.0
     timeout: float = 900.0
+    seed: int = 0  # of the case order (see case_order)
 
 
 def child_env() -> dict[str, str]:
@@ -126,7 +127,7 @@ def run_plan(plan: Plan, on_result: Callable[[dict[str, Any]], None]) -> list[di
     skipped: dict[tuple[str, str], str] = {}
     for rnd in range(plan.rounds):
         for w in plan.workloads:
-            for case in case_order(plan.cases, rnd, w.name):
+            for case in case_order(plan.cases, rnd, w.name, plan.seed):
                 base: dict[str, Any] = {
                     "round": rnd,
                     "workload": w.name,
@@ -153,18 +154,19 @@ def run_plan(plan: Plan, on_result: Callable[[dict[str, Any]], None]) -> list[di
     return results
 
 
-def case_order(cases: list[CaseInfo], rnd: int, workload: str) -> list[CaseInfo]:
-    """The cases of one round of one workload: the listed order in round 0, shuffled
-    (reproducibly) in later rounds.
+def case_order(cases: list[CaseInfo], rnd: int, workload: str, seed: int = 0) -> list[CaseInfo]:
+    """The cases of one round of one workload, shuffled by ``seed``, the round and
+    the workload (the same seed gives the same order).
 
     Why not rotate the list by one per round: every case then follows the same
     neighbour in every round, and a neighbour that leaves the machine in a worse
     state (a large deleted output, memory handed back to the host) would bias the
-    same case in every round, so the rounds would not be independent samples.
+    same case in every round, so the rounds would not be independent samples. Why a
+    new seed per run: with a fixed one, every run repeated the same orders, so such
+    a bias would also repeat from run to run.
     """
     order = list(cases)
-    if rnd:
-        random.Random(f"{rnd}:{workload}").shuffle(order)
+    random.Random(f"{seed}:{rnd}:{workload}").shuffle(order)
     return order
 
 
