@@ -11,42 +11,56 @@ Python threads encodes independent chunks on all cores.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 
 from benchmarks.context import CaseContext, RunFn
 from benchmarks.workloads import BLOSC_BLOCKSIZE
 
+_T = TypeVar("_T")
 
-def _blosc(cname: str) -> Any:
-    """The workloads' Blosc codec, one private single-threaded context per call."""
+
+def _chunk_encoder(
+    ctx: CaseContext, cname: str, then: Callable[[bytes], _T]
+) -> Callable[[ThreadPoolExecutor, np.ndarray], list[Future[_T]]]:
+    """``submit(pool, block)``: each chunk of ``block`` encoded on the pool's threads,
+    with the workloads' Blosc codec (one private single-threaded context per call),
+    and ``then`` applied to the encoded bytes on the same thread."""
     import numcodecs.blosc
     from numcodecs import Blosc
 
     numcodecs.blosc.use_threads = False
-    return Blosc(cname=cname, clevel=1, shuffle=Blosc.BITSHUFFLE, blocksize=BLOSC_BLOCKSIZE)
+    codec = Blosc(cname=cname, clevel=1, shuffle=Blosc.BITSHUFFLE, blocksize=BLOSC_BLOCKSIZE)
+    w = ctx.workload
+    _, cy, cx = w.chunk
+
+    def encode(block: np.ndarray, y: int, x: int) -> _T:
+        return then(codec.encode(np.ascontiguousarray(block[:, y : y + cy, x : x + cx])))
+
+    def submit(pool: ThreadPoolExecutor, block: np.ndarray) -> list[Future[_T]]:
+        return [
+            pool.submit(encode, block, y, x)
+            for y in range(0, w.height, cy)
+            for x in range(0, w.width, cx)
+        ]
+
+    return submit
 
 
 def codec_limit(ctx: CaseContext, cname: str = "zstd") -> RunFn:
-    codec = _blosc(cname)
+    submit = _chunk_encoder(ctx, cname, len)  # only the sizes are kept
     w = ctx.workload
-    _, cy, cx = w.chunk
     threads = os.cpu_count() or 1
-
-    def encode(block: np.ndarray, y: int, x: int) -> int:
-        chunk = np.ascontiguousarray(block[:, y : y + cy, x : x + cx])
-        return len(codec.encode(chunk))
 
     def run() -> dict[str, Any]:
         compressed = 0
         pending: list[Any] = []
         with ThreadPoolExecutor(threads) as ex:
             for _, block in ctx.blocks():
-                for y in range(0, w.height, cy):
-                    for x in range(0, w.width, cx):
-                        pending.append(ex.submit(encode, block, y, x))
+                pending.extend(submit(ex, block))
                 if len(pending) > 8 * threads:
                     compressed += sum(f.result() for f in pending)
                     pending.clear()
@@ -71,21 +85,18 @@ def codec_write(ctx: CaseContext, cname: str = "zstd", in_flight: int = 4) -> Ru
     from benchmarks.cases.raw import require_direct_io, sync_all
     from benchmarks.context import Skip
 
-    codec = _blosc(cname)
+    submit = _chunk_encoder(ctx, cname, bytes)
     w = ctx.workload
-    _, cy, cx = w.chunk
     if w.chunk[0] != 1:
         raise Skip("only for workloads with one frame per chunk")
     threads = os.cpu_count() or 1
     require_direct_io(ctx.out)
     # page-aligned output buffers, one per frame in flight, reused (touched here)
+    _, cy, cx = w.chunk
     room = w.frame_bytes + 64 * (w.height // cy + 1) * (w.width // cx + 1) + mmap.PAGESIZE
     free = [memoryview(mmap.mmap(-1, room)) for _ in range(in_flight + 1)]
     for buf in free:
         buf[:] = b"\0" * room
-
-    def encode(block: np.ndarray, y: int, x: int) -> bytes:
-        return codec.encode(np.ascontiguousarray(block[:, y : y + cy, x : x + cx]))  # type: ignore[no-any-return]
 
     def write(k: int, chunks: list[bytes], buf: memoryview) -> int:
         end = 0
@@ -117,16 +128,7 @@ def codec_write(ctx: CaseContext, cname: str = "zstd", in_flight: int = 4) -> Ru
                 written.append(io.submit(write, k, [f.result() for f in pending], free.pop()))
 
             for i, block in ctx.blocks():
-                frames.append(
-                    (
-                        i,
-                        [
-                            enc.submit(encode, block, y, x)
-                            for y in range(0, w.height, cy)
-                            for x in range(0, w.width, cx)
-                        ],
-                    )
-                )
+                frames.append((i, submit(enc, block)))
                 if len(frames) > 2:  # keep the encoders fed across frame ends
                     hand_over(*frames.pop(0))
             for k, pending in frames:
