@@ -505,3 +505,36 @@ def test_refused_direct_writes_fall_back_to_the_page_cache(
     want = _stream_frames(settings, frames)
     assert len(refused) == 1  # tried once, then the file stays with the page cache
     check_dataset(settings, [want])
+
+
+def test_where_holes_do_not_show_pages_are_written_with_their_ifds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Direct writes link pages before their pixels land, which recovery tells apart
+    only by their holes: a file system that reports none gets the page-cache path,
+    pixels and IFDs written together, and every page reads back."""
+    from omestream.backends import tiff as engine
+    from omestream.io.holes import reports_holes
+    from tests.page_cache import require_direct_io
+
+    require_direct_io(tmp_path)
+    if not reports_holes(str(tmp_path)):
+        pytest.skip("this file system does not report holes: no direct path to compare")
+    opened: list[str] = []
+    real_open = engine.open_direct
+
+    def spy(path: str) -> int | None:
+        opened.append(path)
+        return real_open(path)
+
+    monkeypatch.setattr(engine, "open_direct", spy)
+    monkeypatch.setattr(engine, "_SHORT_BURST_BYTES", 0)  # direct even for a short burst
+    frames = 12
+    direct = _long_settings(tmp_path / "direct.ome.tiff", frames)
+    check_dataset(direct, [_stream_frames(direct, frames)])
+    assert len(opened) == 1  # holes show here: the direct path
+
+    monkeypatch.setattr(engine, "reports_holes", lambda directory: False)
+    cached = _long_settings(tmp_path / "cached.ome.tiff", frames)
+    check_dataset(cached, [_stream_frames(cached, frames)])
+    assert len(opened) == 1  # no direct descriptor for the second file

@@ -13,7 +13,8 @@ and pyramid levels take one ``TiffWriter.write`` each; uncompressed pages that q
 up behind the disk are written by two calls per batch (a multi-page array, then its
 last page, which makes tifffile write the batch's IFDs): tifffile's Python cost per
 call is ~10x the write of a 512x512 page. Where the file system allows it (and
-``WriterOptions.direct_io`` is on, the default), uncompressed pages of 64 KiB or more
+``WriterOptions.direct_io`` is on, the default; the file system must report holes,
+see :func:`~omestream.io.holes.reports_holes`), uncompressed pages of 64 KiB or more
 take another path, unless the acquisition is bounded and smaller than
 :data:`_SHORT_BURST_BYTES`: tifffile writes the IFDs and reserves page-aligned pixel bytes,
 and the pixels go to the disk with direct I/O (:meth:`TiffBackend._write_direct`).
@@ -61,6 +62,7 @@ from omestream.backends.codecs import codec_choice
 from omestream.errors import SettingsError, StoreExistsError, StoreFormatError, WriteError
 from omestream.io.direct import direct_fits, open_direct, pwrite_all
 from omestream.io.durability import settle_and_drop, start_writeback
+from omestream.io.holes import reports_holes
 from omestream.io.kv import KVStore, open_kv
 from omestream.io.libc import DIRECT_IO_ALIGN
 from omestream.plan import FrameRouter, StoragePlan
@@ -161,6 +163,7 @@ class TiffBackend(ArrayBackend):
         )
         # pages of whole blocks share a reservation; others get one each (aligned start)
         self._whole_blocks = page_bytes % DIRECT_IO_ALIGN == 0
+        self._page_bytes = page_bytes
         batch_bytes = _DIRECT_BATCH_BYTES if self._direct_io else _BATCH_BYTES
         self._batch_pages = max(1, batch_bytes // max(1, page_bytes)) if plain else 1
         self._direct_fds: list[int | None] = [None] * len(self.layout.files)
@@ -236,6 +239,12 @@ class TiffBackend(ArrayBackend):
             if not os.path.isdir(folder):
                 os.makedirs(folder)
                 self._created_folder = True
+            if self._direct_io and not reports_holes(folder):
+                # pages reserved for direct writes are linked before their pixels land;
+                # where holes read as data, a killed writer's unwritten pages would look
+                # like zero-valued frames to recovery, so pixels go first, with their IFDs
+                self._direct_io = False
+                self._batch_pages = max(1, _BATCH_BYTES // self._page_bytes)
             for f, path in enumerate(self.layout.paths):
                 self._writers[f] = tifffile.TiffWriter(path, bigtiff=True, byteorder="<")
                 if self._direct_io:

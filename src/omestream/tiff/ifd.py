@@ -20,7 +20,6 @@ Everything else (pages, strips, SubIFDs) is written and parsed by tifffile.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import struct
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 import tifffile
 
 from omestream.errors import StoreFormatError, WriteError
+from omestream.io.holes import has_data
 
 __all__ = ["PageCount", "complete_pages", "read_description", "replace_description"]
 
@@ -152,25 +152,13 @@ def complete_pages(path: str, repair: bool = True) -> PageCount:
     return PageCount(n, True)
 
 
-def _has_data(fd: int, offset: int) -> bool:
-    """False when ``offset`` lies in a hole of the file: bytes never written."""
-    seek_data = getattr(os, "SEEK_DATA", None)
-    if seek_data is None:
-        return True  # no sparse-file queries here: trust the offsets
-    try:
-        return os.lseek(fd, offset, seek_data) == offset
-    except OSError as exc:
-        # ENXIO: no data at or after offset; anything else: the query is unsupported
-        return exc.errno != errno.ENXIO
-
-
 def _complete(page: tifffile.TiffPage | tifffile.TiffFrame, size: int, fd: int) -> bool:
     offsets = page.dataoffsets
     counts = page.databytecounts
     pairs = zip(offsets, counts, strict=False)
     if not offsets or any(o <= 0 or c <= 0 or o + c > size for o, c in pairs):
         return False
-    if not all(_has_data(fd, o) for o in offsets):
+    if not all(has_data(fd, o) for o in offsets):
         return False
     subifds = getattr(page, "subifds", None) or ()
     return all(0 < o < size for o in subifds)
