@@ -155,7 +155,8 @@ class TiffBackend(ArrayBackend):
         plain = self.n_levels == 1 and not self.format.compressed
         # plain pages of 64 KiB or more go around the page cache (see _write_direct),
         # unless the whole acquisition is known to be a short burst
-        self._direct_io = (
+        self._plain_page_bytes = page_bytes if plain else 0
+        self._use_direct_io(
             options.direct_io
             and plain
             and page_bytes >= _DIRECT_MIN_BYTES
@@ -163,9 +164,6 @@ class TiffBackend(ArrayBackend):
         )
         # pages of whole blocks share a reservation; others get one each (aligned start)
         self._whole_blocks = page_bytes % DIRECT_IO_ALIGN == 0
-        self._page_bytes = page_bytes
-        batch_bytes = _DIRECT_BATCH_BYTES if self._direct_io else _BATCH_BYTES
-        self._batch_pages = max(1, batch_bytes // max(1, page_bytes)) if plain else 1
         self._direct_fds: list[int | None] = [None] * len(self.layout.files)
         self._direct_refused = [False] * len(self.layout.files)
         self._direct_pending = 0  # batches handed to the direct-write thread
@@ -195,6 +193,13 @@ class TiffBackend(ArrayBackend):
         self._refresh_cost = 0.0  # seconds the last refresh took ...
         self._refreshed_at = 0.0  # ... and when it ended (monotonic)
         self._xml_bytes = 0  # size of the last OME-XML written, all files
+
+    def _use_direct_io(self, on: bool) -> None:
+        """Direct I/O or not, and the pages per batch that go with it."""
+        self._direct_io = on
+        page_bytes = self._plain_page_bytes
+        batch_bytes = _DIRECT_BATCH_BYTES if on else _BATCH_BYTES
+        self._batch_pages = max(1, batch_bytes // page_bytes) if page_bytes else 1
 
     def _short_burst(self) -> bool:
         """Whether the acquisition is bounded and all its pixels, in every file
@@ -243,8 +248,7 @@ class TiffBackend(ArrayBackend):
                 # pages reserved for direct writes are linked before their pixels land;
                 # where holes read as data, a killed writer's unwritten pages would look
                 # like zero-valued frames to recovery, so pixels go first, with their IFDs
-                self._direct_io = False
-                self._batch_pages = max(1, _BATCH_BYTES // self._page_bytes)
+                self._use_direct_io(False)
             for f, path in enumerate(self.layout.paths):
                 self._writers[f] = tifffile.TiffWriter(path, bigtiff=True, byteorder="<")
                 if self._direct_io:
