@@ -78,6 +78,8 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
         out[wname] = {}
         for case, rows in cases.items():
             ok = [r for r in rows if r["status"] == "ok"]
+            for r in ok:
+                r.setdefault("cores", _cores(r))
             s: dict[str, Any] = {
                 "group": rows[0]["group"],
                 "ok_rounds": len(ok),
@@ -89,6 +91,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
                 "peak_rss_mb",
                 "maxrss_delta_mb",
                 "cpu_seconds",
+                "cores",
                 "ratio_limit",
                 "ratio_best_alt",
                 "bytes_on_disk",
@@ -102,6 +105,13 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
             s["note"] = "; ".join(sorted(notes))
             out[wname][case] = s
     return out
+
+
+def _cores(r: dict[str, Any]) -> float | None:
+    """Cores kept busy: the case process's CPU time over the timed wall time. On a
+    CPU-bound workload it tells a writer that idles from one that does more work."""
+    cpu, secs = r.get("cpu_seconds"), r.get("seconds")
+    return cpu / secs if cpu is not None and secs else None
 
 
 def _f(v: float | None, fmt: str) -> str:
@@ -127,13 +137,14 @@ def print_tables(
                 f"= {_f(_med(lim, 'limit'), '.0f')} MB/s"
             )
         t = Table(title=title, caption=cap + " (medians over rounds)", title_justify="left")
-        for col in ("case", "MB/s", "frames/s", "peak RSS MB", "x limit", "x best alt"):
+        for col in ("case", "MB/s", "frames/s", "peak RSS MB", "cores", "x limit", "x best alt"):
             t.add_column(col, justify="left" if col == "case" else "right")
         t.add_column("note", overflow="fold", max_width=60)
         for case, s in cases.items():
             if s["ok_rounds"] == 0:
                 t.add_row(
                     case,
+                    "",
                     "",
                     "",
                     "",
@@ -151,6 +162,7 @@ def print_tables(
                 _f(s["mb_s"], ".0f"),
                 _f(s["fps"], ".1f"),
                 _f(s["peak_rss_mb"], ".0f"),
+                _f(s["cores"], ".2f"),
                 _f(s["ratio_limit"], ".2f"),
                 _f(s["ratio_best_alt"], ".2f"),
                 note,
