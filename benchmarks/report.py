@@ -78,8 +78,6 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
         out[wname] = {}
         for case, rows in cases.items():
             ok = [r for r in rows if r["status"] == "ok"]
-            for r in ok:
-                r.setdefault("cores", _cores(r))
             s: dict[str, Any] = {
                 "group": rows[0]["group"],
                 "ok_rounds": len(ok),
@@ -91,12 +89,13 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
                 "peak_rss_mb",
                 "maxrss_delta_mb",
                 "cpu_seconds",
-                "cores",
                 "ratio_limit",
                 "ratio_best_alt",
                 "bytes_on_disk",
             ):
                 s[key] = _med(ok, key)
+            cores = [c for r in ok if (c := _cores(r)) is not None]
+            s["cores"] = median(cores) if cores else None
             bad = [r for r in rows if r["status"] != "ok"]
             if bad:
                 s["status"] = bad[-1]["status"]
