@@ -29,6 +29,7 @@ from omestream import (
     Dimension,
     Pyramid,
     SettingsError,
+    WriteError,
     WriterOptions,
     create_stream,
 )
@@ -230,6 +231,33 @@ def test_caller_may_reuse_the_frame_buffer(engine: str, tmp_path: Path) -> None:
             stream.append(buf)
     want = np.stack([frame_for(n, settings.frame_shape, "uint16") for n in range(5)])
     np.testing.assert_array_equal(read_zarr_python(tmp_path / "a.ome.zarr" / "0"), want)
+
+
+@pytest.mark.parametrize(
+    "engine", [e for e in ZARR_ENGINES if e in ("zarr-python", "tensorstore")]
+)
+def test_a_failed_unit_write_surfaces_and_keeps_earlier_frames(
+    engine: str, tmp_path: Path
+) -> None:
+    """The libraries' writes run in the background: a failure reaches the caller as a
+    WriteError from a later append or from close, and units written before it stay."""
+    root = tmp_path / "f.ome.zarr"
+    settings = _small(engine, root)  # t: 5 frames in shards of 2
+    stream = create_stream(settings)
+    for n in range(2):
+        stream.append(frame_for(n, settings.frame_shape, "uint16"))
+    stream._backend.flush(wait=True)  # type: ignore[attr-defined]
+    (root / "0" / "c" / "1").write_bytes(b"")  # the second shard's folder cannot be made
+    with pytest.raises(WriteError, match=engine):
+        for n in range(2, 5):
+            stream.append(frame_for(n, settings.frame_shape, "uint16"))
+        stream.close()
+    if not stream.closed:
+        with pytest.raises(WriteError):
+            stream.close()
+    got = zarr.open_array(str(root / "0"), mode="r")[:2]
+    want = np.stack([frame_for(n, settings.frame_shape, "uint16") for n in range(2)])
+    np.testing.assert_array_equal(got, want)
 
 
 ZARR_CODECS = ("blosc-zstd", "blosc-lz4", "zstd", "gzip", None)

@@ -1,12 +1,12 @@
 """The tensorstore engine: arrays created by omestream, chunks written by tensorstore.
 
-Frames are written into a tensorstore transaction; when it holds about half the
-memory budget (or at flush/close) it is committed asynchronously while the next one
-fills, so tensorstore encodes many chunks in parallel and writes each shard once per
-commit instead of once per frame. One commit is in flight at a time, which keeps two
-commits from rewriting the same shard concurrently. Shape changes are written by
-omestream (keeping its metadata intact) and the array is reopened so tensorstore's
-cached metadata follows.
+Frames are gathered per write unit (see :mod:`omestream.backends.units`) and each
+complete unit goes to tensorstore as one asynchronous write, so tensorstore encodes
+the chunks of many units in parallel while ``append`` goes on, and every shard is
+written once, whole. tensorstore's own fsync after each file is switched off:
+``close()`` makes the whole store durable in one ``syncfs``, as the other engines do.
+Shape changes are written by omestream (keeping its metadata intact) and the array is
+reopened so tensorstore's cached metadata follows.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from omestream.backends.zarr_common import ZarrArrayBackend
+from omestream.backends.units import Pending, UnitBackend
 from omestream.errors import WriteError
 from omestream.io.kv import KVStore, LocalKV
 from omestream.plan import StoragePlan
@@ -26,7 +26,7 @@ from omestream.settings import AcquisitionSettings, WriterOptions
 __all__ = ["TensorstoreBackend"]
 
 
-class TensorstoreBackend(ZarrArrayBackend):
+class TensorstoreBackend(UnitBackend):
     name = "tensorstore"
 
     def __init__(self, plan: StoragePlan, kv: KVStore, options: WriterOptions) -> None:
@@ -34,16 +34,11 @@ class TensorstoreBackend(ZarrArrayBackend):
 
         super().__init__(plan, kv, options)
         self._ts = ts
-        spec: dict[str, Any] = {"cache_pool": {"total_bytes_limit": 0}}
+        spec: dict[str, Any] = {"cache_pool": {"total_bytes_limit": 0}, "file_io_sync": False}
         if options.threads:
             spec["data_copy_concurrency"] = {"limit": options.threads}
         self._context = ts.Context(spec)
         self._arrays: dict[tuple[int, int], Any] = {}
-        self._txn: Any = None
-        self._txn_bytes = 0
-        self._commit_at = max(options.memory_budget_mb * 2**20 // 2, 1)
-        self._committing: Any = None  # future of the commit in flight
-        self._closed = False
 
     @classmethod
     def check(cls, settings: AcquisitionSettings) -> str | None:
@@ -91,25 +86,23 @@ class TensorstoreBackend(ZarrArrayBackend):
         if self.shapes.get((image, level)) == tuple(shape):
             return
         super().resize(image, level, shape)
-        # Writes already in the transaction stay valid (they lie inside the old shape);
-        # later ones go through a handle that has read the new shape.
+        # writes already started lie inside the old shape; later ones go through a
+        # handle that has read the new shape
         self._arrays.pop((image, level), None)
 
-    # -- frames -------------------------------------------------------------------------
-    def write_frame(
-        self, image: int, index: tuple[int, ...], frame: np.ndarray, level: int = 0
-    ) -> None:
-        if self._txn is None:
-            self._txn = self._ts.Transaction()
-        target = self._array(image, level).with_transaction(self._txn)
-        try:
-            # waiting for the copy lets the caller reuse ``frame`` at once
-            target[index].write(frame).copy.result()
-        except Exception as exc:
-            raise WriteError(0, f"tensorstore failed writing to {self.kv.url}: {exc}") from exc
-        self._txn_bytes += frame.nbytes
-        if self._txn_bytes >= self._commit_at:
-            self._commit()
+    # -- writing ------------------------------------------------------------------------
+    def _start_write(
+        self,
+        image: int,
+        level: int,
+        selection: tuple[slice, ...],
+        data: np.ndarray,
+        previous: Pending | None,
+    ) -> Pending:
+        if previous is not None:  # a partial write of this unit (a flush) lands first
+            with contextlib.suppress(BaseException):
+                previous.result()
+        return self._array(image, level)[selection].write(data)
 
     def write_region(
         self, image: int, level: int, selection: tuple[slice, ...], data: np.ndarray
@@ -119,43 +112,3 @@ class TensorstoreBackend(ZarrArrayBackend):
             self._array(image, level)[selection].write(data).result()
         except Exception as exc:
             raise WriteError(0, f"tensorstore failed writing to {self.kv.url}: {exc}") from exc
-
-    # -- commits ------------------------------------------------------------------------
-    def _commit(self) -> None:
-        txn, self._txn, self._txn_bytes = self._txn, None, 0
-        if txn is None:
-            return
-        self._wait()
-        self._committing = txn.commit_async()
-
-    def _wait(self) -> None:
-        pending, self._committing = self._committing, None
-        if pending is None:
-            return
-        try:
-            pending.result()
-        except Exception as exc:
-            raise WriteError(0, f"tensorstore failed writing to {self.kv.url}: {exc}") from exc
-
-    def flush(self, wait: bool = False) -> None:
-        self._commit()
-        if wait:
-            self._wait()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.flush(wait=True)
-        if self.options.fsync and isinstance(self.kv, LocalKV):
-            from omestream.io.durability import syncfs
-
-            syncfs(self.kv.root)
-
-    def abort(self) -> None:
-        self._closed = True
-        txn, self._txn = self._txn, None
-        if txn is not None:
-            txn.abort()
-        with contextlib.suppress(WriteError):
-            self._wait()
