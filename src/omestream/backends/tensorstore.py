@@ -28,6 +28,9 @@ __all__ = ["TensorstoreBackend"]
 
 class TensorstoreBackend(UnitBackend):
     name = "tensorstore"
+    # tensorstore copies a unit before encoding it; waiting for that copy lets the
+    # unit's buffer be reused at once, so memory holds the frames once, not twice
+    copied_on_start = True
 
     def __init__(self, plan: StoragePlan, kv: KVStore, options: WriterOptions) -> None:
         import tensorstore as ts
@@ -102,7 +105,10 @@ class TensorstoreBackend(UnitBackend):
         if previous is not None:  # a partial write of this unit (a flush) lands first
             with contextlib.suppress(BaseException):
                 previous.result()
-        return self._array(image, level)[selection].write(data)
+        future = self._array(image, level)[selection].write(data)
+        with contextlib.suppress(BaseException):  # a failure is reported by the future
+            future.copy.result()
+        return future
 
     def write_region(
         self, image: int, level: int, selection: tuple[slice, ...], data: np.ndarray

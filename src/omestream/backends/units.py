@@ -14,7 +14,7 @@ import contextlib
 import threading
 from abc import abstractmethod
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -26,6 +26,8 @@ from omestream.plan import StoragePlan
 from omestream.settings import WriterOptions
 
 __all__ = ["Pending", "UnitBackend"]
+
+_NOTHING = np.empty(0, np.uint8)
 
 
 class Pending(Protocol):
@@ -54,6 +56,10 @@ class _Block:
 class UnitBackend(ZarrArrayBackend):
     """Assembles frames into write units and keeps the unit writes within the budget."""
 
+    #: whether the library has its own copy of a unit once ``_start_write`` returns, so
+    #: the unit's buffer is reused at once (the in-flight bytes are then the library's)
+    copied_on_start: ClassVar[bool] = False
+
     def __init__(self, plan: StoragePlan, kv: KVStore, options: WriterOptions) -> None:
         super().__init__(plan, kv, options)
         self._budget = options.memory_budget_mb * 2**20
@@ -61,9 +67,9 @@ class UnitBackend(ZarrArrayBackend):
         self._buffers = BufferPool(self._budget)
         self._blocks: dict[tuple, _Block] = {}
         self._last: dict[tuple, Pending] = {}  # latest write of a block still open
-        # (write, its data, unit buffer to reuse once it is done); the data is held here
-        # because a library may read it until the write is done
-        self._inflight: deque[tuple[Pending, np.ndarray, np.ndarray | None]] = deque()
+        # (write, bytes it holds, its data, unit buffer to reuse once it is done); the
+        # data is kept alive here because a library may read it until the write is done
+        self._inflight: deque[tuple[Pending, int, np.ndarray, np.ndarray | None]] = deque()
         self._inflight_bytes = 0
         self._lock = threading.Lock()
         self._error: BaseException | None = None
@@ -155,9 +161,14 @@ class UnitBackend(ZarrArrayBackend):
         pending = self._start_write(image, level, selection, data, previous)
         if not final:
             self._last[key] = pending
+        held, reuse = data.nbytes, block.buf if final else None
+        if self.copied_on_start:
+            if reuse is not None:
+                self._buffers.give_back(reuse)
+            data, reuse = _NOTHING, None
         with self._lock:
-            self._inflight.append((pending, data, block.buf if final else None))
-            self._inflight_bytes += data.nbytes
+            self._inflight.append((pending, held, data, reuse))
+            self._inflight_bytes += held
 
     def _settle(self, pending: Pending, buf: np.ndarray | None) -> None:
         """Wait for one write; keep its error for the caller, its buffer for reuse."""
@@ -176,8 +187,8 @@ class UnitBackend(ZarrArrayBackend):
             with self._lock:
                 done = []
                 while self._inflight and self._inflight[0][0].done():
-                    pending, held, buf = self._inflight.popleft()
-                    self._inflight_bytes -= held.nbytes
+                    pending, held, _, buf = self._inflight.popleft()
+                    self._inflight_bytes -= held
                     done.append((pending, buf))
                 room = not self._inflight or self._inflight_bytes + nbytes <= self._budget
                 oldest = None if room else self._inflight[0]
@@ -194,8 +205,8 @@ class UnitBackend(ZarrArrayBackend):
             with self._lock:
                 if not self._inflight:
                     break
-                pending, held, buf = self._inflight.popleft()
-                self._inflight_bytes -= held.nbytes
+                pending, held, _, buf = self._inflight.popleft()
+                self._inflight_bytes -= held
             self._settle(pending, buf)
         self._raise_if_failed()
 
@@ -239,6 +250,6 @@ class UnitBackend(ZarrArrayBackend):
             pending = list(self._inflight)
             self._inflight.clear()
             self._inflight_bytes = 0
-        for p, _, _ in pending:  # let writes already started finish before returning
+        for p, *_ in pending:  # let writes already started finish before returning
             with contextlib.suppress(BaseException):
                 p.result()
