@@ -95,9 +95,21 @@ class UnitBackend(ZarrArrayBackend):
     def write_frame(
         self, image: int, index: tuple[int, ...], frame: np.ndarray, level: int = 0
     ) -> None:
+        if self.copied_on_start and self._one_frame_units(image, level):
+            # a unit of one frame goes straight from the caller's buffer to the library,
+            # which copies it before ``_start_write`` returns
+            self._raise_if_failed()
+            height, width = frame.shape
+            at = (*(slice(i, i + 1) for i in index), slice(0, height), slice(0, width))
+            data = frame.reshape((1,) * len(index) + frame.shape)
+            self._send((image, level, index), at, data, None, final=True)
+            return
         block, local = self._block_for(image, level, index)
         block.buf[local] = frame
         self._mark(block, local)
+
+    def _one_frame_units(self, image: int, level: int) -> bool:
+        return all(u == 1 for u in self.plan.images[image].levels[level].write_unit[:-2])
 
     def skip_frame(self, image: int, index: tuple[int, ...], level: int = 0) -> None:
         block, local = self._block_for(image, level, index)
@@ -156,12 +168,24 @@ class UnitBackend(ZarrArrayBackend):
             data = data.copy() if final else data
             data[~present] = self.plan.fill_value  # frames not yet seen read as fill
         selection = tuple(slice(b, b + e) for b, e in zip(block.start, extent, strict=True))
+        self._send(key, selection, data, block.buf if final else None, final)
+
+    def _send(
+        self,
+        key: tuple,
+        selection: tuple[slice, ...],
+        data: np.ndarray,
+        reuse: np.ndarray | None,
+        final: bool,
+    ) -> None:
+        """Start one unit's write once the budget has room, and account for it."""
+        image, level, _ = key
         previous = self._last.pop(key, None)
         self._wait_for_budget(data.nbytes)
         pending = self._start_write(image, level, selection, data, previous)
         if not final:
             self._last[key] = pending
-        held, reuse = data.nbytes, block.buf if final else None
+        held = data.nbytes
         if self.copied_on_start:
             if reuse is not None:
                 self._buffers.give_back(reuse)
