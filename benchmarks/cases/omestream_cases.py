@@ -53,13 +53,6 @@ def _dimensions(mod: ModuleType, w: Workload, sharded: bool) -> list[Any]:
     return dims
 
 
-#: the libraries an engine imports when a stream starts
-ENGINE_LIBRARIES: dict[str, tuple[str, ...]] = {
-    "tensorstore": ("tensorstore",),
-    "acquire-zarr": ("acquire_zarr",),
-}
-
-
 def omestream_case(
     ctx: CaseContext,
     module: str = "omestream",
@@ -87,7 +80,9 @@ def omestream_case(
     # Like every other case, imports happen before timing: omestream imports zarr and
     # ome-types on first use (so `import omestream` stays fast); do that use now.
     # The same for the engine's own library (tensorstore's import alone takes ~0.5 s).
-    for lib in ("zarr", "ome_types", "tifffile", *ENGINE_LIBRARIES.get(backend, ())):
+    engines = getattr(getattr(mod, "settings", None), "ENGINES", {})  # omestream's table
+    engine = engines.get(backend)
+    for lib in ("zarr", "ome_types", "tifffile", *([engine.module] if engine else [])):
         try:
             importlib.import_module(lib)
         except ImportError as e:
