@@ -1,7 +1,8 @@
 """The acquire-zarr engine: acquire-zarr's C++ streaming writer fills the arrays.
 
 acquire-zarr creates the arrays itself (one per image and level, at the plan's
-paths, with the plan's chunks and shards) and takes frames only in the order it
+paths, with the plan's chunks and shards; it shards every Zarr v3 array, so a level
+the plan leaves unsharded gets shards of one chunk) and takes frames only in the order it
 stores them, so the settings must store frames in acquisition order
 (``ENGINES["acquire-zarr"].reorders_frames`` is False) and each write is checked
 to be the next frame of its array.
@@ -38,6 +39,7 @@ _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 class AcquireZarrBackend(ZarrArrayBackend):
     name = "acquire-zarr"
     supports_regions = False
+    always_shards = True
 
     def __init__(self, plan: StoragePlan, kv: KVStore, options: WriterOptions) -> None:
         super().__init__(plan, kv, options)

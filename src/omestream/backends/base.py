@@ -28,6 +28,9 @@ class ArrayBackend(ABC):
     #: whether chunks may be written past an array's current shape, so the stream can
     #: grow an unbounded axis from a background thread instead of inside ``append``
     writes_past_shape: ClassVar[bool] = False
+    #: whether every Zarr v3 array comes out sharded: a level the plan leaves unsharded
+    #: gets shards of one chunk (the same pixels, plus an index per chunk)
+    always_shards: ClassVar[bool] = False
 
     def __init__(self, plan: StoragePlan, kv: KVStore, options: WriterOptions) -> None:
         self.plan = plan

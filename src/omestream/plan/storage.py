@@ -103,7 +103,8 @@ def auto_chunks(
     Heuristic: y/x chunks of at most 512 (2048 without sharding); one frame per chunk
     along the outer axes. With sharding, a shard covers the whole frame and groups
     frames along the innermost outer axis until it holds about 8 MiB (at most 256
-    frames), so small frames are not written as one tiny file each.
+    frames), so small frames are not written as one tiny file each. A shard that
+    would hold a single chunk is left out: the array is then not sharded.
     """
     counts = [d.count or 1 for d in dims]
     edge = MAX_FRAME_CHUNK if sharded else MAX_V2_CHUNK
@@ -131,6 +132,9 @@ def auto_chunks(
             limit = dims[inner].count or per
             n_chunks = max(1, min(per, limit) // chunks[inner])
             shards[inner] = chunks[inner] * n_chunks
+    if tuple(shards) == tuple(chunks):
+        # A shard of one chunk only adds an index that readers must fetch first.
+        return tuple(chunks), None
     return tuple(chunks), tuple(shards)
 
 
@@ -139,6 +143,7 @@ def _level_plans(
     chunks: tuple[int, ...],
     shards: tuple[int, ...] | None,
     settings: AcquisitionSettings,
+    auto_shards: bool = False,
 ) -> tuple[ArrayPlan, ...]:
     shape0 = tuple(d.count or 0 for d in dims)
     scale0 = tuple(float(d.scale) if d.scale else 1.0 for d in dims)
@@ -165,6 +170,8 @@ def _level_plans(
                 for s, si, ci in zip(shards, shape, c, strict=True)
             )
             sh = tuple(max(ci, s - s % ci) for s, ci in zip(sh, c, strict=True))
+            if auto_shards and sh == c:  # see auto_chunks: one chunk, no shard
+                sh = None
         levels.append(ArrayPlan(str(lv), shape, c, sh, scale, trans))
     return tuple(levels)
 
@@ -191,7 +198,8 @@ def plan_storage(settings: AcquisitionSettings) -> StoragePlan:
     itemsize = np.dtype(settings.dtype).itemsize
     sharded = fmt.zarr_format == 3
     chunks, shards = auto_chunks(dims, itemsize, sharded)
-    levels = _level_plans(dims, chunks, shards, settings)
+    user_shards = any(d.shard_size_chunks is not None for d in dims)
+    levels = _level_plans(dims, chunks, shards, settings, auto_shards=not user_shards)
     axes = tuple(
         AxisPlan(
             name=d.name.lower() if fmt.name == "ome-zarr" else d.name,

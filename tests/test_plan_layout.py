@@ -1,0 +1,86 @@
+"""The automatic chunk/shard layout (pure planning: no disk)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from omestream import AcquisitionSettings, Dimension
+from omestream.plan import ArrayPlan, plan_storage
+from omestream.settings import Pyramid
+
+
+def _levels(
+    t: int | None, y: int, x: int, version: str = "0.5", pyramid: Pyramid | None = None, **dim: Any
+) -> tuple[ArrayPlan, ...]:
+    tkw = {k[2:]: v for k, v in dim.items() if k.startswith("t_")}
+    ykw = {k[2:]: v for k, v in dim.items() if k.startswith("y_")}
+    xkw = {k[2:]: v for k, v in dim.items() if k.startswith("x_")}
+    settings = AcquisitionSettings(
+        root_path="plan.ome.zarr",
+        dimensions=[
+            Dimension(name="t", count=t, type="time", **tkw),
+            Dimension(name="y", count=y, type="space", **ykw),
+            Dimension(name="x", count=x, type="space", **xkw),
+        ],
+        dtype="uint16",
+        format={"name": "ome-zarr", "version": version},
+        pyramid=pyramid,
+    )
+    return plan_storage(settings).images[0].levels
+
+
+def test_large_frames_get_512_chunks_in_one_shard_per_frame() -> None:
+    (level,) = _levels(10, 2048, 2048)
+    assert level.chunks == (1, 512, 512)
+    assert level.shards == (1, 2048, 2048)
+
+
+def test_small_frames_are_grouped_into_shards_of_about_8_mib() -> None:
+    (level,) = _levels(1000, 512, 512)
+    assert level.chunks == (1, 512, 512)
+    assert level.shards == (16, 512, 512)  # 16 x 512 KiB frames
+
+
+def test_a_shard_of_one_chunk_is_left_out() -> None:
+    # chunks given as whole frames: one chunk per shard, so no sharding at all
+    (level,) = _levels(10, 2048, 2048, y_chunk_size=2048, x_chunk_size=2048)
+    assert level.chunks == (1, 2048, 2048) and level.shards is None
+    # many frames per chunk given along t: the same
+    (level,) = _levels(500, 512, 512, t_chunk_size=64)
+    assert level.chunks == (64, 512, 512) and level.shards is None
+
+
+def test_shards_the_user_asks_for_are_kept_even_of_one_chunk() -> None:
+    (level,) = _levels(10, 2048, 2048, y_chunk_size=2048, x_chunk_size=2048, y_shard_size_chunks=1)
+    assert level.shards == (1, 2048, 2048)
+
+
+def test_zarr_v2_is_never_sharded() -> None:
+    (level,) = _levels(10, 4096, 4096, version="0.4")
+    assert level.chunks == (1, 2048, 2048) and level.shards is None
+
+
+def test_pyramid_levels_down_to_one_chunk_are_not_sharded() -> None:
+    levels = _levels(4, 2048, 2048, pyramid=Pyramid(levels=4))
+    assert [lv.shards for lv in levels] == [(1, 2048, 2048), (1, 1024, 1024), None, None]
+    assert [lv.chunks for lv in levels][2:] == [(1, 512, 512), (1, 256, 256)]
+
+
+@given(
+    t=st.one_of(st.none(), st.integers(1, 600)),
+    y=st.integers(1, 5000),
+    x=st.integers(1, 5000),
+    levels=st.integers(1, 5),
+)
+def test_automatic_shards_hold_whole_chunks_and_more_than_one(
+    t: int | None, y: int, x: int, levels: int
+) -> None:
+    pyramid = Pyramid(levels=levels) if levels > 1 else None
+    for level in _levels(t, y, x, pyramid=pyramid):
+        if level.shards is None:
+            continue
+        assert all(s % c == 0 for s, c in zip(level.shards, level.chunks, strict=True))
+        assert level.shards != level.chunks
