@@ -130,3 +130,40 @@ def test_resume_refuses_other_settings_and_foreign_stores(tmp_path: Path) -> Non
         create_stream(_bounded(foreign, "0.5"), resume=True)
     with pytest.raises(StoreFormatError, match="nothing to resume"):
         create_stream(_bounded(tmp_path / "missing.ome.zarr", "0.5"), resume=True)
+
+
+def test_resume_writes_the_layout_the_arrays_have(tmp_path: Path) -> None:
+    """A store whose arrays are laid out otherwise than today's automatic layout for
+    the same settings (as an older omestream wrote: shards of one chunk) resumes into
+    that stored layout, not the planned one."""
+    root = tmp_path / "acq.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[
+            Dimension(name="t", count=6, chunk_size=2, type="time"),
+            Dimension(name="y", count=SHAPE[0], type="space"),
+            Dimension(name="x", count=SHAPE[1], type="space"),
+        ],
+        dtype="uint16",
+        compression="blosc-zstd",
+    )
+    _crash_after(settings, 3)  # mid chunk: frame 2 is on disk, its chunk partner is not
+    stored = zarr.open_array(f"{root}/0", mode="r")
+    assert stored.shards is None  # one chunk per shard: not sharded
+    data = stored[...]
+    old = zarr.create_array(
+        str(root), name="0", shape=stored.shape, chunks=stored.chunks, shards=stored.chunks,
+        dtype=stored.dtype, fill_value=stored.fill_value, compressors=stored.compressors,
+        dimension_names=stored.metadata.dimension_names, overwrite=True,
+    )  # fmt: skip
+    old[...] = data
+
+    with create_stream(settings, resume=True) as stream:
+        assert stream.frames_written == 3
+        for i in range(3, 6):
+            stream.append(frame_for(i, SHAPE, "uint16"))
+    validate_ome_zarr(root)
+    arr = zarr.open_array(f"{root}/0", mode="r")
+    assert arr.shards == arr.chunks == (2, *SHAPE)
+    expected = np.stack([frame_for(i, SHAPE, "uint16") for i in range(6)])
+    np.testing.assert_array_equal(arr[...], expected)

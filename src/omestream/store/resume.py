@@ -16,6 +16,7 @@ so pyramid levels are rebuilt from the same data as well.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 from typing import Any
 
@@ -28,11 +29,12 @@ from omestream.io import zarr_nodes
 from omestream.io.kv import KVStore, open_kv
 from omestream.metadata.ngff import channel_window
 from omestream.metadata.parse import ParsedImage, parse_group
-from omestream.plan import FrameRouter, plan_storage
+from omestream.plan import FrameRouter, StoragePlan, plan_storage
 from omestream.settings import AcquisitionSettings
 from omestream.stream import OMEStream
 from omestream.stream.state import StreamState
 from omestream.stream.zarr_sink import OMESTREAM_KEY, ZarrMetadataSink
+from omestream.summary.nodes import array_meta
 
 __all__ = ["resume_stream"]
 
@@ -67,6 +69,30 @@ def _check_same(settings: AcquisitionSettings, saved: dict[str, Any], where: str
         raise SettingsError(
             f"{where}: cannot resume with different settings ({detail[:600]}); nothing was written"
         )
+
+
+def _stored_layout(kv: KVStore, plan: StoragePlan) -> StoragePlan:
+    """The plan with every array's chunks and shards as stored. The automatic layout
+    of the same settings may differ in another omestream version (one-chunk shards
+    are no longer made, for one); frames must be written as the stored arrays say."""
+    images = []
+    for i, im in enumerate(plan.images):
+        levels = []
+        for lv, level in enumerate(im.levels):
+            path = array_path(plan, i, lv)
+            doc = zarr_nodes.load_json(kv, zarr_nodes.array_meta_key(path, plan.zarr_format))
+            if doc is None:  # the engine reports missing arrays when it opens them
+                levels.append(level)
+                continue
+            meta = array_meta(doc, plan.zarr_format, path)
+            if len(meta.chunks) != len(level.chunks):
+                raise StoreFormatError(
+                    f"{kv.url}/{path}: {len(meta.chunks)} dimensions stored, the settings "
+                    f"give {len(level.chunks)}; nothing to resume here"
+                )
+            levels.append(dataclasses.replace(level, chunks=meta.chunks, shards=meta.shards))
+        images.append(dataclasses.replace(im, levels=tuple(levels)))
+    return plan.with_images(tuple(images))
 
 
 def _rewind_point(settings: AcquisitionSettings, router: FrameRouter, n: int, plan: Any) -> int:
@@ -132,6 +158,7 @@ def resume_stream(
     kv = store if store is not None else open_kv(where, storage_options or None)
     record = _record(kv, plan.zarr_format, where)
     _check_same(settings, record["settings"], where)
+    plan = _stored_layout(kv, plan)
     done = int(record["frames"])
     router = FrameRouter(settings)
     if router.total is not None and done > router.total:
