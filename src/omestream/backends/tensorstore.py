@@ -58,7 +58,12 @@ class TensorstoreBackend(UnitBackend):
         assert isinstance(self.kv, LocalKV)
         folder = os.path.join(self.kv.root, *self.path(image, level).split("/"))
         driver = "zarr3" if self.plan.zarr_format == 3 else "zarr"
-        return {"driver": driver, "kvstore": {"driver": "file", "path": folder + os.sep}}
+        return {
+            "driver": driver,
+            "kvstore": {"driver": "file", "path": folder + os.sep},
+            # every chunk is stored, also one equal to the fill value, as by every engine
+            "store_data_equal_to_fill_value": True,
+        }
 
     def _open(self, image: int, level: int) -> Any:
         try:
