@@ -235,6 +235,34 @@ def test_caller_may_reuse_the_frame_buffer(engine: str, tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_zarr_python(tmp_path / "a.ome.zarr" / "0"), want)
 
 
+@pytest.mark.parametrize("engine", ZARR_ENGINES)
+def test_unit_buffers_reused_under_a_small_budget_keep_every_frame(
+    engine: str, tmp_path: Path
+) -> None:
+    """32 units of 2 MB through a 16 MB budget: every unit buffer is reused several
+    times while earlier writes may still read theirs (tensorstore reads the engine's
+    buffer instead of copying it), and no frame is overwritten by a later one."""
+    root = tmp_path / "r.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[
+            Dimension(name="t", count=64, chunk_size=2, type="time"),
+            Dimension(name="y", count=512, chunk_size=512, type="space"),
+            Dimension(name="x", count=1024, chunk_size=1024, type="space"),
+        ],
+        dtype="uint16",
+        format=fmt(engine),
+        writer=WriterOptions(memory_budget_mb=16),
+    )
+    want = np.stack([frame_for(n, settings.frame_shape, "uint16") for n in range(64)])
+    with create_stream(settings) as stream:
+        for frame in want:
+            stream.append(frame)
+    got = read_zarr_python(root / "0")
+    wrong = [n for n in range(64) if not np.array_equal(got[n], want[n])]
+    assert not wrong, f"frames stored with other pixels: {wrong}"
+
+
 @pytest.mark.parametrize(
     "engine", [e for e in ZARR_ENGINES if e in ("zarr-python", "tensorstore")]
 )

@@ -28,9 +28,10 @@ __all__ = ["TensorstoreBackend"]
 
 class TensorstoreBackend(UnitBackend):
     name = "tensorstore"
-    # tensorstore copies a unit before encoding it; waiting for that copy lets the
-    # unit's buffer be reused at once, so memory holds the frames once, not twice
-    copied_on_start = True
+    # tensorstore reads each unit from omestream's buffer instead of copying it first:
+    # its copy went to fresh memory for every unit, and waiting for it kept `append`
+    # from gathering the next unit (5000 frames of 512x512 ran 1.4-3x faster without)
+    lends_data = True
 
     def __init__(self, plan: StoragePlan, kv: KVStore, options: WriterOptions) -> None:
         import tensorstore as ts
@@ -110,10 +111,9 @@ class TensorstoreBackend(UnitBackend):
         if previous is not None:  # a partial write of this unit (a flush) lands first
             with contextlib.suppress(BaseException):
                 previous.result()
-        future = self._array(image, level)[selection].write(data)
-        with contextlib.suppress(BaseException):  # a failure is reported by the future
-            future.copy.result()
-        return future
+        return self._array(image, level)[selection].write(
+            data, can_reference_source_data_indefinitely=True
+        )
 
     def write_region(
         self, image: int, level: int, selection: tuple[slice, ...], data: np.ndarray

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from abc import abstractmethod
 from collections import deque
 from typing import Any, ClassVar, Protocol
@@ -26,8 +27,6 @@ from omestream.plan import StoragePlan
 from omestream.settings import WriterOptions
 
 __all__ = ["Pending", "UnitBackend"]
-
-_NOTHING = np.empty(0, np.uint8)
 
 
 class Pending(Protocol):
@@ -56,9 +55,11 @@ class _Block:
 class UnitBackend(ZarrArrayBackend):
     """Assembles frames into write units and keeps the unit writes within the budget."""
 
-    #: whether the library has its own copy of a unit once ``_start_write`` returns, so
-    #: the unit's buffer is reused at once (the in-flight bytes are then the library's)
-    copied_on_start: ClassVar[bool] = False
+    #: whether the library may keep referencing the data it is given, past the end of
+    #: the write, instead of copying it (tensorstore's
+    #: ``can_reference_source_data_indefinitely``): it then gets a view of its own, and
+    #: the unit's buffer goes back to the pool only once the library has dropped it
+    lends_data: ClassVar[bool] = False
 
     def __init__(self, plan: StoragePlan, kv: KVStore, options: WriterOptions) -> None:
         super().__init__(plan, kv, options)
@@ -71,6 +72,9 @@ class UnitBackend(ZarrArrayBackend):
         # data is kept alive here because a library may read it until the write is done
         self._inflight: deque[tuple[Pending, int, np.ndarray, np.ndarray | None]] = deque()
         self._inflight_bytes = 0
+        # views lent to the library (see lends_data), each returning its buffer when dropped
+        # (keyed by the weak reference's id: a reference to an array has no hash)
+        self._lent: dict[int, weakref.ref[np.ndarray]] = {}
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._closed = False
@@ -95,21 +99,9 @@ class UnitBackend(ZarrArrayBackend):
     def write_frame(
         self, image: int, index: tuple[int, ...], frame: np.ndarray, level: int = 0
     ) -> None:
-        if self.copied_on_start and self._one_frame_units(image, level):
-            # a unit of one frame goes straight from the caller's buffer to the library,
-            # which copies it before ``_start_write`` returns
-            self._raise_if_failed()
-            height, width = frame.shape
-            at = (*(slice(i, i + 1) for i in index), slice(0, height), slice(0, width))
-            data = frame.reshape((1,) * len(index) + frame.shape)
-            self._send((image, level, index), at, data, None, final=True)
-            return
         block, local = self._block_for(image, level, index)
         block.buf[local] = frame
         self._mark(block, local)
-
-    def _one_frame_units(self, image: int, level: int) -> bool:
-        return all(u == 1 for u in self.plan.images[image].levels[level].write_unit[:-2])
 
     def skip_frame(self, image: int, index: tuple[int, ...], level: int = 0) -> None:
         block, local = self._block_for(image, level, index)
@@ -182,17 +174,33 @@ class UnitBackend(ZarrArrayBackend):
         image, level, _ = key
         previous = self._last.pop(key, None)
         self._wait_for_budget(data.nbytes)
-        pending = self._start_write(image, level, selection, data, previous)
+        if self.lends_data:
+            pending = self._start_write(image, level, selection, self._lend(data, reuse), previous)
+            reuse = None  # back to the pool when the library drops its view, not before
+        else:
+            pending = self._start_write(image, level, selection, data, previous)
         if not final:
             self._last[key] = pending
         held = data.nbytes
-        if self.copied_on_start:
-            if reuse is not None:
-                self._buffers.give_back(reuse)
-            data, reuse = _NOTHING, None
         with self._lock:
             self._inflight.append((pending, held, data, reuse))
             self._inflight_bytes += held
+
+    def _lend(self, data: np.ndarray, buf: np.ndarray | None) -> np.ndarray:
+        """A view of ``data`` for the library to keep as long as it wants; ``buf`` (what
+        ``data`` lives in, None if it is not reused) returns to the pool once the view is
+        gone. tensorstore drops it when the write is committed, or just after."""
+        view = data[...]
+        if buf is not None:
+            lent, pool = self._lent, self._buffers  # not self: no cycle through the callback
+
+            def dropped(ref: weakref.ref[np.ndarray]) -> None:
+                lent.pop(id(ref), None)
+                pool.give_back(buf)
+
+            ref = weakref.ref(view, dropped)
+            lent[id(ref)] = ref
+        return view
 
     def _settle(self, pending: Pending, buf: np.ndarray | None) -> None:
         """Wait for one write; keep its error for the caller, its buffer for reuse."""
