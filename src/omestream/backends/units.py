@@ -173,7 +173,10 @@ class UnitBackend(ZarrArrayBackend):
         """Start one unit's write once the budget has room, and account for it."""
         image, level, _ = key
         previous = self._last.pop(key, None)
-        self._wait_for_budget(data.nbytes)
+        # A lent unit is in memory twice until it is written: in its buffer and in the
+        # chunks the library encodes from it (peak RSS ~2x the budget when counted once).
+        held = data.nbytes * (2 if self.lends_data else 1)
+        self._wait_for_budget(held)
         if self.lends_data:
             pending = self._start_write(image, level, selection, self._lend(data, reuse), previous)
             reuse = None  # back to the pool when the library drops its view, not before
@@ -181,7 +184,6 @@ class UnitBackend(ZarrArrayBackend):
             pending = self._start_write(image, level, selection, data, previous)
         if not final:
             self._last[key] = pending
-        held = data.nbytes
         with self._lock:
             self._inflight.append((pending, held, data, reuse))
             self._inflight_bytes += held
