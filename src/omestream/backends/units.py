@@ -88,8 +88,17 @@ class UnitBackend(ZarrArrayBackend):
         selection: tuple[slice, ...],
         data: np.ndarray,
         previous: Pending | None,
+        lent: bool,
     ) -> Pending:
-        """Start writing ``data`` at ``selection``, after ``previous`` (same unit) landed."""
+        """Start writing ``data`` at ``selection``, after ``previous`` (same unit) landed.
+        ``lent``: the library may keep ``data`` as long as it wants (see ``lends_data``);
+        otherwise it is the caller's frame (see ``_takes_frames``) or a unit buffer that is
+        reused once the write is done."""
+
+    def _takes_frames(self, image: int, level: int) -> bool:
+        """Whether a unit of one frame goes to the library straight from the caller's
+        buffer: ``_start_write`` then returns once the library has its own copy."""
+        return False
 
     def _shutdown(self, cancel: bool) -> None:
         """Release the engine's workers (after the last write finished, unless cancel)."""
@@ -99,9 +108,19 @@ class UnitBackend(ZarrArrayBackend):
     def write_frame(
         self, image: int, index: tuple[int, ...], frame: np.ndarray, level: int = 0
     ) -> None:
+        if self._takes_frames(image, level):
+            self._raise_if_failed()
+            height, width = frame.shape
+            at = (*(slice(i, i + 1) for i in index), slice(0, height), slice(0, width))
+            data = frame.reshape((1,) * len(index) + frame.shape)
+            self._send((image, level, index), at, data, None, final=True, lend=False)
+            return
         block, local = self._block_for(image, level, index)
         block.buf[local] = frame
         self._mark(block, local)
+
+    def _one_frame_units(self, image: int, level: int) -> bool:
+        return all(u == 1 for u in self.plan.images[image].levels[level].write_unit[:-2])
 
     def skip_frame(self, image: int, index: tuple[int, ...], level: int = 0) -> None:
         block, local = self._block_for(image, level, index)
@@ -169,19 +188,22 @@ class UnitBackend(ZarrArrayBackend):
         data: np.ndarray,
         reuse: np.ndarray | None,
         final: bool,
+        lend: bool | None = None,
     ) -> None:
         """Start one unit's write once the budget has room, and account for it."""
         image, level, _ = key
+        lend = self.lends_data if lend is None else lend
         previous = self._last.pop(key, None)
         # A lent unit is in memory twice until it is written: in its buffer and in the
         # chunks the library encodes from it (peak RSS ~2x the budget when counted once).
-        held = data.nbytes * (2 if self.lends_data else 1)
+        held = data.nbytes * (2 if lend else 1)
         self._wait_for_budget(held)
-        if self.lends_data:
-            pending = self._start_write(image, level, selection, self._lend(data, reuse), previous)
+        if lend:
+            lent = self._lend(data, reuse)
+            pending = self._start_write(image, level, selection, lent, previous, lent=True)
             reuse = None  # back to the pool when the library drops its view, not before
         else:
-            pending = self._start_write(image, level, selection, data, previous)
+            pending = self._start_write(image, level, selection, data, previous, lent=False)
         if not final:
             self._last[key] = pending
         with self._lock:

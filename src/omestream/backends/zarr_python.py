@@ -67,6 +67,7 @@ class ZarrPythonBackend(UnitBackend):
         selection: tuple[slice, ...],
         data: np.ndarray,
         previous: Pending | None,
+        lent: bool,
     ) -> Pending:
         # the handle is taken here, on the caller's thread, after any resize
         arr = self._array(image, level)
