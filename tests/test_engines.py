@@ -209,13 +209,21 @@ def test_metadata_refreshed_while_streaming(engine: str, case: Case, tmp_path: P
     check_pixels(root, plan, expected_images(case, settings))
 
 
-def _small(engine: str, root: Path, **kw: Any) -> AcquisitionSettings:
+def _small(
+    engine: str,
+    root: Path,
+    frames: int = 5,
+    y: tuple[int, int] = (40, 16),
+    x: tuple[int, int] = (36, 16),
+    **kw: Any,
+) -> AcquisitionSettings:
+    """t: ``frames`` in chunks of 2; y and x: (size, chunk size)."""
     return AcquisitionSettings(
         root_path=str(root),
         dimensions=[
-            Dimension(name="t", count=5, chunk_size=2, type="time"),
-            Dimension(name="y", count=40, chunk_size=16, type="space"),
-            Dimension(name="x", count=36, chunk_size=16, type="space"),
+            Dimension(name="t", count=frames, chunk_size=2, type="time"),
+            Dimension(name="y", count=y[0], chunk_size=y[1], type="space"),
+            Dimension(name="x", count=x[0], chunk_size=x[1], type="space"),
         ],
         dtype="uint16",
         format=kw.pop("format", fmt(engine)),
@@ -243,17 +251,8 @@ def test_unit_buffers_reused_under_a_small_budget_keep_every_frame(
     times while earlier writes may still read theirs (tensorstore reads the engine's
     buffer instead of copying it), and no frame is overwritten by a later one."""
     root = tmp_path / "r.ome.zarr"
-    settings = AcquisitionSettings(
-        root_path=str(root),
-        dimensions=[
-            Dimension(name="t", count=64, chunk_size=2, type="time"),
-            Dimension(name="y", count=512, chunk_size=512, type="space"),
-            Dimension(name="x", count=1024, chunk_size=1024, type="space"),
-        ],
-        dtype="uint16",
-        format=fmt(engine),
-        writer=WriterOptions(memory_budget_mb=16),
-    )
+    budget = WriterOptions(memory_budget_mb=16)
+    settings = _small(engine, root, 64, y=(512, 512), x=(1024, 1024), writer=budget)
     want = np.stack([frame_for(n, settings.frame_shape, "uint16") for n in range(64)])
     with create_stream(settings) as stream:
         for frame in want:
