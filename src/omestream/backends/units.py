@@ -70,7 +70,8 @@ class UnitBackend(ZarrArrayBackend):
         self._last: dict[tuple, Pending] = {}  # latest write of a block still open
         # (write, bytes it holds, its data, unit buffer to reuse once it is done); the
         # data is kept alive here because a library may read it until the write is done
-        self._inflight: deque[tuple[Pending, int, np.ndarray, np.ndarray | None]] = deque()
+        # (None when the library has its own copy or its own view)
+        self._inflight: deque[tuple[Pending, int, np.ndarray | None, np.ndarray | None]] = deque()
         self._inflight_bytes = 0
         # views lent to the library (see lends_data), each returning its buffer when dropped
         # (keyed by the weak reference's id: a reference to an array has no hash)
@@ -113,7 +114,7 @@ class UnitBackend(ZarrArrayBackend):
             height, width = frame.shape
             at = (*(slice(i, i + 1) for i in index), slice(0, height), slice(0, width))
             data = frame.reshape((1,) * len(index) + frame.shape)
-            self._send((image, level, index), at, data, None, final=True, lend=False)
+            self._send((image, level, index), at, data, None, final=True, borrowed=True)
             return
         block, local = self._block_for(image, level, index)
         block.buf[local] = frame
@@ -188,11 +189,12 @@ class UnitBackend(ZarrArrayBackend):
         data: np.ndarray,
         reuse: np.ndarray | None,
         final: bool,
-        lend: bool | None = None,
+        borrowed: bool = False,
     ) -> None:
-        """Start one unit's write once the budget has room, and account for it."""
+        """Start one unit's write once the budget has room, and account for it.
+        ``borrowed``: ``data`` is the caller's frame (see ``_takes_frames``)."""
         image, level, _ = key
-        lend = self.lends_data if lend is None else lend
+        lend = self.lends_data and not borrowed
         previous = self._last.pop(key, None)
         # A lent unit is in memory twice until it is written: in its buffer and in the
         # chunks the library encodes from it (peak RSS ~2x the budget when counted once).
@@ -206,8 +208,9 @@ class UnitBackend(ZarrArrayBackend):
             pending = self._start_write(image, level, selection, data, previous, lent=False)
         if not final:
             self._last[key] = pending
+        kept = None if lend or borrowed else data
         with self._lock:
-            self._inflight.append((pending, held, data, reuse))
+            self._inflight.append((pending, held, kept, reuse))
             self._inflight_bytes += held
 
     def _lend(self, data: np.ndarray, buf: np.ndarray | None) -> np.ndarray:
