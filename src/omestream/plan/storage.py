@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from omestream.settings import AcquisitionSettings, Channel, Dimension, Plate, Position
-from omestream.settings.dimensions import DEFAULT_COLORS
+from omestream.settings.colors import guess_color, pick_colors
 
 __all__ = ["ArrayPlan", "AxisPlan", "ImagePlan", "StoragePlan", "auto_chunks", "plan_storage"]
 
@@ -180,13 +180,15 @@ def _channels(dim: Dimension | None) -> tuple[Channel, ...] | None:
     if dim is None or dim.count is None:
         return None
     given = dim.channels
-    out = []
-    for i in range(dim.count):
-        ch = given[i] if given and i < len(given) else Channel(name=f"Channel {i}")
-        if ch.color is None:
-            ch = ch.replace(color=DEFAULT_COLORS[i % len(DEFAULT_COLORS)])
-        out.append(ch)
-    return tuple(out)
+    chans = [given[i] if given and i < len(given) else Channel(name=f"Channel {i}")
+             for i in range(dim.count)]  # fmt: skip
+    colors = pick_colors([
+        ch.color or guess_color(ch.name, fluorophore=ch.fluorophore,
+                                excitation=ch.excitation_wavelength,
+                                emission=ch.emission_wavelength)
+        for ch in chans
+    ])  # fmt: skip
+    return tuple(ch.replace(color=c) for ch, c in zip(chans, colors, strict=True))
 
 
 def plan_storage(settings: AcquisitionSettings) -> StoragePlan:

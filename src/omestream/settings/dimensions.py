@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from omestream.settings._base import FrozenModel
+from omestream.settings.colors import NAMED_COLORS
 from omestream.settings.names import check_label
 from omestream.settings.units import normalize_unit
 
@@ -25,22 +26,16 @@ __all__ = [
 
 DimensionType = Literal["space", "time", "channel", "other"]
 
-_NAMED_COLORS = {
-    "red": "FF0000", "green": "00FF00", "blue": "0000FF", "cyan": "00FFFF",
-    "magenta": "FF00FF", "yellow": "FFFF00", "white": "FFFFFF", "gray": "808080",
-    "grey": "808080", "orange": "FFA500",
-}  # fmt: skip
-
-# Cycled for channels without a colour, so every omero channel has one.
-DEFAULT_COLORS = ("00FF00", "FF00FF", "00FFFF", "FF0000", "0000FF", "FFFF00", "FFFFFF")
-
 
 class Channel(FrozenModel):
     """One channel, used as a coordinate of a channel dimension."""
 
     name: str
     color: str | None = Field(
-        default=None, description="'RRGGBB' hex (a leading '#' is accepted) or a colour name."
+        default=None,
+        description="'RRGGBB' hex (a leading '#' is accepted) or a colour name; None = "
+        "the dye's usual colour (from the wavelengths, fluorophore or name), else a free "
+        "palette colour.",
     )
     excitation_wavelength: float | None = Field(default=None, gt=0, description="nm")
     emission_wavelength: float | None = Field(default=None, gt=0, description="nm")
@@ -71,7 +66,7 @@ class Channel(FrozenModel):
         if isinstance(v, int) and not isinstance(v, bool):
             return f"{v & 0xFFFFFF:06X}"
         s = str(v).strip()
-        s = _NAMED_COLORS.get(s.lower(), s).removeprefix("#")
+        s = NAMED_COLORS.get(s.lower(), s).removeprefix("#")
         if len(s) == 8:  # RRGGBBAA: alpha is not part of NGFF colours
             s = s[:6]
         try:

@@ -28,7 +28,7 @@ from omestream.metadata.display import apply_windows, channel_windows
 from omestream.metadata.ngff import channel_window
 from omestream.metadata.parse import ParsedImage
 from omestream.pyramid import KERNELS, downsample
-from omestream.settings.dimensions import DEFAULT_COLORS
+from omestream.settings.colors import guess_color, pick_colors
 from omestream.settings.names import check_label
 from omestream.store.node import StoreContext, coerce_data
 
@@ -490,11 +490,7 @@ class Image:
                     while len(channels) < expect_before:
                         channels.append(self._default_channel(len(channels), channels))
                 for label, color in add:
-                    entry = self._default_channel(len(channels), channels)
-                    if label is not None:
-                        entry["label"] = label
-                    if color is not None:
-                        entry["color"] = color
+                    entry = self._default_channel(len(channels), channels, label, color)
                     channels.append(entry)
             omero["channels"] = channels
             if windows:
@@ -502,11 +498,19 @@ class Image:
             ctx.write_content(self.path, {"omero": omero})
             self._load()
 
-    def _default_channel(self, i: int, existing: list[dict[str, Any]]) -> dict[str, Any]:
+    def _default_channel(
+        self,
+        i: int,
+        existing: list[dict[str, Any]],
+        label: str | None = None,
+        color: str | None = None,
+    ) -> dict[str, Any]:
         window = existing[0].get("window") if existing else None
+        label = label or f"Channel {i}"
+        taken = [c.get("color") for c in existing if isinstance(c.get("color"), str)]
         return {
-            "label": f"Channel {i}",
-            "color": DEFAULT_COLORS[i % len(DEFAULT_COLORS)],
+            "label": label,
+            "color": pick_colors([color or guess_color(label)], taken)[0],
             "window": copy.deepcopy(window) if window else channel_window(str(self._dtype)),
             "active": True,
             "coefficient": 1.0,

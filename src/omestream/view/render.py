@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from omestream.errors import StoreFormatError
-from omestream.settings.dimensions import DEFAULT_COLORS
+from omestream.settings.colors import guess_color, pick_colors
 from omestream.summary import DatasetInfo, ImageInfo, describe
 
 __all__ = ["Picture", "channel_planes", "render_dataset"]
@@ -103,10 +103,13 @@ def channel_planes(
 
 
 def _colors(image: ImageInfo, n: int) -> np.ndarray:
+    chans = image.channels
+    given = [(chans[i].color or guess_color(chans[i].label)) if i < len(chans) else None
+             for i in range(n)]  # fmt: skip
+    if n == 1 and given[0] is None:
+        given[0] = "FFFFFF"  # one channel of unknown colour: grey levels
     cols = []
-    for i in range(n):
-        hexa = image.channels[i].color if i < len(image.channels) else None
-        hexa = hexa or (DEFAULT_COLORS[i % len(DEFAULT_COLORS)] if n > 1 else "FFFFFF")
+    for hexa in pick_colors(given):
         cols.append([int(hexa[k : k + 2], 16) / 255 for k in (0, 2, 4)])
     return np.asarray(cols, np.float32)
 
