@@ -150,7 +150,6 @@ BROKEN: list[tuple[Callable[[Path], None], str, str, str]] = [
     (well_listed_but_missing, "plate", "B/2", "well listed in plate.wells[2] is not on disk"),
     (well_on_disk_not_listed, "plate", "B/2", "well group on disk is not listed"),
     (field_listed_but_missing, "plate", "A/1/7", "field listed in well.images[1] is not on disk"),
-    (position_shape_differs, "plate", "A/3/0", "has shape [2, 32, 30], but A/1/0 has [2, 32, 32]"),
     (level_shape_wrong, "pyramid", "1", "level 1 has shape [2, 3, 32, 20]"),
     (axes_count_wrong, "pyramid", "0", "array has 4 dimensions but multiscales[0].axes names 3"),
     (transform_length_wrong, "pyramid", "2", "scale has 3 values but the array has 4 dimensions"),
@@ -176,6 +175,28 @@ def test_broken_stores_fail_with_the_right_message(
     result = runner.invoke(app, ["validate", str(root), "--structure-only"])
     assert result.exit_code == 1
     assert message.split(",")[0] in " ".join(result.output.split())
+
+
+def test_fields_that_differ_in_shape_are_a_warning_not_a_failure(
+    good: dict[str, str], tmp_path: Path
+) -> None:
+    """The specification lets the fields of a plate differ (one field with an extra time
+    point): reported, but the store stays valid."""
+    root = tmp_path / "plate.ome.zarr"
+    shutil.copytree(good["plate"], root)
+    position_shape_differs(root)
+    report = validate_store(root)
+    assert report.ok, report.to_dict()
+    assert not report.errors
+    [warning] = report.warnings
+    assert warning.where == "A/3/0"
+    assert "has shape [2, 32, 30], but A/1/0 has [2, 32, 32]" in warning.message
+    result = runner.invoke(app, ["validate", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "consistent, 1 warning" in result.output and "valid" in result.output
+    doc = json.loads(runner.invoke(app, ["validate", str(root), "--json"]).output)
+    assert doc["ok"] is True
+    assert [p["severity"] for p in doc["problems"]] == ["warning"]
 
 
 def test_independent_validators_run_and_report_failures(

@@ -17,17 +17,16 @@ _STATUS = {"passed": ("✓", "green"), "failed": ("✗", "red"), "skipped": ("�
 
 
 def render_report(report: ValidationReport, console: Console) -> None:
-    n = len(report.problems)
+    n, w = len(report.errors), len(report.warnings)
     mark, style = ("✓", "green") if n == 0 else ("✗", "red")
-    console.print(
-        Text.assemble(
-            (f"{mark} ", style),
-            ("structure", "bold"),
-            f"  {n} problem{'s' if n != 1 else ''}" if n else "  consistent",
-        )
-    )
-    for p in report.problems:
+    summary = f"  {n} problem{'s' if n != 1 else ''}" if n else "  consistent"
+    if w:
+        summary += f", {w} warning{'s' if w != 1 else ''}"
+    console.print(Text.assemble((f"{mark} ", style), ("structure", "bold"), summary))
+    for p in report.errors:
         console.print(Text.assemble("    ", (p.where, "bold"), ": ", p.message))
+    for p in report.warnings:
+        console.print(Text.assemble("    ", ("! ", "yellow"), (p.where, "bold"), ": ", p.message))
     for v in report.validators:
         mark, style = _STATUS[v.status]
         console.print(Text.assemble((f"{mark} ", style), (v.name, "bold"), f"  {v.status}"))
@@ -47,10 +46,10 @@ def validate(
 ) -> None:
     """Check a store's structure and metadata, then run independent validators.
 
-    Checks plate indices, wells and fields on disk, axes against arrays, level shapes,
-    channels and consistency across positions.
+    Checks plate indices, wells and fields on disk, axes against arrays, level shapes
+    and channels; warns where positions or fields differ in axes, dtype or shape.
 
-    Exits with code 1 when anything fails. Example: omestream validate plate.ome.zarr
+    Exits with code 1 when anything fails (warnings do not). Example: omestream validate plate.ome.zarr
     """
     import os
 

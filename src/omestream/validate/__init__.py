@@ -29,15 +29,25 @@ class ValidationReport:
     validators: list[ValidatorResult] = field(default_factory=list)
 
     @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
     def ok(self) -> bool:
-        return not self.problems and all(v.status != "failed" for v in self.validators)
+        """No structural error and no failed validator (warnings do not count)."""
+        return not self.errors and all(v.status != "failed" for v in self.validators)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "ok": self.ok,
             "problems": [
-                {"where": p.where, "message": p.message, "check": p.check} for p in self.problems
+                {"where": p.where, "message": p.message, "check": p.check, "severity": p.severity}
+                for p in self.problems
             ],
             "validators": [
                 {"name": v.name, "status": v.status, "detail": v.detail} for v in self.validators

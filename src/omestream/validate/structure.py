@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from omestream.errors import StoreFormatError
 from omestream.metadata.parse import has_ngff, ngff_content, parse_group
@@ -33,9 +33,13 @@ class Problem:
     where: str  # group or array path in the store ("." is the root)
     message: str
     check: str = "structure"
+    # "warning": allowed by the specification but likely to surprise readers; does not
+    # make the store invalid
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+        tag = "warning: " if self.severity == "warning" else ""
+        return f"{self.where}: {tag}{self.message}"
 
 
 def _join(*parts: str) -> str:
@@ -66,6 +70,9 @@ class _Checker:
 
     def add(self, where: str, message: str) -> None:
         self.problems.append(Problem(where or ".", message))
+
+    def warn(self, where: str, message: str) -> None:
+        self.problems.append(Problem(where or ".", message, severity="warning"))
 
     # -- per group -----------------------------------------------------------------
     def run(self) -> list[Problem]:
@@ -384,7 +391,9 @@ class _Checker:
         self._consistent(node.path, "position", paths)
 
     def _consistent(self, where: str, what: str, paths: list[str]) -> None:
-        """Positions / fields of one dataset share axes, dtype and shape."""
+        """Positions / fields of one dataset that differ in axes, dtype or shape: the
+        specification allows it (a field with one more time point, a slide's label
+        image next to its scan), but tools that tile or stack them assume they match."""
         facts = [f for f in (self._facts(p) for p in paths) if f is not None]
         if len(facts) < 2:
             return
@@ -393,10 +402,11 @@ class _Checker:
             for attr, label in (("axes", "axes"), ("dtype", "dtype"), ("shape", "shape")):
                 a, b = getattr(ref, attr), getattr(f, attr)
                 if a != b:
-                    self.add(
+                    self.warn(
                         f.path,
-                        f"{what} has {label} {_show(b)}, but {ref.path} has {_show(a)}; the "
-                        f"images of one dataset must match",
+                        f"{what} has {label} {_show(b)}, but {ref.path} has {_show(a)}; "
+                        f"allowed, but viewers that tile or stack the {what}s expect them "
+                        f"to match",
                     )
 
     def _facts(self, path: str) -> _ImageFacts | None:
