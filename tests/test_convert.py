@@ -13,7 +13,8 @@ import tifffile
 import zarr
 from typer.testing import CliRunner
 
-import omestream.cli.convert  # noqa: F401  (registers the command)
+import omestream.cli.convert
+import omestream.cli.view  # noqa: F401  (the commands register on import)
 from omestream.cli.app import app
 from omestream.cli.convert import parse_sizes
 from omestream.convert import ConvertOptions, convert
@@ -135,3 +136,52 @@ def test_bad_options_and_existing_outputs_are_clear_errors(tmp_path: Path) -> No
     with pytest.raises(SettingsError, match="shard_size_chunks"):
         convert(src, tmp_path / "v4.ome.zarr", ConvertOptions(version="0.4", shards={"y": 2}))
     assert not (tmp_path / "v4.ome.zarr").exists()
+
+
+def test_folder_of_ome_tiff_positions_is_described_converted_and_viewed(
+    tmp_path: Path,
+) -> None:
+    """A multi-position OME-TIFF stream writes one file per position into a folder: the
+    folder (or any of its files) is one dataset for info, convert and view."""
+    import warnings
+
+    from omestream import AcquisitionSettings, Dimension, PositionDimension, create_stream
+
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "pos.ome.tiff"),
+        dimensions=[
+            PositionDimension(positions=["A", "B"]),
+            Dimension(name="z", count=3, type="space"),
+            Dimension(name="y", count=24, type="space"),
+            Dimension(name="x", count=20, type="space"),
+        ],
+        dtype="uint16",
+    )
+    data = np.random.default_rng(3).integers(0, 4000, (2, 3, 24, 20), dtype=np.uint16)
+    with create_stream(settings) as stream:
+        for frame in data.reshape(-1, 24, 20):
+            stream.append(frame)
+    folder = Path(settings.output_path)
+    files = sorted(folder.iterdir())
+    assert [f.name for f in files] == ["A.ome.tiff", "B.ome.tiff"]
+
+    for where in (folder, files[1]):
+        info = describe(str(where))
+        assert [im.name for im in info.images] == ["A", "B"]
+        assert info.disk_bytes == sum(f.stat().st_size for f in files)  # both files
+
+    out = tmp_path / "pos.ome.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no read reopens a file tifffile closed
+        result = runner.invoke(app, ["convert", str(folder), str(out), "-w", "2"])
+    assert result.exit_code == 0, result.output
+    for k in range(2):
+        assert np.array_equal(zarr.open_array(str(out / str(k) / "0"), mode="r")[...], data[k])
+    validate_ome_zarr(out)
+
+    result = runner.invoke(app, ["view", str(folder), "-o", str(tmp_path / "pos.png")])
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    picture = np.asarray(Image.open(tmp_path / "pos.png"))
+    assert picture.max() > 0  # both positions drawn from their own files

@@ -17,7 +17,7 @@ import numpy as np
 
 from omestream.errors import SettingsError, StoreFormatError
 from omestream.settings import Channel, Dimension, Plate, Position
-from omestream.summary import DatasetInfo, ImageInfo, describe
+from omestream.summary import DatasetInfo, ImageInfo, describe, tiff_file
 
 __all__ = ["Block", "Source", "open_source"]
 
@@ -204,6 +204,12 @@ def _from_tiff(
                 page = pages[i] if i < len(pages) else None
                 if page is None:
                     return np.zeros((1, *frame), dtype)
+                if page.parent.filehandle.closed:
+                    # tifffile closes the other files of a multi-file series once their
+                    # pages are listed, then reopens them for every read: keep them open
+                    page.parent.filehandle.open()
+                    with handles_lock:
+                        handles.append(page.parent)
                 return np.asarray(page.asarray()).reshape(1, *frame)
 
             src.blocks.append(read)
@@ -218,7 +224,7 @@ def open_source(
     chunks = chunks or {}
     if info.format == "ome-zarr":
         return _from_zarr(location, info, chunks)
-    return _from_tiff(location, info, chunks, stack_axis)
+    return _from_tiff(tiff_file(location), info, chunks, stack_axis)
 
 
 def close_source(src: Source) -> None:

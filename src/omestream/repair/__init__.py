@@ -14,20 +14,9 @@ from typing import Any
 from omestream.errors import StoreError, StoreFormatError
 from omestream.repair.report import RepairReport
 from omestream.repair.zarr import DEFAULT_IDLE_S, repair_zarr
+from omestream.summary import is_tiff
 
 __all__ = ["RepairReport", "repair"]
-
-_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".tif", ".tiff")
-
-
-def _is_tiff(path: str) -> bool:
-    if path.lower().endswith(_TIFF_SUFFIXES):
-        return True
-    if os.path.isdir(path) and not any(
-        os.path.exists(os.path.join(path, n)) for n in ("zarr.json", ".zgroup", ".zattrs")
-    ):
-        return any(n.lower().endswith(_TIFF_SUFFIXES) for n in os.listdir(path))
-    return False
 
 
 def _tiff_recovery() -> Any | None:
@@ -55,7 +44,7 @@ def repair(
     location = os.fspath(path)
     if "://" not in location and not os.path.exists(location):
         raise FileNotFoundError(f"{location} does not exist")
-    if _is_tiff(location):
+    if is_tiff(location):
         recover = _tiff_recovery()
         if recover is None:
             raise StoreFormatError(

@@ -24,14 +24,38 @@ __all__ = [
     "WellInfo",
     "describe",
     "is_tiff",
+    "tiff_file",
 ]
 
 _TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 
 
 def is_tiff(location: str | os.PathLike[str]) -> bool:
+    """A TIFF file, or a folder of TIFF files (one per position) that is not Zarr."""
     loc = os.fspath(location)
-    return loc.lower().endswith(_TIFF_SUFFIXES) or (os.path.isfile(loc) and _tiff_magic(loc))
+    if loc.lower().endswith(_TIFF_SUFFIXES):
+        return True
+    if os.path.isfile(loc):
+        return _tiff_magic(loc)
+    return _tiff_folder_files(loc) != []
+
+
+def _tiff_folder_files(loc: str) -> list[str]:
+    if "://" in loc or not os.path.isdir(loc):
+        return []
+    names = os.listdir(loc)
+    if {"zarr.json", ".zgroup", ".zattrs", ".zarray"} & set(names):
+        return []
+    return sorted(n for n in names if n.lower().endswith(_TIFF_SUFFIXES))
+
+
+def tiff_file(location: str | os.PathLike[str]) -> str:
+    """The file to open for a TIFF location: the file itself or, for a folder with one
+    OME-TIFF file per position (as the OME-TIFF writer makes it), the first file, whose
+    OME-XML names the others' images."""
+    loc = os.fspath(location)
+    files = _tiff_folder_files(loc)
+    return os.path.join(loc, files[0]) if files else loc
 
 
 def _tiff_magic(path: str) -> bool:

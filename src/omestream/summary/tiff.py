@@ -101,15 +101,31 @@ def _page_chunks(page: Any, ndim: int) -> tuple[int, ...]:
     return (1,) * (ndim - 2) + frame
 
 
+def _files_on_disk(path: str, ome: Any) -> list[str]:
+    """``path`` and the other files its OME-XML puts images in (one per position)."""
+    files = {os.path.abspath(path)}
+    folder = os.path.dirname(os.path.abspath(path))
+    for image in ome.images if ome is not None else ():
+        for block in image.pixels.tiff_data_blocks:
+            name = block.uuid.file_name if block.uuid is not None else None
+            if name and os.path.isfile(other := os.path.join(folder, name)):
+                files.add(os.path.abspath(other))
+    return sorted(files)
+
+
 def describe_tiff(location: str) -> DatasetInfo:
+    """``location``: an (OME-)TIFF file, or a folder of OME-TIFF files, one per position."""
     import tifffile
 
-    if not os.path.isfile(location):
+    from omestream.summary import tiff_file
+
+    path = tiff_file(location)
+    if not os.path.isfile(path):
         raise FileNotFoundError(f"{location}: no such file")
     try:
-        tif = tifffile.TiffFile(location)
+        tif = tifffile.TiffFile(path)
     except tifffile.TiffFileError as exc:
-        raise StoreFormatError(f"{location}: not a TIFF file ({exc})") from None
+        raise StoreFormatError(f"{path}: not a TIFF file ({exc})") from None
     with tif:
         ome = ome_model(tif)
         images: list[ImageInfo] = []
@@ -156,5 +172,5 @@ def describe_tiff(location: str) -> DatasetInfo:
         ngff_version=None,
         zarr_format=None,
         images=images,
-        disk_bytes=os.path.getsize(location),
+        disk_bytes=sum(os.path.getsize(f) for f in _files_on_disk(path, ome)),
     )

@@ -17,7 +17,7 @@ import numpy as np
 
 from omestream.errors import StoreFormatError
 from omestream.settings.colors import guess_color, pick_colors
-from omestream.summary import DatasetInfo, ImageInfo, describe
+from omestream.summary import DatasetInfo, ImageInfo, describe, tiff_file
 
 __all__ = ["Picture", "channel_planes", "render_dataset"]
 
@@ -58,7 +58,7 @@ def _open_level(location: str, info: DatasetInfo, image: ImageInfo, level: int) 
     import tifffile
 
     series = int(image.path.split()[-1])
-    store = tifffile.imread(location, series=series, level=level, aszarr=True)
+    store = tifffile.imread(tiff_file(location), series=series, level=level, aszarr=True)
     import zarr
 
     return zarr.open_array(store, mode="r")
