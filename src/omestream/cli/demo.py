@@ -13,14 +13,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from omestream.cli.app import app
 from omestream.settings import (
     AcquisitionSettings,
-    Channel,
     Dimension,
     PositionDimension,
 )
 from omestream.stream import create_stream
 
-_COLORS = ["00FFFF", "00FF00", "FF00FF", "FF0000"]
-_NAMES = ["DAPI", "GFP", "mCherry", "Cy5"]
+_NAMES = ["DAPI", "GFP", "mCherry", "Cy5"]  # coloured as usual: blue, green, red, magenta
 
 
 def synthetic_frame(
@@ -62,7 +60,7 @@ def demo(
         Dimension(name="t", count=timepoints, type="time", unit="s", scale=30.0),
         PositionDimension(positions=[f"Pos{i}" for i in range(positions)]),
         Dimension(name="c", count=channels, type="channel",
-                  coords=[Channel(name=_NAMES[i], color=_COLORS[i]) for i in range(channels)]),
+                  coords=_NAMES[:channels]),
         Dimension(name="z", count=planes, type="space", unit="um", scale=2.0),
         Dimension(name="y", count=size, type="space", unit="um", scale=0.325),
         Dimension(name="x", count=size, type="space", unit="um", scale=0.325),
