@@ -115,12 +115,43 @@ def test_metadata_must_be_json(tmp_path: Path) -> None:
     with create_stream(s) as stream:
         with pytest.raises(FrameError, match="JSON-serialisable"):
             stream.append(frame(1), metadata={"obj": object()})
-        with pytest.raises(FrameError, match="JSON"):
-            stream.append(frame(1), metadata={"x": float("nan")})
         assert stream.frames_written == 0
         stream.append(frame(1), frame_metadata={"exposure": np.float32(10.0), "ok": np.int64(3)})
     record = json.loads(Path(s.output_path, "zarr.json").read_text())["attributes"]["omestream"]
     assert record["frame_metadata"][0]["exposure"] == 10.0
+
+
+def test_non_finite_metadata_is_stored_as_null_and_the_frame_kept(tmp_path: Path) -> None:
+    """A sensor reading NaN must not cost the frame: the value becomes null (JSON has no
+    NaN), with one warning per stream."""
+    s = settings(tmp_path)
+    with create_stream(s) as stream:
+        with pytest.warns(UserWarning, match=r"focus\.z, temps\[1\] is not a finite number"):
+            stream.append(
+                frame(1), metadata={"focus": {"z": np.float64("nan")}, "temps": [20.5, np.inf]}
+            )
+        stream.append(frame(2), metadata={"x": float("-inf"), "y": 1.5})  # warned already
+        assert stream.frames_written == 2
+    text = Path(s.output_path, "zarr.json").read_text()
+    record = json.loads(text)["attributes"]["omestream"]["frame_metadata"]
+    assert record[0]["focus"] == {"z": None} and record[0]["temps"] == [20.5, None]
+    assert record[1]["x"] is None and record[1]["y"] == 1.5
+    assert "NaN" not in text and "Infinity" not in text
+    validate_ome_zarr(s.output_path)
+    assert np.array_equal(
+        zarr.open_array(s.output_path + "/0", mode="r")[:2], [frame(1), frame(2)]
+    )
+
+
+def test_frames_in_the_other_byte_order_are_stored_as_their_values(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    swapped = np.arange(48, dtype=">u2").reshape(8, 6) * 300
+    with create_stream(s) as stream:
+        stream.append(swapped)
+        with pytest.raises(FrameDtypeError, match="int16"):
+            stream.append(frame(1, dtype=">i2"))  # byte order aside, still the wrong type
+    stored = zarr.open_array(s.output_path + "/0", mode="r")[0]
+    assert stored.dtype == np.uint16 and np.array_equal(stored, swapped)
 
 
 def test_both_metadata_spellings_is_an_error(tmp_path: Path) -> None:

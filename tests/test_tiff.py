@@ -313,6 +313,25 @@ def test_stage_positions(tmp_path: Path) -> None:
     assert (label.name, label.x, label.y) == ("left", 10.5, -3.0)
 
 
+def test_non_finite_metadata_is_left_out_of_the_planes(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "n.ome.tiff"),
+        dimensions=[Dimension(name="t", count=2, type="time"),
+                    Dimension(name="y", count=16, type="space"),
+                    Dimension(name="x", count=16, type="space")],
+        dtype="uint16",
+    )  # fmt: skip
+    with create_stream(settings) as stream, pytest.warns(UserWarning, match="not a finite"):
+        stream.append(np.ones((16, 16), "uint16"), metadata={"delta_t": np.nan, "gain": 2})
+        stream.append(np.ones((16, 16), "uint16"), metadata={"delta_t": 0.5, "gain": np.inf})
+    ome = read_ome(settings.output_path)  # schema-valid
+    assert [p.delta_t for p in ome.images[0].pixels.planes] == [None, 0.5]
+    notes = [
+        {m.k: m.value for m in a.value.ms} for a in ome.structured_annotations.map_annotations
+    ]
+    assert notes == [{"gain": "2"}]  # the second plane has nothing left to annotate
+
+
 def test_existing_output(tmp_path: Path) -> None:
     case = next(c for c in CASES if c.id == "int8")
     settings = case.settings(str(tmp_path / "e.ome.tiff"), "ome-tiff")

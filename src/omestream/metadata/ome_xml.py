@@ -247,7 +247,7 @@ def frame_planes(
         kw: dict[str, Any] = {"the_z": zct["Z"], "the_c": zct["C"], "the_t": zct["T"]}
         extra: list[m.Map.M] = []
         for key, value in rec.items():
-            if key in ("index", "frame"):  # the plane's TheZ/C/T say where it is
+            if key in ("index", "frame") or value is None:  # TheZ/C/T say where; None: no value
                 continue
             attr = PLANE_KEYS.get(key)
             if attr is not None and isinstance(value, int | float) and math.isfinite(value):

@@ -49,7 +49,29 @@ class MetadataSink(Protocol):
     def update(self, state: StreamState, final: bool) -> None: ...
 
 
-def _json_safe(value: Any, where: str) -> Any:
+def _without_non_finite(value: Any) -> tuple[Any, list[str]]:
+    """``value`` with NaN and infinite floats (which JSON cannot hold) as None, and the
+    keys where that happened: a sensor that reads NaN should not cost the frame."""
+    found: list[str] = []
+
+    def walk(v: Any, key: str) -> Any:
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            found.append(key)
+            return None
+        if isinstance(v, dict):
+            return {k: walk(x, f"{key}.{k}" if key else str(k)) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [walk(x, f"{key}[{i}]") for i, x in enumerate(v)]
+        return v
+
+    return walk(value, ""), found
+
+
+def _json_safe(value: Any, where: str) -> tuple[Any, list[str]]:
+    """``value`` as plain JSON, and the keys whose non-finite numbers became null."""
+
     def default(o: Any) -> Any:
         if isinstance(o, np.generic):
             return o.item()
@@ -60,11 +82,13 @@ def _json_safe(value: Any, where: str) -> Any:
         raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
     try:
-        return json.loads(json.dumps(value, default=default, allow_nan=False))
+        plain = json.loads(json.dumps(value, default=default))  # arrays, dates: to lists, text
+        plain, nulled = _without_non_finite(plain)
+        return json.loads(json.dumps(plain, allow_nan=False)), nulled
     except (TypeError, ValueError) as exc:
         raise FrameError(
-            f"{where}: metadata must be JSON-serialisable (numbers, strings, lists, dicts; no "
-            f"NaN): {exc}; the frame was not written"
+            f"{where}: metadata must be JSON-serialisable (numbers, strings, lists, dicts): "
+            f"{exc}; the frame was not written"
         ) from None
 
 
@@ -94,6 +118,7 @@ class OMEStream:
         self._router = FrameRouter(settings)
         self._state = state or StreamState(n_images=len(plan.images))
         self._closed = False
+        self._warned_non_finite = False
         self._frame_shape = settings.frame_shape
         self._dtype = np.dtype(settings.dtype)
         self._y, self._x = (d.name for d in settings.frame_dimensions)
@@ -173,7 +198,16 @@ class OMEStream:
         if meta is not None:
             if not isinstance(meta, dict):
                 raise FrameError(f"frame {n}: metadata must be a dict, got {type(meta).__name__}")
-            record = {"frame": n, "index": route.acquisition, **_json_safe(meta, f"frame {n}")}
+            plain, nulled = _json_safe(meta, f"frame {n}")
+            if nulled and not self._warned_non_finite:
+                self._warned_non_finite = True
+                warnings.warn(
+                    f"frame {n}: metadata {', '.join(nulled)} is not a finite number; stored "
+                    "as null (JSON has no NaN or infinity). Warned once per stream.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            record = {"frame": n, "index": route.acquisition, **plain}
         with self._lock:
             self._user = threading.current_thread()
             self._raise_growth_error()
@@ -293,6 +327,8 @@ class OMEStream:
                 f"frame {n} has shape {frame.shape}; this stream expects {self._frame_shape} "
                 f"(dims {self._y}, {self._x}); nothing was written"
             )
+        if frame.dtype != self._dtype and frame.dtype.newbyteorder("=") == self._dtype:
+            frame = frame.astype(self._dtype)  # the same values in the other byte order
         if frame.dtype != self._dtype:
             raise FrameDtypeError(
                 f"frame {n} has dtype {frame.dtype}; this stream expects {self._dtype} "
