@@ -46,6 +46,9 @@ BLUE, CYAN, GREEN, YELLOW, RED, MAGENTA, WHITE = (
         ("405nm", BLUE),  # laser lines: excitation
         ("Laser 561", RED),
         ("640", MAGENTA),
+        ("Red", RED),
+        ("green channel", GREEN),
+        ("Far Red", MAGENTA),
         ("Channel 0", None),
         ("nuclei", None),
         ("", None),
@@ -53,6 +56,14 @@ BLUE, CYAN, GREEN, YELLOW, RED, MAGENTA, WHITE = (
 )
 def test_guess_from_name(name: str, color: str | None) -> None:
     assert guess_color(name) == color
+
+
+@given(st.text(max_size=40), st.one_of(st.none(), st.floats(1, 2000)))
+def test_any_name_gives_a_colour_or_none(name: str, emission: float | None) -> None:
+    color = guess_color(name, emission=emission)
+    assert color is None or (len(color) == 6 and int(color, 16) >= 0)
+    if emission is not None:
+        assert color is not None
 
 
 def test_wavelengths_decide_before_names() -> None:

@@ -70,6 +70,9 @@ def _from_name(name: str) -> str | None:
     for key, color in _DYE_KEYS:
         if key in flat:
             return color
+    for word in re.split(r"[^a-z]+", low):  # channels named "red", "Green", ...
+        if word in NAMED_COLORS:
+            return NAMED_COLORS[word]
     if m := _FILTER.search(low):
         return _band(float(m.group(1)))
     if m := _LINE.search(low):
@@ -87,8 +90,8 @@ def guess_color(
     """The usual display colour of a channel, or None when nothing identifies it.
 
     The emission wavelength decides first, then the excitation wavelength, the
-    fluorophore, and last the channel's name (dyes, proteins, filters like
-    ``"525/50"``, laser lines like ``"561nm"``, transmitted light)."""
+    fluorophore, and last the channel's name (transmitted light, dyes, proteins,
+    colour names, filters like ``"525/50"``, laser lines like ``"561nm"``)."""
     if emission is not None:
         return _band(emission)
     if excitation is not None:
