@@ -474,6 +474,25 @@ def test_rebuild_metadata_from_disk(tmp_path: Path, ngff_version: str) -> None:
     assert plate.rebuild_metadata() == []
 
 
+def test_a_plate_with_a_listed_well_gone_opens_with_a_warning_and_is_mended(
+    tmp_path: Path, ngff_version: str
+) -> None:
+    import shutil
+
+    root = tmp_path / "plate.ome.zarr"
+    expected = write_plate(root, ngff_version, "omestream")
+    shutil.rmtree(root / "B/2")  # deleted by hand
+    with pytest.warns(UserWarning, match=r"lists well\(s\) \['B/2'\] that are not on disk"):
+        plate = open_store(root, mode="r+")
+    assert isinstance(plate, Plate)
+    with pytest.raises(StoreFormatError, match="B/2"):
+        _ = plate["B/2"].fields
+    assert any("B/2" in c for c in plate.rebuild_metadata())
+    assert plate.wells == ["A/1"]
+    validate_ome_zarr(root)
+    check_image(root / "A/1/0", expected["A/1/0"])
+
+
 def test_add_position_from_data_alone(tmp_path: Path, ngff_version: str) -> None:
     root = tmp_path / "plate.ome.zarr"
     write_plate(root, ngff_version, "ome-zarr-py")

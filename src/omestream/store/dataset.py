@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -172,13 +173,16 @@ def open_store(
         with locks.metadata():
             ctx.drop_consolidated()
     if isinstance(parsed, ParsedPlate):
-        plate = Plate(ctx)
-        for w in parsed.wells:
-            if not ctx.group_exists(w.path):
-                raise StoreFormatError(
-                    f"{url}: the plate lists well {w.path!r}, which is not a group"
-                )
-        return plate
+        missing = [w.path for w in parsed.wells if not ctx.group_exists(w.path)]
+        if missing:
+            # opened all the same: rebuild_metadata is how such a plate is mended
+            warnings.warn(
+                f"{url}: the plate lists well(s) {missing} that are not on disk; reading "
+                "them fails. plate.rebuild_metadata() (mode 'r+') drops them from the plate.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return Plate(ctx)
     if isinstance(parsed, ParsedImage):
         return Image(ctx, "")
     if isinstance(parsed, ParsedBioformats2raw):
