@@ -92,10 +92,11 @@ def convert_command(
         console=console,
     )
     state: dict[str, float] = {"start": time.perf_counter()}
-    task = progress.add_task("frames", total=None, rate="")
+    # shown once the source is open and its frame count known
+    task = progress.add_task("frames", total=None, rate="", visible=False)
 
     def on_start(source: Source, settings: AcquisitionSettings) -> None:
-        progress.update(task, total=source.n_frames)
+        progress.update(task, total=source.n_frames, visible=True)
         state["start"] = time.perf_counter()
 
     def on_frame(n: int, nbytes: int) -> None:
