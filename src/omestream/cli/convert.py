@@ -37,7 +37,10 @@ def parse_sizes(text: str | None, what: str) -> dict[str, int]:
 
 @app.command("convert")
 def convert_command(
-    src: str = typer.Argument(..., help="OME-TIFF, TIFF stack or OME-Zarr (0.4/0.5) to read."),
+    src: str = typer.Argument(
+        ...,
+        help="OME-TIFF (a file or a folder of them), TIFF stack or OME-Zarr (0.4/0.5) to read.",
+    ),
     dst: str = typer.Argument(..., help="Output: *.ome.zarr (OME-Zarr) or *.ome.tiff (OME-TIFF)."),
     version: str = typer.Option("0.5", "--version", help="OME-Zarr version: 0.5 or 0.4."),
     chunk: str | None = typer.Option(

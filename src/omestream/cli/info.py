@@ -160,7 +160,9 @@ def render_info(info: DatasetInfo, console: Console) -> None:
 
 @app.command()
 def info(
-    path: str = typer.Argument(..., help="An OME-Zarr store (folder or URL) or an OME-TIFF file."),
+    path: str = typer.Argument(
+        ..., help="An OME-Zarr store (folder or URL), an OME-TIFF file or a folder of them."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON document instead of tables."),
 ) -> None:
     """Describe a dataset: layout, NGFF/Zarr version, axes, levels, channels, sizes.

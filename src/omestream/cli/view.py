@@ -15,7 +15,9 @@ __all__ = ["view"]
 
 @app.command()
 def view(
-    path: str = typer.Argument(..., help="An OME-Zarr store or OME-TIFF file."),
+    path: str = typer.Argument(
+        ..., help="An OME-Zarr store, an OME-TIFF file or a folder of them."
+    ),
     output: Path = typer.Option(Path("view.png"), "--output", "-o", help="PNG to write."),  # noqa: B008
     size: int = typer.Option(256, min=16, max=4096, help="Thumbnail edge in pixels."),
     mid: bool = typer.Option(
