@@ -167,6 +167,8 @@ class AcquisitionSettings(FrozenModel):
             data["compression"] = normalize_compression(data.get("compression"))
             if isinstance(data.get("storage_order"), list):
                 data["storage_order"] = tuple(data["storage_order"])
+            if isinstance(data.get("dimensions"), Sequence):
+                data["dimensions"] = [_position_axis(d) for d in data["dimensions"]]
         self = handler(data)
         if warning:
             warn_user(warning)
@@ -324,6 +326,19 @@ class AcquisitionSettings(FrozenModel):
         if outer[0].count is None:
             return None
         return outer[0].count * self.frames_per_outer_step
+
+
+def _position_axis(dim: Any) -> Any:
+    """``Dimension(type="position", coords=[...])`` (ome-writers' spelling) as the
+    PositionDimension it describes."""
+    if isinstance(dim, Dimension) and dim.type == "position":
+        fields = dim.model_dump(exclude_defaults=True)
+        if dim.coords is not None:
+            fields["coords"] = dim.coords
+        return PositionDimension(**fields)
+    if isinstance(dim, dict) and dim.get("type") == "position":
+        return PositionDimension(**dim)
+    return dim
 
 
 def _check_dimensions(dims: tuple[Dimension | PositionDimension, ...]) -> None:

@@ -24,7 +24,7 @@ __all__ = [
     "dims_from_standard_axes",
 ]
 
-DimensionType = Literal["space", "time", "channel", "other"]
+DimensionType = Literal["space", "time", "channel", "other", "position"]
 
 
 class Channel(FrozenModel):
@@ -80,7 +80,18 @@ class Channel(FrozenModel):
     @model_validator(mode="before")
     @classmethod
     def _from_str(cls, v: Any) -> Any:
-        return {"name": v} if isinstance(v, str) else v
+        if isinstance(v, str):
+            return {"name": v}
+        if isinstance(v, dict) and any(k in v for k in _NM_ALIASES):
+            # ome-writers spells the wavelengths with their unit
+            v = {_NM_ALIASES.get(k, k): x for k, x in v.items()}
+        return v
+
+
+_NM_ALIASES = {
+    "excitation_wavelength_nm": "excitation_wavelength",
+    "emission_wavelength_nm": "emission_wavelength",
+}
 
 
 class Position(FrozenModel):
@@ -92,6 +103,8 @@ class Position(FrozenModel):
     x_coord: float | None = Field(default=None, description="stage x, in micrometer")
     y_coord: float | None = Field(default=None, description="stage y, in micrometer")
     z_coord: float | None = Field(default=None, description="stage z, in micrometer")
+    grid_row: int | None = Field(default=None, ge=0, description="row in a tiled grid")
+    grid_column: int | None = Field(default=None, ge=0, description="column in a tiled grid")
 
     @model_validator(mode="before")
     @classmethod
@@ -108,6 +121,10 @@ class Position(FrozenModel):
         if (self.plate_row is None) != (self.plate_column is None):
             raise ValueError(
                 f"position {self.name!r}: give both plate_row and plate_column, or neither"
+            )
+        if (self.grid_row is None) != (self.grid_column is None):
+            raise ValueError(
+                f"position {self.name!r}: give both grid_row and grid_column, or neither"
             )
         return self
 
@@ -135,7 +152,8 @@ class Dimension(FrozenModel):
     unit: str | None = None
     scale: float | None = Field(default=None, gt=0)
     translation: float | None = None
-    coords: tuple[Channel | str | float, ...] | None = None
+    # type="position" (ome-writers' spelling of a PositionDimension): Positions
+    coords: tuple[Channel | Position | str | float, ...] | None = None
 
     if TYPE_CHECKING:
         # Any sequence of coords is accepted; the field holds a tuple.
@@ -150,7 +168,7 @@ class Dimension(FrozenModel):
             unit: str | None = None,
             scale: float | None = None,
             translation: float | None = None,
-            coords: Sequence[Channel | str | float] | None = None,
+            coords: Sequence[Channel | Position | str | float | dict[str, Any]] | None = None,
         ) -> None: ...
 
     @field_validator("name")
@@ -187,6 +205,9 @@ class Dimension(FrozenModel):
         if dim_type == "channel" and coords is not None:
             coords = tuple(Channel.model_validate(c) if isinstance(c, str) else c for c in coords)
             data["coords"] = coords
+        if dim_type == "position" and coords is not None:
+            coords = tuple(Position.model_validate(c) for c in coords)
+            data["coords"] = coords
         if coords is not None and data.get("count") is None:
             data["count"] = len(coords)
         data["type"] = dim_type
@@ -213,6 +234,9 @@ class Dimension(FrozenModel):
         return tuple(c for c in self.coords if isinstance(c, Channel))
 
 
+_MAX_POSITIONS = 1_000_000  # 1536 wells x 600 fields; more is a mistake, not a plate
+
+
 class PositionDimension(FrozenModel):
     """The positions visited, in acquisition order; each becomes its own image."""
 
@@ -231,10 +255,34 @@ class PositionDimension(FrozenModel):
             chunk_size: None = None,
         ) -> None: ...
 
+    @model_validator(mode="before")
+    @classmethod
+    def _spellings(cls, data: Any) -> Any:
+        """ome-writers' position axis, ``type="position"`` with ``coords=[...]`` or
+        ``count=n``, names the positions; its empty axis fields are dropped. Only with
+        that type (``coords`` alone also names them): a plain axis that failed as a
+        Dimension is not read as a count of positions."""
+        if not isinstance(data, dict) or ("coords" not in data and data.get("type") != "position"):
+            return data
+        data = dict(data)
+        coords, count = data.pop("coords", None), data.pop("count", None)
+        if "positions" not in data:
+            data["positions"] = coords if coords is not None else count
+        elif coords is not None or count is not None:
+            raise ValueError("give positions=, or coords= / count=, not both")
+        for key in ("unit", "chunk_size", "shard_size_chunks", "scale", "translation"):
+            # each position is an image of its own: one per chunk is all there is
+            one = key in ("chunk_size", "shard_size_chunks") and data.get(key) == 1
+            if data.get(key) is None or one:
+                data.pop(key, None)
+        return data
+
     @field_validator("positions", mode="before")
     @classmethod
     def _coerce(cls, v: Any) -> Any:
         if isinstance(v, int) and not isinstance(v, bool):
+            if v > _MAX_POSITIONS:
+                raise ValueError(f"{v} positions is more than {_MAX_POSITIONS} (an image each)")
             return [Position(name=str(i)) for i in range(v)]
         return v
 
@@ -242,11 +290,16 @@ class PositionDimension(FrozenModel):
     def _check(self) -> PositionDimension:
         if not self.positions:
             raise ValueError("a PositionDimension needs at least one position")
-        seen: dict[tuple[str | None, str | None, str], int] = {}
+        seen: dict[tuple[str | None, str | None, int | None, int | None, str], int] = {}
         for i, p in enumerate(self.positions):
-            key = (p.plate_row, p.plate_column, p.name)
+            # on a plate the name is the field's group path, so unique per well whatever
+            # the grid; elsewhere names only label images, so a grid cell may repeat one
+            grid = (None, None) if p.well else (p.grid_row, p.grid_column)
+            key = (p.plate_row, p.plate_column, *grid, p.name)
             if key in seen:
                 where = f" in well {p.plate_row}{p.plate_column}" if p.well else ""
+                if p.grid_row is not None and not p.well:
+                    where += f" at grid ({p.grid_row}, {p.grid_column})"
                 raise ValueError(
                     f"duplicate position name {p.name!r}{where} (positions {seen[key]} and {i})"
                 )

@@ -1,0 +1,135 @@
+"""Code written for ome-writers runs here: its newer spellings (a position axis as
+``Dimension(type="position")``, wavelengths in ``*_nm``, grid cells on positions) are
+accepted, and where ome-writers is installed its models' fields are all ours too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+
+from omestream import (
+    AcquisitionSettings,
+    Channel,
+    Dimension,
+    Plate,
+    Position,
+    PositionDimension,
+    SettingsError,
+    create_stream,
+)
+from tests.checks import validate_ome_zarr
+
+YX = [Dimension(name="y", count=16), Dimension(name="x", count=12)]
+
+
+@pytest.mark.parametrize(
+    "axis",
+    [
+        Dimension(name="p", type="position", coords=["left", {"name": "right", "x_coord": 5.0}]),
+        {"name": "p", "type": "position", "coords": ["left", {"name": "right", "x_coord": 5.0}]},
+        PositionDimension(positions=["left", {"name": "right", "x_coord": 5.0}]),
+    ],
+    ids=["Dimension", "dict", "PositionDimension"],
+)
+def test_a_position_axis_in_any_spelling_streams_one_image_per_position(
+    tmp_path: Path, axis: Any
+) -> None:
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "p.ome.zarr"),
+        dimensions=[Dimension(name="t", count=2, type="time"), axis, *YX],
+        dtype="uint16",
+    )
+    pdim = settings.position_dimension
+    assert pdim is not None and pdim.names == ["left", "right"]
+    assert pdim.positions[1].x_coord == 5.0
+    frames = np.arange(4 * 16 * 12, dtype=np.uint16).reshape(4, 16, 12)
+    with create_stream(settings) as stream:
+        for f in frames:
+            stream.append(f)
+    for p in range(2):  # frames go t-major: position p gets frames p and p + 2
+        stored = zarr.open_array(str(tmp_path / "p.ome.zarr" / str(p) / "0"), mode="r")[...]
+        np.testing.assert_array_equal(stored, frames[p::2])
+    validate_ome_zarr(tmp_path / "p.ome.zarr")
+
+
+def test_a_position_axis_by_count() -> None:
+    s = AcquisitionSettings(
+        root_path="p.ome.zarr",
+        dimensions=[Dimension(name="p", type="position", count=3, chunk_size=1), *YX],
+        dtype="uint16",
+    )
+    assert s.position_dimension is not None and s.position_dimension.names == ["0", "1", "2"]
+
+
+def test_position_axis_mistakes_are_clear() -> None:
+    with pytest.raises(SettingsError, match="not both"):
+        PositionDimension(positions=["a"], coords=["b"])
+    assert PositionDimension(coords=["a", "b"]).names == ["a", "b"]
+    with pytest.raises(SettingsError, match="more than 1000000"):
+        PositionDimension(positions=2**40)
+    # an axis that is not a valid Dimension is not taken for a count of positions
+    with pytest.raises(SettingsError, match="chunk_size"):
+        AcquisitionSettings(
+            root_path="p.ome.zarr",
+            dimensions=[{"name": "t", "count": 2**40, "chunk_size": 2**41}, *YX],
+            dtype="uint16",
+        )
+    with pytest.raises(SettingsError, match="duplicate position name 'a'"):
+        AcquisitionSettings(
+            root_path="p.ome.zarr",
+            dimensions=[Dimension(name="p", type="position", coords=["a", "a"]), *YX],
+            dtype="uint16",
+        )
+
+
+def test_wavelengths_in_nm() -> None:
+    ch = Channel(name="GFP", excitation_wavelength_nm=488, emission_wavelength_nm=510)
+    assert (ch.excitation_wavelength, ch.emission_wavelength) == (488, 510)
+    d = Dimension(name="c", coords=[{"name": "Cy5", "emission_wavelength_nm": 670}])
+    assert d.channels is not None and d.channels[0].emission_wavelength == 670
+
+
+def test_grid_cells() -> None:
+    with pytest.raises(SettingsError, match="both grid_row and grid_column"):
+        Position(name="a", grid_row=1)
+    # off a plate a name may repeat in other grid cells (images are numbered) ...
+    tiles = [Position(name="tile", grid_row=0, grid_column=c) for c in range(2)]
+    assert PositionDimension(positions=tiles).names == ["tile", "tile"]
+    with pytest.raises(SettingsError, match=r"'tile' at grid \(0, 0\)"):
+        PositionDimension(positions=[tiles[0], tiles[0]])
+    # ... but in a well the name is the field's group path
+    in_well = [
+        Position(name="f", plate_row="A", plate_column="1", grid_row=0, grid_column=c)
+        for c in range(2)
+    ]
+    with pytest.raises(SettingsError, match="duplicate position name 'f' in well A1"):
+        PositionDimension(positions=in_well)
+
+
+@pytest.mark.parametrize(
+    "name", ["AcquisitionSettings", "Dimension", "Plate", "Position", "Channel"]
+)
+def test_every_ome_writers_field_is_accepted(name: str) -> None:
+    """Each field of ome-writers' model is a field of ours (or one of its spellings)."""
+    ow = pytest.importorskip("ome_writers")
+    theirs = set(getattr(ow, name).model_fields)
+    ours = set({"AcquisitionSettings": AcquisitionSettings, "Dimension": Dimension,
+                "Plate": Plate, "Position": Position, "Channel": Channel}[name].model_fields)  # fmt: skip
+    spelled = {"excitation_wavelength_nm", "emission_wavelength_nm"}
+    assert theirs - ours - spelled == set()
+
+
+@pytest.mark.parametrize("name", ["Dimension", "Plate", "Position", "Channel"])
+def test_shared_fields_have_ome_writers_defaults(name: str) -> None:
+    ow = pytest.importorskip("ome_writers")
+    theirs = getattr(ow, name).model_fields
+    ours = {"Dimension": Dimension, "Plate": Plate, "Position": Position,
+            "Channel": Channel}[name].model_fields  # fmt: skip
+    for field in set(theirs) & set(ours):
+        assert theirs[field].is_required() == ours[field].is_required(), field
+        if not theirs[field].is_required():
+            assert theirs[field].default == ours[field].default, field
