@@ -67,8 +67,15 @@ def test_a_position_axis_by_count() -> None:
 
 def test_position_axis_mistakes_are_clear() -> None:
     with pytest.raises(SettingsError, match="not both"):
-        PositionDimension(positions=["a"], coords=["b"])
-    assert PositionDimension(coords=["a", "b"]).names == ["a", "b"]
+        PositionDimension(type="position", positions=["a"], coords=["b"])
+    assert PositionDimension(type="position", coords=["a", "b"]).names == ["a", "b"]
+    # a channel axis with a wrong count is an error, not a position axis
+    with pytest.raises(SettingsError, match="2 coords given for count=3"):
+        AcquisitionSettings(
+            root_path="p.ome.zarr",
+            dimensions=[{"name": "c", "count": 3, "coords": ["DAPI", "GFP"]}, *YX],
+            dtype="uint16",
+        )
     with pytest.raises(SettingsError, match="more than 1000000"):
         PositionDimension(positions=2**40)
     # an axis that is not a valid Dimension is not taken for a count of positions

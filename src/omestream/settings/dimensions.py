@@ -260,9 +260,9 @@ class PositionDimension(FrozenModel):
     def _spellings(cls, data: Any) -> Any:
         """ome-writers' position axis, ``type="position"`` with ``coords=[...]`` or
         ``count=n``, names the positions; its empty axis fields are dropped. Only with
-        that type (``coords`` alone also names them): a plain axis that failed as a
-        Dimension is not read as a count of positions."""
-        if not isinstance(data, dict) or ("coords" not in data and data.get("type") != "position"):
+        that type given: an axis that failed as a Dimension (a channel axis with a
+        wrong count, say) must not pass as positions."""
+        if not isinstance(data, dict) or data.get("type") != "position":
             return data
         data = dict(data)
         coords, count = data.pop("coords", None), data.pop("count", None)
