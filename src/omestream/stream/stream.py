@@ -49,16 +49,19 @@ class MetadataSink(Protocol):
     def update(self, state: StreamState, final: bool) -> None: ...
 
 
-def _without_non_finite(value: Any) -> tuple[Any, list[str]]:
-    """``value`` with NaN and infinite floats (which JSON cannot hold) as None, and the
-    keys where that happened: a sensor that reads NaN should not cost the frame."""
-    found: list[str] = []
+def _json_safe(value: Any, where: str) -> tuple[Any, list[str]]:
+    """``value`` as plain JSON (numpy scalars and arrays to numbers and lists, dates to
+    text), and the keys whose NaN or infinite numbers became null: JSON cannot hold
+    them, and a sensor that reads NaN should not cost the frame."""
+    nulled: list[str] = []
 
     def walk(v: Any, key: str) -> Any:
-        if isinstance(v, np.generic):
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, np.generic):
             v = v.item()
         if isinstance(v, float) and not math.isfinite(v):
-            found.append(key)
+            nulled.append(key)
             return None
         if isinstance(v, dict):
             return {k: walk(x, f"{key}.{k}" if key else str(k)) for k, x in v.items()}
@@ -66,25 +69,13 @@ def _without_non_finite(value: Any) -> tuple[Any, list[str]]:
             return [walk(x, f"{key}[{i}]") for i, x in enumerate(v)]
         return v
 
-    return walk(value, ""), found
-
-
-def _json_safe(value: Any, where: str) -> tuple[Any, list[str]]:
-    """``value`` as plain JSON, and the keys whose non-finite numbers became null."""
-
     def default(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
         if hasattr(o, "isoformat"):
             return o.isoformat()
         raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
     try:
-        plain = json.loads(json.dumps(value, default=default))  # arrays, dates: to lists, text
-        plain, nulled = _without_non_finite(plain)
-        return json.loads(json.dumps(plain, allow_nan=False)), nulled
+        return json.loads(json.dumps(walk(value, ""), default=default, allow_nan=False)), nulled
     except (TypeError, ValueError) as exc:
         raise FrameError(
             f"{where}: metadata must be JSON-serialisable (numbers, strings, lists, dicts): "
