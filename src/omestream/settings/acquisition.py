@@ -167,7 +167,7 @@ class AcquisitionSettings(FrozenModel):
             data["compression"] = normalize_compression(data.get("compression"))
             if isinstance(data.get("storage_order"), list):
                 data["storage_order"] = tuple(data["storage_order"])
-            if isinstance(data.get("dimensions"), Sequence):
+            if isinstance(data.get("dimensions"), list | tuple):  # not a str: its letters
                 data["dimensions"] = [_position_axis(d) for d in data["dimensions"]]
         self = handler(data)
         if warning:
