@@ -31,6 +31,8 @@ def _typed_inits() -> dict[str, ast.FunctionDef]:
 
 
 TYPED = _typed_inits()
+# Keyword names a model also takes for one of its fields (ome-writers' spellings).
+SPELLINGS = {"Channel": dimensions._NM_ALIASES}
 
 
 def test_the_coercing_models_have_typed_constructors() -> None:
@@ -45,8 +47,16 @@ def test_typed_constructor_matches_fields(key: str) -> None:
     fn = TYPED[key]
     assert not fn.args.args[1:] and fn.args.vararg is None and fn.args.kwarg is None
     params = [a.arg for a in fn.args.kwonlyargs]
-    assert params == list(model.model_fields), "parameters must follow the fields, in order"
+    fields = list(model.model_fields)
+    assert params[: len(fields)] == fields, "parameters must follow the fields, in order"
+    # After the fields, only other spellings of them that the model accepts.
+    spellings = SPELLINGS.get(cls_name, {})
+    assert set(params[len(fields) :]) == set(spellings), "other spellings, and only those"
+    assert set(spellings.values()) <= set(fields)
     for arg, default in zip(fn.args.kwonlyargs, fn.args.kw_defaults, strict=True):
+        if arg.arg in spellings:
+            assert default is not None and ast.literal_eval(default) is None, arg.arg
+            continue
         field = model.model_fields[arg.arg]
         assert (default is None) == field.is_required(), arg.arg
         if default is None or ast.unparse(default) == "...":

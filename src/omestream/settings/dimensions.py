@@ -42,7 +42,8 @@ class Channel(FrozenModel):
     fluorophore: str | None = None
 
     if TYPE_CHECKING:
-        # The validator also takes a 0xRRGGBB integer colour.
+        # The validator also takes a 0xRRGGBB integer colour, and the wavelengths
+        # under ome-writers' names with their unit (``*_wavelength_nm``).
         def __init__(
             self,
             *,
@@ -51,6 +52,8 @@ class Channel(FrozenModel):
             excitation_wavelength: float | None = None,
             emission_wavelength: float | None = None,
             fluorophore: str | None = None,
+            excitation_wavelength_nm: float | None = None,
+            emission_wavelength_nm: float | None = None,
         ) -> None: ...
 
     @field_validator("name")
