@@ -713,7 +713,10 @@ class TiffBackend(ArrayBackend):
         self._refresh_cost = self._refreshed_at - began
 
     def _write_final(self) -> None:
-        state = self._state or StreamState(n_images=len(self.plan.images))
+        state = (self._state or StreamState(n_images=len(self.plan.images))).snapshot()
+        # Only reached when every page is written and durable: the stream closed cleanly
+        # (the same meaning as the OME-Zarr record's flag).
+        state.complete = True
         ome = self._document(
             self._pages, self._shapes(self._extents()), state, "closed", state.frame_metadata
         )
