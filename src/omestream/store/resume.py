@@ -38,7 +38,10 @@ from omestream.summary.nodes import array_meta
 
 __all__ = ["resume_stream"]
 
-_IGNORED = {"overwrite", "writer"}  # may differ between the first run and the resumed one
+# May differ between the first run and the resumed one. root_path: the dataset is the
+# one at the path being resumed, wherever it was first written (copied, moved, or the
+# same folder named relative to another working directory).
+_IGNORED = {"overwrite", "writer", "root_path"}
 
 
 def _record(kv: KVStore, zarr_format: int, where: str) -> dict[str, Any]:
