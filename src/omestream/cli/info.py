@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from omestream.cli.app import app
-from omestream.summary import DatasetInfo, ImageInfo, describe
+from omestream.summary import AcquisitionInfo, DatasetInfo, ImageInfo, describe
 
 __all__ = ["human_bytes", "info", "render_info"]
 
@@ -120,6 +120,38 @@ def _plate_grid(info: DatasetInfo) -> Text:
     return out
 
 
+def _acquisition_line(a: AcquisitionInfo, info: DatasetInfo) -> Text:
+    """How far the stream that wrote the dataset got, from its record."""
+    count = (
+        f"{a.frames:,} frames" if a.planned is None else f"{a.frames:,} of {a.planned:,} frames"
+    )
+    if a.skipped:
+        count += f" ({a.skipped:,} skipped)"
+    started = ""
+    if a.started:
+        started = ", started " + a.started.replace("T", " ").replace("+00:00", " UTC")
+    if a.complete:
+        if a.closed_early:
+            end = "closed before the last frame"
+        else:
+            end = "closed" if a.planned is None else "complete"
+        return Text.assemble("acquisition: ", (count, "bold"), f", {end}{started}")
+    zarr = info.format == "ome-zarr"
+    if a.mended:
+        resume = ", and resumable: create_stream(settings, resume=True)" if zarr else ""
+        return Text(
+            f"acquisition: {count}{started}; interrupted, then repaired: readable{resume}",
+            style="yellow",
+        )
+    then = "readable and resumable" if zarr else "readable"
+    return Text(
+        f"acquisition: {count} so far{started}; its stream did not close it: still being "
+        f"written, or interrupted (once no writer runs, `omestream repair {info.path}` "
+        f"makes it {then})",
+        style="yellow",
+    )
+
+
 def render_info(info: DatasetInfo, console: Console) -> None:
     """Print the human summary of ``info``."""
     parts: list[object] = []
@@ -146,6 +178,8 @@ def render_info(info: DatasetInfo, console: Console) -> None:
         parts.append(Text(f"positions: {', '.join(positions)}"))
     if info.plate is not None:
         parts.append(_plate_grid(info))
+    if info.acquisition is not None:
+        parts.append(_acquisition_line(info.acquisition, info))
     ratio = info.compression_ratio
     size = Text.assemble(
         "size: ", (human_bytes(info.nbytes), "bold"), " in memory, ",

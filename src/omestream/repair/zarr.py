@@ -248,6 +248,7 @@ def repair_zarr(
         complete=complete if interrupted else bool(record.get("complete")),
         extents=list(extents) if extents is not None else [0] * len(plan.images),
         frame_metadata=kept,
+        repaired=_dt.datetime.now(_dt.UTC).replace(microsecond=0) if interrupted else None,
     )
     sink = ZarrMetadataSink(kv, plan, settings)
     sink.update(state, final=True)

@@ -26,6 +26,8 @@ class StreamState:
     # per image: channel -> display window measured from sampled frames (see
     # omestream.metadata.display); written into omero with the image's metadata
     windows: list[dict[int, tuple[float, float]]] = field(default_factory=list)
+    # when ``omestream repair`` last made the dataset of an interrupted stream readable
+    repaired: _dt.datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.extents:
@@ -47,6 +49,7 @@ class StreamState:
             frame_metadata=[list(r) for r in self.frame_metadata],
             dirty_metadata=self.dirty_metadata,
             windows=[dict(w) for w in self.windows],
+            repaired=self.repaired,
         )
 
     def settle(self, written: StreamState) -> None:
@@ -56,9 +59,12 @@ class StreamState:
             self.dirty_metadata = written.dirty_metadata
 
     def summary(self) -> dict[str, Any]:
-        return {
+        out = {
             "frames": self.frames,
             "skipped": list(self.skipped),
             "complete": self.complete,
             "started": self.started.isoformat(),
         }
+        if self.repaired is not None:
+            out["repaired"] = self.repaired.isoformat()
+        return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from omestream.summary.model import (
+    AcquisitionInfo,
     AxisInfo,
     ChannelInfo,
     DatasetInfo,
@@ -15,6 +16,7 @@ from omestream.summary.model import (
 )
 
 __all__ = [
+    "AcquisitionInfo",
     "AxisInfo",
     "ChannelInfo",
     "DatasetInfo",

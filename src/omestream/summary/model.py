@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from omestream.summary.acquisition import AcquisitionInfo
+
 __all__ = [
+    "AcquisitionInfo",
     "AxisInfo",
     "ChannelInfo",
     "DatasetInfo",
@@ -105,6 +108,7 @@ class DatasetInfo:
     plate: PlateInfo | None = None
     disk_bytes: int | None = None
     notes: list[str] = field(default_factory=list)
+    acquisition: AcquisitionInfo | None = None  # from the record of the stream that wrote it
 
     @property
     def nbytes(self) -> int:

@@ -9,6 +9,7 @@ import numpy as np
 
 from omestream.errors import StoreFormatError
 from omestream.settings.units import normalize_unit
+from omestream.summary.acquisition import AcquisitionInfo, acquisition_from_record
 from omestream.summary.model import (
     AxisInfo,
     ChannelInfo,
@@ -173,4 +174,13 @@ def describe_tiff(location: str) -> DatasetInfo:
         zarr_format=None,
         images=images,
         disk_bytes=sum(os.path.getsize(f) for f in _files_on_disk(path, ome)),
+        acquisition=_acquisition(ome),
     )
+
+
+def _acquisition(ome: Any) -> AcquisitionInfo | None:
+    if ome is None:
+        return None
+    from omestream.tiff.xml import record_in
+
+    return acquisition_from_record(record_in(ome))

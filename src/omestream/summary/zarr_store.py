@@ -16,6 +16,8 @@ from omestream.metadata.parse import (
     has_ngff,
     parse_group,
 )
+from omestream.stream.zarr_sink import OMESTREAM_KEY
+from omestream.summary.acquisition import acquisition_from_record
 from omestream.summary.model import (
     AxisInfo,
     ChannelInfo,
@@ -140,6 +142,7 @@ def describe_zarr(location: str, root: Node | None = None) -> DatasetInfo:
         zarr_format=root.zarr_format,
         images=[],
         disk_bytes=disk_usage(location),
+        acquisition=acquisition_from_record(root.attrs.get(OMESTREAM_KEY)),
     )
     top = _parse(root, "")
     if isinstance(top, ParsedImage):

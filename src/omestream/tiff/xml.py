@@ -27,7 +27,7 @@ from omestream.metadata.ome_xml import (
 from omestream.plan import StoragePlan
 from omestream.tiff.layout import PageKey, TiffLayout
 
-__all__ = ["RECORD_NAMESPACE", "assemble_ome", "file_xml", "read_record"]
+__all__ = ["RECORD_NAMESPACE", "assemble_ome", "file_xml", "read_record", "record_in"]
 
 RECORD_NAMESPACE = "omestream.record"
 _RECORD_ID = "Annotation:omestream"
@@ -113,11 +113,16 @@ def file_xml(ome: OME, uuid: str) -> str:
 def read_record(xml: str) -> tuple[OME, dict[str, Any]]:
     """Parse a file's OME-XML and omestream's record in it (empty when absent)."""
     ome = from_xml(xml, validate=False)
+    return ome, record_in(ome)
+
+
+def record_in(ome: OME) -> dict[str, Any]:
+    """omestream's record in a parsed OME document (empty when absent or unreadable)."""
     sa = ome.structured_annotations
     for c in sa.comment_annotations if sa is not None else []:
         if c.namespace == RECORD_NAMESPACE:
             try:
-                return ome, dict(json.loads(c.value))
+                return dict(json.loads(c.value))
             except (ValueError, TypeError):
                 break
-    return ome, {}
+    return {}

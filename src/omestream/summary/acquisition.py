@@ -1,0 +1,73 @@
+"""What the record an omestream stream leaves in a dataset says about its acquisition.
+
+Streams keep a record next to the metadata (the root group's ``omestream`` attribute
+in OME-Zarr, a comment annotation in OME-TIFF): the settings, the frames appended or
+skipped so far and whether the stream was closed. ``info`` turns it into "how far did
+this acquisition get", the first question after an overnight run.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["AcquisitionInfo", "acquisition_from_record"]
+
+
+@dataclass(frozen=True)
+class AcquisitionInfo:
+    frames: int  # frames the stream appended or skipped, in acquisition order
+    planned: int | None  # frames its settings describe; None: unbounded or unreadable
+    skipped: int
+    complete: bool  # closed by the stream itself (or, after a repair, every frame there)
+    started: str | None = None  # ISO 8601
+    state: str | None = None  # OME-TIFF: "streaming", "closed" or "recovered"
+    repaired: str | None = None  # OME-Zarr: when ``omestream repair`` last mended it
+
+    @property
+    def mended(self) -> bool:
+        """Interrupted, then made readable by ``omestream repair``."""
+        return not self.complete and (self.repaired is not None or self.state == "recovered")
+
+    @property
+    def closed_early(self) -> bool:
+        return self.complete and self.planned is not None and self.frames < self.planned
+
+
+def acquisition_from_record(record: Any) -> AcquisitionInfo | None:
+    """The acquisition a stream record describes, or None when there is no usable record
+    (a dataset another tool wrote, or a record without a frame count)."""
+    if not isinstance(record, Mapping):
+        return None
+    frames = record.get("frames")
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 0:
+        return None
+    skipped, started, state, repaired = (
+        record.get(k) for k in ("skipped", "started", "state", "repaired")
+    )
+    return AcquisitionInfo(
+        frames=frames,
+        planned=_planned(record.get("settings")),
+        skipped=len(skipped) if isinstance(skipped, list) else 0,
+        complete=record.get("complete") is True,
+        started=started if isinstance(started, str) else None,
+        state=state if isinstance(state, str) else None,
+        repaired=repaired if isinstance(repaired, str) else None,
+    )
+
+
+def _planned(settings: Any) -> int | None:
+    if not isinstance(settings, Mapping):
+        return None
+    from omestream.settings import AcquisitionSettings
+
+    # A record from another version may no longer validate: then the count is unknown,
+    # which is no reason to fail a description.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return AcquisitionSettings(**settings).total_frames
+    except Exception:
+        return None

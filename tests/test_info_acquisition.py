@@ -1,0 +1,134 @@
+"""`omestream info` says how far the acquisition that wrote a dataset got: frames of
+those planned, skipped frames, and whether its stream closed it. Read from the stream's
+record (OME-Zarr attributes, OME-TIFF annotation) of real datasets on disk."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+import omestream
+import omestream.cli.info  # registers the command
+from omestream import AcquisitionSettings, Dimension, create_stream
+from omestream.cli.app import app
+from omestream.summary import describe
+from omestream.summary.acquisition import acquisition_from_record
+from omestream.tiff.xml import read_record
+from tests.cli_data import write_ome_zarr_py_image
+
+runner = CliRunner()
+FRAME = (16, 12)
+
+
+def _settings(path: Path, t: int | None = 3, **kw: object) -> AcquisitionSettings:
+    dims = [Dimension(name="t", count=t), Dimension(name="c", count=2),
+            Dimension(name="y", count=FRAME[0]), Dimension(name="x", count=FRAME[1])]  # fmt: skip
+    return AcquisitionSettings(
+        root_path=str(path), dimensions=dims, dtype="uint16", overwrite=True, **kw
+    )
+
+
+def _info(path: str) -> tuple[dict, str]:
+    as_json = runner.invoke(app, ["info", path, "--json"])
+    human = runner.invoke(app, ["info", path], env={"COLUMNS": "300"})
+    assert as_json.exit_code == 0 and human.exit_code == 0, (as_json.output, human.output)
+    # the panel's text without its borders and line breaks
+    return json.loads(as_json.output)["acquisition"], " ".join(
+        human.output.replace("│", " ").split()
+    )
+
+
+def _frame(n: int) -> np.ndarray:
+    return np.full(FRAME, n + 1, dtype="uint16")
+
+
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".ome.tiff"])
+def test_a_finished_acquisition_is_complete(tmp_path: Path, suffix: str) -> None:
+    s = _settings(tmp_path / f"done{suffix}")
+    with create_stream(s) as stream:
+        for n in range(6):
+            stream.append(_frame(n))
+    acq, text = _info(s.output_path)
+    assert (acq["frames"], acq["planned"], acq["skipped"], acq["complete"]) == (6, 6, 0, True)
+    assert "acquisition: 6 of 6 frames, complete, started" in text
+    if suffix == ".ome.tiff":  # the record in the OME-XML, read with tifffile
+        with tifffile.TiffFile(s.output_path) as tif:
+            _ome, record = read_record(tif.ome_metadata or "")
+        assert record["state"] == "closed" and record["complete"] is True
+
+
+def test_an_early_close_with_skipped_frames(tmp_path: Path) -> None:
+    s = _settings(tmp_path / "early.ome.zarr")
+    with create_stream(s) as stream:
+        stream.append(_frame(0))
+        stream.skip(frames=1)
+        stream.append(_frame(2))
+    acq, text = _info(s.output_path)
+    assert (acq["frames"], acq["planned"], acq["skipped"], acq["complete"]) == (3, 6, 1, True)
+    assert "acquisition: 3 of 6 frames (1 skipped), closed before the last frame" in text
+
+
+def test_an_unbounded_acquisition_has_no_planned_count(tmp_path: Path) -> None:
+    s = _settings(tmp_path / "live.ome.zarr", t=None)
+    with create_stream(s) as stream:
+        for n in range(5):
+            stream.append(_frame(n))
+    acq, text = _info(s.output_path)
+    assert (acq["frames"], acq["planned"], acq["complete"]) == (5, None, True)
+    assert "acquisition: 5 frames, closed" in text
+
+
+def test_an_interrupted_acquisition_points_to_repair(tmp_path: Path) -> None:
+    s = _settings(tmp_path / "live.ome.zarr")
+    stream = create_stream(s)
+    for n in range(4):
+        stream.append(_frame(n))
+    stream.flush()  # what the metadata cadence does while streaming
+    crashed = str(tmp_path / "crashed.ome.zarr")
+    shutil.copytree(s.output_path, crashed)  # the folder as a killed writer leaves it
+    stream.close()
+    acq, text = _info(crashed)
+    assert (acq["frames"], acq["planned"], acq["complete"]) == (4, 6, False)
+    assert "4 of 6 frames so far" in text and f"omestream repair {crashed}" in text
+    assert "readable and resumable" in text
+
+    report = omestream.repair(crashed, force=True)
+    acq, text = _info(crashed)
+    assert (acq["frames"], acq["complete"]) == (4, False) and acq["repaired"]
+    assert "4 of 6 frames" in text and "interrupted, then repaired: readable" in text
+    assert "omestream repair" not in text
+    with create_stream(report.settings, resume=True) as stream:
+        for n in range(4, 6):
+            stream.append(_frame(n))
+    acq, text = _info(crashed)  # the resumed stream finished the acquisition
+    assert (acq["frames"], acq["complete"], acq["repaired"]) == (6, True, None)
+    assert "acquisition: 6 of 6 frames, complete" in text
+
+
+def test_datasets_without_a_stream_record(tmp_path: Path) -> None:
+    path, _pixels = write_ome_zarr_py_image(tmp_path / "other.zarr")
+    assert describe(path).acquisition is None
+    assert json.loads(runner.invoke(app, ["info", path, "--json"]).output)["acquisition"] is None
+    assert "acquisition" not in runner.invoke(app, ["info", path]).output
+
+
+@pytest.mark.parametrize(
+    "record",
+    [None, [], {}, {"frames": "3"}, {"frames": -1}, {"frames": True}, {"complete": True}],
+)
+def test_records_without_a_frame_count_are_ignored(record: object) -> None:
+    assert acquisition_from_record(record) is None
+
+
+def test_a_record_whose_settings_no_longer_validate_still_counts(tmp_path: Path) -> None:
+    acq = acquisition_from_record(
+        {"frames": 7, "skipped": [2], "complete": False, "settings": {"dtype": "complex"}}
+    )
+    assert acq is not None
+    assert (acq.frames, acq.planned, acq.skipped, acq.complete) == (7, None, 1, False)
