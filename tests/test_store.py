@@ -310,6 +310,12 @@ def test_bioformats2raw_collection(tmp_path: Path, ngff_version: str) -> None:
     validate_ome_zarr(root)
     np.testing.assert_array_equal(levels(root / "1")[0], np.concatenate([data[:, 1], extra[None]]))
     np.testing.assert_array_equal(levels(root / "2")[0], data[:, 0])
+    # without like= or axes=, a new series is like the first one
+    newer = coll.add_image(data=data[:, 1])
+    assert coll.series == ["0", "1", "2", "3"] and newer.axes == coll["0"].axes
+    assert zarr.open_array(f"{root}/3/0").chunks == zarr.open_array(f"{root}/0/0").chunks
+    validate_ome_zarr(root)
+    np.testing.assert_array_equal(levels(root / "3")[0], data[:, 1])
 
 
 # -- faults: nothing changes ------------------------------------------------------------------
@@ -337,7 +343,7 @@ def test_bad_input_changes_nothing(tmp_path: Path) -> None:
         (FrameShapeError, lambda: plate.add_position("B", "1", "f", like=like, data=np.zeros((2, 2)))),
         (FrameDtypeError, lambda: plate.add_position("B", "1", "f", like=like, data=np.full((2, C, Y, X), 0.5))),
         (SettingsError, lambda: plate.add_position("B", "1", "f", like=like, shape={"q": 3})),
-        (SettingsError, lambda: plate.add_position("B", "1", "f")),
+        (SettingsError, lambda: plate.add_position("B", "1", "f", axes="tcyx")),  # no data
         (KeyError, lambda: plate.delete_well("H", "9")),
     ]  # fmt: skip
     for name in ("../x", "", "a b", ".hidden", "x/y", None):
@@ -506,6 +512,39 @@ def test_add_position_from_data_alone(tmp_path: Path, ngff_version: str) -> None
     with pytest.raises(SettingsError, match="channel names"):
         plate.add_position("A", "2", "1", data=d, axes="tcyx", channel_names=["one"])
     assert not (root / "A/2/1").exists() and plate.well("A", "2").fields == ["0"]
+
+
+def test_a_new_field_is_like_the_plates_fields(tmp_path: Path, ngff_version: str) -> None:
+    root = tmp_path / "plate.ome.zarr"
+    expected = write_plate(root, ngff_version, "omestream")
+    plate = open_store(root, mode="r+")
+    first = plate["A/1/0"]
+    d = pixels(61)
+    # a well named as `wells` lists it, and no like= / axes=: the plate's first field
+    img = plate.well("B/2").add_position("1", data=d)
+    assert plate.well("B/2").fields == ["0", "1"]
+    assert (img.axes, img.dtype, img.channel_names) == (
+        first.axes,
+        first.dtype,
+        first.channel_names,
+    )
+    assert [lv.path.split("/")[-1] for lv in img.levels] == [
+        lv.path.split("/")[-1] for lv in first.levels
+    ]
+    new, old = (zarr.open_array(f"{root}/{lv.path}") for lv in (img.levels[0], first.levels[0]))
+    assert (new.chunks, new.shards, new.compressors) == (old.chunks, old.shards, old.compressors)
+    validate_ome_zarr(root)
+    check_image(root / "B/2/1", d)
+    check_image(root / "A/1/0", expected["A/1/0"])
+    with pytest.raises(FrameShapeError, match="axes"):  # other dimensions: say which
+        plate.add_position("B", "2", "2", data=d[0])
+    assert plate.well("B", "2").fields == ["0", "1"] and not (root / "B/2/2").exists()
+    with pytest.raises(KeyError, match="well"):
+        plate.well("B2")
+    empty = plate.add_position("C", "5", "0")  # no data: the fill value until written
+    assert empty.shape == first.shape and plate.wells[-1] == "C/5"
+    assert not zarr.open_array(f"{root}/{empty.levels[0].path}")[:].any()
+    validate_ome_zarr(root)
 
 
 def test_consolidated_metadata_is_dropped_before_changes(

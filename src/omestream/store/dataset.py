@@ -75,10 +75,14 @@ class Collection:
     def add_image(self, *, like: Image | None = None, data: Any = None, **kwargs: Any) -> Image:
         """Add a series (next integer path) and list it in ``OME/`` (written last).
 
-        ``OME/METADATA.ome.xml`` is not rewritten; the ``series`` list is what readers use.
+        Without ``like=`` and ``axes=`` it is like the first series (see
+        :meth:`Plate.add_position`). ``OME/METADATA.ome.xml`` is not rewritten; the
+        ``series`` list is what readers use.
         """
         ctx = self._ctx
         ctx.check_writable("add an image")
+        if like is None and kwargs.get("axes") is None:
+            like = next(iter(self), None)
         with ctx.locks.metadata():
             series = self.series
             i = len(series)

@@ -65,6 +65,7 @@ class Well:
         return len(self.fields)
 
     def add_position(self, name: str, **kwargs: Any) -> Image:
+        """Add field of view ``name`` to this well: :meth:`Plate.add_position`."""
         return self.plate.add_position(self.row, self.column, name, **kwargs)
 
     def __repr__(self) -> str:
@@ -110,7 +111,13 @@ class Plate:
     def version(self) -> str:
         return self._ctx.version
 
-    def well(self, row: str, column: str) -> Well:
+    def well(self, row: str, column: str | None = None) -> Well:
+        """The well in ``row`` and ``column``; ``well("B/3")`` (a name from ``wells``) too."""
+        if column is None:
+            given = row
+            row, _, column = given.partition("/")
+            if not row or not column or "/" in column:
+                raise KeyError(f"use well('B', '3') or well('B/3'), got {given!r}")
         path = f"{row}/{column}"
         if path not in self.wells:
             raise KeyError(f"plate {self._ctx.url} has no well {path!r} (wells: {self.wells})")
@@ -249,9 +256,11 @@ class Plate:
         created as needed).
 
         ``like=`` copies another image's axes, levels, chunks, codecs, dtype and channels
-        (``shape={"t": 1}`` overrides extents); ``data=`` fills it (with ``axes="tczyx"``
-        when there is no ``like``). Everything is checked before anything is written; on
-        failure the groups this call created are removed and no document lists them.
+        (``shape={"t": 1}`` overrides extents); ``data=`` fills it. Without ``like=`` and
+        ``axes=`` the new field is like the plate's first field, so fields stay alike;
+        ``axes="tczyx"`` (with ``data=``) makes a different one. Everything is checked
+        before anything is written; on failure the groups this call created are removed
+        and no document lists them.
         """
         row, column = _axis_name(row, "row"), _axis_name(column, "column")
         name = check_name(name, "field")
@@ -259,6 +268,8 @@ class Plate:
         ctx.check_writable("add a position")
         if like is not None and not isinstance(like, Image):
             raise SettingsError(f"like= must be an Image, got {type(like).__name__}")
+        if like is None and axes is None:
+            like = next((im for _, im in self.images()), None)
         well_path = f"{row}/{column}"
         path = f"{well_path}/{name}"
         with ctx.locks.metadata():
