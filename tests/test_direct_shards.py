@@ -186,7 +186,9 @@ class _RecordingKV(LocalKV):
         super().set_parts(key, parts, **kw)
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.03])
+# 0.1 s per shard caps four writers at ~40 shards/s, far below what the encoders make
+# even on a loaded machine, so the writers fall behind whatever else runs.
+@pytest.mark.parametrize("delay", [0.0, 0.1])
 def test_shards_go_through_the_cache_while_the_writer_is_behind(
     tmp_path: Path, delay: float
 ) -> None:
