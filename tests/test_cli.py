@@ -20,6 +20,14 @@ import omestream.cli.info
 import omestream.cli.tree
 import omestream.cli.validate
 import omestream.cli.view  # noqa: F401  (the commands register on import)
+from omestream import (
+    AcquisitionSettings,
+    Dimension,
+    PositionDimension,
+    StoreFormatError,
+    create_stream,
+    open_store,
+)
 from omestream.cli.app import app
 from tests.cli_data import (
     BRIGHT_WELL,
@@ -217,3 +225,31 @@ def test_errors_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "not a Zarr store" in str(result.exception)
     proc = run("--debug", "info", str(tmp_path / "plain"))
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_a_path_that_is_not_there_names_the_dataset_next_to_it(tmp_path: Path) -> None:
+    # A multi-position OME-TIFF acquisition is a folder; a root path given without suffix
+    # gained one. The error names what is there.
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "run.ome.tiff"),
+        dimensions=[
+            Dimension(name="t", count=1),
+            PositionDimension(positions=["a", "b"]),
+            Dimension(name="y", count=8),
+            Dimension(name="x", count=8),
+        ],
+        dtype="uint8",
+    )
+    with create_stream(settings) as stream:
+        stream.append(np.ones((8, 8), "uint8"))
+        stream.append(np.ones((8, 8), "uint8"))
+    folder = str(tmp_path / "run")
+    assert settings.output_path == folder
+    for command in ("info", "validate", "repair"):
+        proc = run(command, str(tmp_path / "run.ome.tiff"))
+        assert proc.returncode == 1 and f"does not exist; did you mean {folder}?" in proc.stderr
+    zarr_path = write_case(tmp_path / "img.ome.zarr", "single-5d")
+    with pytest.raises(StoreFormatError, match=f"did you mean {zarr_path}"):
+        open_store(tmp_path / "img")
+    proc = run("info", str(tmp_path / "other.ome.zarr"))
+    assert proc.returncode == 1 and "did you mean" not in proc.stderr

@@ -53,8 +53,10 @@ def validate(
     """
     import os
 
+    from omestream.summary import missing
+
     if "://" not in path and not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file or directory")
+        raise missing(path)
     report = validate_store(path, external=external)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))

@@ -14,7 +14,7 @@ from typing import Any
 from omestream.errors import StoreError, StoreFormatError
 from omestream.repair.report import RepairReport
 from omestream.repair.zarr import DEFAULT_IDLE_S, repair_zarr
-from omestream.summary import is_tiff
+from omestream.summary import is_tiff, missing
 
 __all__ = ["RepairReport", "repair"]
 
@@ -43,7 +43,7 @@ def repair(
     """
     location = os.fspath(path)
     if "://" not in location and not os.path.exists(location):
-        raise FileNotFoundError(f"{location} does not exist")
+        raise missing(location)
     if is_tiff(location):
         recover = _tiff_recovery()
         if recover is None:

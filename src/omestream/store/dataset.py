@@ -115,7 +115,11 @@ Dataset = Image | Plate | Collection | Well
 def _zarr_format(kv: Any, url: str) -> int:
     listing = kv.list_dir("")
     if not listing and not kv.root_exists():
-        raise StoreFormatError(f"{url} does not exist")
+        if "://" in url:
+            raise StoreFormatError(f"{url} does not exist")
+        from omestream.summary import missing
+
+        raise StoreFormatError(str(missing(url)))
     if "zarr.json" in listing:
         doc = zarr_nodes.load_json(kv, "zarr.json")
         assert doc is not None
