@@ -99,6 +99,7 @@ def test_an_interrupted_acquisition_points_to_repair(tmp_path: Path) -> None:
     assert "readable and resumable" in text
 
     report = omestream.repair(crashed, force=True)
+    assert not [c for c in report.changes if c.startswith("fold 0")], report.changes
     acq, text = _info(crashed)
     assert (acq["frames"], acq["complete"]) == (4, False) and acq["repaired"]
     assert "4 of 6 frames" in text and "interrupted, then repaired: readable" in text

@@ -196,8 +196,12 @@ def repair_zarr(
                     f"{shape[u]} -> {extents[i]} (trimmed to the frames present)"
                 )
     if journal.found:
-        changes.append(f"fold {sum(len(r) for r in journal.records.values())} journal record(s) "
-                       "into the frame metadata and remove the journal")  # fmt: skip
+        n_journal = sum(len(r) for r in journal.records.values())
+        changes.append(
+            f"fold {n_journal} journal record(s) into the frame metadata and remove the journal"
+            if n_journal
+            else "remove the empty frame-metadata journal"
+        )
     old_frames = record.get("frames")
     if interrupted and (old_frames != resume_at or record.get("complete") is not complete):
         changes.append(
