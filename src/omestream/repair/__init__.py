@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from omestream.errors import StoreError, StoreFormatError
+from omestream.io.locks import check_no_stream
 from omestream.repair.report import RepairReport
 from omestream.repair.zarr import DEFAULT_IDLE_S, repair_zarr
 from omestream.summary import is_tiff, missing
@@ -42,8 +43,11 @@ def repair(
     is refused (its writer may still be running) unless ``force`` is given.
     """
     location = os.fspath(path)
-    if "://" not in location and not os.path.exists(location):
-        raise missing(location)
+    if "://" not in location:
+        if not os.path.exists(location):
+            raise missing(location)
+        if not dry_run:  # a running stream is no interrupted one, whatever --force says
+            check_no_stream(location, "repair it")
     if is_tiff(location):
         recover = _tiff_recovery()
         if recover is None:

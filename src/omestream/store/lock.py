@@ -6,11 +6,14 @@ of the store means readers and validators never see them, copying or uploading t
 dataset does not carry stale locks along, and deleting the dataset does not delete a
 lock another process holds.
 
-Two kinds of lock:
+Three kinds of lock:
 
-* ``metadata()`` serialises every read-modify-write of group metadata, and
+* ``metadata()`` serialises every read-modify-write of group metadata,
 * ``image(path)`` serialises every pixel write into one image (so two writers never
-  rewrite the same chunk or shard from stale copies).
+  rewrite the same chunk or shard from stale copies), and
+* the stream lock, held by an open stream for its whole life (see
+  :mod:`omestream.io.locks`): a second stream, ``overwrite=True`` included, and every
+  change through ``open_store`` or ``repair`` are refused while it is held.
 
 The metadata lock may be held while an image lock is taken (adding, renaming or
 deleting a field), never the other way round, which rules out deadlocks.
@@ -28,16 +31,11 @@ import os
 from collections.abc import Iterator
 
 from omestream.errors import ConcurrentModificationError
+from omestream.io.locks import lock_dir
 
 __all__ = ["DEFAULT_TIMEOUT_S", "StoreLocks", "lock_dir"]
 
 DEFAULT_TIMEOUT_S = 120.0
-
-
-def lock_dir(root: str) -> str:
-    root = os.path.abspath(root).rstrip(os.sep)
-    parent, name = os.path.split(root)
-    return os.path.join(parent, f".{name}.locks")
 
 
 class StoreLocks:

@@ -17,6 +17,7 @@ import numpy as np
 from omestream.errors import FrameDtypeError, ReadOnlyError, SettingsError, StoreFormatError
 from omestream.io import zarr_nodes
 from omestream.io.kv import KVStore
+from omestream.io.locks import check_no_stream
 from omestream.metadata.parse import ParsedNode, parse_group
 from omestream.store.lock import StoreLocks
 
@@ -57,6 +58,8 @@ class StoreContext:
                 f"{self.url} was opened with mode='a' (add and append only); cannot {action}. "
                 "Open it with mode='r+' to replace or delete data"
             )
+        if self.locks.root is not None:
+            check_no_stream(self.locks.root, action)
 
     def attrs(self, path: str) -> dict[str, Any]:
         attrs = zarr_nodes.read_group_attrs(self.kv, path, self.zarr_format)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from omestream.plan import FrameRouter, StoragePlan, plan_storage
 from omestream.settings import AcquisitionSettings
 from omestream.stream import OMEStream
 from omestream.stream.state import StreamState
+from omestream.stream.stream import hold_location
 from omestream.stream.zarr_sink import OMESTREAM_KEY, ZarrMetadataSink
 from omestream.summary.nodes import array_meta
 
@@ -159,6 +161,22 @@ def resume_stream(
     plan = plan_storage(settings)
     where = settings.output_path
     kv = store if store is not None else open_kv(where, storage_options or None)
+    release = hold_location(kv)
+    try:
+        return _resume(settings, plan, kv, engine, release)
+    except BaseException:
+        release()
+        raise
+
+
+def _resume(
+    settings: AcquisitionSettings,
+    plan: StoragePlan,
+    kv: KVStore,
+    engine: Any,
+    release: Callable[[], None],
+) -> OMEStream:
+    where = settings.output_path
     record = _record(kv, plan.zarr_format, where)
     _check_same(settings, record["settings"], where)
     plan = _stored_layout(kv, plan)
@@ -186,7 +204,7 @@ def resume_stream(
         steps = router.acquisition_index(rewind)[0]  # whole outer steps before the rewind point
         state.extents = [steps] * len(plan.images)
     sink = ZarrMetadataSink(kv, plan, settings)
-    stream = OMEStream(settings, plan, kv, backend, sink, state)
+    stream = OMEStream(settings, plan, kv, backend, sink, state, release=release)
     if u is not None:  # arrays were pre-grown; never shrink them below what is on disk
         shapes = getattr(backend, "shapes", {})
         stream._alloc = max((s[u] for s in shapes.values()), default=0)

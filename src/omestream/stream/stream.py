@@ -32,6 +32,7 @@ from omestream.errors import (
     WriteError,
 )
 from omestream.io.kv import KVStore, LocalKV, open_kv
+from omestream.io.locks import hold_stream
 from omestream.metadata.display import frame_window, merge_windows, samples_frame
 from omestream.plan import FrameRouter, StoragePlan, plan_storage
 from omestream.pyramid import StreamPyramid
@@ -98,8 +99,11 @@ class OMEStream:
         backend: ArrayBackend,
         sink: MetadataSink,
         state: StreamState | None = None,
+        release: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        # releases the stream lock (see omestream.io.locks) once the stream is closed
+        self._release = release or _nothing
         self.plan = plan
         self._kv = kv
         if isinstance(kv, LocalKV):
@@ -139,7 +143,9 @@ class OMEStream:
             else None
         )
         # Safety net: a stream dropped without close() still writes what it holds.
-        self._finalizer = weakref.finalize(self, OMEStream._finalize_quietly, backend, kv)
+        self._finalizer = weakref.finalize(
+            self, OMEStream._finalize_quietly, backend, kv, self._release
+        )
         # append and the idle-time refresh (AutoFlush) never run at the same time
         self._lock = threading.RLock()
         self._sink_lock = threading.Lock()  # one metadata writer at a time; taken first
@@ -292,6 +298,7 @@ class OMEStream:
             error = error or exc
         if isinstance(self._kv, LocalKV):
             self._kv.stop_retiring()
+        self._release()
         if error is not None:
             raise error
 
@@ -398,12 +405,28 @@ class OMEStream:
             self._resize_all(list(self._state.extents))
 
     @staticmethod
-    def _finalize_quietly(backend: ArrayBackend, kv: KVStore) -> None:
+    def _finalize_quietly(backend: ArrayBackend, kv: KVStore, release: Callable[[], None]) -> None:
         # nothing to report to at garbage collection
         with contextlib.suppress(Exception):
             backend.close()
         if isinstance(kv, LocalKV):
             kv.stop_retiring()
+        with contextlib.suppress(Exception):
+            release()
+
+
+def _nothing() -> None:
+    pass
+
+
+def hold_location(location: KVStore | str) -> Callable[[], None]:
+    """Take the stream lock of a local dataset (a LocalKV or a path); returns its release.
+    Remote stores have no shared lock: one writer is assumed there."""
+    if isinstance(location, LocalKV):
+        return hold_stream(location.root)
+    if isinstance(location, str) and "://" not in location:
+        return hold_stream(location)
+    return _nothing
 
 
 def _at_thread_exit(hook: Callable[[], None]) -> None:
@@ -501,14 +524,24 @@ def create_stream(
         raise SettingsError(f"backend {fmt.backend!r} cannot write these settings: {reason}")
     plan = plan_storage(settings)
     if fmt.name == "ome-tiff":
-        # checks its file or folder itself (nothing written yet) and is its own sink
-        backend = engine.from_settings(settings, plan)  # type: ignore[attr-defined]
-        return _start(settings, plan, backend.kv, backend, backend)  # type: ignore[arg-type]
+        release = hold_location(settings.output_path)  # before anything is replaced
+        try:
+            # checks its file or folder itself (nothing written yet) and is its own sink
+            backend = engine.from_settings(settings, plan)  # type: ignore[attr-defined]
+            return _start(settings, plan, backend.kv, backend, backend, release)  # type: ignore[arg-type]
+        except BaseException:
+            release()
+            raise
     kv = store if store is not None else open_kv(settings.output_path, storage_options or None)
-    _prepare_location(settings, kv)
-    backend = engine(plan, kv, settings.writer)
-    sink = ZarrMetadataSink(kv, plan, settings)
-    return _start(settings, plan, kv, backend, sink)
+    release = hold_location(kv)
+    try:
+        _prepare_location(settings, kv)
+        backend = engine(plan, kv, settings.writer)
+        sink = ZarrMetadataSink(kv, plan, settings)
+        return _start(settings, plan, kv, backend, sink, release)
+    except BaseException:
+        release()
+        raise
 
 
 def _start(
@@ -517,10 +550,11 @@ def _start(
     kv: KVStore,
     backend: ArrayBackend,
     sink: MetadataSink,
+    release: Callable[[], None],
 ) -> OMEStream:
     try:
         backend.create_arrays()
-        stream = OMEStream(settings, plan, kv, backend, sink)
+        stream = OMEStream(settings, plan, kv, backend, sink, release=release)
         sink.start(stream._state)
     except OSError as exc:
         backend.abort()

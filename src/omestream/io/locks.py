@@ -1,0 +1,125 @@
+"""Where a local dataset's lock files live, and the lock an open stream holds.
+
+Lock files sit in a hidden folder next to the dataset, ``<parent>/.<name>.locks/``,
+never inside it (see :mod:`omestream.store.lock` for the locks of changes made through
+``open_store``). An open stream holds ``stream.lock`` there for its whole life, so a
+second stream on the same path (``overwrite=True`` included) and changes to a dataset
+being streamed are refused instead of mixing two writers' bytes. ``flock`` locks: the
+kernel releases them when a process dies, so a killed stream leaves nothing held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Callable
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+from omestream.errors import ConcurrentModificationError
+
+__all__ = ["check_no_stream", "hold_stream", "lock_dir"]
+
+_STREAM = "stream.lock"
+
+
+def _nothing() -> None:
+    pass
+
+
+def lock_dir(root: str) -> str:
+    root = os.path.abspath(root).rstrip(os.sep)
+    parent, name = os.path.split(root)
+    return os.path.join(parent, f".{name}.locks")
+
+
+class _Busy(Exception):
+    """The lock is held by another open stream."""
+
+
+def _try_lock(root: str) -> Callable[[], None]:
+    """Lock ``stream.lock`` of ``root`` without waiting; returns the unlock. Raises
+    _Busy when another holder has it, OSError when the lock file cannot be made."""
+    directory = lock_dir(root)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, _STREAM)
+    if fcntl is None:  # Windows: filelock's msvcrt lock
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise _Busy from None
+        return lock.release
+    # flock through a read-only descriptor: a file held open for writing would keep
+    # the file system from being remounted read-only under a running stream.
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise _Busy from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return functools.partial(os.close, fd)  # closing the descriptor drops the lock
+
+
+def hold_stream(root: str) -> Callable[[], None]:
+    """Take the stream lock of the local dataset at ``root`` (not waiting: a stream that
+    is open there already is an error) and return the function that releases it."""
+    try:
+        unlock = _try_lock(root)
+    except _Busy:
+        raise ConcurrentModificationError(
+            f"{root} is being written by another open stream (in this or another process); "
+            "close that stream first, or write to another root_path; nothing was changed"
+        ) from None
+    except OSError:
+        # No lock folder can be made next to the dataset (a read-only parent): stream
+        # without the guard; where the dataset cannot be written either, creating it
+        # reports that.
+        return _nothing
+
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if released:  # once: a second call must not unlink a later stream's lock file
+            return
+        released = True
+        # Leave no lock folder behind each stream. A stream starting in the same
+        # instant may lock the file about to go; that only misses one conflict check.
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(lock_dir(root), _STREAM))
+        unlock()
+        with contextlib.suppress(OSError):
+            os.rmdir(lock_dir(root))
+
+    return release
+
+
+def check_no_stream(root: str, action: str) -> None:
+    """Raise if an open stream holds the stream lock of the local dataset at ``root`` or
+    of a dataset holding it (an image opened inside a plate being streamed)."""
+    path = os.path.abspath(root)
+    while True:
+        if os.path.exists(os.path.join(lock_dir(path), _STREAM)):  # else: never streamed
+            try:
+                _try_lock(path)()
+            except _Busy:
+                raise ConcurrentModificationError(
+                    f"{path} is being written by an open stream; cannot {action} until it "
+                    "is closed; nothing was changed"
+                ) from None
+            except OSError:
+                pass  # a lock file this user cannot open: not ours to judge
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
