@@ -158,3 +158,21 @@ def test_a_stream_in_another_process_and_its_end_by_sigkill(tmp_path: Path) -> N
         zarr.open_array(path + "/0", mode="r")[:], np.stack([_frame(n) for n in range(4)])
     )
     validate_ome_zarr(path)
+
+
+def test_a_dask_write_does_not_replace_a_dataset_being_streamed(tmp_path: Path) -> None:
+    da = pytest.importorskip("dask.array")
+    import omestream.dask as odask
+
+    s = _settings(tmp_path / "run.ome.zarr")
+    with create_stream(s) as stream:
+        stream.append(_frame(0))
+        stream.flush()
+        data = da.ones((2, *SHAPE), dtype="uint16", chunks=(1, *SHAPE))
+        with pytest.raises(ConcurrentModificationError, match="write it with Dask"):
+            odask.write_image(data, s.output_path, dims="tyx", overwrite=True)
+        stream.append(_frame(1))
+    np.testing.assert_array_equal(
+        zarr.open_array(s.output_path + "/0", mode="r")[:2], np.stack([_frame(0), _frame(1)])
+    )
+    validate_ome_zarr(s.output_path)
