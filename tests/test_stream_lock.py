@@ -176,3 +176,16 @@ def test_a_dask_write_does_not_replace_a_dataset_being_streamed(tmp_path: Path) 
         zarr.open_array(s.output_path + "/0", mode="r")[:2], np.stack([_frame(0), _frame(1)])
     )
     validate_ome_zarr(s.output_path)
+
+
+def test_no_pyramid_is_built_under_a_running_stream(tmp_path: Path) -> None:
+    s = _settings(tmp_path / "run.ome.zarr")
+    with create_stream(s) as stream:
+        stream.append(_frame(0))
+        with pytest.raises(ConcurrentModificationError, match="build its pyramid"):
+            omestream.build_pyramid(s.output_path, levels=2)
+        for n in range(1, 4):
+            stream.append(_frame(n))
+    omestream.build_pyramid(s.output_path, levels=2)  # closed: now it may
+    assert zarr.open_array(s.output_path + "/1", mode="r").shape == (4, 8, 6)
+    validate_ome_zarr(s.output_path)
