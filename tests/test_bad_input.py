@@ -97,7 +97,7 @@ def test_skip_more_than_left_writes_nothing(tmp_path: Path) -> None:
     s = settings(tmp_path)
     with create_stream(s) as stream:
         stream.append(frame(1))
-        with pytest.raises(FrameCountError):
+        with pytest.raises(FrameCountError, match=r"holds 3 frames, 2 remain; nothing was skip"):
             stream.skip(frames=5)
         assert stream.frames_written == 1
         stream.skip(frames=2)

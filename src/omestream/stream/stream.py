@@ -22,6 +22,7 @@ import numpy as np
 from omestream.backends.base import ArrayBackend
 from omestream.backends.registry import load_engine
 from omestream.errors import (
+    FrameCountError,
     FrameDtypeError,
     FrameError,
     FrameShapeError,
@@ -238,7 +239,12 @@ class OMEStream:
         if not isinstance(frames, int) or frames < 1:
             raise ValueError(f"frames must be a positive whole number, got {frames!r}")
         n = self._state.frames
-        self._router.check(n + frames - 1)
+        total = self._router.total
+        if total is not None and n + frames > total:
+            raise FrameCountError(
+                f"skip(frames={frames}) after frame {n - 1} goes beyond the acquisition: it "
+                f"holds {total} frames, {total - n} remain; nothing was skipped"
+            )
         with self._lock:
             self._user = threading.current_thread()
             self._raise_growth_error()
