@@ -444,11 +444,18 @@ def test_exported() -> None:
     assert "open_store" in omestream.__all__ and omestream.open_store is open_store
 
 
-def test_rebuild_metadata_from_disk(tmp_path: Path, ngff_version: str) -> None:
+def _plate_to_change(tmp_path: Path, version: str) -> tuple[Path, dict, Plate, Image]:
+    """A plate written by a stream, opened for changes, and its first field."""
     root = tmp_path / "plate.ome.zarr"
-    expected = write_plate(root, ngff_version, "omestream")
+    expected = write_plate(root, version, "omestream")
     plate = open_store(root, mode="r+")
-    like = plate["A/1/0"]
+    first = plate["A/1/0"]
+    assert isinstance(plate, Plate) and isinstance(first, Image)
+    return root, expected, plate, first
+
+
+def test_rebuild_metadata_from_disk(tmp_path: Path, ngff_version: str) -> None:
+    root, expected, plate, like = _plate_to_change(tmp_path, ngff_version)
     d = pixels(50)
     plate.add_position("C", "1", "0", like=like, data=d)
     plate.add_position("A", "1", "1", like=like, data=d + 1)
@@ -515,10 +522,7 @@ def test_add_position_from_data_alone(tmp_path: Path, ngff_version: str) -> None
 
 
 def test_a_new_field_is_like_the_plates_fields(tmp_path: Path, ngff_version: str) -> None:
-    root = tmp_path / "plate.ome.zarr"
-    expected = write_plate(root, ngff_version, "omestream")
-    plate = open_store(root, mode="r+")
-    first = plate["A/1/0"]
+    root, expected, plate, first = _plate_to_change(tmp_path, ngff_version)
     d = pixels(61)
     # a well named as `wells` lists it, and no like= / axes=: the plate's first field
     img = plate.well("B/2").add_position("1", data=d)
