@@ -108,7 +108,7 @@ def check_no_stream(root: str, action: str) -> None:
     """Raise if an open stream holds the stream lock of the local dataset at ``root`` or
     of a dataset holding it (an image opened inside a plate being streamed)."""
     path = os.path.abspath(root)
-    while True:
+    while os.path.basename(path):  # up to, not including, the file system's root
         if os.path.exists(os.path.join(lock_dir(path), _STREAM)):  # else: never streamed
             try:
                 _try_lock(path)()
@@ -119,7 +119,4 @@ def check_no_stream(root: str, action: str) -> None:
                 ) from None
             except OSError:
                 pass  # a lock file this user cannot open: not ours to judge
-        parent = os.path.dirname(path)
-        if parent == path:
-            return
-        path = parent
+        path = os.path.dirname(path)
