@@ -23,7 +23,7 @@ from omestream.dask._deps import require_dask, require_distributed
 from omestream.dask.layout import ArrayRef, Dataset, ImageRef, open_array, read_dataset
 from omestream.dask.target import bounded, create_dataset
 from omestream.errors import FrameDtypeError, FrameShapeError, SettingsError, StoreFormatError
-from omestream.io.kv import KVStore, LocalKV, open_kv
+from omestream.io.kv import KVStore, open_kv
 from omestream.io.locks import check_no_stream
 from omestream.pyramid.kernels import KERNELS, downsample
 from omestream.settings import AcquisitionSettings
@@ -237,8 +237,7 @@ def process_positions(
     else:
         dst_kv = open_kv(dst, dst_opts)
         if dst_kv.root_exists() and not overwrite:
-            if isinstance(dst_kv, LocalKV):
-                check_no_stream(dst_kv.root, "write into it with Dask")
+            check_no_stream(dst_kv, "write into it with Dask")
             by_index = False
             if dtype is not None:
                 raise SettingsError(f"{dst_kv.url} exists: its dtype is fixed; do not pass dtype=")

@@ -15,7 +15,7 @@ import numpy as np
 
 from omestream.backends.zarr_common import ZarrArrayBackend
 from omestream.errors import SettingsError
-from omestream.io.kv import KVStore, LocalKV, open_kv
+from omestream.io.kv import KVStore, open_kv
 from omestream.io.locks import check_no_stream
 from omestream.plan import StoragePlan, plan_storage
 from omestream.settings import AcquisitionSettings
@@ -84,8 +84,7 @@ def create_dataset(
         )
     plan = plan_storage(settings)
     kv = open_kv(settings.output_path, storage_options or None)
-    if isinstance(kv, LocalKV):  # never replace a dataset a stream is writing
-        check_no_stream(kv.root, "write it with Dask")
+    check_no_stream(kv, "write it with Dask")  # never replace a dataset being streamed
     _prepare_location(settings, kv)
     _ArrayCreator(plan, kv, settings.writer).create_arrays()
     sink = ZarrMetadataSink(kv, plan, settings)

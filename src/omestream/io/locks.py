@@ -21,6 +21,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 from omestream.errors import ConcurrentModificationError
+from omestream.io.kv import KVStore, LocalKV
 
 __all__ = ["check_no_stream", "hold_stream", "lock_dir"]
 
@@ -29,6 +30,16 @@ _STREAM = "stream.lock"
 
 def _nothing() -> None:
     pass
+
+
+def _local_root(location: KVStore | str) -> str | None:
+    """The folder of a local dataset; None for remote stores, which have no shared lock
+    (one writer is assumed there)."""
+    if isinstance(location, LocalKV):
+        return location.root
+    if isinstance(location, str) and "://" not in location:
+        return location
+    return None
 
 
 def lock_dir(root: str) -> str:
@@ -70,9 +81,12 @@ def _try_lock(root: str) -> Callable[[], None]:
     return functools.partial(os.close, fd)  # closing the descriptor drops the lock
 
 
-def hold_stream(root: str) -> Callable[[], None]:
-    """Take the stream lock of the local dataset at ``root`` (not waiting: a stream that
-    is open there already is an error) and return the function that releases it."""
+def hold_stream(location: KVStore | str) -> Callable[[], None]:
+    """Take the stream lock of the local dataset at ``location`` (not waiting: a stream
+    that is open there already is an error) and return the function that releases it."""
+    root = _local_root(location)
+    if root is None:
+        return _nothing
     try:
         unlock = _try_lock(root)
     except _Busy:
@@ -104,9 +118,12 @@ def hold_stream(root: str) -> Callable[[], None]:
     return release
 
 
-def check_no_stream(root: str, action: str) -> None:
-    """Raise if an open stream holds the stream lock of the local dataset at ``root`` or
-    of a dataset holding it (an image opened inside a plate being streamed)."""
+def check_no_stream(location: KVStore | str, action: str) -> None:
+    """Raise if an open stream holds the stream lock of the local dataset at ``location``
+    or of a dataset holding it (an image opened inside a plate being streamed)."""
+    root = _local_root(location)
+    if root is None:
+        return
     path = os.path.abspath(root)
     while os.path.basename(path):  # up to, not including, the file system's root
         if os.path.exists(os.path.join(lock_dir(path), _STREAM)):  # else: never streamed

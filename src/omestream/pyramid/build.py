@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from omestream.errors import SettingsError, StoreFormatError
-from omestream.io.kv import KVStore, LocalKV, open_kv
+from omestream.io.kv import KVStore, open_kv
 from omestream.io.locks import check_no_stream
 from omestream.metadata.parse import (
     Multiscale,
@@ -443,8 +443,7 @@ def build_pyramid(
     kv, start = _location(path_or_image, storage_options)
     if not kv.root_exists():
         raise StoreFormatError(f"{kv.url} does not exist")
-    if isinstance(kv, LocalKV):  # its levels are the stream's to write
-        check_no_stream(os.path.join(kv.root, start), "build its pyramid")
+    check_no_stream(kv, "build its pyramid")  # its levels are an open stream's to write
     jobs = [_plan_image(kv, image, levels, factors) for image in _image_paths(kv, start)]
     total = sum(_count_blocks(job, np.dtype(src.dtype).itemsize) for job, src in jobs)
     done = 0

@@ -58,8 +58,7 @@ class StoreContext:
                 f"{self.url} was opened with mode='a' (add and append only); cannot {action}. "
                 "Open it with mode='r+' to replace or delete data"
             )
-        if self.locks.root is not None:
-            check_no_stream(self.locks.root, action)
+        check_no_stream(self.kv, action)
 
     def attrs(self, path: str) -> dict[str, Any]:
         attrs = zarr_nodes.read_group_attrs(self.kv, path, self.zarr_format)

@@ -28,13 +28,13 @@ from omestream.backends.zarr_common import array_path
 from omestream.errors import SettingsError, StoreFormatError
 from omestream.io import zarr_nodes
 from omestream.io.kv import KVStore, open_kv
+from omestream.io.locks import hold_stream
 from omestream.metadata.ngff import channel_window
 from omestream.metadata.parse import ParsedImage, parse_group
 from omestream.plan import FrameRouter, StoragePlan, plan_storage
 from omestream.settings import AcquisitionSettings
 from omestream.stream import OMEStream
 from omestream.stream.state import StreamState
-from omestream.stream.stream import hold_location
 from omestream.stream.zarr_sink import OMESTREAM_KEY, ZarrMetadataSink
 from omestream.summary.nodes import array_meta
 
@@ -161,7 +161,7 @@ def resume_stream(
     plan = plan_storage(settings)
     where = settings.output_path
     kv = store if store is not None else open_kv(where, storage_options or None)
-    release = hold_location(kv)
+    release = hold_stream(kv)
     try:
         return _resume(settings, plan, kv, engine, release)
     except BaseException:

@@ -425,16 +425,6 @@ def _nothing() -> None:
     pass
 
 
-def hold_location(location: KVStore | str) -> Callable[[], None]:
-    """Take the stream lock of a local dataset (a LocalKV or a path); returns its release.
-    Remote stores have no shared lock: one writer is assumed there."""
-    if isinstance(location, LocalKV):
-        return hold_stream(location.root)
-    if isinstance(location, str) and "://" not in location:
-        return hold_stream(location)
-    return _nothing
-
-
 def _at_thread_exit(hook: Callable[[], None]) -> None:
     """Run ``hook`` at interpreter exit before threads are joined and thread pools stop.
 
@@ -530,7 +520,7 @@ def create_stream(
         raise SettingsError(f"backend {fmt.backend!r} cannot write these settings: {reason}")
     plan = plan_storage(settings)
     if fmt.name == "ome-tiff":
-        release = hold_location(settings.output_path)  # before anything is replaced
+        release = hold_stream(settings.output_path)  # before anything is replaced
         try:
             # checks its file or folder itself (nothing written yet) and is its own sink
             backend = engine.from_settings(settings, plan)  # type: ignore[attr-defined]
@@ -539,7 +529,7 @@ def create_stream(
             release()
             raise
     kv = store if store is not None else open_kv(settings.output_path, storage_options or None)
-    release = hold_location(kv)
+    release = hold_stream(kv)
     try:
         _prepare_location(settings, kv)
         backend = engine(plan, kv, settings.writer)
