@@ -53,7 +53,7 @@ def validate(
     """
     import os
 
-    from omestream.summary import missing
+    from omestream.io.paths import missing
 
     if "://" not in path and not os.path.exists(path):
         raise missing(path)

@@ -13,9 +13,10 @@ from typing import Any
 
 from omestream.errors import StoreError, StoreFormatError
 from omestream.io.locks import check_no_stream
+from omestream.io.paths import missing
 from omestream.repair.report import RepairReport
 from omestream.repair.zarr import DEFAULT_IDLE_S, repair_zarr
-from omestream.summary import is_tiff, missing
+from omestream.summary import is_tiff
 
 __all__ = ["RepairReport", "repair"]
 

@@ -16,6 +16,7 @@ from typing import Any
 from omestream.errors import SettingsError, StoreFormatError
 from omestream.io import zarr_nodes
 from omestream.io.kv import open_kv
+from omestream.io.paths import missing
 from omestream.metadata.parse import (
     ParsedBioformats2raw,
     ParsedImage,
@@ -117,8 +118,6 @@ def _zarr_format(kv: Any, url: str) -> int:
     if not listing and not kv.root_exists():
         if "://" in url:
             raise StoreFormatError(f"{url} does not exist")
-        from omestream.summary import missing
-
         raise StoreFormatError(str(missing(url)))
     if "zarr.json" in listing:
         doc = zarr_nodes.load_json(kv, "zarr.json")
@@ -181,11 +180,11 @@ def open_store(
         with locks.metadata():
             ctx.drop_consolidated()
     if isinstance(parsed, ParsedPlate):
-        missing = [w.path for w in parsed.wells if not ctx.group_exists(w.path)]
-        if missing:
+        gone = [w.path for w in parsed.wells if not ctx.group_exists(w.path)]
+        if gone:
             # opened all the same: rebuild_metadata is how such a plate is mended
             warnings.warn(
-                f"{url}: the plate lists well(s) {missing} that are not on disk; reading "
+                f"{url}: the plate lists well(s) {gone} that are not on disk; reading "
                 "them fails. plate.rebuild_metadata() (mode 'r+') drops them from the plate.",
                 UserWarning,
                 stacklevel=2,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from omestream.io.paths import missing
 from omestream.summary.model import (
     AcquisitionInfo,
     AxisInfo,
@@ -26,7 +27,6 @@ __all__ = [
     "WellInfo",
     "describe",
     "is_tiff",
-    "missing",
     "tiff_file",
 ]
 
@@ -65,24 +65,6 @@ def _tiff_magic(path: str) -> bool:
     with open(path, "rb") as f:
         head = f.read(4)
     return head[:2] in (b"II", b"MM") and head[2:4] in (b"*\x00", b"\x00*", b"+\x00", b"\x00+")
-
-
-_DATASET_SUFFIXES = (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif")
-
-
-def missing(location: str) -> FileNotFoundError:
-    """The error for a dataset path that does not exist, naming the dataset that sits
-    next to it under a close name: a multi-position OME-TIFF acquisition is a folder
-    (``run.ome.tiff`` -> ``run/``), and a root path given without its suffix gains one."""
-    stem = location.rstrip("/")
-    for suffix in _DATASET_SUFFIXES:
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    near = [c for c in (stem, *(stem + s for s in _DATASET_SUFFIXES)) if c != location]
-    found = next((c for c in near if c and os.path.exists(c)), None)
-    hint = f"; did you mean {found}?" if found else ""
-    return FileNotFoundError(f"{location} does not exist{hint}")
 
 
 def describe(location: str | os.PathLike[str]) -> DatasetInfo:
