@@ -20,6 +20,7 @@ from omestream.cli.app import app
 from omestream.summary import describe
 from omestream.summary.acquisition import acquisition_from_record
 from omestream.tiff.xml import read_record
+from omestream.validate import validate_store
 from tests.cli_data import write_ome_zarr_py_image
 
 runner = CliRunner()
@@ -57,6 +58,8 @@ def test_a_finished_acquisition_is_complete(tmp_path: Path, suffix: str) -> None
     acq, text = _info(s.output_path)
     assert (acq["frames"], acq["planned"], acq["skipped"], acq["complete"]) == (6, 6, 0, True)
     assert "acquisition: 6 of 6 frames, complete, started" in text
+    if suffix == ".ome.zarr":
+        assert validate_store(s.output_path, external=False).warnings == []
     if suffix == ".ome.tiff":  # the record in the OME-XML, read with tifffile
         with tifffile.TiffFile(s.output_path) as tif:
             _ome, record = read_record(tif.ome_metadata or "")
@@ -98,7 +101,12 @@ def test_an_interrupted_acquisition_points_to_repair(tmp_path: Path) -> None:
     assert "4 of 6 frames so far" in text and f"omestream repair {crashed}" in text
     assert "readable and resumable" in text
 
+    found = validate_store(crashed, external=False)
+    assert found.ok and any("did not close it (4 frames" in p.message for p in found.warnings)
     report = omestream.repair(crashed, force=True)
+    assert not [
+        p for p in validate_store(crashed, external=False).warnings if "close" in p.message
+    ]
     assert not [c for c in report.changes if c.startswith("fold 0")], report.changes
     acq, text = _info(crashed)
     assert (acq["frames"], acq["complete"]) == (4, False) and acq["repaired"]

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from omestream.errors import StoreFormatError
 from omestream.metadata.parse import has_ngff, ngff_content, parse_group
+from omestream.stream.zarr_sink import OMESTREAM_KEY
+from omestream.summary.acquisition import acquisition_from_record
 from omestream.summary.nodes import Node
 
 __all__ = ["Problem", "check_structure"]
@@ -111,7 +113,20 @@ class _Checker:
                 "no OME-Zarr (NGFF) metadata in any group: expected 'multiscales', 'plate', "
                 "'well' or 'bioformats2raw.layout'",
             )
+        self._acquisition()
         return self.problems
+
+    def _acquisition(self) -> None:
+        """A stream that never closed its dataset: valid, but not what it was meant to be."""
+        acq = acquisition_from_record(self.root.attrs.get(OMESTREAM_KEY))
+        if acq is not None and not acq.complete and not acq.mended:
+            self.warn(
+                "",
+                f"the stream that wrote it did not close it ({acq.frames} frames recorded): it "
+                "is still being written, or was interrupted; its arrays may be sized past the "
+                "frames written. Once no writer runs, `omestream repair` makes it readable "
+                "and resumable",
+            )
 
     def _version(self, node: Node, version: str | None) -> None:
         if version == "0.5" and node.zarr_format != 3:
