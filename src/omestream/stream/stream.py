@@ -100,11 +100,12 @@ class OMEStream:
         backend: ArrayBackend,
         sink: MetadataSink,
         state: StreamState | None = None,
-        release: Callable[[], None] | None = None,
+        *,
+        release: Callable[[], None],
     ) -> None:
         self.settings = settings
         # releases the stream lock (see omestream.io.locks) once the stream is closed
-        self._release = release or _nothing
+        self._release = release
         self.plan = plan
         self._kv = kv
         if isinstance(kv, LocalKV):
@@ -419,10 +420,6 @@ class OMEStream:
             kv.stop_retiring()
         with contextlib.suppress(Exception):
             release()
-
-
-def _nothing() -> None:
-    pass
 
 
 def _at_thread_exit(hook: Callable[[], None]) -> None:
