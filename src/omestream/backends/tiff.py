@@ -48,6 +48,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -665,7 +666,7 @@ class TiffBackend(ArrayBackend):
         shapes: list[list[int]],
         state: StreamState,
         stage: str,
-        records: list[list[dict[str, Any]]] | None = None,
+        records: Sequence[Sequence[Mapping[str, Any]]] | None = None,
     ) -> Any:
         record = {
             "version": __version__,

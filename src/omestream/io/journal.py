@@ -59,7 +59,7 @@ class MetadataJournal:
         """Journal what is new in ``state``; True when the full rewrite can be skipped."""
         lines: list[str] = []
         for i, records in enumerate(state.frame_metadata):
-            lines.extend(json.dumps({"image": i, "record": r}) for r in records[self._sent[i] :])
+            lines.extend(f'{{"image":{i},"record":{t}}}' for t in records.texts(self._sent[i]))
             self._sent[i] = len(records)
         skipped = state.skipped[self._skipped_sent :]
         if skipped or state.frames != self._frames_sent:

@@ -8,11 +8,13 @@ atomic replace.
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from omestream.backends.codecs import CodecChoice
 from omestream.errors import StoreFormatError
 from omestream.io.kv import KVStore
+from omestream.metadata.records import FrameRecords
 from omestream.plan import ArrayPlan
 
 __all__ = [
@@ -40,7 +42,25 @@ def array_meta_key(path: str, zarr_format: int) -> str:
 
 
 def _dump(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, indent=2, allow_nan=False).encode()
+    """``doc`` as indented JSON. Frame metadata (:class:`FrameRecords`) goes in as the
+    JSON text it is kept as, one record per line, without being decoded first."""
+    arrays: dict[str, FrameRecords] = {}
+    tag = secrets.token_hex(8)
+
+    def default(o: Any) -> Any:
+        if isinstance(o, FrameRecords):
+            token = f"\x00{tag}:{len(arrays)}\x00"
+            arrays[json.dumps(token)] = o
+            return token
+        raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+    text = json.dumps(doc, indent=2, allow_nan=False, default=default)
+    for token, records in arrays.items():
+        at = text.index(token)
+        line = text.rfind("\n", 0, at) + 1
+        indent = text[line : line + len(text[line:at]) - len(text[line:at].lstrip(" "))]
+        text = text[:at] + records.json_array(indent) + text[at + len(token) :]
+    return text.encode()
 
 
 def load_json(kv: KVStore, key: str) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from omestream.errors import ConcurrentModificationError, SettingsError, StoreFo
 from omestream.io import zarr_nodes
 from omestream.io.journal import journal_key, read_journal
 from omestream.io.kv import KVStore, LocalKV, open_kv
+from omestream.metadata.records import FrameRecords
 from omestream.plan import FrameRouter, StoragePlan, plan_storage
 from omestream.repair.presence import frames_present, layout_from_meta
 from omestream.repair.report import RepairReport
@@ -251,7 +252,7 @@ def repair_zarr(
         skipped=skipped,
         complete=complete if interrupted else bool(record.get("complete")),
         extents=list(extents) if extents is not None else [0] * len(plan.images),
-        frame_metadata=kept,
+        frame_metadata=[FrameRecords(k) for k in kept],
         repaired=_dt.datetime.now(_dt.UTC).replace(microsecond=0) if interrupted else None,
     )
     sink = ZarrMetadataSink(kv, plan, settings)

@@ -31,6 +31,7 @@ from omestream.io.kv import KVStore, open_kv
 from omestream.io.locks import hold_stream
 from omestream.metadata.ngff import channel_window
 from omestream.metadata.parse import ParsedImage, parse_group
+from omestream.metadata.records import FrameRecords
 from omestream.plan import FrameRouter, StoragePlan, plan_storage
 from omestream.settings import AcquisitionSettings
 from omestream.stream import OMEStream
@@ -197,7 +198,9 @@ def _resume(
     state.frames = rewind
     skipped = [int(s) for s in record.get("skipped", []) if isinstance(s, int)]
     state.skipped = [s for s in skipped if s < rewind]
-    state.frame_metadata = [[r for r in recs if r["frame"] < rewind] for recs in saved_meta]
+    state.frame_metadata = [
+        FrameRecords(r for r in recs if r["frame"] < rewind) for recs in saved_meta
+    ]
     state.windows = _saved_windows(kv, plan)
     u = plan.unbounded_axis
     if u is not None and rewind:

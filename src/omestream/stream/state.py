@@ -6,6 +6,8 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from omestream.metadata.records import FrameRecords
+
 __all__ = ["StreamState"]
 
 
@@ -20,8 +22,9 @@ class StreamState:
     complete: bool = False
     # per image: extent of the unbounded storage axis that holds data (None: bounded)
     extents: list[int] = field(default_factory=list)
-    # per image: per-frame metadata records, in arrival order
-    frame_metadata: list[list[dict[str, Any]]] = field(default_factory=list)
+    # per image: per-frame metadata records, in arrival order (lists of dicts are
+    # converted: records are kept as JSON text, see omestream.metadata.records)
+    frame_metadata: list[FrameRecords] = field(default_factory=list)
     dirty_metadata: bool = False
     # per image: channel -> display window measured from sampled frames (see
     # omestream.metadata.display); written into omero with the image's metadata
@@ -33,7 +36,10 @@ class StreamState:
         if not self.extents:
             self.extents = [0] * self.n_images
         if not self.frame_metadata:
-            self.frame_metadata = [[] for _ in range(self.n_images)]
+            self.frame_metadata = [FrameRecords() for _ in range(self.n_images)]
+        self.frame_metadata = [
+            r if isinstance(r, FrameRecords) else FrameRecords(r) for r in self.frame_metadata
+        ]
         if not self.windows:
             self.windows = [{} for _ in range(self.n_images)]
 
@@ -46,7 +52,7 @@ class StreamState:
             skipped=list(self.skipped),
             complete=self.complete,
             extents=list(self.extents),
-            frame_metadata=[list(r) for r in self.frame_metadata],
+            frame_metadata=[r.copy() for r in self.frame_metadata],
             dirty_metadata=self.dirty_metadata,
             windows=[dict(w) for w in self.windows],
             repaired=self.repaired,

@@ -6,7 +6,6 @@ import atexit
 import contextlib
 import functools
 import inspect
-import json
 import math
 import os
 import shutil
@@ -35,6 +34,7 @@ from omestream.errors import (
 from omestream.io.kv import KVStore, LocalKV, open_kv
 from omestream.io.locks import hold_stream
 from omestream.metadata.display import frame_window, merge_windows, samples_frame
+from omestream.metadata.records import encode_record
 from omestream.plan import FrameRouter, StoragePlan, plan_storage
 from omestream.pyramid import StreamPyramid
 from omestream.settings import AcquisitionSettings
@@ -52,9 +52,9 @@ class MetadataSink(Protocol):
 
 
 def _json_safe(value: Any, where: str) -> tuple[Any, list[str]]:
-    """``value`` as plain JSON (numpy scalars and arrays to numbers and lists, dates to
-    text), and the keys whose NaN or infinite numbers became null: JSON cannot hold
-    them, and a sensor that reads NaN should not cost the frame."""
+    """``value`` with numpy scalars and arrays made numbers and lists, and the keys
+    whose NaN or infinite numbers became null: JSON cannot hold them, and a sensor that
+    reads NaN should not cost the frame. :func:`_encoded` checks the rest."""
     nulled: list[str] = []
 
     def walk(v: Any, key: str) -> Any:
@@ -71,13 +71,13 @@ def _json_safe(value: Any, where: str) -> tuple[Any, list[str]]:
             return [walk(x, f"{key}[{i}]") for i, x in enumerate(v)]
         return v
 
-    def default(o: Any) -> Any:
-        if hasattr(o, "isoformat"):
-            return o.isoformat()
-        raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+    return walk(value, ""), nulled
 
+
+def _encoded(record: dict[str, Any], where: str) -> str:
+    """``record`` as the JSON text the stream keeps (dates become ISO text)."""
     try:
-        return json.loads(json.dumps(walk(value, ""), default=default, allow_nan=False)), nulled
+        return encode_record(record)
     except (TypeError, ValueError) as exc:
         raise FrameError(
             f"{where}: metadata must be JSON-serialisable (numbers, strings, lists, dicts): "
@@ -193,7 +193,7 @@ class OMEStream:
         meta = metadata if metadata is not None else frame_metadata
         frame = self._check_frame(frame, n)
         route = self._router.route(n)
-        record = None
+        record: str | None = None
         if meta is not None:
             if not isinstance(meta, dict):
                 raise FrameError(f"frame {n}: metadata must be a dict, got {type(meta).__name__}")
@@ -206,7 +206,7 @@ class OMEStream:
                     UserWarning,
                     stacklevel=2,
                 )
-            record = {"frame": n, "index": route.acquisition, **plain}
+            record = _encoded({"frame": n, "index": route.acquisition, **plain}, f"frame {n}")
         with self._lock:
             self._user = threading.current_thread()
             self._raise_growth_error()
@@ -393,13 +393,13 @@ class OMEStream:
                 shape[u] = e
                 self._backend.resize(i, lv, tuple(shape))
 
-    def _advance(self, image: int, index: tuple[int, ...], record: dict[str, Any] | None) -> None:
+    def _advance(self, image: int, index: tuple[int, ...], record: str | None) -> None:
         st = self._state
         st.frames += 1
         if self._unbounded is not None:
             st.extents[image] = max(st.extents[image], index[self._unbounded] + 1)
         if record is not None:
-            st.frame_metadata[image].append(record)
+            st.frame_metadata[image].append_text(record)
             st.dirty_metadata = True
         now = time.monotonic()
         if now - self._last_sync >= self.settings.writer.metadata_interval_s:

@@ -1,0 +1,135 @@
+"""Per-frame metadata records kept as JSON text (omestream.metadata.records), and the
+group documents they are written into (omestream.io.zarr_nodes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import given
+from hypothesis import strategies as st
+
+from omestream import AcquisitionSettings, Dimension, FrameError, create_stream
+from omestream.io import zarr_nodes
+from omestream.io.kv import LocalKV
+from omestream.metadata.records import FrameRecords, encode_record
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_records = st.lists(st.dictionaries(st.text(max_size=8), _json, max_size=5), max_size=6)
+
+
+@given(_records)
+def test_records_read_back_as_written(records: list[dict[str, Any]]) -> None:
+    kept = FrameRecords(records)
+    assert len(kept) == len(records)
+    assert list(kept) == records
+    assert [kept[i] for i in range(len(records))] == records
+    assert list(kept[1:]) == records[1:]
+    assert json.loads(kept.json_array()) == records
+    assert json.loads(kept.json_array(indent="    ")) == records
+
+
+@given(_records, _records)
+def test_group_documents_hold_records_as_plain_json(a: list[dict[str, Any]], b: list[Any]) -> None:
+    """Records inside a document are written as their text, at any depth, next to any
+    other attribute, and read back by a plain JSON parser as the same objects."""
+    doc = {
+        "ome": {"version": "0.5", "name": "\x00 not a placeholder"},
+        "omestream": {"frame_metadata": FrameRecords(a), "frames": len(a)},
+        "deeper": [{"frame_metadata": FrameRecords(b)}],
+    }
+    text = zarr_nodes._dump(doc).decode()
+    assert json.loads(text) == {
+        "ome": doc["ome"],
+        "omestream": {"frame_metadata": a, "frames": len(a)},
+        "deeper": [{"frame_metadata": b}],
+    }
+
+
+def test_records_are_one_per_line_in_the_document(tmp_path: Path) -> None:
+    kv = LocalKV(str(tmp_path / "g.zarr"))
+    records = FrameRecords([{"frame": i, "exposure_ms": 10.0} for i in range(3)])
+    zarr_nodes.write_group(kv, "", {"omestream": {"frame_metadata": records}}, 3)
+    lines = (tmp_path / "g.zarr" / "zarr.json").read_text().splitlines()
+    assert '        {"frame":1,"exposure_ms":10.0},' in lines
+    assert zarr.open_group(str(tmp_path / "g.zarr"), mode="r").attrs["omestream"] == {
+        "frame_metadata": list(records)
+    }
+
+
+def test_encode_record_refuses_what_json_cannot_hold() -> None:
+    assert encode_record({"when": dt.date(2026, 1, 2)}) == '{"when":"2026-01-02"}'
+    with pytest.raises(ValueError):
+        encode_record({"x": float("nan")})
+    with pytest.raises(TypeError):
+        encode_record({"x": object()})
+
+
+def test_records_cost_little_memory() -> None:
+    """A dict of a few numbers costs ~1.7 KB; the text kept for it is what bounds a
+    long time-lapse's memory (hundreds of thousands of records)."""
+    n = 20_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = FrameRecords()
+        for i in range(n):
+            kept.append(
+                {"frame": i, "index": {"t": i, "c": 0}, "delta_t": i * 0.01, "stage_x": 1.5}
+            )
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert used / n < 250, f"{used / n:.0f} bytes per record"
+
+
+def test_stream_keeps_metadata_as_given(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "m.ome.zarr"),
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=4, type="time"),
+            Dimension(name="y", count=8, chunk_size=8),
+            Dimension(name="x", count=8, chunk_size=8),
+        ],
+        dtype="uint8",
+    )
+    sent = [
+        {"stamp": dt.datetime(2026, 1, 1, 0, 0, i), "xy": np.array([1.0, 2.5]), "n": np.int16(i)}
+        for i in range(5)
+    ]
+    with create_stream(settings) as stream:
+        for meta in sent:
+            stream.append(np.zeros((8, 8), np.uint8), metadata=meta)
+        with pytest.raises(FrameError, match="frame 5: metadata must be JSON"):
+            stream.append(np.zeros((8, 8), np.uint8), metadata={"bad": object()})
+    stored = zarr.open_group(settings.output_path, mode="r").attrs["omestream"]
+    assert stored["frames"] == 5
+    assert stored["frame_metadata"] == [
+        {
+            "frame": i,
+            "index": {"t": i},
+            "stamp": f"2026-01-01T00:00:0{i}",
+            "xy": [1.0, 2.5],
+            "n": i,
+        }
+        for i in range(5)
+    ]
