@@ -101,6 +101,11 @@ def test_case_round_trip(case: Case, tmp_path: Path) -> None:
         # multi-file: every TiffData names its file by UUID
         blocks = [td for im in ome.images for td in im.pixels.tiff_data_blocks]
         assert all(td.uuid is not None and td.uuid.file_name in files for td in blocks)
+        # each file's own document carries the UUID the others use for it, and no other
+        named = {td.uuid.file_name: td.uuid.value for td in blocks if td.uuid is not None}
+        own = {os.path.basename(f): read_ome(f).uuid for f in tiff_files(settings)}
+        assert own == named
+        assert len(set(own.values())) == len(files)
     if case.metadata:
         planes = ome.images[0].pixels.planes
         assert len(planes) == case.n_frames

@@ -79,7 +79,7 @@ from omestream.tiff.layout import (
     tiff_layout,
 )
 from omestream.tiff.pages import PageFormat
-from omestream.tiff.xml import assemble_ome, file_xml
+from omestream.tiff.xml import assemble_ome, file_xmls
 
 __all__ = ["TiffBackend"]
 
@@ -276,7 +276,7 @@ class TiffBackend(ArrayBackend):
                 if self._first_axis is not None:
                     extents[image] = max(extents[image], index[self._first_axis] + 1)
         ome = self._document(pages, self._shapes(extents), state, "streaming")
-        self._initial = [file_xml(ome, u).encode("utf-8") for u in self.uuids]
+        self._initial = [x.encode("utf-8") for x in file_xmls(ome, self.uuids)]
         self._xml_bytes = sum(len(x) for x in self._initial)
 
     def update(self, state: StreamState, final: bool) -> None:
@@ -701,10 +701,10 @@ class TiffBackend(ArrayBackend):
         records = [r[:n] for r, n in zip(state.frame_metadata, lengths, strict=True)]
         ome = self._document(self._pages, self._shapes(extents), state, "streaming", records)
         total = 0
-        for f, (path, u) in enumerate(zip(self.layout.paths, self.uuids, strict=True)):
+        xmls = file_xmls(ome, self.uuids)
+        for f, (path, xml) in enumerate(zip(self.layout.paths, xmls, strict=True)):
             fh = writers[f].filehandle
             fh.flush()
-            xml = file_xml(ome, u)
             replace_description(path, xml, durable=False)
             fh.seek(0, os.SEEK_END)  # the next page goes after the new document
             total += len(xml)
@@ -721,8 +721,8 @@ class TiffBackend(ArrayBackend):
         ome = self._document(
             self._pages, self._shapes(self._extents()), state, "closed", state.frame_metadata
         )
-        for path, u in zip(self.layout.paths, self.uuids, strict=True):
-            replace_description(path, file_xml(ome, u), durable=self.options.fsync)
+        for path, xml in zip(self.layout.paths, file_xmls(ome, self.uuids), strict=True):
+            replace_description(path, xml, durable=self.options.fsync)
         self._final = True
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "ome_dimension_map",
     "ome_dimension_order",
     "plane_index",
+    "render_xml",
     "stage_label",
     "tiff_data_blocks",
 ]
@@ -29,6 +30,17 @@ _PIXEL_TYPES = {
     "uint8": "uint8", "uint16": "uint16", "uint32": "uint32", "int8": "int8",
     "int16": "int16", "int32": "int32", "float32": "float", "float64": "double",
 }  # fmt: skip
+
+
+def render_xml(ome: OME) -> str:
+    """``ome`` as OME-XML, attributes equal to the schema's defaults left out.
+
+    ome-types' default (leave out what was never set) first walks the whole model to
+    find which sequences were filled, and that walk cost as much as the rendering
+    itself: ~0.7 of ~1.5 ms per plane with frame metadata. Leaving out defaults
+    instead is 2-2.5x faster and reads back as the same model.
+    """
+    return ome.to_xml(exclude_unset=False, exclude_defaults=True)
 
 
 def ome_dimension_map(image: ImagePlan) -> dict[str, str]:

@@ -107,9 +107,9 @@ class ZarrMetadataSink:
                 shape = list(im.levels[0].shape)
                 shape[u] = state.extents[i]
                 shapes.append(shape)
-        from omestream.metadata.ome_xml import build_ome  # ome-types is slow to import
+        from omestream.metadata.ome_xml import build_ome, render_xml  # slow to import
 
         ome = build_ome(self.plan, shapes, acquisition_date=state.started)
         self.kv.set(
-            "OME/METADATA.ome.xml", ome.to_xml().encode(), durable=self.settings.writer.fsync
+            "OME/METADATA.ome.xml", render_xml(ome).encode(), durable=self.settings.writer.fsync
         )

@@ -30,7 +30,7 @@ from omestream.settings import AcquisitionSettings
 from omestream.tiff.ifd import complete_pages, read_description, replace_description
 from omestream.tiff.layout import TIFF_SUFFIXES, PageKey, TiffLayout, first_outer_axis
 from omestream.tiff.pages import PageFormat
-from omestream.tiff.xml import assemble_ome, file_xml, read_record
+from omestream.tiff.xml import assemble_ome, file_xmls, read_record
 
 __all__ = ["RecoveryReport", "recover"]
 
@@ -132,8 +132,8 @@ def recover(path: str | os.PathLike[str], durable: bool = True) -> RecoveryRepor
     ome = assemble_ome(
         plan, layout, uuids, shapes, pages, [[] for _ in range(n_images)], started, new_record, old
     )
-    for p, u in zip(paths, uuids, strict=True):
-        replace_description(p, file_xml(ome, u), durable=durable)
+    for p, xml in zip(paths, file_xmls(ome, uuids), strict=True):
+        replace_description(p, xml, durable=durable)
     return RecoveryReport(os.fspath(path), tuple(names), frames, padded, False)
 
 

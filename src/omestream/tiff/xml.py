@@ -21,13 +21,14 @@ from omestream.metadata.ome_xml import (
     build_ome,
     frame_planes,
     plane_index,
+    render_xml,
     stage_label,
     tiff_data_blocks,
 )
 from omestream.plan import StoragePlan
 from omestream.tiff.layout import PageKey, TiffLayout
 
-__all__ = ["RECORD_NAMESPACE", "assemble_ome", "file_xml", "read_record", "record_in"]
+__all__ = ["RECORD_NAMESPACE", "assemble_ome", "file_xmls", "read_record", "record_in"]
 
 RECORD_NAMESPACE = "omestream.record"
 _RECORD_ID = "Annotation:omestream"
@@ -104,10 +105,18 @@ def _kept_planes(
     return planes, notes
 
 
-def file_xml(ome: OME, uuid: str) -> str:
-    """The document as stored in one file: the same for every file but its UUID."""
-    ome.uuid = uuid
-    return ome.to_xml()
+def file_xmls(ome: OME, uuids: Sequence[str]) -> list[str]:
+    """The document as stored in each file: the same for every file but its root UUID.
+
+    Rendered once, each file's UUID put in after: rendering costs ~0.5 ms per plane,
+    and a multi-position dataset has one file per position, each with every plane.
+    """
+    ome.uuid = uuids[0]
+    xml = render_xml(ome)
+    first = f'UUID="{uuids[0]}"'
+    at = xml.index(first)  # the root's attribute: before any element that names files
+    head, tail = xml[:at], xml[at + len(first) :]
+    return [f'{head}UUID="{u}"{tail}' for u in uuids]
 
 
 def read_record(xml: str) -> tuple[OME, dict[str, Any]]:
