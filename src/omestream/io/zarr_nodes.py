@@ -57,8 +57,8 @@ def _dump(doc: dict[str, Any]) -> bytes:
     text = json.dumps(doc, indent=2, allow_nan=False, default=default)
     for token, records in arrays.items():
         at = text.index(token)
-        line = text.rfind("\n", 0, at) + 1
-        indent = text[line : line + len(text[line:at]) - len(text[line:at].lstrip(" "))]
+        before = text[text.rfind("\n", 0, at) + 1 : at]  # the line up to the array
+        indent = before[: len(before) - len(before.lstrip(" "))]
         text = text[:at] + records.json_array(indent) + text[at + len(token) :]
     return text.encode()
 

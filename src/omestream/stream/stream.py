@@ -51,7 +51,7 @@ class MetadataSink(Protocol):
     def update(self, state: StreamState, final: bool) -> None: ...
 
 
-def _json_safe(value: Any, where: str) -> tuple[Any, list[str]]:
+def _json_safe(value: Any) -> tuple[Any, list[str]]:
     """``value`` with numpy scalars and arrays made numbers and lists, and the keys
     whose NaN or infinite numbers became null: JSON cannot hold them, and a sensor that
     reads NaN should not cost the frame. :func:`_encoded` checks the rest."""
@@ -197,7 +197,7 @@ class OMEStream:
         if meta is not None:
             if not isinstance(meta, dict):
                 raise FrameError(f"frame {n}: metadata must be a dict, got {type(meta).__name__}")
-            plain, nulled = _json_safe(meta, f"frame {n}")
+            plain, nulled = _json_safe(meta)
             if nulled and not self._warned_non_finite:
                 self._warned_non_finite = True
                 warnings.warn(

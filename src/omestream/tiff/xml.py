@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ome_types import OME, from_xml
 from ome_types import model as m
 
 from omestream.metadata.ome_xml import (
+    FramePlanes,
     build_ome,
     frame_planes,
     plane_index,
@@ -28,10 +30,26 @@ from omestream.metadata.ome_xml import (
 from omestream.plan import StoragePlan
 from omestream.tiff.layout import PageKey, TiffLayout
 
-__all__ = ["RECORD_NAMESPACE", "assemble_ome", "file_xmls", "read_record", "record_in"]
+__all__ = [
+    "RECORD_NAMESPACE",
+    "TiffDocument",
+    "assemble_ome",
+    "file_xmls",
+    "read_record",
+    "record_in",
+]
 
 RECORD_NAMESPACE = "omestream.record"
 _RECORD_ID = "Annotation:omestream"
+
+
+@dataclass
+class TiffDocument:
+    """The OME model of a dataset, and per image the planes made from its frames'
+    metadata (None: the model's own planes, kept from an earlier document)."""
+
+    ome: OME
+    frames: list[FramePlanes | None]
 
 
 def assemble_ome(
@@ -44,7 +62,7 @@ def assemble_ome(
     started: _dt.datetime,
     record: Mapping[str, Any],
     old: OME | None = None,
-) -> OME:
+) -> TiffDocument:
     """The document for ``pages`` (per file, (image, storage index) of each IFD).
 
     ``shapes`` are the level-0 shapes per image to declare; pages outside them are not
@@ -59,15 +77,21 @@ def assemble_ome(
             if all(i < s for i, s in zip(index, shape[:-2], strict=True)):
                 per_image[image][plane_index(plan.images[image], shape, index)] = (f, ifd)
     files = list(zip(layout.files, uuids, strict=True)) if layout.multi_file else None
-    notes: list[m.MapAnnotation] = []
+    notes: list[m.MapAnnotation] = []  # kept from ``old``
+    frames: list[FramePlanes | None] = []
+    n_notes = 0
     for i, (im, ome_image) in enumerate(zip(plan.images, ome.images, strict=True)):
         px = ome_image.pixels
         px.tiff_data_blocks = tiff_data_blocks(im, shapes[i], per_image[i], files)
-        planes, new_notes = frame_planes(im, shapes[i], records[i], annotation_start=len(notes))
-        if old is not None and i < len(old.images) and not planes:
-            planes, new_notes = _kept_planes(old, i, px, len(notes))
-        px.planes = planes
-        notes.extend(new_notes)
+        planes = frame_planes(im, shapes[i], records[i], annotation_start=n_notes)
+        if old is not None and i < len(old.images) and not planes.planes:
+            px.planes, kept = _kept_planes(old, i, px, n_notes)
+            notes.extend(kept)
+            n_notes += len(kept)
+            frames.append(None)
+        else:
+            frames.append(planes)
+            n_notes += len(planes.notes)
         label = stage_label(im)
         if label is not None:
             ome_image.stage_label = label
@@ -79,7 +103,7 @@ def assemble_ome(
     ome.structured_annotations = m.StructuredAnnotations(
         map_annotations=notes, comment_annotations=[comment]
     )
-    return ome
+    return TiffDocument(ome, frames)
 
 
 def _kept_planes(
@@ -105,14 +129,14 @@ def _kept_planes(
     return planes, notes
 
 
-def file_xmls(ome: OME, uuids: Sequence[str]) -> list[str]:
+def file_xmls(doc: TiffDocument, uuids: Sequence[str]) -> list[str]:
     """The document as stored in each file: the same for every file but its root UUID.
 
-    Rendered once, each file's UUID put in after: rendering costs ~0.5 ms per plane,
-    and a multi-position dataset has one file per position, each with every plane.
+    Rendered once, each file's UUID put in after: a multi-position dataset has one file
+    per position, each with every plane.
     """
-    ome.uuid = uuids[0]
-    xml = render_xml(ome)
+    doc.ome.uuid = uuids[0]
+    xml = render_xml(doc.ome, doc.frames)
     first = f'UUID="{uuids[0]}"'
     at = xml.index(first)  # the root's attribute: before any element that names files
     head, tail = xml[:at], xml[at + len(first) :]

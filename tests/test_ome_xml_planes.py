@@ -1,0 +1,109 @@
+"""Planes and MapAnnotations made from per-frame metadata, rendered as XML text into
+the OME document (omestream.metadata.ome_xml), read back by ome-types."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import ome_types
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omestream import AcquisitionSettings, Dimension
+from omestream.metadata.ome_xml import PLANE_KEYS, build_ome, frame_planes, render_xml
+from omestream.plan import plan_storage
+
+SETTINGS = AcquisitionSettings(
+    root_path="planes.ome.tiff",
+    dimensions=[
+        Dimension(name="t", count=3, type="time"),
+        Dimension(name="c", count=2, type="channel"),
+        Dimension(name="z", count=2, type="space"),
+        Dimension(name="y", count=4),
+        Dimension(name="x", count=4),
+    ],
+    dtype="uint8",
+)
+PLAN = plan_storage(SETTINGS)
+SHAPE = list(PLAN.images[0].levels[0].shape)
+
+_text = st.text(max_size=10)  # any code point: quotes, <, &, newlines, control characters
+_value = (
+    st.none()
+    | st.integers(-1000, 1000)
+    | st.floats(allow_nan=False, allow_infinity=False, width=32)
+    | _text
+    | st.lists(st.integers(0, 9), max_size=3)
+)
+_keys = st.sampled_from([*PLANE_KEYS, "note", "a&b", 'q"']) | _text.filter(
+    lambda k: k not in ("frame", "index")
+)
+_user = st.dictionaries(_keys, _value, max_size=4)
+
+
+def _records(user: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for n, u in enumerate(user):
+        t, rest = divmod(n, 4)
+        c, z = divmod(rest, 2)
+        out.append({"frame": n, "index": {"t": t, "c": c, "z": z}, **u})
+    return out
+
+
+def _xml_safe(s: str) -> str:
+    return "".join(
+        ch if ch in "\t\n\r" or (ch >= " " and ch not in "\ufffe\uffff") else "\ufffd" for ch in s
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_user, min_size=1, max_size=12))
+def test_planes_read_back_as_recorded(user: list[dict[str, Any]]) -> None:
+    records = _records(user)
+    frames = frame_planes(PLAN.images[0], SHAPE, records)
+    ome = build_ome(PLAN, [SHAPE], metadata_only=False)
+    xml = render_xml(ome, [frames])
+    back = ome_types.from_xml(xml, validate=True)
+    planes = back.images[0].pixels.planes
+    assert ome.images[0].pixels.planes == []  # the model is left as it was
+    notes = {a.id: a for a in back.structured_annotations.map_annotations}
+    by_zct = {(p.the_z, p.the_c, p.the_t): p for p in planes}
+    assert len(by_zct) == len(planes) == len(records)
+    assert [(p.the_t, p.the_c, p.the_z) for p in planes] == sorted(
+        (p.the_t, p.the_c, p.the_z) for p in planes
+    )
+    for rec in records:
+        i = rec["index"]
+        plane = by_zct[(i["z"], i["c"], i["t"])]
+        expected: dict[str, str] = {}
+        for key, value in rec.items():
+            if key in ("frame", "index") or value is None:
+                continue
+            attr = PLANE_KEYS.get(key)
+            if attr is not None and isinstance(value, int | float):
+                assert getattr(plane, attr[0]) == pytest.approx(float(value))
+                assert getattr(plane, f"{attr[0]}_unit").value == attr[1]
+            else:
+                text = (
+                    value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+                )
+                expected[_xml_safe(key)] = _xml_safe(text)
+        refs = plane.annotation_refs
+        assert len(refs) == (1 if expected else 0)
+        if expected:
+            assert {m.k: m.value for m in notes[refs[0].id].value.ms} == expected
+
+
+def test_no_frames_renders_the_model_alone() -> None:
+    ome = build_ome(PLAN, [SHAPE], metadata_only=False)
+    assert ome_types.from_xml(render_xml(ome)) == ome_types.from_xml(ome.to_xml())
+
+
+def test_records_outside_the_shape_are_left_out() -> None:
+    records = _records([{"delta_t": 1.0}] * 4)
+    records.append({"frame": 99, "index": {"t": 7, "c": 0, "z": 0}, "delta_t": 2.0})
+    records.append({"frame": 100, "index": {"t": 0}, "delta_t": 2.0})  # no c, z
+    frames = frame_planes(PLAN.images[0], SHAPE, records)
+    assert len(frames.planes) == 4
