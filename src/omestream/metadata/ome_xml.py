@@ -342,18 +342,19 @@ def frame_planes(
         rest = plane_index(image, shape, index)
         for letter, size in zip(names, reversed(sizes), strict=True):
             rest, zct[letter] = divmod(rest, size)
-        attrs = [f'TheZ="{zct["Z"]}" TheT="{zct["T"]}" TheC="{zct["C"]}"']
+        attrs = {"TheZ": str(zct["Z"]), "TheT": str(zct["T"]), "TheC": str(zct["C"])}
         extra: list[str] = []
         for key, value in rec.items():
             if key in ("index", "frame") or value is None:  # TheZ/C/T say where; None: no value
                 continue
             attr = _PLANE_ATTRS.get(key)
             if attr is not None and isinstance(value, int | float) and math.isfinite(value):
-                attrs.append(f'{attr[0]}="{float(value)!r}" {attr[1]}="{attr[2]}"')
+                attrs[attr[0]] = repr(float(value))  # two keys for one attribute: the last
+                attrs[attr[1]] = attr[2]
             else:
                 text = _xml_text(_annotation_value(value))
                 extra.append(f"<M K={_xml_attr(str(key))}>{text}</M>")
-        element = f"<Plane {' '.join(attrs)}/>"
+        element = "<Plane " + " ".join(f'{k}="{v}"' for k, v in attrs.items()) + "/>"
         if extra:
             ann_id = f"Annotation:{annotation_start + len(out.notes)}"
             out.notes.append(
