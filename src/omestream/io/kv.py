@@ -212,6 +212,8 @@ class LocalKV(KVStore):
         p = self.path(prefix)
         if os.path.isdir(p):
             shutil.rmtree(p)
+            # folders this store made there are gone: make them again when written to
+            self._made = {d for d in self._made if d != p and not d.startswith(p + os.sep)}
         elif os.path.exists(p):
             os.unlink(p)
 

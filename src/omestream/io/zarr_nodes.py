@@ -7,6 +7,7 @@ atomic replace.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from typing import Any
@@ -117,28 +118,53 @@ def create_array(
     dimension_names: tuple[str, ...],
     fill_value: int | float = 0,
 ) -> None:
-    """Create (or replace) one array with zarr-python, then drop its default attributes."""
+    """Create (or replace) one array: the documents zarr-python makes for it, written
+    by ``kv`` after whatever was at ``path`` is removed."""
+    docs = _array_documents(
+        level.shape, level.chunks, level.shards, dtype, codec, zarr_format,
+        dimension_names, fill_value,
+    )  # fmt: skip
+    kv.delete_prefix(path)
+    for name, data in docs:
+        # not synced, as zarr-python does not: a stream syncs everything at close
+        kv.set(_join(path, name), data, durable=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _array_documents(
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    shards: tuple[int, ...] | None,
+    dtype: str,
+    codec: CodecChoice,
+    zarr_format: int,
+    dimension_names: tuple[str, ...],
+    fill_value: int | float,
+) -> tuple[tuple[str, bytes], ...]:
+    """The documents (name in the array's folder, bytes) zarr-python writes for such an
+    array, made once in memory. Through a store, each array cost ~6 ms of zarr-python's
+    event loop round trips: 2.3 s before a 384-well plate could start."""
     import zarr
+    from zarr.storage import MemoryStore
 
     kwargs: dict[str, Any] = {
-        "store": kv.zarr_store(),
-        "name": path,
-        "shape": level.shape,
-        "chunks": level.chunks,
+        "shape": shape,
+        "chunks": chunks,
         "dtype": dtype,
         "fill_value": fill_value,
-        "overwrite": True,
         "zarr_format": zarr_format,
     }
     if zarr_format == 3:
-        kwargs["shards"] = level.shards
+        kwargs["shards"] = shards
         kwargs["compressors"] = codec.zarr_v3(dtype)
         kwargs["dimension_names"] = list(dimension_names)
         kwargs["chunk_key_encoding"] = {"name": "default", "separator": "/"}
     else:
         kwargs["compressors"] = codec.zarr_v2(dtype)
         kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
-    zarr.create_array(**kwargs)
+    made: dict[str, Any] = {}
+    zarr.create_array(store=MemoryStore(made), name="a", **kwargs)
+    return tuple((key[2:], made[key].to_bytes()) for key in sorted(made) if key.startswith("a/"))
 
 
 def read_array_meta(kv: KVStore, path: str, zarr_format: int) -> dict[str, Any]:

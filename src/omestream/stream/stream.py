@@ -551,7 +551,7 @@ def _start(
         sink.start(stream._state)
     except OSError as exc:
         backend.abort()
-        if isinstance(exc, WriteError):
-            raise
-        raise WriteError(exc.errno or 0, f"cannot create {settings.output_path!r}: {exc}") from exc
+        reason = exc.strerror if isinstance(exc, WriteError) else str(exc)
+        err = WriteError(exc.errno or 0, f"cannot create {settings.output_path!r}: {reason}")
+        raise err from exc
     return stream
