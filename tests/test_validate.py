@@ -205,10 +205,14 @@ def test_independent_validators_run_and_report_failures(
     root = tmp_path / "broken.ome.zarr"
     shutil.copytree(good["pyramid"], root)
     axes_count_wrong(root)
-    report = validate_store(root)
+    steps: list[str] = []
+    report = validate_store(root, on_step=steps.append)
+    assert steps == ["structure", "ome-zarr-models", "yaozarrs"]  # what runs, as it starts
     by_name = {v.name: v for v in report.validators}
     assert set(by_name) == {"ome-zarr-models", "yaozarrs"}
     assert any(v.status == "failed" for v in by_name.values())
+    assert all(v.seconds > 0 for v in by_name.values())
+    assert all(v["seconds"] > 0 for v in report.to_dict()["validators"])
 
 
 def test_validate_subprocess_exit_codes_and_json(good: dict[str, str], tmp_path: Path) -> None:

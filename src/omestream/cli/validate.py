@@ -29,7 +29,8 @@ def render_report(report: ValidationReport, console: Console) -> None:
         console.print(Text.assemble("    ", ("! ", "yellow"), (p.where, "bold"), ": ", p.message))
     for v in report.validators:
         mark, style = _STATUS[v.status]
-        console.print(Text.assemble((f"{mark} ", style), (v.name, "bold"), f"  {v.status}"))
+        took = f" in {v.seconds:.1f} s" if v.status != "skipped" and v.seconds >= 1 else ""
+        console.print(Text.assemble((f"{mark} ", style), (v.name, "bold"), f"  {v.status}{took}"))
         for line in v.detail.splitlines():
             console.print(Text("    " + line, style="dim" if v.status == "skipped" else ""))
     verdict = Text("valid", style="bold green") if report.ok else Text("INVALID", style="bold red")
@@ -57,7 +58,15 @@ def validate(
 
     if "://" not in path and not os.path.exists(path):
         raise missing(path)
-    report = validate_store(path, external=external)
+    # what runs now, on stderr (the report, --json included, goes to stdout); shown
+    # only on a terminal
+    with Console(stderr=True).status("validating") as status:
+
+        def step(name: str) -> None:
+            what = "structure checks" if name == "structure" else f"{name} (independent)"
+            status.update(f"validating {path}: {what}")
+
+        report = validate_store(path, external=external, on_step=step)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -7,6 +7,7 @@ Each returns a :class:`ValidatorResult`; a validator that is not installed is
 from __future__ import annotations
 
 import importlib.util
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class ValidatorResult:
     name: str
     status: Status
     detail: str = ""
+    seconds: float = 0.0  # how long it ran (large plates: a minute and more)
 
 
 def _short(exc: BaseException, limit: int = 6) -> str:
@@ -73,8 +75,13 @@ VALIDATORS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
 }
 
 
-def run_validators(path: str, names: list[str] | None = None) -> list[ValidatorResult]:
-    """Run each installed validator on the OME-Zarr store at ``path``."""
+def run_validators(
+    path: str,
+    names: list[str] | None = None,
+    on_start: Callable[[str], object] | None = None,
+) -> list[ValidatorResult]:
+    """Run each installed validator on the OME-Zarr store at ``path``; ``on_start`` is
+    called with each one's name before it runs."""
     results = []
     for name, (module, requirement, check) in VALIDATORS.items():
         if names is not None and name not in names:
@@ -84,12 +91,17 @@ def run_validators(path: str, names: list[str] | None = None) -> list[ValidatorR
                 ValidatorResult(name, "skipped", f"not installed (pip install {requirement})")
             )
             continue
+        if on_start is not None:
+            on_start(name)
+        began = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 check(path)
         except Exception as exc:
-            results.append(ValidatorResult(name, "failed", _short(exc)))
+            status: Status = "failed"
+            detail = _short(exc)
         else:
-            results.append(ValidatorResult(name, "passed"))
+            status, detail = "passed", ""
+        results.append(ValidatorResult(name, status, detail, time.perf_counter() - began))
     return results
