@@ -234,8 +234,9 @@ def test_an_uncompressed_stream_bypasses_the_page_cache(tmp_path: Path) -> None:
     roots = {}
     for direct in (True, False):
         root = tmp_path / f"direct-{direct}.ome.zarr"
-        dims = [Dimension(name="t", count=None, chunk_size=1), Dimension(name="y", count=512),
-                Dimension(name="x", count=512)]  # fmt: skip
+        # a shard per frame (of one chunk), so that each frame is a file of its own
+        dims = [Dimension(name="t", count=None, chunk_size=1, shard_size_chunks=1),
+                Dimension(name="y", count=512), Dimension(name="x", count=512)]  # fmt: skip
         settings = AcquisitionSettings(root_path=str(root), dimensions=dims, dtype="uint16",
                                        writer=WriterOptions(direct_io=direct))  # fmt: skip
         with create_stream(settings) as stream:

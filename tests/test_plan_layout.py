@@ -44,6 +44,18 @@ def test_small_frames_are_grouped_into_shards_of_about_8_mib() -> None:
     assert level.shards == (16, 512, 512)  # 16 x 512 KiB frames
 
 
+def test_frames_given_as_chunks_of_one_are_grouped_too() -> None:
+    """ome-writers' settings give t, c and z chunks of 1 and y/x chunks: small frames
+    still share shard files (of whole chunks), else a plate of small frames wrote one
+    file per frame; a shard size given along any axis is kept as given."""
+    (level,) = _levels(1000, 512, 512, t_chunk_size=1, y_chunk_size=512, x_chunk_size=512)
+    assert level.chunks == (1, 512, 512) and level.shards == (16, 512, 512)
+    (level,) = _levels(1000, 256, 256, t_chunk_size=4, y_chunk_size=128, x_chunk_size=128)
+    assert level.chunks == (4, 128, 128) and level.shards == (64, 256, 256)
+    (level,) = _levels(1000, 512, 512, t_chunk_size=1, t_shard_size_chunks=1)
+    assert level.shards == (1, 512, 512)
+
+
 def test_a_shard_of_one_chunk_is_left_out() -> None:
     # chunks given as whole frames: one chunk per shard, so no sharding at all
     (level,) = _levels(10, 2048, 2048, y_chunk_size=2048, x_chunk_size=2048)

@@ -103,8 +103,9 @@ def auto_chunks(
     Heuristic: y/x chunks of at most 512 (2048 without sharding); one frame per chunk
     along the outer axes. With sharding, a shard covers the whole frame and groups
     frames along the innermost outer axis until it holds about 8 MiB (at most 256
-    frames), so small frames are not written as one tiny file each. A shard that
-    would hold a single chunk is left out: the array is then not sharded.
+    frames), in whole chunks of that axis (given or chosen), so small frames are not
+    written as one tiny file each. Shard sizes given for any axis are kept as given.
+    A shard that would hold a single chunk is left out: the array is then not sharded.
     """
     counts = [d.count or 1 for d in dims]
     edge = MAX_FRAME_CHUNK if sharded else MAX_V2_CHUNK
@@ -126,8 +127,11 @@ def auto_chunks(
         shards[i] = math.ceil(counts[i] / chunks[i]) * chunks[i]
     if len(dims) > 2:
         inner = len(dims) - 3
-        frame_bytes = shards[-2] * shards[-1] * itemsize * math.prod(shards[:-2])
-        if frame_bytes < TARGET_SHARD_BYTES and dims[inner].chunk_size is None:
+        # bytes per step along that axis (a frame, times the chunks of the axes outside)
+        frame_bytes = shards[-2] * shards[-1] * itemsize * math.prod(shards[:-3])
+        # whole chunks along that axis, given or chosen: a chunk of one frame (as
+        # ome-writers' settings give t, c and z) still needs no file of its own
+        if frame_bytes < TARGET_SHARD_BYTES:
             per = max(1, min(TARGET_SHARD_BYTES // frame_bytes, MAX_FRAMES_PER_SHARD))
             limit = dims[inner].count or per
             n_chunks = max(1, min(per, limit) // chunks[inner])
