@@ -6,7 +6,7 @@ import datetime as _dt
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -246,15 +246,24 @@ def plane_index(image: ImagePlan, shape: Sequence[int], index: Sequence[int]) ->
     return n
 
 
-def _zct(image: ImagePlan, shape: Sequence[int], plane: int) -> dict[str, int]:
-    """TheZ/TheC/TheT of an OME plane number."""
+def _zct_of(image: ImagePlan, shape: Sequence[int]) -> Callable[[int], dict[str, int]]:
+    """TheZ/TheC/TheT of an OME plane number, for ``image`` at ``shape``."""
     letters = ome_dimension_map(image)
-    sizes = _outer_sizes(image, shape)
-    out = {"Z": 0, "C": 0, "T": 0}
-    rest = plane
-    for a, s in zip(reversed(image.axes[:-2]), reversed(sizes), strict=True):
-        rest, out[letters[a.name]] = divmod(rest, s)
-    return out
+    steps = [
+        (letters[a.name], s)
+        for a, s in zip(
+            reversed(image.axes[:-2]), reversed(_outer_sizes(image, shape)), strict=True
+        )
+    ]
+
+    def zct(plane: int) -> dict[str, int]:
+        out = {"Z": 0, "C": 0, "T": 0}
+        rest = plane
+        for letter, size in steps:
+            rest, out[letter] = divmod(rest, size)
+        return out
+
+    return zct
 
 
 def stage_label(image: ImagePlan) -> m.StageLabel | None:
@@ -326,8 +335,7 @@ def frame_planes(
     """
     outer = image.axis_names[:-2]
     sizes = _outer_sizes(image, shape)
-    letters = ome_dimension_map(image)
-    names = [letters[a.name] for a in reversed(image.axes[:-2])]
+    zct_of = _zct_of(image, shape)
     planes: list[tuple[tuple[int, int, int], str]] = []
     out = FramePlanes()
     for rec in records:
@@ -338,10 +346,7 @@ def frame_planes(
             continue
         if any(i >= s for i, s in zip(index, sizes, strict=True)):
             continue
-        zct = {"Z": 0, "C": 0, "T": 0}
-        rest = plane_index(image, shape, index)
-        for letter, size in zip(names, reversed(sizes), strict=True):
-            rest, zct[letter] = divmod(rest, size)
+        zct = zct_of(plane_index(image, shape, index))
         attrs = {"TheZ": str(zct["Z"]), "TheT": str(zct["T"]), "TheC": str(zct["C"])}
         extra: list[str] = []
         for key, value in rec.items():
@@ -383,10 +388,11 @@ def tiff_data_blocks(
     """
     blocks: list[m.TiffData] = []
     run: list[int] = []  # [first plane, file, first ifd, count]
+    zct_of = _zct_of(image, shape)
 
     def emit() -> None:
         plane, f, ifd, count = run
-        zct = _zct(image, shape, plane)
+        zct = zct_of(plane)
         kw: dict[str, Any] = {
             "ifd": ifd, "first_z": zct["Z"], "first_c": zct["C"], "first_t": zct["T"],
             "plane_count": count,
