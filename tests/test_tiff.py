@@ -4,8 +4,10 @@ pyramids, per-frame metadata and existing outputs."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from omestream import (
     SettingsError,
     StoreExistsError,
     StoreFormatError,
+    WriterOptions,
     create_stream,
 )
 from tests.cases import CASE_IDS, CASES, Case, frame_for
@@ -562,3 +565,35 @@ def test_where_holes_do_not_show_pages_are_written_with_their_ifds(
     cached = _long_settings(tmp_path / "cached.ome.tiff", frames)
     check_dataset(cached, [_stream_frames(cached, frames)])
     assert len(opened) == 1  # no direct descriptor for the second file
+
+
+def test_closing_document_describes_frames_after_the_last_refresh(tmp_path: Path) -> None:
+    """The closing OME-XML describes every frame and its metadata, also those appended
+    after the stream's last metadata refresh (it once described the refresh's copy of
+    the state: a long stream's last time points were in the file but not in its
+    series)."""
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "late.ome.tiff"),
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=1, type="time"),
+            Dimension(name="y", count=32, chunk_size=32),
+            Dimension(name="x", count=32, chunk_size=32),
+        ],
+        dtype="uint16",
+        writer=WriterOptions(metadata_interval_s=0.05),
+    )
+    with create_stream(settings) as stream:
+        for n in range(40):
+            stream.append(frame_for(n, (32, 32), "uint16"), metadata={"delta_t": n * 0.5})
+        time.sleep(0.5)  # the stream refreshes its metadata meanwhile
+        for n in range(40, 45):
+            stream.append(frame_for(n, (32, 32), "uint16"), metadata={"delta_t": n * 0.5})
+    with tifffile.TiffFile(settings.output_path) as tif:
+        data = tif.series[0].asarray()
+    assert data.shape == (45, 32, 32)
+    np.testing.assert_array_equal(data[44], frame_for(44, (32, 32), "uint16"))
+    ome = read_ome(settings.output_path)
+    planes = ome.images[0].pixels.planes
+    assert [p.delta_t for p in planes] == pytest.approx([n * 0.5 for n in range(45)])
+    record = json.loads(next(c.value for c in ome.structured_annotations.comment_annotations))
+    assert record["frames"] == 45 and record["complete"] is True
