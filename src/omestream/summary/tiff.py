@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -37,15 +38,26 @@ def tiff_axis(letter: str) -> tuple[str, str | None]:
     return TIFF_AXES.get(letter.upper(), (letter.lower(), None))
 
 
+# What a summary never reads, and the bulk of a long acquisition's OME-XML: a Plane per
+# frame, and omestream's per-frame MapAnnotations that only Planes refer to. Parsed
+# into ome-types objects they cost ~0.5 ms each (20 000 planes: 11.8 s for `info`).
+_PLANES = re.compile(r"<Plane\b[^>]*?/>|<Plane\b[^>]*>.*?</Plane>", re.DOTALL)
+_FRAME_NOTES = re.compile(
+    r'<MapAnnotation\b[^>]*\bNamespace="omestream\.frame_metadata"[^>]*>.*?</MapAnnotation>',
+    re.DOTALL,
+)
+
+
 def ome_model(tif: Any) -> Any | None:
-    """The ome-types model of the file's OME-XML, or None for plain TIFF."""
+    """The ome-types model of the file's OME-XML (without its Plane elements and
+    omestream's per-frame annotations), or None for plain TIFF."""
     xml = tif.ome_metadata
     if not xml:
         return None
     from ome_types import from_xml
 
     try:
-        return from_xml(xml)
+        return from_xml(_FRAME_NOTES.sub("", _PLANES.sub("", xml)))
     except Exception:
         return None
 
