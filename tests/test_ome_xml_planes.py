@@ -110,3 +110,32 @@ def test_records_outside_the_shape_are_left_out() -> None:
     records.append({"frame": 100, "index": {"t": 0}, "delta_t": 2.0})  # no c, z
     frames = frame_planes(PLAN.images[0], SHAPE, records)
     assert len(frames.planes) == 4
+
+
+def test_summaries_parse_the_document_without_its_planes() -> None:
+    """`omestream info` leaves out Plane elements (self-closing or not) and omestream's
+    per-frame annotations before parsing; everything else is read as it is."""
+    from types import SimpleNamespace
+
+    from omestream.summary.tiff import ome_model
+
+    records = _records([{"delta_t": 1.0, "note": "a"}, {"exposure_ms": 2.0}])
+    ome = build_ome(PLAN, [SHAPE])
+    pretty = ome.model_copy(deep=True)  # planes as ome-types writes them, over lines
+    pretty.images[0].pixels.planes = [
+        ome_types.model.Plane(
+            the_z=0, the_c=0, the_t=0,
+            annotation_refs=[ome_types.model.AnnotationRef(id="Annotation:9")],
+        )
+    ]  # fmt: skip
+    for xml in (render_xml(ome, [frame_planes(PLAN.images[0], SHAPE, records)]), pretty.to_xml()):
+        assert "<Plane" in xml
+        parsed = ome_model(SimpleNamespace(ome_metadata=xml))
+        assert parsed is not None
+        assert parsed.images[0].pixels.planes == []
+        assert parsed.images[0].pixels.size_t == 3
+        assert [c.name for c in parsed.images[0].pixels.channels] == [
+            c.name for c in ome.images[0].pixels.channels
+        ]
+        sa = parsed.structured_annotations
+        assert sa is None or not sa.map_annotations
