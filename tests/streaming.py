@@ -8,8 +8,24 @@ from typing import Any
 
 import numpy as np
 
-from omestream import AcquisitionSettings, PositionDimension, create_stream
+from omestream import AcquisitionSettings, Dimension, PositionDimension, create_stream
 from tests.cases import Case, frame_for
+
+
+def time_series(
+    root: str, size: int, dtype: str, t_chunk: int = 1, **kw: Any
+) -> AcquisitionSettings:
+    """An unbounded time series of ``size`` x ``size`` frames, one y/x chunk each."""
+    return AcquisitionSettings(
+        root_path=root,
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=t_chunk, type="time"),
+            Dimension(name="y", count=size, chunk_size=size),
+            Dimension(name="x", count=size, chunk_size=size),
+        ],
+        dtype=dtype,
+        **kw,
+    )
 
 
 def frame_count(case: Case, settings: AcquisitionSettings) -> int:

@@ -15,10 +15,11 @@ import zarr
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omestream import AcquisitionSettings, Dimension, FrameError, create_stream
+from omestream import FrameError, create_stream
 from omestream.io import zarr_nodes
 from omestream.io.kv import LocalKV
 from omestream.metadata.records import FrameRecords, encode_record
+from tests.streaming import time_series
 
 _scalars = (
     st.none()
@@ -103,15 +104,7 @@ def test_records_cost_little_memory() -> None:
 
 
 def test_stream_keeps_metadata_as_given(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(
-        root_path=str(tmp_path / "m.ome.zarr"),
-        dimensions=[
-            Dimension(name="t", count=None, chunk_size=4, type="time"),
-            Dimension(name="y", count=8, chunk_size=8),
-            Dimension(name="x", count=8, chunk_size=8),
-        ],
-        dtype="uint8",
-    )
+    settings = time_series(str(tmp_path / "m.ome.zarr"), 8, "uint8", t_chunk=4)
     sent = [
         {"stamp": dt.datetime(2026, 1, 1, 0, 0, i), "xy": np.array([1.0, 2.5]), "n": np.int16(i)}
         for i in range(5)

@@ -28,7 +28,7 @@ from omestream import (
     create_stream,
 )
 from tests.cases import CASE_IDS, CASES, Case, frame_for
-from tests.streaming import expected_images, stream_case
+from tests.streaming import expected_images, stream_case, time_series
 
 LETTER = {"time": "T", "channel": "C", "space": "Z"}
 
@@ -572,16 +572,10 @@ def test_closing_document_describes_frames_after_the_last_refresh(tmp_path: Path
     after the stream's last metadata refresh (it once described the refresh's copy of
     the state: a long stream's last time points were in the file but not in its
     series)."""
-    settings = AcquisitionSettings(
-        root_path=str(tmp_path / "late.ome.tiff"),
-        dimensions=[
-            Dimension(name="t", count=None, chunk_size=1, type="time"),
-            Dimension(name="y", count=32, chunk_size=32),
-            Dimension(name="x", count=32, chunk_size=32),
-        ],
-        dtype="uint16",
+    settings = time_series(
+        str(tmp_path / "late.ome.tiff"), 32, "uint16",
         writer=WriterOptions(metadata_interval_s=0.05),
-    )
+    )  # fmt: skip
     with create_stream(settings) as stream:
         for n in range(40):
             stream.append(frame_for(n, (32, 32), "uint16"), metadata={"delta_t": n * 0.5})
