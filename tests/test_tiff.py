@@ -591,3 +591,17 @@ def test_closing_document_describes_frames_after_the_last_refresh(tmp_path: Path
     assert [p.delta_t for p in planes] == pytest.approx([n * 0.5 for n in range(45)])
     record = json.loads(next(c.value for c in ome.structured_annotations.comment_annotations))
     assert record["frames"] == 45 and record["complete"] is True
+
+
+def test_metadata_xml_cannot_hold_does_not_cost_the_close(tmp_path: Path) -> None:
+    """A control character in frame metadata (a serial device's raw reply) once failed
+    the close with lxml's ValueError; it is stored as U+FFFD in the OME-XML."""
+    settings = time_series(str(tmp_path / "ctrl.ome.tiff"), 8, "uint8")
+    with create_stream(settings) as stream:
+        stream.append(np.zeros((8, 8), "uint8"), metadata={"reply": "OK\x01\x1b"})
+        stream.append(np.ones((8, 8), "uint8"), metadata={"reply": "fine"})
+    ome = read_ome(settings.output_path)
+    values = [m.value for a in ome.structured_annotations.map_annotations for m in a.value.ms]
+    assert values == ["OK\ufffd\ufffd", "fine"]
+    with tifffile.TiffFile(settings.output_path) as tif:
+        assert tif.series[0].asarray()[1].max() == 1
