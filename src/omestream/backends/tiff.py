@@ -171,10 +171,9 @@ class TiffBackend(ArrayBackend):
         self._io: ThreadPoolExecutor | None = None
         # first acquisition dimension, as a storage axis: its extent grows as data comes
         self._first_axis = first_outer_axis(settings)
-        self._state: StreamState | None = None  # as of the latest refresh request
-        # the stream's own state, given at start: what the closing document describes
-        # (a refresh's copy misses the frames appended after it)
-        self._live: StreamState | None = None
+        # the stream's own state, given at start: what every document describes (a
+        # refresh's copy of it only fixes how many records that refresh describes)
+        self._state: StreamState | None = None
         self._writers: list[tifffile.TiffWriter | None] = [None] * len(self.layout.files)
         self._pages: list[list[PageKey]] = [[] for _ in self.layout.files]  # level 0, per IFD
         self._unsynced = [0 for _ in self.layout.files]  # bytes written since writeback began
@@ -270,7 +269,7 @@ class TiffBackend(ArrayBackend):
 
     # -- metadata sink ------------------------------------------------------------------
     def start(self, state: StreamState) -> None:
-        self._state = self._live = state
+        self._state = state
         router = FrameRouter(self.settings)
         pages, _ = arrival_pages(router, self.layout, router.per_outer)
         extents = [1] * len(self.plan.images)
@@ -290,7 +289,8 @@ class TiffBackend(ArrayBackend):
         the previous document as dead bytes, so it happens only once the files have
         grown by :data:`REFRESH_GROWTH` times the document's size since the last one.
         """
-        self._state = state
+        if final or self._state is None:
+            self._state = state
         if final:
             if not self._final:
                 self.close()
@@ -637,7 +637,7 @@ class TiffBackend(ArrayBackend):
         shapes = [im.levels[0].shape for im in self.plan.images]
         if self.plan.unbounded_axis is None:
             return [s[self._first_axis] if self._first_axis is not None else 1 for s in shapes]
-        state = self._live or self._state
+        state = self._state
         ext = list(state.extents) if state is not None else [0] * len(shapes)
         return [max(e, 1) for e in ext]  # OME sizes are at least 1: pad one step if empty
 
@@ -717,9 +717,7 @@ class TiffBackend(ArrayBackend):
         self._refresh_cost = self._refreshed_at - began
 
     def _write_final(self) -> None:
-        state = (
-            self._live or self._state or StreamState(n_images=len(self.plan.images))
-        ).snapshot()
+        state = (self._state or StreamState(n_images=len(self.plan.images))).snapshot()
         # Only reached when every page is written and durable: the stream closed cleanly
         # (the same meaning as the OME-Zarr record's flag).
         state.complete = True
