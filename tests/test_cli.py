@@ -130,6 +130,26 @@ def test_info_human_output_as_subprocess(data: dict) -> None:
     assert "2 rows × 4 columns, 3 well(s)" in out
 
 
+def test_python_dash_m_runs_the_same_command_line(data: dict) -> None:
+    # where the console script is not on PATH (a venv not activated, a job script)
+    ok = subprocess.run(
+        [sys.executable, "-m", "omestream", "info", "--json", data["plate"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout) == json.loads(run("info", "--json", data["plate"]).stdout)
+    bad = subprocess.run(
+        [sys.executable, "-m", "omestream", "info", data["plate"] + "-missing"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: ") and "missing" in bad.stderr
+
+
 # -- tree ------------------------------------------------------------------------------
 
 
