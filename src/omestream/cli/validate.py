@@ -39,16 +39,22 @@ def render_report(report: ValidationReport, console: Console) -> None:
 
 @app.command()
 def validate(
-    path: str = typer.Argument(..., help="An OME-Zarr store (folder or URL)."),
+    path: str = typer.Argument(
+        ..., help="An OME-Zarr store (folder or URL), or an OME-TIFF file or folder of them."
+    ),
     external: bool = typer.Option(
-        True, "--external/--structure-only", help="Also run ome-zarr-models and yaozarrs."
+        True,
+        "--external/--structure-only",
+        help="Also run ome-zarr-models and yaozarrs (OME-TIFF: the OME schema and tifffile).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Check a store's structure and metadata, then run independent validators.
 
     Checks plate indices, wells and fields on disk, axes against arrays, level shapes
-    and channels; warns where positions or fields differ in axes, dtype or shape.
+    and channels; warns where positions or fields differ in axes, dtype or shape. An
+    OME-TIFF: every declared plane mapped to a page that exists, page size and pixel
+    type as declared, channels and planes inside the declared sizes.
 
     Exits with code 1 when anything fails (warnings do not). Example: omestream validate plate.ome.zarr
     """

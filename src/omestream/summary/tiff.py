@@ -19,7 +19,7 @@ from omestream.summary.model import (
     LevelInfo,
 )
 
-__all__ = ["TIFF_AXES", "describe_tiff", "ome_model", "tiff_axis"]
+__all__ = ["TIFF_AXES", "describe_tiff", "ome_model", "strip_planes", "tiff_axis"]
 
 # tifffile axis letters -> (name, type). 'I'/'Q' are unnamed page sequences.
 TIFF_AXES: dict[str, tuple[str, str | None]] = {
@@ -48,6 +48,11 @@ _FRAME_NOTES = re.compile(
 )
 
 
+def strip_planes(xml: str) -> str:
+    """OME-XML without its Plane elements and omestream's per-frame annotations."""
+    return _FRAME_NOTES.sub("", _PLANES.sub("", xml))
+
+
 def ome_model(tif: Any) -> Any | None:
     """The ome-types model of the file's OME-XML (without its Plane elements and
     omestream's per-frame annotations), or None for plain TIFF."""
@@ -57,7 +62,7 @@ def ome_model(tif: Any) -> Any | None:
     from ome_types import from_xml
 
     try:
-        return from_xml(_FRAME_NOTES.sub("", _PLANES.sub("", xml)))
+        return from_xml(strip_planes(xml))
     except Exception:
         return None
 

@@ -1,4 +1,5 @@
-"""Check an OME-Zarr store: omestream's structural checks plus installed validators."""
+"""Check an OME-Zarr store or OME-TIFF dataset: omestream's structural checks plus
+installed independent validators."""
 
 from __future__ import annotations
 
@@ -9,15 +10,23 @@ from typing import Any
 
 from omestream.errors import StoreFormatError
 from omestream.summary.nodes import read_tree
-from omestream.validate.external import VALIDATORS, ValidatorResult, run_validators
+from omestream.validate.external import (
+    TIFF_VALIDATORS,
+    VALIDATORS,
+    ValidatorResult,
+    run_validators,
+)
 from omestream.validate.structure import Problem, check_structure
+from omestream.validate.tiff import check_tiff
 
 __all__ = [
+    "TIFF_VALIDATORS",
     "VALIDATORS",
     "Problem",
     "ValidationReport",
     "ValidatorResult",
     "check_structure",
+    "check_tiff",
     "run_validators",
     "validate_store",
 ]
@@ -69,14 +78,23 @@ def validate_store(
 ) -> ValidationReport:
     """Run the structural checks and (``external=True``) every installed validator.
 
-    Only a location that is not a Zarr store at all raises; everything else is a
-    finding in the report. ``on_step`` is told what runs next: ``"structure"``, then
-    each validator's name (they may take a minute on a plate of thousands of fields).
+    An OME-TIFF file (or folder of them, one per position) gets the checks of
+    :mod:`omestream.validate.tiff` and the TIFF validators. Nothing raises: a location
+    that is neither is a finding in the report. ``on_step`` is told what runs next:
+    ``"structure"``, then each validator's name (they may take a minute on a plate of
+    thousands of fields).
     """
+    from omestream.summary import is_tiff
+
     loc = os.fspath(location)
     report = ValidationReport(loc)
     if on_step is not None:
         on_step("structure")
+    if is_tiff(loc):
+        report.problems = check_tiff(loc)
+        if external:
+            report.validators = run_validators(loc, on_start=on_step, validators=TIFF_VALIDATORS)
+        return report
     try:
         root = read_tree(loc)
     except StoreFormatError as exc:

@@ -7,13 +7,14 @@ Each returns a :class:`ValidatorResult`; a validator that is not installed is
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["VALIDATORS", "ValidatorResult", "run_validators"]
+__all__ = ["TIFF_VALIDATORS", "VALIDATORS", "ValidatorResult", "run_validators"]
 
 Status = Literal["passed", "failed", "skipped"]
 
@@ -68,10 +69,52 @@ def _yaozarrs(path: str) -> None:
     yaozarrs.validate_zarr_store(path)
 
 
+def _ome_schema(path: str) -> None:
+    """Each file's OME-XML against the OME schema (ome-types, with lxml)."""
+    import tifffile
+    from ome_types import validate_xml
+
+    from omestream.validate.tiff import tiff_files
+
+    for file in tiff_files(path):
+        with tifffile.TiffFile(file) as tif:
+            xml = tif.ome_metadata
+        if not xml:
+            raise ValueError(f"{os.path.basename(file)} has no OME-XML")
+        try:
+            validate_xml(xml)
+        except Exception as exc:
+            raise ValueError(f"{os.path.basename(file)}: {exc}") from exc
+
+
+def _tifffile(path: str) -> None:
+    """tifffile reads each file's OME series, and their first and last planes."""
+    import tifffile
+
+    from omestream.validate.tiff import tiff_files
+
+    for file in tiff_files(path):
+        name = os.path.basename(file)
+        with tifffile.TiffFile(file) as tif:
+            series = tif.series
+            if not series or any(s.kind.lower() != "ome" for s in series):
+                kinds = sorted({s.kind for s in series})
+                raise ValueError(f"{name}: tifffile did not read OME series (got {kinds})")
+            for s in series:
+                pages = [p for p in s.pages if p is not None]
+                for page in {id(p): p for p in (pages[0], pages[-1])}.values():
+                    page.asarray()  # type: ignore[union-attr]  # TiffFrames decode too
+
+
 # name -> (module to find, pip requirement, check)
 VALIDATORS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "ome-zarr-models": ("ome_zarr_models", "ome-zarr-models", _ome_zarr_models),
     "yaozarrs": ("yaozarrs", "yaozarrs[io]", _yaozarrs),
+}
+# The same for OME-TIFF: the OME schema needs lxml (or xmlschema) next to ome-types.
+TIFF_VALIDATORS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
+    "ome-types (OME schema)": ("lxml", "lxml", _ome_schema),
+    "tifffile": ("tifffile", "tifffile", _tifffile),
 }
 
 
@@ -79,11 +122,12 @@ def run_validators(
     path: str,
     names: list[str] | None = None,
     on_start: Callable[[str], object] | None = None,
+    validators: dict[str, tuple[str, str, Callable[[str], Any]]] | None = None,
 ) -> list[ValidatorResult]:
-    """Run each installed validator on the OME-Zarr store at ``path``; ``on_start`` is
-    called with each one's name before it runs."""
+    """Run each installed validator (default: the OME-Zarr ones) on the dataset at
+    ``path``; ``on_start`` is called with each one's name before it runs."""
     results = []
-    for name, (module, requirement, check) in VALIDATORS.items():
+    for name, (module, requirement, check) in (validators or VALIDATORS).items():
         if names is not None and name not in names:
             continue
         if importlib.util.find_spec(module) is None:
