@@ -21,7 +21,9 @@ import pytest
 import tifffile
 
 from omestream import AcquisitionSettings, Dimension, PositionDimension, create_stream
+from omestream.repair import repair
 from omestream.tiff import recover
+from omestream.validate import validate_store
 from tests.cases import frame_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,14 +183,30 @@ def test_killed_after_flush_multi_file(tmp_path: Path, caplog: pytest.LogCapture
     with caplog.at_level(logging.ERROR, logger="tifffile"):
         for f in files:
             assert read_all(f)
-    report = recover(settings.output_path)
-    assert report.frames == 9 and not report.already_final
+    # validate says what is wrong with the killed files, before repair
+    before = validate_store(settings.output_path)
+    assert any("did not close it (" in w.message for w in before.warnings), before.to_dict()
+    report = repair(settings.output_path)
+    assert report.frames_present == 9 and report.interrupted
     # each position keeps the time points it received: A's t=2 gets a fill plane for c=1,
     # B never reached t=2
-    assert report.padded == 1
+    assert report.details["tiff"].padded == 1
+    # 2 positions x 2 channels per time point; unbounded
+    assert report.frames_expected is None and report.last_complete_time_point == 1
+    assert report.resume_at == 9
+    assert report.settings == settings.model_copy(update={"root_path": report.settings.root_path})
+    with tifffile.TiffFile(files[0]) as tif:
+        ome = ome_types.from_xml(tif.pages.first.description)
+    # (0 here: the files had not grown enough since the start for a refresh of the XML)
+    assert report.metadata_records == sum(len(im.pixels.planes) for im in ome.images)
+    assert f"frame metadata records: {report.metadata_records}" in report.summary()
     check_recovered(settings, files, 9)
+    after = validate_store(settings.output_path)
+    assert after.ok and not after.warnings, after.to_dict()
     again = recover(files[1])
     assert again.already_final and again.padded == 0
+    assert (again.frames, again.time_points_complete) == (9, 2)
+    assert again.metadata_records == report.metadata_records
     check_recovered(settings, files, 9)
 
 
@@ -205,6 +223,8 @@ def test_killed_while_appending(tmp_path: Path) -> None:
     with tifffile.TiffFile(settings.output_path) as tif:
         ome = ome_types.from_xml(tif.pages.first.description)
     assert ome.images[0].pixels.planes, "no refresh of the OME-XML happened while streaming"
+    assert report.metadata_records == len(ome.images[0].pixels.planes)
+    assert report.time_points_complete == report.frames // 3  # three channels per time point
 
 
 @pytest.mark.parametrize("mode", list(BIG))

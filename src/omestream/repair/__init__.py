@@ -93,6 +93,7 @@ def _from_tiff(path: str, result: Any, dry_run: bool) -> RepairReport:
         frames_present=present,
         resume_at=int(get("resume_at", present) or 0),
         time_points_complete=int(get("time_points_complete", 0) or 0),
+        metadata_records=int(get("metadata_records", 0) or 0),
         changes=changes,
         dry_run=dry_run,
         settings=get("settings"),

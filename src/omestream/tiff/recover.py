@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import os
+import re
 import uuid as _uuid
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ from omestream.tiff.xml import assemble_ome, file_xmls, read_record
 
 __all__ = ["RecoveryReport", "recover"]
 
+_PLANE = re.compile(r"<(?:\w+:)?Plane\b")
+
 
 @dataclass(frozen=True)
 class RecoveryReport:
@@ -42,6 +45,10 @@ class RecoveryReport:
     frames: int  # frames (appended or skipped) found on disk
     padded: int  # fill planes written to complete the last step
     already_final: bool  # the dataset was closed (or recovered) before: nothing done
+    frames_expected: int | None = None  # the acquisition's frames; None: unbounded
+    time_points_complete: int = 0  # leading steps of the first dimension all present
+    metadata_records: int = 0  # frames whose metadata the OME-XML keeps (as Plane elements)
+    settings: AcquisitionSettings | None = None  # the acquisition's settings, as recorded
 
 
 def _find_files(path: str) -> tuple[str, list[str], dict, str]:
@@ -72,9 +79,13 @@ def recover(path: str | os.PathLike[str], durable: bool = True) -> RecoveryRepor
     ``path`` is the ``.ome.tiff`` file, any file of a multi-file dataset, or its folder.
     """
     folder, names, record, xml = _find_files(os.fspath(path))
-    if record.get("state") != "streaming":
-        return RecoveryReport(os.fspath(path), tuple(names), int(record.get("frames", 0)), 0, True)
     settings = AcquisitionSettings.model_validate(record["settings"])
+    if record.get("state") != "streaming":
+        n = int(record.get("frames", 0))
+        return RecoveryReport(
+            os.fspath(path), tuple(names), n, 0, True, settings.total_frames,
+            n // FrameRouter(settings).per_outer, len(_PLANE.findall(xml)), settings,
+        )  # fmt: skip
     plan = plan_storage(settings)
     router = FrameRouter(settings)
     n_images = len(plan.images)
@@ -134,7 +145,11 @@ def recover(path: str | os.PathLike[str], durable: bool = True) -> RecoveryRepor
     )
     for p, xml in zip(paths, file_xmls(ome, uuids), strict=True):
         replace_description(p, xml, durable=durable)
-    return RecoveryReport(os.fspath(path), tuple(names), frames, padded, False)
+    kept = sum(len(im.pixels.planes) for im in ome.ome.images)
+    return RecoveryReport(
+        os.fspath(path), tuple(names), frames, padded, False, settings.total_frames,
+        frames // router.per_outer, kept, settings,
+    )  # fmt: skip
 
 
 def arrival_pages_after_crash(

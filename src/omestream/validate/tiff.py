@@ -120,6 +120,7 @@ def check_tiff(location: str) -> list[Problem]:
             continue
         if not ome.images:
             problems.append(Problem(name, "OME-XML describes no image"))
+        problems += _check_record(ome, name)
         folder = os.path.dirname(os.path.abspath(path))
         plane_texts = _IMAGE_START.split(xml)[1:]
         for i, image in enumerate(ome.images):
@@ -128,6 +129,25 @@ def check_tiff(location: str) -> list[Problem]:
             if i < len(plane_texts):
                 problems += _check_planes(image.pixels, where, plane_texts[i])
     return problems
+
+
+def _check_record(ome: Any, name: str) -> list[Problem]:
+    """A warning when omestream's record says its stream never closed the file."""
+    from omestream.summary.acquisition import acquisition_from_record
+    from omestream.tiff.xml import record_in
+
+    acq = acquisition_from_record(record_in(ome))
+    if acq is None or acq.complete or acq.mended:
+        return []
+    return [
+        Problem(
+            name,
+            f"the stream that wrote it did not close it ({acq.frames} frames recorded): it "
+            "is still being written, or was interrupted. Once no writer runs, "
+            "`omestream repair` makes it whole",
+            severity="warning",
+        )
+    ]
 
 
 _IMAGE_START = re.compile(r"<(?:\w+:)?Image\b")
