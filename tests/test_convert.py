@@ -73,6 +73,45 @@ def test_tiff_in_acquisition_order_lands_in_ngff_order(tmp_path: Path) -> None:
     assert describe(str(tmp_path / "tz.ome.zarr")).ngff_version == "0.4"
 
 
+@pytest.mark.parametrize("unit", ["um", "micron", "\\u00B5m"])
+def test_an_imagej_hyperstack_keeps_its_pixel_sizes(tmp_path: Path, unit: str) -> None:
+    # ImageJ keeps units and z spacing in its own metadata, x/y as resolution tags
+    data = tczyx().transpose(0, 2, 1, 3, 4)  # TZCYX, ImageJ's order
+    src = tmp_path / "ij.tif"
+    tifffile.imwrite(
+        src, data, imagej=True, resolution=(1 / 0.2, 1 / 0.25),
+        metadata={"axes": "TZCYX", "spacing": 1.5, "unit": unit, "finterval": 30.0},
+    )  # fmt: skip
+    want = {"t": (30.0, "second"), "c": (1.0, None), "z": (1.5, "micrometer"),
+            "y": (0.25, "micrometer"), "x": (0.2, "micrometer")}  # fmt: skip
+    (im,) = describe(str(src)).images
+    got = {a.name: (round(a.scale, 9), a.unit) for a in im.axes}
+    assert got == want
+    out = tmp_path / "ij.ome.zarr"
+    convert(src, out, ConvertOptions(workers=2))
+    validate_ome_zarr(out)
+    ms = zarr.open_group(str(out), mode="r").attrs["ome"]["multiscales"][0]
+    assert [(a["name"], a.get("unit")) for a in ms["axes"]] == [
+        (k, u) for k, (_, u) in want.items()
+    ]
+    scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale == pytest.approx([s for s, _ in want.values()])
+    assert np.array_equal(zarr.open_array(str(out / "0"), mode="r")[...], tczyx())
+
+
+def test_resolution_tags_without_imagej_metadata(tmp_path: Path) -> None:
+    # centimetres: a pixel size (here 0.5 um); inches: a print setting, not taken
+    cm, inch = tmp_path / "cm.tif", tmp_path / "inch.tif"
+    frame = np.zeros((2, 16, 16), np.uint16)
+    tifffile.imwrite(cm, frame, resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
+    tifffile.imwrite(inch, frame, resolution=(72, 72), resolutionunit="INCH")
+    axes = {a.name: (a.scale, a.unit) for a in describe(str(cm)).images[0].axes}
+    assert axes["y"] == pytest.approx((0.5, "micrometer"))
+    assert axes["x"] == pytest.approx((0.5, "micrometer"))
+    axes = {a.name: (a.scale, a.unit) for a in describe(str(inch)).images[0].axes}
+    assert axes["y"] == (1.0, None) and axes["x"] == (1.0, None)
+
+
 def test_plain_tiff_stack_becomes_a_z_stack_with_a_pyramid(tmp_path: Path) -> None:
     stack = np.random.default_rng(3).integers(0, 255, (5, 64, 48), dtype=np.uint8)
     src = tmp_path / "stack.tif"

@@ -77,12 +77,59 @@ def _unit(value: Any) -> str | None:
         return str(text)
 
 
-def _pixel_axes(pixels: Any, letters: str, shape: tuple[int, ...]) -> tuple[AxisInfo, ...]:
+def plain_scales(imagej: dict[str, Any] | None, page: Any) -> dict[str, tuple[float, str]]:
+    """Pixel sizes of a TIFF without OME-XML, per axis letter: (scale, unit).
+
+    ImageJ keeps the length unit and the z spacing in its own metadata (``unit``,
+    ``spacing``, ``finterval`` in seconds) and the x/y pixel size as the resolution
+    tags (pixels per unit). Without ImageJ metadata only a resolution in centimetres is
+    taken (as micrometres): one in inches is a print setting (72 dpi), not a pixel size.
+    """
+    out: dict[str, tuple[float, str]] = {}
+    ij = imagej or {}
+    # ImageJ may keep "µm" as the escape sequence itself
+    unit = _unit(str(ij["unit"]).replace("\\u00B5", "µ")) if ij.get("unit") else None
+    factor = 1.0
+    if unit is None and int(getattr(page, "resolutionunit", 1) or 1) == 3:  # CENTIMETER
+        unit, factor = "micrometer", 1e4
+    if unit is not None and normalize_unit_kind(unit) == "space":
+        try:
+            xres, yres = (float(r) for r in page.resolution)
+        except (TypeError, ValueError, AttributeError):
+            xres = yres = 0.0
+        for letter, res in (("X", xres), ("Y", yres)):
+            if res > 0 and res != 1.0:  # 1 pixel per unit: the writers' "no resolution"
+                out[letter] = (factor / res, unit)
+        spacing = ij.get("spacing")
+        if isinstance(spacing, int | float) and spacing > 0:
+            out["Z"] = (float(spacing), unit)
+    interval = ij.get("finterval")
+    if isinstance(interval, int | float) and interval > 0:
+        out["T"] = (float(interval), "second")
+    return out
+
+
+def normalize_unit_kind(unit: str) -> str | None:
+    """ "space" or "time" for a unit NGFF knows, else None."""
+    try:
+        return normalize_unit(unit, None)[1]
+    except ValueError:
+        return None
+
+
+def _pixel_axes(
+    pixels: Any,
+    letters: str,
+    shape: tuple[int, ...],
+    plain: dict[str, tuple[float, str]] | None = None,
+) -> tuple[AxisInfo, ...]:
     out = []
     for letter, size in zip(letters, shape, strict=True):
         name, typ = tiff_axis(letter)
         scale, unit = 1.0, None
-        if pixels is not None and letter in "XYZ":
+        if pixels is None and plain and letter.upper() in plain:
+            scale, unit = plain[letter.upper()]
+        elif pixels is not None and letter in "XYZ":
             s = getattr(pixels, f"physical_size_{letter.lower()}", None)
             if s:
                 scale = float(s)
@@ -151,7 +198,8 @@ def describe_tiff(location: str) -> DatasetInfo:
             pixels = ome.images[k].pixels if ome is not None and k < len(ome.images) else None
             first = series.pages[0] if series.pages else None
             page = first if first is not None else series.keyframe
-            axes = _pixel_axes(pixels, series.axes, series.shape)
+            plain = plain_scales(tif.imagej_metadata, page) if ome is None else None
+            axes = _pixel_axes(pixels, series.axes, series.shape, plain)
             levels = []
             for lv, level in enumerate(series.levels):
                 shape = tuple(int(s) for s in level.shape)
