@@ -20,7 +20,10 @@ def repair(
         False, "--force", help="Repair even if the dataset was written to very recently."
     ),
     idle: float = typer.Option(
-        DEFAULT_IDLE_S, "--idle", help="Seconds without writes before a dataset counts as stopped."
+        DEFAULT_IDLE_S,
+        "--idle",
+        help="Seconds without writes before a dataset counts as stopped (not needed when "
+        "the stream that wrote it is known to be gone: its lock is free).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:

@@ -118,13 +118,18 @@ def hold_stream(location: KVStore | str) -> Callable[[], None]:
     return release
 
 
-def check_no_stream(location: KVStore | str, action: str) -> None:
+def check_no_stream(location: KVStore | str, action: str) -> bool:
     """Raise if an open stream holds the stream lock of the local dataset at ``location``
-    or of a dataset holding it (an image opened inside a plate being streamed)."""
+    or of a dataset holding it (an image opened inside a plate being streamed).
+
+    Returns whether the dataset itself has a stream lock that no process holds: a
+    stream wrote it, and that stream's process has closed it or is gone.
+    """
     root = _local_root(location)
     if root is None:
-        return
+        return False
     path = os.path.abspath(root)
+    free = False
     while os.path.basename(path):  # up to, not including, the file system's root
         if os.path.exists(os.path.join(lock_dir(path), _STREAM)):  # else: never streamed
             try:
@@ -136,4 +141,7 @@ def check_no_stream(location: KVStore | str, action: str) -> None:
                 ) from None
             except OSError:
                 pass  # a lock file this user cannot open: not ours to judge
+            else:
+                free = free or path == os.path.abspath(root)
         path = os.path.dirname(path)
+    return free

@@ -40,15 +40,18 @@ def repair(
 ) -> RepairReport:
     """Inspect an OME-Zarr or OME-TIFF dataset and repair what an interrupted writer left.
 
-    ``dry_run`` only reports. A dataset written to within the last ``idle_s`` seconds
-    is refused (its writer may still be running) unless ``force`` is given.
+    ``dry_run`` only reports. A dataset an open stream holds is refused. One written to
+    within the last ``idle_s`` seconds is refused too (its writer may still be running)
+    unless ``force`` is given, or the stream that wrote it is known to be gone (its
+    lock is free): a killed acquisition can be repaired at once.
     """
     location = os.fspath(path)
     if "://" not in location:
         if not os.path.exists(location):
             raise missing(location)
-        if not dry_run:  # a running stream is no interrupted one, whatever --force says
-            check_no_stream(location, "repair it")
+        # a running stream is no interrupted one, whatever --force says
+        if not dry_run and check_no_stream(location, "repair it"):
+            idle_s = 0.0
     if is_tiff(location):
         recover = _tiff_recovery()
         if recover is None:
