@@ -204,8 +204,9 @@ def test_killed_after_flush_multi_file(tmp_path: Path, caplog: pytest.LogCapture
     after = validate_store(settings.output_path)
     assert after.ok and not after.warnings, after.to_dict()
     again = recover(files[1])
-    assert again.already_final and again.padded == 0
+    assert again.already_final and again.padded == 0 and again.interrupted
     assert (again.frames, again.time_points_complete) == (9, 2)
+    assert "interrupted" in repair(files[1]).summary().splitlines()[0]
     assert again.metadata_records == report.metadata_records
     check_recovered(settings, files, 9)
 

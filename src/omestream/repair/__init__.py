@@ -91,7 +91,7 @@ def _from_tiff(path: str, result: Any, dry_run: bool) -> RepairReport:
     return RepairReport(
         path=path,
         format="ome-tiff",
-        interrupted=not final,
+        interrupted=bool(get("interrupted", not final)),
         frames_expected=get("frames_expected"),
         frames_present=present,
         resume_at=int(get("resume_at", present) or 0),

@@ -49,6 +49,7 @@ class RecoveryReport:
     time_points_complete: int = 0  # leading steps of the first dimension all present
     metadata_records: int = 0  # frames whose metadata the OME-XML keeps (as Plane elements)
     settings: AcquisitionSettings | None = None  # the acquisition's settings, as recorded
+    interrupted: bool = True  # its stream never closed it (recovered before or now)
 
 
 def _find_files(path: str) -> tuple[str, list[str], dict, str]:
@@ -85,6 +86,7 @@ def recover(path: str | os.PathLike[str], durable: bool = True) -> RecoveryRepor
         return RecoveryReport(
             os.fspath(path), tuple(names), n, 0, True, settings.total_frames,
             n // FrameRouter(settings).per_outer, len(_PLANE.findall(xml)), settings,
+            interrupted=record.get("state") == "recovered",
         )  # fmt: skip
     plan = plan_storage(settings)
     router = FrameRouter(settings)
