@@ -307,6 +307,32 @@ def test_acquisition_and_explicit_orders_warn_for_zarr() -> None:
     assert s.storage_dimension_names == ("c", "t", "z", "y", "x")
 
 
+@pytest.mark.parametrize(
+    ("order", "problem"),
+    [
+        (["t", "c"], "missing ['z']"),  # z frames would land on top of each other
+        (["t", "c", "c", "z"], "named twice ['c']"),
+        (["t", "c", "q"], "unknown ['q']"),
+        (["t", "c", "z", "x", "y"], "the frame axes must come last"),
+        (["y", "x", "t", "c", "z"], "the frame axes must come last"),
+    ],
+)
+def test_a_storage_order_list_must_name_every_axis_once(order: list[str], problem: str) -> None:
+    with pytest.raises(SettingsError, match="storage_order must name each of") as err:
+        make(dimensions=_tzc(), storage_order=order)
+    assert problem in str(err.value)
+
+
+def test_a_storage_order_list_may_name_the_frame_axes_and_positions() -> None:
+    with pytest.warns(UserWarning):
+        s = make(dimensions=_tzc(), storage_order=["c", "t", "z", "y", "x"])
+    assert s.storage_dimension_names == ("c", "t", "z", "y", "x")
+    dims = [Dimension(name="t", count=2), PositionDimension(positions=["a", "b"])]
+    dims += [Dimension(name="c", count=2), *YX]
+    s = make(dimensions=dims, storage_order=["p", "t", "c"])
+    assert s.storage_dimension_names == ("t", "c", "y", "x")
+
+
 def test_ngff_axis_limits() -> None:
     dims = [Dimension(name="c", count=2), Dimension(name="q", count=2, type="other"), *YX]
     with pytest.raises(SettingsError, match="at most one channel"):

@@ -201,6 +201,7 @@ class AcquisitionSettings(FrozenModel):
             raise ValueError(
                 f"OME-TIFF cannot store dtype {self.dtype!r}: use one of {sorted(TIFF_DTYPES)}"
             )
+        _check_storage_order(self)
         order = self.storage_dimension_names
         if not info.reorders_frames and order != self.acquisition_dimension_names:
             raise ValueError(
@@ -285,7 +286,8 @@ class AcquisitionSettings(FrozenModel):
             rank = {"time": 0, "channel": 1, "other": 1, None: 1, "space": 2}
             outer = sorted(acq[:-2], key=lambda d: rank[d.type])
             return tuple(d.name for d in outer) + names[-2:]
-        given = tuple(order)
+        position = self.position_dimension
+        given = tuple(n for n in order if position is None or n != position.name)
         if given[-2:] != names[-2:] and set(names[-2:]).isdisjoint(given):
             given = given + names[-2:]
         return given
@@ -394,6 +396,34 @@ def _check_ngff_axes(arr: tuple[Dimension, ...]) -> None:
         raise ValueError("OME-Zarr images have at most one time axis")
     if types.count("channel") + types.count("other") > 1:
         raise ValueError("OME-Zarr images have at most one channel (or custom) axis")
+
+
+def _check_storage_order(settings: AcquisitionSettings) -> None:
+    """A storage order given as names must be a permutation of the array's axes: an axis
+    left out or named twice would put frames on top of each other."""
+    if isinstance(settings.storage_order, str):
+        return
+    names = settings.acquisition_dimension_names
+    given = list(settings.storage_order)
+    position = settings.position_dimension
+    outer = list(names[:-2])
+    known = set(names) | ({position.name} if position is not None else set())
+    unknown = [n for n in given if n not in known]
+    twice = sorted({n for n in given if given.count(n) > 1})
+    stored = settings.storage_dimension_names
+    missing = [n for n in outer if n not in stored]
+    hint = (
+        f"storage_order must name each of {outer} exactly once (the frame axes "
+        f"{list(names[-2:])} may be left out, else they come last); got {given}"
+    )
+    if unknown:
+        raise ValueError(f"{hint}: unknown {unknown}")
+    if twice:
+        raise ValueError(f"{hint}: named twice {twice}")
+    if missing:
+        raise ValueError(f"{hint}: missing {missing}")
+    if stored[-2:] != names[-2:] or len(stored) != len(names):
+        raise ValueError(f"{hint}: the frame axes must come last, in their order")
 
 
 def _check_plate(plate: Plate | None, pdim: PositionDimension | None) -> None:
