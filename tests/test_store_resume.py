@@ -167,3 +167,42 @@ def test_resume_writes_the_layout_the_arrays_have(tmp_path: Path) -> None:
     assert arr.shards == arr.chunks == (2, *SHAPE)
     expected = np.stack([frame_for(i, SHAPE, "uint16") for i in range(6)])
     np.testing.assert_array_equal(arr[...], expected)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("change", ["none", "append_channel", "append_t", "relabel"])
+def test_resume_refuses_a_dataset_changed_since_its_stream_stopped(
+    tmp_path: Path, change: str
+) -> None:
+    import omestream
+
+    root = tmp_path / "acq.ome.zarr"
+    settings = _unbounded(root, "0.5")
+    _crash_after(settings, 4)  # two whole time points of two channels
+    omestream.repair(root)
+    image = omestream.open_store(root, "r+")
+    if change == "append_channel":
+        image.append_channel("analysis", np.zeros((2, *SHAPE), "uint16"))
+    elif change == "append_t":
+        image.append(np.full((2, *SHAPE), 77, "uint16"), axis="t")
+    elif change == "relabel":  # same shape, other channels: deleted one, computed one
+        image.delete_channel(0)
+        image.append_channel("analysis", np.zeros((2, *SHAPE), "uint16"))
+    if change == "none":  # a repaired dataset resumes as before
+        with create_stream(settings, resume=True) as stream:
+            for i in range(stream.frames_written, 6):
+                stream.append(frame_for(i, SHAPE, "uint16"))
+        np.testing.assert_array_equal(_level(root, 0)[2, 1], frame_for(5, SHAPE, "uint16"))
+        return
+    before = _tree(root)
+    with pytest.raises(StoreFormatError, match=r"changed since|appended since") as err:
+        create_stream(settings, resume=True)
+    assert "nothing was written" in str(err.value)
+    assert _tree(root) == before  # the change is kept, byte for byte
+    with create_stream(settings.model_copy(update={"overwrite": True})) as stream:
+        stream.append(frame_for(0, SHAPE, "uint16"))  # the lock was released

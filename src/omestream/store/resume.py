@@ -101,6 +101,66 @@ def _stored_layout(kv: KVStore, plan: StoragePlan) -> StoragePlan:
     return plan.with_images(tuple(images))
 
 
+def _check_unchanged(
+    kv: KVStore, plan: StoragePlan, record: dict[str, Any], done: int, per_outer: int, where: str
+) -> None:
+    """Refuse a dataset changed since its stream stopped (with ``open_store`` or another
+    tool): a channel added or deleted, time points appended. The resumed stream writes
+    what its settings describe, so it would drop or overwrite such changes."""
+    from omestream.metadata import plan_documents
+    from omestream.metadata.parse import ngff_content
+
+    docs = plan_documents(plan)
+    u = plan.unbounded_axis
+    # After a repair every array ends at the last time point written; before one, a
+    # stream's arrays may have been grown past it ahead of the frames.
+    limit = -(-done // per_outer) if u is not None and record.get("repaired") else None
+    advice = (
+        "resuming would drop or overwrite that change; nothing was written. Resume only a "
+        "dataset as its stream (and `omestream repair`) left it"
+    )
+    for i, im in enumerate(plan.images):
+        path = array_path(plan, i, 0)
+        doc = zarr_nodes.load_json(kv, zarr_nodes.array_meta_key(path, plan.zarr_format))
+        if doc is None:
+            continue  # the engine reports missing arrays when it opens them
+        meta = array_meta(doc, plan.zarr_format, path)
+        want = im.levels[0].shape
+        label = im.path or "the image"
+        same = [a == u or s == w for a, (s, w) in enumerate(zip(meta.shape, want, strict=False))]
+        if len(meta.shape) != len(want) or not all(same) or meta.dtype != plan.dtype:
+            raise StoreFormatError(
+                f"{where}: {label} is stored as {meta.dtype} {meta.shape}, its stream's "
+                f"settings give {plan.dtype} {_shape_text(want, u)} (changed since the "
+                "stream stopped?); " + advice
+            )
+        if limit is not None and u is not None and meta.shape[u] > limit:
+            raise StoreFormatError(
+                f"{where}: {label} holds {meta.shape[u]} steps along "
+                f"{im.axis_names[u]!r}, its stream wrote {limit} (appended since?); " + advice
+            )
+        attrs = zarr_nodes.read_group_attrs(kv, im.path, plan.zarr_format) or {}
+        labels = _channel_labels(ngff_content(attrs, im.path)[1])
+        planned = _channel_labels(ngff_content(docs[im.path], im.path)[1])
+        if labels is not None and planned is not None and labels != planned:
+            raise StoreFormatError(
+                f"{where}: {label} has channels {labels}, its stream's settings give "
+                f"{planned} (changed since the stream stopped?); " + advice
+            )
+
+
+def _shape_text(shape: tuple[int, ...], grows: int | None) -> str:
+    return "(" + ", ".join("any" if a == grows else str(n) for a, n in enumerate(shape)) + ")"
+
+
+def _channel_labels(content: dict[str, Any]) -> list[Any] | None:
+    omero = content.get("omero")
+    channels = omero.get("channels") if isinstance(omero, dict) else None
+    if not isinstance(channels, list):
+        return None
+    return [c.get("label") if isinstance(c, dict) else None for c in channels]
+
+
 def _rewind_point(settings: AcquisitionSettings, router: FrameRouter, n: int, plan: Any) -> int:
     """First frame of the block (along the outermost acquisition axis) holding frame ``n``."""
     if n == 0 or not settings.dimensions[:-2]:
@@ -185,6 +245,7 @@ def _resume(
     router = FrameRouter(settings)
     if router.total is not None and done > router.total:
         raise StoreFormatError(f"{where}: records {done} frames; the settings hold {router.total}")
+    _check_unchanged(kv, plan, record, done, router.per_outer, where)
     rewind = _rewind_point(settings, router, done, plan)
 
     backend = engine(plan, kv, settings.writer)
