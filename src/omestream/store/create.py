@@ -46,6 +46,7 @@ def _from_like(
         if not isinstance(n, int) or n < 1:
             raise SettingsError(f"shape[{axis!r}] must be a positive integer, got {n!r}")
         shape0[like.axes.index(axis)] = n
+    _check_channel_count(ctx, path, like, shape0)
     shapes = like._level_shapes(tuple(shape0))
     key = "zarr.json" if ctx.zarr_format == 3 else ".zarray"
     docs = {}
@@ -65,6 +66,25 @@ def _from_like(
     ctx.write_attrs(path, ctx.with_content({}, content))
     for k, v in docs.items():
         ctx.kv.set(k, v)
+
+
+def _check_channel_count(ctx: StoreContext, path: str, like: Image, shape0: list[int]) -> None:
+    """The copied ``omero`` channel list must match the new image's channel count."""
+    chans = like._parsed.channels
+    if chans is None:
+        return
+    try:
+        a = like._channel_axis()
+    except SettingsError:
+        return
+    if shape0[a] != len(chans):
+        raise SettingsError(
+            f"{ctx.where(path)}: the new image would have {shape0[a]} channel(s) along "
+            f"{like.axes[a]!r} but like={like.path!r} lists {len(chans)} "
+            f"({like.channel_names}), which it would copy; give data/shape with "
+            f"{len(chans)} channel(s) and use append_channel/delete_channel afterwards, or "
+            "add it without like= (data=..., axes=..., channel_names=...); nothing was written"
+        )
 
 
 def _from_data(

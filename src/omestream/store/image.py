@@ -27,7 +27,7 @@ from omestream.io import zarr_nodes
 from omestream.metadata.display import apply_windows, channel_windows
 from omestream.metadata.ngff import channel_window
 from omestream.metadata.parse import ParsedImage
-from omestream.pyramid import KERNELS, downsample
+from omestream.pyramid import KERNELS, downsample, halo
 from omestream.settings.colors import guess_color, pick_colors
 from omestream.settings.names import check_label
 from omestream.store.node import StoreContext, coerce_data
@@ -248,26 +248,41 @@ class Image:
         """Recompute lower levels over ``region`` (level 0 coordinates), level by level.
 
         ``data`` is what was just written there: reused instead of read back whenever the
-        block a level needs is exactly that region (appends, whole planes).
+        block a level needs is exactly that region (appends, whole planes). A gaussian
+        output pixel depends on input pixels up to the kernel's radius away, so the
+        changed region grows by that radius at each level and is recomputed from the
+        level above with the same margin the pyramid builder reads (clipped to the array,
+        so the result equals downsampling the whole level).
         """
         method = self._method()
         for i in range(1, len(arrays)):
             lv = self._levels[i]
             prev_shape = tuple(arrays[i - 1].shape)
             shape = tuple(arrays[i].shape)
-            src = [
-                (a0 - a0 % f, min(n, -(-a1 // f) * f))
-                for (a0, a1), f, n in zip(region, lv.factors, prev_shape, strict=True)
+            margins = halo(lv.factors, method)
+            # output pixels whose kernel reaches into the changed region
+            out = [
+                (max(0, a0 - h) // f, min(n, -(-min(pn, a1 + h) // f)))
+                for (a0, a1), f, h, n, pn in zip(
+                    region, lv.factors, margins, shape, prev_shape, strict=True
+                )
             ]
+            core_src = [
+                (o0 * f, min(pn, o1 * f))
+                for (o0, o1), f, pn in zip(out, lv.factors, prev_shape, strict=True)
+            ]
+            src = [
+                (max(0, c0 - h), min(pn, c1 + h))
+                for (c0, c1), h, pn in zip(core_src, margins, prev_shape, strict=True)
+            ]
+            core = tuple(
+                slice(c0 - s0, c1 - s0) for (c0, c1), (s0, _) in zip(core_src, src, strict=True)
+            )
             if data is not None and src == region:
                 block = data
             else:
                 block = np.asarray(arrays[i - 1][tuple(slice(a, b) for a, b in src)])
-            down = downsample(block, lv.factors, method)
-            out = [
-                (a0 // f, min(n, a0 // f + d))
-                for (a0, _), f, n, d in zip(src, lv.factors, shape, down.shape, strict=True)
-            ]
+            down = downsample(block, lv.factors, method, core=core)
             down = down[tuple(slice(0, b - a) for a, b in out)]
             if down.size:
                 arrays[i][tuple(slice(a, b) for a, b in out)] = down

@@ -21,9 +21,11 @@ from omestream.metadata.parse import ParsedImage, ParsedPlate, ParsedWell, parse
 from omestream.settings.names import check_path_name
 from omestream.store.create import create_image, remove_node
 from omestream.store.image import Image
-from omestream.store.node import StoreContext, check_name, natural_key
+from omestream.store.node import StoreContext, natural_key
 
 __all__ = ["Plate", "Well"]
+
+_GROUP_FILES = ("zarr.json", ".zgroup", ".zattrs")
 
 
 def _axis_name(name: Any, what: str) -> str:
@@ -51,6 +53,9 @@ class Well:
 
     @property
     def fields(self) -> list[str]:
+        # a well from add_well() is written with its first field; until then it has none
+        if not self.plate._ctx.group_exists(self.path) and self.path not in self.plate.wells:
+            return []
         return list(self._parsed().images)
 
     def __getitem__(self, field: str) -> Image:
@@ -209,7 +214,11 @@ class Plate:
         return self
 
     def add_well(self, row: str, column: str) -> Well:
-        """Add an empty well (its row and column are added to the plate if new)."""
+        """Add well ``row``/``column``: its row and column are added to the plate now; the
+        well itself is written and listed with its first field (``add_position``).
+
+        NGFF wells must hold at least one image, so no empty well is ever written.
+        """
         row, column = _axis_name(row, "row"), _axis_name(column, "column")
         ctx = self._ctx
         ctx.check_writable("add a well")
@@ -217,26 +226,14 @@ class Plate:
             _, p = self._read()
             path = f"{row}/{column}"
             if path in self.wells:
-                raise StoreExistsError(f"plate {ctx.url} already has well {path!r}")
-            self._ensure_well(p, row, column, [])
+                raise StoreExistsError(
+                    f"plate {ctx.url} already has well {path!r}; nothing was changed"
+                )
+            if row not in p.rows or column not in p.columns:
+                self._write_plate(
+                    p, [*p.rows, row], [*p.columns, column], self.wells, self._counts_hint(p, "")
+                )
         return Well(self, row, column)
-
-    def _ensure_well(self, p: ParsedPlate, row: str, column: str, created: list[str]) -> None:
-        """Create the row and well groups if missing (recorded in ``created``)."""
-        ctx = self._ctx
-        path = f"{row}/{column}"
-        if not ctx.group_exists(row):
-            if ctx.node_exists(row):
-                raise StoreFormatError(f"{ctx.where(row)} exists but is not a Zarr group")
-            created.append(row)
-            ctx.empty_group(row)
-        if not ctx.group_exists(path):
-            if ctx.node_exists(path):
-                raise StoreFormatError(f"{ctx.where(path)} exists but is not a Zarr group")
-            created.append(path)
-            self._write_well(path, [], {})
-        if path not in [w.path for w in p.wells]:
-            self._write_plate(p, [*p.rows, row], [*p.columns, column], [*self.wells, path])
 
     def add_position(
         self,
@@ -263,7 +260,7 @@ class Plate:
         and no document lists them.
         """
         row, column = _axis_name(row, "row"), _axis_name(column, "column")
-        name = check_name(name, "field")
+        name = _axis_name(name, "field")  # well image paths are alphanumeric (NGFF)
         ctx = self._ctx
         ctx.check_writable("add a position")
         if like is not None and not isinstance(like, Image):
@@ -281,16 +278,19 @@ class Plate:
                 )
             created: list[str] = []
             try:
-                if not ctx.group_exists(row):
-                    created.append(row)
-                    ctx.empty_group(row)
-                if not ctx.group_exists(well_path):
-                    created.append(well_path)
+                new_well = not ctx.group_exists(well_path)
                 created.append(path)
+                # the image first: it checks every argument before writing, so a refused
+                # call creates no row or well group either
                 image = create_image(
                     ctx, path, name, like=like, data=data, shape=shape, axes=axes,
                     chunks=chunks, channel_names=channel_names, cast=cast,
                 )  # fmt: skip
+                if new_well:
+                    created.append(well_path)
+                if not ctx.group_exists(row):
+                    created.append(row)
+                    ctx.empty_group(row)
                 if well_path in created:
                     self._write_well(well_path, [{"path": name}], {})
                 else:
@@ -326,7 +326,7 @@ class Plate:
     def rename_position(self, row: str, column: str, old: str, new: str) -> Image:
         ctx = self._ctx
         ctx.check_writable("rename a position", destructive=True)
-        new = check_name(new, "field")
+        new = _axis_name(new, "field")  # well image paths are alphanumeric (NGFF)
         well_path = f"{row}/{column}"
         with ctx.locks.metadata():
             _, wd = self._well_doc(well_path)
@@ -391,13 +391,22 @@ class Plate:
         ctx = self._ctx
         in_use = any(w.split("/")[0] == row for w in self.wells)
         if ctx.group_exists(row) and not in_use:  # noqa: SIM102 - one condition per line
-            if not [
-                n for n in ctx.kv.list_dir(row) if n not in ("zarr.json", ".zgroup", ".zattrs")
-            ]:
+            if not [n for n in ctx.kv.list_dir(row) if n not in _GROUP_FILES]:
                 remove_node(ctx, row)
 
     # -- deletions -------------------------------------------------------------------------
+    def _refuse_last_well(self, path: str, action: str) -> None:
+        """NGFF plates must list at least one well: never remove the last one."""
+        if self.wells == [path]:
+            raise SettingsError(
+                f"cannot {action}: {path!r} is the only well of plate {self._ctx.url} and "
+                "a plate must keep at least one well; add another well first (or delete "
+                "the whole dataset); nothing was changed"
+            )
+
     def delete_position(self, row: str, column: str, name: str) -> None:
+        """Delete a field of view; deleting a well's last field deletes the well too
+        (NGFF wells must hold at least one image)."""
         ctx = self._ctx
         ctx.check_writable("delete a position", destructive=True)
         well_path = f"{row}/{column}"
@@ -407,6 +416,13 @@ class Plate:
                 raise KeyError(
                     f"well {well_path!r} has no field {name!r} (fields {list(wd.images)})"
                 )
+            if list(wd.images) == [name]:
+                self._refuse_last_well(
+                    well_path, f"delete field {name!r}, the last one of well {well_path!r}"
+                )
+                with ctx.locks.image(f"{well_path}/{name}"):
+                    self._delete_well_locked(row, column)
+                return
             images = [
                 copy.deepcopy(im) for im in wd.raw.get("images", []) if im.get("path") != name
             ]
@@ -421,13 +437,21 @@ class Plate:
         ctx.check_writable("delete a well", destructive=True)
         path = f"{row}/{column}"
         with ctx.locks.metadata():
-            _, p = self._read()
+            self._read()
             if path not in self.wells:
                 raise KeyError(f"plate {ctx.url} has no well {path!r} (wells: {self.wells})")
-            wells = [w for w in self.wells if w != path]
-            self._write_plate(p, list(p.rows), list(p.columns), wells)
-            remove_node(ctx, path)
-            self._drop_empty_row(row)
+            self._refuse_last_well(path, f"delete well {path!r}")
+            self._delete_well_locked(row, column)
+
+    def _delete_well_locked(self, row: str, column: str) -> None:
+        """Unlist the well, then remove its group (call under the metadata lock)."""
+        ctx = self._ctx
+        path = f"{row}/{column}"
+        _, p = self._read()
+        wells = [w for w in self.wells if w != path]
+        self._write_plate(p, list(p.rows), list(p.columns), wells)
+        remove_node(ctx, path)
+        self._drop_empty_row(row)
 
     def delete_row(self, name: str) -> None:
         """Remove an empty row from the plate (delete its wells first)."""
@@ -460,7 +484,8 @@ class Plate:
 
         Lists every well holding image groups and every image group in a well (e.g. left
         by a writer that died before listing it), drops listed entries that are gone,
-        keeps rows/columns already declared. Also repairs each image's levels.
+        keeps rows/columns already declared. Well groups holding nothing at all are
+        removed (NGFF wells must hold an image). Also repairs each image's levels.
         """
         ctx = self._ctx
         ctx.check_writable("rebuild metadata")
@@ -468,6 +493,7 @@ class Plate:
         with ctx.locks.metadata():
             _, p = self._read()
             found: dict[str, list[str]] = {}
+            empty: list[str] = []  # well groups with no child at all: nothing to keep
             for row in ctx.kv.list_dir(""):
                 if row.startswith(".") or not ctx.group_exists(row):
                     continue
@@ -488,6 +514,8 @@ class Plate:
                             changes.append(f"skipped {fpath!r}: not a valid image group")
                     if fields:
                         found[wpath] = fields
+                    elif not [n for n in ctx.kv.list_dir(wpath) if n not in _GROUP_FILES]:
+                        empty.append(wpath)
             listed = {w.path for w in p.wells}
             for w in sorted(set(found) - listed):
                 changes.append(f"listed well {w!r}")
@@ -514,7 +542,17 @@ class Plate:
             rows = [*p.rows, *(w.split("/")[0] for w in found)]
             cols = [*p.columns, *(w.split("/")[1] for w in found)]
             counts = {w: len(f) for w, f in found.items()}
+            if not found:
+                # a plate must list a well: keep the documents rather than write an invalid one
+                raise StoreFormatError(
+                    f"{ctx.url}: no well holds an image group, so no valid plate can be "
+                    "written; add a field (add_position) first; nothing was changed"
+                )
             self._write_plate(p, rows, cols, list(found), counts)
+            for wpath in empty:  # unlisted above, removed now
+                remove_node(ctx, wpath)
+                changes.append(f"removed empty well group {wpath!r}")
+                self._drop_empty_row(wpath.split("/")[0])
         for path, image in self.images():
             fixed = image.repair() if ctx.mode != "r" else []
             changes += [f"image {path!r}: {f}" for f in fixed]
