@@ -8,7 +8,9 @@ acquisition would: the same engines, codecs, pyramids and metadata.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from omestream.convert.sources import Source, close_source, iter_frames, open_source
-from omestream.errors import SettingsError
+from omestream.errors import ConcurrentModificationError, SettingsError, StoreExistsError
 from omestream.settings import (
     AcquisitionSettings,
     Dimension,
@@ -95,6 +97,7 @@ def convert(
     if os.path.abspath(src_s) == os.path.abspath(dst_s):
         raise SettingsError(f"source and destination are the same: {src_s!r}")
     src = open_source(src_s, opts.chunks, opts.stack_axis)
+    created = False  # only an output this call created is removed on failure
     try:
         settings = _settings(src, dst_s, opts)
         if on_start is not None:
@@ -102,6 +105,8 @@ def convert(
         workers = opts.workers or min(4, os.cpu_count() or 1)
         frame_bytes = 0
         n = 0
+        # an existing output (replaced with overwrite=True) is not ours to delete
+        created = not os.path.lexists(dst_s)
         with create_stream(settings) as stream:
             for frame in iter_frames(src.blocks, workers):
                 if not frame.dtype.isnative:  # big-endian TIFFs
@@ -111,6 +116,21 @@ def convert(
                 frame_bytes += frame.nbytes
                 if progress is not None:
                     progress(n, frame_bytes)
+    except BaseException as exc:
+        # A partly converted output would look like a dataset (closed streams write
+        # complete metadata) while missing frames: leave nothing rather than that. A
+        # path that appeared meanwhile and is held or kept by another writer is theirs.
+        if created and not isinstance(exc, StoreExistsError | ConcurrentModificationError):
+            _remove_output(dst_s)
+        raise
     finally:
         close_source(src)
     return settings
+
+
+def _remove_output(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        with contextlib.suppress(OSError):
+            os.remove(path)

@@ -149,8 +149,9 @@ def _from_tiff(
     first = info.images[0]
     if first.axes[-1].name != "x" or first.axes[-2].name != "y":
         raise StoreFormatError(
-            f"{location}: pages with axes {first.axis_names} (e.g. RGB samples) are not "
-            "supported; frames must end in y, x"
+            f"{location}: pages with axes {first.axis_names} (e.g. RGB samples stored "
+            "contiguously, samples last) are not supported; frames must end in y, x: "
+            "save the samples as separate planes (planar configuration) to convert them"
         )
     for im in info.images[1:]:
         if (im.axis_names, im.shape, im.dtype) != (first.axis_names, first.shape, first.dtype):
@@ -195,25 +196,56 @@ def _from_tiff(
     src._tiff_handles = handles  # type: ignore[attr-defined]  # closed by close_source
     frame = first.shape[-2:]
     dtype = np.dtype(first.dtype)
+    # A page may hold several frames: planar (separate) samples, which info shows as
+    # channels. Each page is read once and yields its sample planes in order.
+    per_page = _frames_per_page(location, series_pages, len(info.images), first.shape)
     for k in range(len(info.images)):
-        n = math.prod(first.shape[:-2])
+        n = math.prod(first.shape[:-2]) // per_page
         for i in range(n):
 
             def read(i: int = i, k: int = k) -> np.ndarray:
                 pages = series_pages(k)
                 page = pages[i] if i < len(pages) else None
                 if page is None:
-                    return np.zeros((1, *frame), dtype)
+                    return np.zeros((per_page, *frame), dtype)
                 if page.parent.filehandle.closed:
                     # tifffile closes the other files of a multi-file series once their
                     # pages are listed, then reopens them for every read: keep them open
                     page.parent.filehandle.open()
                     with handles_lock:
                         handles.append(page.parent)
-                return np.asarray(page.asarray()).reshape(1, *frame)
+                return np.asarray(page.asarray()).reshape(per_page, *frame)
 
             src.blocks.append(read)
     return src
+
+
+def _frames_per_page(
+    location: str, series_pages: Callable[[int], Any], n_series: int, shape: tuple[int, ...]
+) -> int:
+    """How many (y, x) frames each page of the series holds: 1, or its planar samples.
+
+    Refused (before anything is written) when the pages are laid out otherwise, e.g.
+    volumes in one page, which no frame order of the series' axes would match.
+    """
+    per_page = 0
+    for k in range(n_series):
+        keyframe = series_pages(k).keyframe
+        page_axes, page_shape = keyframe.axes, tuple(keyframe.shape)
+        ok = page_axes in ("YX", "SYX") and page_shape[-2:] == tuple(shape[-2:])
+        n = math.prod(page_shape[:-2])
+        if ok and len(page_shape) > 2:
+            # the samples must be the series' axis just before y, x
+            ok = len(shape) >= 3 and shape[-3] == n
+        if not ok or (per_page and n != per_page):
+            raise StoreFormatError(
+                f"{location}: series {k} has pages with axes {page_axes} shape {page_shape} "
+                f"that cannot be read as frames of shape {tuple(shape[-2:])} (y, x); "
+                "only pages of one (y, x) plane, or of separate sample planes, can be "
+                "converted"
+            )
+        per_page = n
+    return per_page or 1
 
 
 def open_source(

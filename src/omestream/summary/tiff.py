@@ -158,12 +158,20 @@ def _channels(pixels: Any, n: int) -> tuple[ChannelInfo, ...]:
     return tuple(out)
 
 
-def _page_chunks(page: Any, ndim: int) -> tuple[int, ...]:
+def _page_chunks(page: Any, axes: str) -> tuple[int, ...]:
+    """A stored strip or tile of ``page``, per tifffile axis letter of its series level.
+
+    Samples stored contiguously (RGB, axis S last) are in every strip or tile; planar
+    ones are one plane per strip. Axes outside the page are one page at a time.
+    """
     if page.is_tiled:
-        frame = (page.tilelength, page.tilewidth)
+        rows, cols = page.tilelength, page.tilewidth
     else:
-        frame = (min(page.rowsperstrip or page.imagelength, page.imagelength), page.imagewidth)
-    return (1,) * (ndim - 2) + frame
+        rows = min(page.rowsperstrip or page.imagelength, page.imagelength)
+        cols = page.imagewidth
+    samples = page.samplesperpixel if page.planarconfig == 1 else 1  # 1: CONTIG
+    per_axis = {"Y": rows, "X": cols, "S": samples}
+    return tuple(per_axis.get(letter.upper(), 1) for letter in axes)
 
 
 def _files_on_disk(path: str, ome: Any) -> list[str]:
@@ -207,7 +215,7 @@ def describe_tiff(location: str) -> DatasetInfo:
                     LevelInfo(
                         path=str(lv),
                         shape=shape,
-                        chunks=_page_chunks(level.keyframe, len(shape)),
+                        chunks=_page_chunks(level.keyframe, level.axes),
                         shards=None,
                         scale=None,
                         nbytes=int(np.prod(shape, dtype=np.int64))

@@ -65,7 +65,10 @@ def _find_files(path: str) -> tuple[str, list[str], dict, str]:
         xml = read_description(os.path.join(folder, name))
         if not xml:
             continue
-        _, record = read_record(xml)
+        try:
+            _, record = read_record(xml)
+        except StoreFormatError:  # a description that is not OME-XML: not ours
+            continue
         if record.get("settings"):
             return folder, list(record.get("files") or [name]), record, xml
     raise StoreFormatError(

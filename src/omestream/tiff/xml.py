@@ -18,6 +18,7 @@ from typing import Any
 from ome_types import OME, from_xml
 from ome_types import model as m
 
+from omestream.errors import StoreFormatError
 from omestream.metadata.ome_xml import (
     FramePlanes,
     build_ome,
@@ -144,8 +145,20 @@ def file_xmls(doc: TiffDocument, uuids: Sequence[str]) -> list[str]:
 
 
 def read_record(xml: str) -> tuple[OME, dict[str, Any]]:
-    """Parse a file's OME-XML and omestream's record in it (empty when absent)."""
-    ome = from_xml(xml, validate=False)
+    """Parse a file's OME-XML and omestream's record in it (empty when absent).
+
+    Raises StoreFormatError when ``xml`` is not an OME document (a TIFF description
+    may be anything: tifffile's JSON shape, ImageJ's key=value lines).
+    """
+    try:
+        ome = from_xml(xml, validate=False)
+    except (ValueError, SyntaxError) as exc:  # SyntaxError: the XML parsers' errors
+        head = " ".join(xml[:60].split())
+        reason = (str(exc).splitlines() or [""])[0][:120]
+        raise StoreFormatError(
+            f"the TIFF description, beginning {head!r}, is not readable OME-XML "
+            f"({reason}); only OME-TIFF files carry an OME document"
+        ) from None
     return ome, record_in(ome)
 
 
