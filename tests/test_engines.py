@@ -219,11 +219,13 @@ def _small(
     x: tuple[int, int] = (36, 16),
     **kw: Any,
 ) -> AcquisitionSettings:
-    """t: ``frames`` in chunks of 2; y and x: (size, chunk size)."""
+    """t: ``frames`` in chunks of 2, then the ``outer`` dimensions; y and x: (size, chunk
+    size)."""
     return AcquisitionSettings(
         root_path=str(root),
         dimensions=[
             Dimension(name="t", count=frames, chunk_size=2, type="time"),
+            *kw.pop("outer", []),
             Dimension(name="y", count=y[0], chunk_size=y[1], type="space"),
             Dimension(name="x", count=x[0], chunk_size=x[1], type="space"),
         ],
@@ -407,7 +409,7 @@ def test_write_region(engine: str, tmp_path: Path) -> None:
         ({"format": fmt("acquire-zarr", "0.4")}, "cannot write NGFF 0.4"),
         ({"compression": "gzip"}, "compression 'gzip' cannot be written"),
         (
-            {"storage_order": ["x", "t", "y"]},
+            {"outer": [Dimension(name="z", count=2, type="space")], "storage_order": ["z", "t"]},
             "writes frames only in the order they arrive",
         ),
     ],
