@@ -224,3 +224,50 @@ def test_folder_of_ome_tiff_positions_is_described_converted_and_viewed(
 
     picture = np.asarray(Image.open(tmp_path / "pos.png"))
     assert picture.max() > 0  # both positions drawn from their own files
+
+
+def test_an_ome_tiff_plate_converts_to_an_ome_zarr_plate(tmp_path: Path) -> None:
+    from omestream import (
+        AcquisitionSettings,
+        Dimension,
+        Plate,
+        Position,
+        PositionDimension,
+        create_stream,
+    )
+
+    fields = [("B", "2", "fov0"), ("D", "11", "fov0"), ("D", "11", "fov1")]
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "plate.ome.tiff"),
+        dimensions=[
+            PositionDimension(
+                positions=[Position(name=f, plate_row=r, plate_column=c) for r, c, f in fields]
+            ),
+            Dimension(name="c", count=2, type="channel"),
+            Dimension(name="y", count=16, type="space"),
+            Dimension(name="x", count=12, type="space"),
+        ],
+        dtype="uint16",
+        plate=Plate(
+            name="screen", row_names=list("ABCD"), column_names=[str(i) for i in range(1, 13)]
+        ),
+    )
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 4000, (6, 16, 12), dtype=np.uint16)
+    with create_stream(settings) as stream:
+        for f in frames:
+            stream.append(f)
+    info = describe(settings.output_path)
+    assert info.kind == "plate" and info.plate is not None
+    assert [w.path for w in info.plate.wells] == ["B/2", "D/11"]
+    assert info.plate.rows == tuple("ABCD") and len(info.plate.columns) == 12
+
+    out = tmp_path / "plate.ome.zarr"
+    convert(settings.output_path, out, ConvertOptions(workers=2))
+    validate_ome_zarr(out)
+    plate = zarr.open_group(str(out), mode="r").attrs["ome"]["plate"]
+    assert plate["name"] == "screen"
+    assert [w["path"] for w in plate["wells"]] == ["B/2", "D/11"]
+    for k, (r, c, f) in enumerate(fields):
+        arr = zarr.open_array(str(out / r / c / f / "0"), mode="r")
+        np.testing.assert_array_equal(arr[...], frames[2 * k : 2 * k + 2])

@@ -110,6 +110,19 @@ def _zarr_blocks(location: str, image: ImageInfo) -> list[Block]:
     return blocks
 
 
+def _plate_positions(
+    src: Source, info: DatasetInfo, field_name: Callable[[ImageInfo], str]
+) -> None:
+    """The source's plate, and one position per image in its well, named ``field_name``."""
+    p = info.plate
+    assert p is not None
+    src.plate = Plate(row_names=p.rows, column_names=p.columns, name=p.name)
+    for im in info.images:
+        assert im.well is not None
+        row, col = im.well.split("/")
+        src.positions.append(Position(name=field_name(im), plate_row=row, plate_column=col))
+
+
 def _from_zarr(location: str, info: DatasetInfo, chunks: dict[str, int]) -> Source:
     if not info.images:
         raise StoreFormatError(f"{location}: holds no OME-Zarr images to convert")
@@ -123,14 +136,7 @@ def _from_zarr(location: str, info: DatasetInfo, chunks: dict[str, int]) -> Sour
             )
     src = Source(location, info, _dimensions(first, chunks), first.dtype, levels=len(first.levels))
     if info.plate is not None:
-        p = info.plate
-        src.plate = Plate(row_names=p.rows, column_names=p.columns, name=p.name)
-        for im in info.images:
-            assert im.well is not None
-            row, col = im.well.split("/")
-            src.positions.append(
-                Position(name=im.path.rsplit("/", 1)[-1], plate_row=row, plate_column=col)
-            )
+        _plate_positions(src, info, lambda im: im.path.rsplit("/", 1)[-1])
     elif len(info.images) > 1:
         names = [im.name or im.path for im in info.images]
         if len(set(names)) != len(names):
@@ -173,7 +179,9 @@ def _from_tiff(
             axes[k] = type(a)(name=stack_axis, type=kind, size=a.size)
     first = type(first)(**{**first.__dict__, "axes": tuple(axes)})
     src = Source(location, info, _dimensions(first, chunks), first.dtype, levels=len(first.levels))
-    if len(info.images) > 1:
+    if info.plate is not None:  # an OME-TIFF plate: fields named in its wells
+        _plate_positions(src, info, lambda im: im.name or "0")
+    elif len(info.images) > 1:
         src.positions = [
             Position(name=im.name or f"series{k}") if im.name and
             len({i.name for i in info.images}) == len(info.images) else Position(name=f"series{k}")

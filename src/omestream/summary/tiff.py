@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Any
@@ -17,6 +18,8 @@ from omestream.summary.model import (
     DatasetInfo,
     ImageInfo,
     LevelInfo,
+    PlateInfo,
+    WellInfo,
 )
 
 __all__ = ["TIFF_AXES", "describe_tiff", "ome_model", "strip_planes", "tiff_axis"]
@@ -239,16 +242,82 @@ def describe_tiff(location: str) -> DatasetInfo:
                     channels=_channels(pixels, n_channels),
                 )
             )
+    plate, images = _plate(ome, images)
     return DatasetInfo(
         path=location,
         format="ome-tiff" if ome is not None else "tiff",
-        kind="image" if len(images) == 1 else "multi-position",
+        kind="plate" if plate is not None else "image" if len(images) == 1 else "multi-position",
+        plate=plate,
         ngff_version=None,
         zarr_format=None,
         images=images,
         disk_bytes=sum(os.path.getsize(f) for f in _files_on_disk(path, ome)),
         acquisition=_acquisition(ome),
     )
+
+
+def _plate(ome: Any, images: list[ImageInfo]) -> tuple[PlateInfo | None, list[ImageInfo]]:
+    """The OME-XML's plate, and the images with their wells, when its wells hold every
+    image (else the images stay positions). Row and column names come from the
+    record of the stream that wrote the file, else from the naming conventions
+    (rows letters and columns numbers when unset, as on most plates)."""
+    if ome is None or not ome.plates or not ome.plates[0].wells:
+        return None, images
+    plate = ome.plates[0]
+    from omestream.tiff.xml import record_in
+
+    settings = (record_in(ome) or {}).get("settings")
+    recorded = settings.get("plate") if isinstance(settings, dict) else None
+    n_rows = max(plate.rows or 0, 1 + max(w.row for w in plate.wells))
+    n_cols = max(plate.columns or 0, 1 + max(w.column for w in plate.wells))
+    rows = _plate_names(recorded, "row_names", n_rows, plate.row_naming_convention, "letter")
+    cols = _plate_names(recorded, "column_names", n_cols, plate.column_naming_convention, "number")
+    index = {im.id: k for k, im in enumerate(ome.images)}
+    wells: list[WellInfo] = []
+    placed: dict[int, tuple[str, str]] = {}  # image -> (well, field name)
+    for well in plate.wells:
+        row, col = rows[well.row], cols[well.column]
+        fields: list[str] = []
+        for n, sample in enumerate(well.well_samples):
+            k = index.get(sample.image_ref.id) if sample.image_ref is not None else None
+            if k is None or k >= len(images) or k in placed:
+                continue
+            name = images[k].name or ""
+            field_name = name if name.isalnum() and name not in fields else str(n)
+            fields.append(field_name)
+            placed[k] = (f"{row}/{col}", field_name)
+        if fields:
+            wells.append(WellInfo(path=f"{row}/{col}", row=row, column=col, fields=tuple(fields)))
+    if len(placed) != len(images):
+        return None, images
+    out = [
+        dataclasses.replace(im, well=placed[k][0], name=placed[k][1])
+        for k, im in enumerate(images)
+    ]
+    info = PlateInfo(
+        name=plate.name or None, rows=tuple(rows), columns=tuple(cols), wells=tuple(wells)
+    )
+    return info, out
+
+
+def _plate_names(recorded: Any, key: str, count: int, convention: Any, default: str) -> list[str]:
+    names = recorded.get(key) if isinstance(recorded, dict) else None
+    if isinstance(names, list) and len(names) >= count and all(isinstance(n, str) for n in names):
+        return list(names)
+    kind = getattr(convention, "value", convention) or default
+    if kind == "number":
+        return [str(i + 1) for i in range(count)]
+    return [_letters(i) for i in range(count)]
+
+
+def _letters(i: int) -> str:
+    """A, B, ..., Z, AA, AB, ...: row names of plates with more than 26 rows."""
+    out = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        out = chr(ord("A") + r) + out
+    return out
 
 
 def _acquisition(ome: Any) -> AcquisitionInfo | None:
