@@ -23,7 +23,7 @@ from omestream.dask.target import NewDataset, bounded, create_dataset
 from omestream.errors import FrameDtypeError, FrameShapeError, SettingsError
 from omestream.metadata.display import channel_windows, merge_windows
 from omestream.plan import ImagePlan
-from omestream.pyramid.kernels import downsample
+from omestream.pyramid.kernels import downsample, halo
 from omestream.settings import (
     AcquisitionSettings,
     Plate,
@@ -215,11 +215,42 @@ def _levels(arr: da.Array, image: ImagePlan, method: str) -> list[da.Array]:
         factors = tuple(max(1, round(c / p)) for p, c in zip(prev.scale, cur.scale, strict=True))
         # source blocks of factor x unit: each output block is exactly one unit row
         src = out[-1].rechunk(tuple(u * f for u, f in zip(cur.write_unit, factors, strict=True)))
-        chunks = tuple(
-            tuple(-(-c // f) for c in cs) for cs, f in zip(src.chunks, factors, strict=True)
-        )
-        out.append(src.map_blocks(downsample, factors, method, chunks=chunks, dtype=src.dtype))
+        out.append(_reduce(src, factors, method))
     return out
+
+
+def _reduce(src: da.Array, factors: tuple[int, ...], method: str) -> da.Array:
+    """``src`` downsampled block by block; each block is reduced with the margin of
+    neighbouring pixels its filter reads (the gaussian kernel's reach), so the result
+    equals a filter over the whole array, as :func:`omestream.pyramid.build_pyramid`
+    computes it."""
+    import dask.array as da
+
+    margins = halo(factors, method)
+    # An axis whose blocks are thinner than the margin (z planes, one per unit) is
+    # taken whole: its blocks stay aligned to whole units, and it needs no margin.
+    whole = [h > 0 and min(cs) < h for h, cs in zip(margins, src.chunks, strict=True)]
+    if any(whole):
+        src = src.rechunk(tuple(-1 if w else cs for w, cs in zip(whole, src.chunks, strict=True)))
+    depth = {a: 0 if w else h for a, (h, w) in enumerate(zip(margins, whole, strict=True))}
+    chunks = tuple(
+        tuple(-(-c // f) for c in cs) for cs, f in zip(src.chunks, factors, strict=True)
+    )
+    if not any(depth.values()):
+        return da.map_blocks(downsample, src, factors, method, chunks=chunks, dtype=src.dtype)
+    core_sizes = src.chunks
+    padded = da.overlap.overlap(src, depth=depth, boundary="none")
+
+    def reduce_block(block: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+        assert block_info is not None
+        loc = block_info[None]["chunk-location"]
+        core = []
+        for a, i in enumerate(loc):
+            lo = depth[a] if i > 0 else 0  # no margin before the array's first block
+            core.append(slice(lo, lo + core_sizes[a][i]))
+        return downsample(block, factors, method, core=tuple(core))
+
+    return padded.map_blocks(reduce_block, chunks=chunks, dtype=src.dtype)
 
 
 def plan_write(
