@@ -229,3 +229,34 @@ def test_validate_subprocess_exit_codes_and_json(good: dict[str, str], tmp_path:
     assert {".", "B/2"} <= wheres  # every problem is listed, not only the first
     ok = subprocess.run([exe, "validate", good["plate"]], capture_output=True, text=True)
     assert ok.returncode == 0 and "valid" in ok.stdout
+
+
+def test_a_field_of_view_named_c_is_seen(tmp_path: Path) -> None:
+    # "c" is also the name of Zarr v3 chunk folders, but those only live in arrays
+    import numpy as np
+
+    from omestream import (
+        AcquisitionSettings,
+        Dimension,
+        Plate,
+        Position,
+        PositionDimension,
+        create_stream,
+    )
+    from omestream.summary import describe
+
+    s = AcquisitionSettings(
+        root_path=str(tmp_path / "p.ome.zarr"),
+        dimensions=[
+            PositionDimension(positions=[Position(name="c", plate_row="A", plate_column="1")]),
+            Dimension(name="y", count=8, type="space"),
+            Dimension(name="x", count=8, type="space"),
+        ],
+        dtype="uint8",
+        plate=Plate(row_names=["A"], column_names=["1"]),
+    )
+    with create_stream(s) as stream:
+        stream.append(np.ones((8, 8), np.uint8))
+    report = validate_store(s.output_path)
+    assert report.ok, report.to_dict()
+    assert [im.path for im in describe(s.output_path).images] == ["A/1/c"]

@@ -21,8 +21,9 @@ from omestream.io.zarr_nodes import load_json
 
 __all__ = ["ArrayMeta", "Node", "disk_usage", "read_tree"]
 
-# Folders that never hold child nodes: v3 chunk folders and tool leftovers.
-_SKIP = {"c", "__pycache__"}
+# Folders that never hold child nodes. Not "c": only arrays have chunk folders of that
+# name, and only groups are listed here, where "c" may name a field of view.
+_SKIP = {"__pycache__"}
 
 
 @dataclass(frozen=True)
