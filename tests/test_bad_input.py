@@ -104,10 +104,50 @@ def test_skip_more_than_left_writes_nothing(tmp_path: Path) -> None:
     assert zarr.open_array(s.output_path + "/0")[...][:, 0, 0].tolist() == [1, 0, 0]
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, np.int64(0)])
 def test_skip_needs_positive_count(tmp_path: Path, bad: object) -> None:
     with create_stream(settings(tmp_path)) as stream, pytest.raises(ValueError, match="positive"):
         stream.skip(frames=bad)  # type: ignore[arg-type]
+
+
+def test_skip_takes_numpy_integers(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    with create_stream(s) as stream:
+        stream.append(frame(1))
+        stream.skip(frames=np.int64(2))
+        assert stream.frames_written == 3
+
+
+@pytest.mark.parametrize("backend", ["omestream", "zarr-python"])
+def test_frames_of_array_subclasses(tmp_path: Path, backend: str) -> None:
+    # a matrix is stored as its values; a masked array is refused (its mask would be
+    # lost) and the frames before it stay
+    s = settings(tmp_path, format={"name": "ome-zarr", "backend": backend})
+    with create_stream(s) as stream:
+        stream.append(frame(1))
+        masked = np.ma.masked_array(frame(2), mask=frame(2) > 5)
+        with pytest.raises(FrameError, match="masked array"):
+            stream.append(masked)
+        with pytest.warns(PendingDeprecationWarning):  # numpy's, for making a matrix
+            matrix = np.matrix(frame(2))
+        stream.append(matrix)
+        stream.append(frame(3))
+    data = zarr.open_array(s.output_path + "/0", mode="r")[...]
+    assert data[:, 0, 0].tolist() == [1, 2, 3] and isinstance(data, np.ndarray)
+    validate_ome_zarr(s.output_path)
+
+
+def test_metadata_keys_of_the_stream_record_are_refused(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    with create_stream(s) as stream:
+        with pytest.raises(FrameError, match=r"\['frame'\] are omestream's own"):
+            stream.append(frame(1), metadata={"frame": 1234, "exposure_ms": 10})
+        assert stream.frames_written == 0
+        stream.append(frame(1), metadata={"camera_frame": 1234, "exposure_ms": 10})
+    record = json.loads(Path(s.output_path, "zarr.json").read_text())["attributes"]["omestream"]
+    assert record["frame_metadata"] == [
+        {"frame": 0, "index": {"t": 0}, "camera_frame": 1234, "exposure_ms": 10}
+    ]
 
 
 def test_metadata_must_be_json(tmp_path: Path) -> None:

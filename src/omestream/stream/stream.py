@@ -197,6 +197,13 @@ class OMEStream:
         if meta is not None:
             if not isinstance(meta, dict):
                 raise FrameError(f"frame {n}: metadata must be a dict, got {type(meta).__name__}")
+            taken = sorted(k for k in ("frame", "index") if k in meta)
+            if taken:
+                raise FrameError(
+                    f"frame {n}: metadata keys {taken} are omestream's own (the frame's number "
+                    "and acquisition index, stored with every record); rename yours, e.g. "
+                    "'camera_frame'; nothing was written"
+                )
             plain, nulled = _json_safe(meta)
             if nulled and not self._warned_non_finite:
                 self._warned_non_finite = True
@@ -237,8 +244,9 @@ class OMEStream:
     def skip(self, frames: int = 1) -> None:
         """Declare that ``frames`` frames will not come; they read as the fill value."""
         self._check_open()
-        if not isinstance(frames, int) or frames < 1:
+        if isinstance(frames, bool) or not isinstance(frames, int | np.integer) or frames < 1:
             raise ValueError(f"frames must be a positive whole number, got {frames!r}")
+        frames = int(frames)
         n = self._state.frames
         total = self._router.total
         if total is not None and n + frames > total:
@@ -325,7 +333,13 @@ class OMEStream:
             raise StreamClosedError(f"the stream to {self.output_path!r} is closed")
 
     def _check_frame(self, frame: Any, n: int) -> np.ndarray:
-        if not isinstance(frame, np.ndarray):
+        if isinstance(frame, np.ma.MaskedArray):
+            raise FrameError(
+                f"frame {n} is a masked array: its mask cannot be stored; pass "
+                "frame.filled(value) (or frame.data) to store its pixels; nothing was written"
+            )
+        if type(frame) is not np.ndarray:
+            # subclasses (np.matrix...) reshape and multiply differently in the engines
             frame = np.asarray(frame)
         if frame.shape != self._frame_shape:
             raise FrameShapeError(
