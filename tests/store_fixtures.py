@@ -22,6 +22,16 @@ WRITERS = ["omestream", "ome-zarr-py"]
 T, C, Y, X = 2, 2, 32, 24
 
 
+def snapshot(root: str | Path) -> dict[str, bytes]:
+    """Every file below ``root`` and its bytes: to show that a refused call changed nothing."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            out[os.path.relpath(p, root)] = Path(p).read_bytes()
+    return out
+
+
 def pixels(seed: int, shape: tuple[int, ...] = (T, C, Y, X), dtype: str = "uint16") -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 1000, size=shape).astype(dtype)

@@ -15,6 +15,14 @@ from typer.testing import CliRunner
 
 import omestream.cli.convert
 import omestream.cli.view  # noqa: F401  (the commands register on import)
+from omestream import (
+    AcquisitionSettings,
+    Dimension,
+    Plate,
+    Position,
+    PositionDimension,
+    create_stream,
+)
 from omestream.cli.app import app
 from omestream.cli.convert import parse_sizes
 from omestream.convert import ConvertOptions, convert
@@ -227,15 +235,6 @@ def test_folder_of_ome_tiff_positions_is_described_converted_and_viewed(
 
 
 def test_an_ome_tiff_plate_converts_to_an_ome_zarr_plate(tmp_path: Path) -> None:
-    from omestream import (
-        AcquisitionSettings,
-        Dimension,
-        Plate,
-        Position,
-        PositionDimension,
-        create_stream,
-    )
-
     fields = [("B", "2", "fov0"), ("D", "11", "fov0"), ("D", "11", "fov1")]
     settings = AcquisitionSettings(
         root_path=str(tmp_path / "plate.ome.tiff"),

@@ -29,6 +29,7 @@ from omestream.io.journal import JOURNAL_NAME, SMALL
 from tests.cases import frame_for
 from tests.checks import validate_ome_zarr
 from tests.polling import wait_until
+from tests.store_fixtures import snapshot
 
 
 def _settings(root: Path, dims: list, **kw: object) -> AcquisitionSettings:
@@ -41,15 +42,6 @@ def _snapshot(stream: omestream.OMEStream, dest: Path) -> str:
     stream._backend.flush(wait=True)  # type: ignore[attr-defined]
     shutil.copytree(stream.output_path, dest)
     return str(dest)
-
-
-def _tree_bytes(root: str) -> dict[str, bytes]:
-    out = {}
-    for d, _s, files in os.walk(root):
-        for f in files:
-            p = os.path.join(d, f)
-            out[os.path.relpath(p, root)] = Path(p).read_bytes()
-    return out
 
 
 UNBOUNDED = [Dimension(name="t", count=None), Dimension(name="c", count=3),
@@ -66,10 +58,10 @@ def test_unbounded_partial_time_point(tmp_path: Path) -> None:
     # the killed state is already a valid dataset, pre-sized beyond the data
     validate_ome_zarr(crashed)
     assert zarr.open_array(crashed + "/0").shape[0] > 6
-    before = _tree_bytes(crashed)
+    before = snapshot(crashed)
 
     dry = omestream.repair(crashed, dry_run=True, force=True)
-    assert _tree_bytes(crashed) == before  # a dry run changes nothing
+    assert snapshot(crashed) == before  # a dry run changes nothing
     assert dry.interrupted and dry.changes
     report = omestream.repair(crashed, force=True)
     assert (report.frames_present, report.resume_at, report.time_points_complete) == (17, 17, 5)
@@ -201,10 +193,10 @@ def test_a_closed_dataset_needs_nothing(tmp_path: Path) -> None:
     with create_stream(s) as stream:
         for n in range(5):
             stream.append(frame_for(n, (8, 6), "uint16"))
-    before = _tree_bytes(s.output_path)
+    before = snapshot(s.output_path)
     report = omestream.repair(s.output_path)
     assert not report.interrupted and report.changes == [] and report.resume_at == 5
-    assert _tree_bytes(s.output_path) == before
+    assert snapshot(s.output_path) == before
 
 
 def test_what_is_not_repairable_gets_a_clear_error(tmp_path: Path) -> None:

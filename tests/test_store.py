@@ -33,6 +33,7 @@ from tests.store_fixtures import (
     X,
     Y,
     pixels,
+    snapshot,
     write_image,
     write_iohub_plate,
     write_plate,
@@ -78,15 +79,6 @@ def check_plate_doc(root: Path) -> dict[str, Any]:
     assert keys == sorted(keys)
     assert plate.get("field_count", most) == most
     return plate
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            p = os.path.join(dirpath, f)
-            out[os.path.relpath(p, root)] = Path(p).read_bytes()
-    return out
 
 
 def mean2(a: np.ndarray) -> np.ndarray:

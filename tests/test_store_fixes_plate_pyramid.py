@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +28,7 @@ from omestream import (
 from omestream.pyramid import downsample
 from omestream.store import Image, Plate
 from tests.checks import validate_ome_zarr
-from tests.store_fixtures import C, X, Y, pixels, write_plate
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            p = os.path.join(dirpath, f)
-            out[os.path.relpath(p, root)] = Path(p).read_bytes()
-    return out
+from tests.store_fixtures import C, X, Y, pixels, snapshot, write_plate
 
 
 def ngff(path: Path | str) -> dict:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -20,7 +21,16 @@ import omestream.cli.info
 import omestream.cli.tree
 import omestream.cli.validate
 import omestream.cli.view  # noqa: F401  (the commands register on import)
+from omestream import (
+    AcquisitionSettings,
+    Dimension,
+    Plate,
+    Position,
+    PositionDimension,
+    create_stream,
+)
 from omestream.cli.app import app
+from omestream.summary import describe
 from omestream.validate import validate_store
 from tests.cli_data import (
     write_case,
@@ -233,18 +243,6 @@ def test_validate_subprocess_exit_codes_and_json(good: dict[str, str], tmp_path:
 
 def test_a_field_of_view_named_c_is_seen(tmp_path: Path) -> None:
     # "c" is also the name of Zarr v3 chunk folders, but those only live in arrays
-    import numpy as np
-
-    from omestream import (
-        AcquisitionSettings,
-        Dimension,
-        Plate,
-        Position,
-        PositionDimension,
-        create_stream,
-    )
-    from omestream.summary import describe
-
     s = AcquisitionSettings(
         root_path=str(tmp_path / "p.ome.zarr"),
         dimensions=[
