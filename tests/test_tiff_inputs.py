@@ -86,7 +86,7 @@ def test_contiguous_rgb_is_refused_before_anything_is_written(
 # -- convert: a failure leaves no partial output ---------------------------------------
 
 
-@pytest.mark.parametrize("suffix", [".ome.zarr", ".ome.tiff"])
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".ome.tiff", ""])  # "": OME-Zarr, suffix added
 def test_a_failed_convert_removes_the_output_it_created(tmp_path: Path, suffix: str) -> None:
     src, dst = tmp_path / "stack.tif", tmp_path / f"out{suffix}"
     tifffile.imwrite(src, _data((6, 16, 16)))

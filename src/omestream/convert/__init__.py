@@ -97,7 +97,7 @@ def convert(
     if os.path.abspath(src_s) == os.path.abspath(dst_s):
         raise SettingsError(f"source and destination are the same: {src_s!r}")
     src = open_source(src_s, opts.chunks, opts.stack_axis)
-    created = False  # only an output this call created is removed on failure
+    created: str | None = None  # only an output this call created is removed on failure
     try:
         settings = _settings(src, dst_s, opts)
         if on_start is not None:
@@ -106,7 +106,8 @@ def convert(
         frame_bytes = 0
         n = 0
         # an existing output (replaced with overwrite=True) is not ours to delete
-        created = not os.path.lexists(dst_s)
+        out = settings.output_path  # the destination, with the suffix its format adds
+        created = out if not os.path.lexists(out) else None
         with create_stream(settings) as stream:
             for frame in iter_frames(src.blocks, workers):
                 if not frame.dtype.isnative:  # big-endian TIFFs
@@ -121,7 +122,7 @@ def convert(
         # complete metadata) while missing frames: leave nothing rather than that. A
         # path that appeared meanwhile and is held or kept by another writer is theirs.
         if created and not isinstance(exc, StoreExistsError | ConcurrentModificationError):
-            _remove_output(dst_s)
+            _remove_output(created)
         raise
     finally:
         close_source(src)
