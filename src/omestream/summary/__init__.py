@@ -28,6 +28,7 @@ __all__ = [
     "describe",
     "is_tiff",
     "tiff_file",
+    "tiff_files",
 ]
 
 _TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -52,13 +53,18 @@ def _tiff_folder_files(loc: str) -> list[str]:
     return sorted(n for n in names if n.lower().endswith(_TIFF_SUFFIXES))
 
 
-def tiff_file(location: str | os.PathLike[str]) -> str:
-    """The file to open for a TIFF location: the file itself or, for a folder with one
-    OME-TIFF file per position (as the OME-TIFF writer makes it), the first file, whose
-    OME-XML names the others' images."""
+def tiff_files(location: str | os.PathLike[str]) -> list[str]:
+    """The files of a TIFF location: the file itself, or every TIFF file of a folder with
+    one OME-TIFF file per position (as the OME-TIFF writer makes it), in name order."""
     loc = os.fspath(location)
     files = _tiff_folder_files(loc)
-    return os.path.join(loc, files[0]) if files else loc
+    return [os.path.join(loc, f) for f in files] if files else [loc]
+
+
+def tiff_file(location: str | os.PathLike[str]) -> str:
+    """The file to open for a TIFF location: the file itself or the first file of a
+    folder of them, whose OME-XML names the others' images."""
+    return tiff_files(location)[0]
 
 
 def _tiff_magic(path: str) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from omestream.errors import StoreFormatError
-from omestream.settings.units import normalize_unit
+from omestream.settings.units import SPACE_UNITS, normalize_unit
 from omestream.summary.acquisition import AcquisitionInfo, acquisition_from_record
 from omestream.summary.model import (
     AxisInfo,
@@ -95,7 +95,7 @@ def plain_scales(imagej: dict[str, Any] | None, page: Any) -> dict[str, tuple[fl
     factor = 1.0
     if unit is None and int(getattr(page, "resolutionunit", 1) or 1) == 3:  # CENTIMETER
         unit, factor = "micrometer", 1e4
-    if unit is not None and normalize_unit_kind(unit) == "space":
+    if unit in SPACE_UNITS:  # a length NGFF knows (_unit gave its name)
         try:
             xres, yres = (float(r) for r in page.resolution)
         except (TypeError, ValueError, AttributeError):
@@ -110,14 +110,6 @@ def plain_scales(imagej: dict[str, Any] | None, page: Any) -> dict[str, tuple[fl
     if isinstance(interval, int | float) and interval > 0:
         out["T"] = (float(interval), "second")
     return out
-
-
-def normalize_unit_kind(unit: str) -> str | None:
-    """ "space" or "time" for a unit NGFF knows, else None."""
-    try:
-        return normalize_unit(unit, None)[1]
-    except ValueError:
-        return None
 
 
 def _pixel_axes(

@@ -74,7 +74,7 @@ def _ome_schema(path: str) -> None:
     import tifffile
     from ome_types import validate_xml
 
-    from omestream.validate.tiff import tiff_files
+    from omestream.summary import tiff_files
 
     for file in tiff_files(path):
         with tifffile.TiffFile(file) as tif:
@@ -91,7 +91,7 @@ def _tifffile(path: str) -> None:
     """tifffile reads each file's OME series, and their first and last planes."""
     import tifffile
 
-    from omestream.validate.tiff import tiff_files
+    from omestream.summary import tiff_files
 
     for file in tiff_files(path):
         name = os.path.basename(file)

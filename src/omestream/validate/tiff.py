@@ -17,9 +17,10 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from omestream.summary import tiff_files
 from omestream.validate.structure import Problem
 
-__all__ = ["check_tiff", "plane_index", "tiff_files", "tiffdata_planes"]
+__all__ = ["check_tiff", "plane_index", "tiffdata_planes"]
 
 _DTYPES = {
     "int8": "int8", "int16": "int16", "int32": "int32", "uint8": "uint8",
@@ -53,14 +54,6 @@ def tiffdata_planes(
         count = total - first if only_block else 1
     for k in range(count):
         yield first + k, ifd + k
-
-
-def tiff_files(location: str) -> list[str]:
-    """The OME-TIFF files of a dataset: the file, or every TIFF file of a folder."""
-    from omestream.summary import _tiff_folder_files
-
-    files = _tiff_folder_files(location)
-    return [os.path.join(location, f) for f in files] if files else [location]
 
 
 class _Pages:
