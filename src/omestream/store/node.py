@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from omestream.errors import FrameDtypeError, ReadOnlyError, SettingsError, StoreFormatError
+from omestream.errors import FrameDtypeError, ReadOnlyError, StoreFormatError
 from omestream.io import zarr_nodes
 from omestream.io.kv import KVStore
 from omestream.io.locks import check_no_stream
@@ -24,13 +24,11 @@ from omestream.store.lock import StoreLocks
 __all__ = [
     "Mode",
     "StoreContext",
-    "check_name",
     "coerce_data",
     "natural_key",
 ]
 
 Mode = Literal["r", "r+", "a"]
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass
@@ -124,18 +122,6 @@ def natural_key(name: str) -> tuple[Any, ...]:
     parts = re.split(r"(\d+)", name)
     pieces = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p)
     return (len(name) if name.isalpha() else 0, *pieces)
-
-
-def check_name(name: Any, what: str) -> str:
-    """A name that becomes a group path: letters, digits, '_', '-', '.', not starting with
-    a dot (so never '..' or a hidden entry), no '/', spaces or empties."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SettingsError(
-            f"{what} name {name!r} cannot be used as a Zarr group path: use letters, digits, "
-            "'_', '-' or '.', starting with a letter or digit (e.g. 'B', '3', 'fov0'); "
-            "nothing was changed"
-        )
-    return name
 
 
 def coerce_data(data: Any, dtype: np.dtype, cast: bool, where: str) -> np.ndarray:

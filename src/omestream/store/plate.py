@@ -28,7 +28,8 @@ __all__ = ["Plate", "Well"]
 _GROUP_FILES = ("zarr.json", ".zgroup", ".zattrs")
 
 
-def _axis_name(name: Any, what: str) -> str:
+def _plate_name(name: Any, what: str) -> str:
+    """A row, column or field name: letters and digits only (NGFF plate paths)."""
     try:
         return check_path_name(name, what)
     except (ValueError, TypeError) as exc:
@@ -197,10 +198,10 @@ class Plate:
 
     # -- rows, columns, wells --------------------------------------------------------------
     def add_row(self, name: str) -> Plate:
-        return self._add_axis(rows=[_axis_name(name, "row")])
+        return self._add_axis(rows=[_plate_name(name, "row")])
 
     def add_column(self, name: str) -> Plate:
-        return self._add_axis(columns=[_axis_name(name, "column")])
+        return self._add_axis(columns=[_plate_name(name, "column")])
 
     def _add_axis(self, rows: list[str] = (), columns: list[str] = ()) -> Plate:  # type: ignore[assignment]
         ctx = self._ctx
@@ -219,7 +220,7 @@ class Plate:
 
         NGFF wells must hold at least one image, so no empty well is ever written.
         """
-        row, column = _axis_name(row, "row"), _axis_name(column, "column")
+        row, column = _plate_name(row, "row"), _plate_name(column, "column")
         ctx = self._ctx
         ctx.check_writable("add a well")
         with ctx.locks.metadata():
@@ -259,8 +260,8 @@ class Plate:
         before anything is written; on failure the groups this call created are removed
         and no document lists them.
         """
-        row, column = _axis_name(row, "row"), _axis_name(column, "column")
-        name = _axis_name(name, "field")  # well image paths are alphanumeric (NGFF)
+        row, column = _plate_name(row, "row"), _plate_name(column, "column")
+        name = _plate_name(name, "field")  # well image paths are alphanumeric (NGFF)
         ctx = self._ctx
         ctx.check_writable("add a position")
         if like is not None and not isinstance(like, Image):
@@ -326,7 +327,7 @@ class Plate:
     def rename_position(self, row: str, column: str, old: str, new: str) -> Image:
         ctx = self._ctx
         ctx.check_writable("rename a position", destructive=True)
-        new = _axis_name(new, "field")  # well image paths are alphanumeric (NGFF)
+        new = _plate_name(new, "field")  # well image paths are alphanumeric (NGFF)
         well_path = f"{row}/{column}"
         with ctx.locks.metadata():
             _, wd = self._well_doc(well_path)
@@ -371,7 +372,7 @@ class Plate:
         parts = new.split("/") if isinstance(new, str) else []
         if len(parts) != 2:
             raise SettingsError(f"new well must be 'row/column', got {new!r}")
-        r, c = _axis_name(parts[0], "row"), _axis_name(parts[1], "column")
+        r, c = _plate_name(parts[0], "row"), _plate_name(parts[1], "column")
         with ctx.locks.metadata():
             _, p = self._read()
             wells = self.wells
