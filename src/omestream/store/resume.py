@@ -37,7 +37,7 @@ from omestream.settings import AcquisitionSettings
 from omestream.stream import OMEStream
 from omestream.stream.state import StreamState
 from omestream.stream.zarr_sink import OMESTREAM_KEY, ZarrMetadataSink
-from omestream.summary.nodes import array_meta
+from omestream.summary.nodes import ArrayMeta, array_meta
 
 __all__ = ["resume_stream"]
 
@@ -77,11 +77,13 @@ def _check_same(settings: AcquisitionSettings, saved: dict[str, Any], where: str
         )
 
 
-def _stored_layout(kv: KVStore, plan: StoragePlan) -> StoragePlan:
-    """The plan with every array's chunks and shards as stored. The automatic layout
-    of the same settings may differ in another omestream version (one-chunk shards
-    are no longer made, for one); frames must be written as the stored arrays say."""
+def _stored_layout(kv: KVStore, plan: StoragePlan) -> tuple[StoragePlan, dict[int, ArrayMeta]]:
+    """The plan with every array's chunks and shards as stored, and each image's stored
+    level 0. The automatic layout of the same settings may differ in another omestream
+    version (one-chunk shards are no longer made, for one); frames must be written as
+    the stored arrays say."""
     images = []
+    level0: dict[int, ArrayMeta] = {}
     for i, im in enumerate(plan.images):
         levels = []
         for lv, level in enumerate(im.levels):
@@ -91,6 +93,8 @@ def _stored_layout(kv: KVStore, plan: StoragePlan) -> StoragePlan:
                 levels.append(level)
                 continue
             meta = array_meta(doc, plan.zarr_format, path)
+            if lv == 0:
+                level0[i] = meta
             if len(meta.chunks) != len(level.chunks):
                 raise StoreFormatError(
                     f"{kv.url}/{path}: {len(meta.chunks)} dimensions stored, the settings "
@@ -98,11 +102,17 @@ def _stored_layout(kv: KVStore, plan: StoragePlan) -> StoragePlan:
                 )
             levels.append(dataclasses.replace(level, chunks=meta.chunks, shards=meta.shards))
         images.append(dataclasses.replace(im, levels=tuple(levels)))
-    return plan.with_images(tuple(images))
+    return plan.with_images(tuple(images)), level0
 
 
 def _check_unchanged(
-    kv: KVStore, plan: StoragePlan, record: dict[str, Any], done: int, per_outer: int, where: str
+    kv: KVStore,
+    plan: StoragePlan,
+    level0: dict[int, ArrayMeta],
+    record: dict[str, Any],
+    done: int,
+    per_outer: int,
+    where: str,
 ) -> None:
     """Refuse a dataset changed since its stream stopped (with ``open_store`` or another
     tool): a channel added or deleted, time points appended. The resumed stream writes
@@ -120,11 +130,9 @@ def _check_unchanged(
         "dataset as its stream (and `omestream repair`) left it"
     )
     for i, im in enumerate(plan.images):
-        path = array_path(plan, i, 0)
-        doc = zarr_nodes.load_json(kv, zarr_nodes.array_meta_key(path, plan.zarr_format))
-        if doc is None:
+        meta = level0.get(i)
+        if meta is None:
             continue  # the engine reports missing arrays when it opens them
-        meta = array_meta(doc, plan.zarr_format, path)
         want = im.levels[0].shape
         label = im.path or "the image"
         same = [a == u or s == w for a, (s, w) in enumerate(zip(meta.shape, want, strict=False))]
@@ -240,12 +248,12 @@ def _resume(
     where = settings.output_path
     record = _record(kv, plan.zarr_format, where)
     _check_same(settings, record["settings"], where)
-    plan = _stored_layout(kv, plan)
+    plan, level0 = _stored_layout(kv, plan)
     done = int(record["frames"])
     router = FrameRouter(settings)
     if router.total is not None and done > router.total:
         raise StoreFormatError(f"{where}: records {done} frames; the settings hold {router.total}")
-    _check_unchanged(kv, plan, record, done, router.per_outer, where)
+    _check_unchanged(kv, plan, level0, record, done, router.per_outer, where)
     rewind = _rewind_point(settings, router, done, plan)
 
     backend = engine(plan, kv, settings.writer)
