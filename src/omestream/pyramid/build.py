@@ -37,7 +37,7 @@ from omestream.metadata.parse import (
     ParsedWell,
     parse_group,
 )
-from omestream.pyramid.kernels import METHODS, SHIFTING_METHODS, downsample, halo
+from omestream.pyramid.kernels import METHODS, SHIFTING_METHODS, downsample, halo, source_window
 
 __all__ = ["PyramidResult", "build_pyramid", "level_paths"]
 
@@ -347,14 +347,10 @@ def _blocks(
 def _reduce_block(
     src: Any, dst: Any, block: tuple[range, ...], factors: tuple[int, ...], method: str
 ) -> None:
-    margins = halo(factors, method)
-    sel, core = [], []
-    for r, f, h, n in zip(block, factors, margins, src.shape, strict=True):
-        lo, hi = max(0, r.start * f - h), min(n, r.stop * f + h)
-        sel.append(slice(lo, hi))
-        core.append(slice(r.start * f - lo, min(r.stop * f, n) - lo))
-    data = src[tuple(sel)]
-    out = downsample(np.asarray(data), factors, method, core=tuple(core))
+    sel, core = source_window(
+        [(r.start, r.stop) for r in block], factors, halo(factors, method), src.shape
+    )
+    out = downsample(np.asarray(src[sel]), factors, method, core=core)
     dst[tuple(slice(r.start, r.stop) for r in block)] = out
 
 

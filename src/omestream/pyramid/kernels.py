@@ -34,6 +34,7 @@ __all__ = [
     "downsample",
     "gaussian_sigma",
     "halo",
+    "source_window",
 ]
 
 METHODS = ("mean", "nearest", "stride", "gaussian", "mode")
@@ -54,6 +55,23 @@ def halo(factors: Sequence[int], method: str) -> tuple[int, ...]:
     if method != "gaussian":
         return tuple(0 for _ in factors)
     return tuple(int(_TRUNCATE * s + 0.5) for s in gaussian_sigma(factors))
+
+
+def source_window(
+    out: Sequence[tuple[int, int]],
+    factors: Sequence[int],
+    margins: Sequence[int],
+    shape: Sequence[int],
+) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """What to read from the level above (of ``shape``) to compute output pixels
+    ``out`` (a [start, stop) range per axis): the slices to read, margins included and
+    clipped to the array, and the ``core`` of :func:`downsample` within them."""
+    read, core = [], []
+    for (o0, o1), f, h, n in zip(out, factors, margins, shape, strict=True):
+        lo, hi = max(0, o0 * f - h), min(n, o1 * f + h)
+        read.append(slice(lo, hi))
+        core.append(slice(o0 * f - lo, min(o1 * f, n) - lo))
+    return tuple(read), tuple(core)
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from omestream.metadata.display import apply_windows, channel_windows
 from omestream.metadata.ngff import channel_window
 from omestream.metadata.parse import ParsedImage
 from omestream.pyramid import KERNELS, downsample, halo
+from omestream.pyramid.kernels import source_window
 from omestream.settings.colors import guess_color, pick_colors
 from omestream.settings.names import check_label
 from omestream.store.node import StoreContext, coerce_data
@@ -267,21 +268,11 @@ class Image:
                     region, lv.factors, margins, shape, prev_shape, strict=True
                 )
             ]
-            core_src = [
-                (o0 * f, min(pn, o1 * f))
-                for (o0, o1), f, pn in zip(out, lv.factors, prev_shape, strict=True)
-            ]
-            src = [
-                (max(0, c0 - h), min(pn, c1 + h))
-                for (c0, c1), h, pn in zip(core_src, margins, prev_shape, strict=True)
-            ]
-            core = tuple(
-                slice(c0 - s0, c1 - s0) for (c0, c1), (s0, _) in zip(core_src, src, strict=True)
-            )
-            if data is not None and src == region:
+            read, core = source_window(out, lv.factors, margins, prev_shape)
+            if data is not None and [(r.start, r.stop) for r in read] == region:
                 block = data
             else:
-                block = np.asarray(arrays[i - 1][tuple(slice(a, b) for a, b in src)])
+                block = np.asarray(arrays[i - 1][read])
             down = downsample(block, lv.factors, method, core=core)
             down = down[tuple(slice(0, b - a) for a, b in out)]
             if down.size:
