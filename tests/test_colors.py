@@ -150,3 +150,26 @@ def test_added_channel_gets_its_dye_colour_or_a_free_one(tmp_path: Path) -> None
     # mCherry is red whatever is taken; for "mask" only white is left in the palette
     assert colors == [*EXPECTED, RED, WHITE]
     validate_ome_zarr(settings.output_path)
+
+
+@pytest.mark.parametrize(
+    ("given", "color"),
+    [
+        (0xFF00FF, MAGENTA),  # 0xRRGGBB
+        (0x0000FF, BLUE),
+        (-16711681, MAGENTA),  # OME-XML's signed RGBA (FF00FFFF)
+        (0xFF00FFFF, MAGENTA),  # the same RGBA unsigned
+        (-1, WHITE),
+        (ome_types.model.Color("magenta"), MAGENTA),
+        ("#00ff00", GREEN),
+        ("FF00FF80", MAGENTA),  # alpha is dropped
+    ],
+)
+def test_explicit_colours(given: object, color: str) -> None:
+    assert Channel(name="a", color=given).color == color
+
+
+@pytest.mark.parametrize("given", [2**32, -(2**31) - 1, "12345", "purpleish", True])
+def test_colours_that_mean_nothing_are_refused(given: object) -> None:
+    with pytest.raises(ValueError, match="color"):
+        Channel(name="a", color=given)

@@ -33,7 +33,9 @@ class Channel(FrozenModel):
     name: str
     color: str | None = Field(
         default=None,
-        description="'RRGGBB' hex (a leading '#' is accepted) or a colour name; None = "
+        description="'RRGGBB' hex (a leading '#' is accepted), a colour name, an "
+        "integer (0xRRGGBB, or OME's 32-bit RGBA when negative or above 0xFFFFFF) or an "
+        "ome-types Color; None = "
         "the dye's usual colour (from the wavelengths, fluorophore or name), else a free "
         "palette colour.",
     )
@@ -67,7 +69,10 @@ class Channel(FrozenModel):
         if v is None:
             return None
         if isinstance(v, int) and not isinstance(v, bool):
-            return f"{v & 0xFFFFFF:06X}"
+            return _int_color(v)
+        if callable(getattr(v, "as_rgb_tuple", None)):  # ome-types / pydantic Color
+            r, g, b = v.as_rgb_tuple()[:3]
+            return f"{r:02X}{g:02X}{b:02X}"
         s = str(v).strip()
         s = NAMED_COLORS.get(s.lower(), s).removeprefix("#")
         if len(s) == 8:  # RRGGBBAA: alpha is not part of NGFF colours
@@ -89,6 +94,18 @@ class Channel(FrozenModel):
             # ome-writers spells the wavelengths with their unit
             v = {_NM_ALIASES.get(k, k): x for k, x in v.items()}
         return v
+
+
+def _int_color(v: int) -> str:
+    """An integer colour as 'RRGGBB'. Up to 0xFFFFFF it is 0xRRGGBB; a negative value
+    or one above 24 bits can only be OME-XML's signed or unsigned 32-bit RGBA."""
+    if 0 <= v <= 0xFFFFFF:
+        return f"{v:06X}"
+    if -(2**31) <= v < 0 or 0xFFFFFF < v <= 0xFFFFFFFF:
+        return f"{(v & 0xFFFFFFFF) >> 8:06X}"
+    raise ValueError(
+        f"color {v} is outside 32 bits; give 0xRRGGBB, OME's RGBA integer or 'RRGGBB' hex"
+    )
 
 
 _NM_ALIASES = {
