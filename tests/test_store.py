@@ -554,7 +554,17 @@ def test_consolidated_metadata_is_dropped_before_changes(
     open_store(root, mode="r")  # reading keeps it
     assert zarr.open_group(str(root), mode="r").metadata.consolidated_metadata is not None
     img = open_store(root, mode="r+")
+
+    def consolidated() -> bool:
+        return zarr.open_group(str(root), mode="r").metadata.consolidated_metadata is not None
+
+    assert consolidated()  # opening for writing keeps it ...
+    with pytest.raises(FrameShapeError):
+        img.append(np.zeros((1, 2, 3), img.dtype))
+    assert consolidated()  # ... so does a refused change ...
+    img[0, 0, :2, :2] = np.ones((2, 2), img.dtype)
+    assert consolidated()  # ... and a pixel rewrite, which changes no document
     img.append(pixels(70, (C, Y, X)))
-    assert zarr.open_group(str(root), mode="r").metadata.consolidated_metadata is None
+    assert not consolidated()
     assert zarr.open_array(f"{root}/s0", mode="r").shape[0] == 3
     validate_ome_zarr(root)

@@ -108,6 +108,7 @@ def _from_data(
     kwargs: dict[str, Any] = {}
     if ctx.zarr_format == 3:
         kwargs["dimension_names"] = names
+    ctx.changing()
     zarr.create_array(
         ctx.kv.zarr_store(),
         name=_join(path, "0"),

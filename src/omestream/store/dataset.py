@@ -176,9 +176,6 @@ def open_store(
     locks = StoreLocks(kv.root if kv.is_local else None, lock_timeout)  # type: ignore[attr-defined]
     ctx = StoreContext(kv, url, version, zf, mode, locks)
     parsed = parse_group(copy.deepcopy(attrs), url)
-    if mode != "r":  # consolidated metadata goes stale with the first change: drop it
-        with locks.metadata():
-            ctx.drop_consolidated()
     if isinstance(parsed, ParsedPlate):
         gone = [w.path for w in parsed.wells if not ctx.group_exists(w.path)]
         if gone:

@@ -50,6 +50,10 @@ class Level:
     write_unit: tuple[int, ...]  # shard, or chunk when not sharded
     factors: tuple[int, ...]  # per axis, relative to the level above (1 for level 0)
     floor: tuple[bool, ...]  # per axis: extent = floor(above / f) instead of ceil
+    # per axis: the scale ratio to the level above is a whole number. Another tool's
+    # valid pyramid may scale by e.g. 1.5: its levels are read as they are, but no
+    # kernel here makes such a level, so pixel changes are refused
+    whole: tuple[bool, ...] = ()
 
 
 def _extent(n: int, f: int, floor: bool) -> int:
@@ -97,20 +101,21 @@ class Image:
             shards = getattr(arr, "shards", None)
             unit = tuple(int(s) for s in shards) if shards else chunks
             if i == 0:
-                factors, floor = (1,) * ndim, (False,) * ndim
+                factors, floor, whole = (1,) * ndim, (False,) * ndim, (True,) * ndim
             else:
                 prev, prev_scale = levels[-1], ms.datasets[i - 1].scale
-                fs, fl = [], []
+                fs, fl, wh = [], [], []
                 for a in range(ndim):
                     p, c = prev.shape[a], shape[a]
                     ratio = ds.scale[a] / prev_scale[a] if prev_scale[a] else 1.0
-                    f = max(1, round(ratio)) if ratio >= 1 else 1
-                    if f == 1 and p != c and c:
-                        f = max(1, round(p / c))
+                    if ratio == 1.0 and p != c and c:
+                        ratio = p / c  # scales say nothing: the shapes tell the factor
+                    f = max(1, round(ratio))
                     fs.append(f)
                     fl.append(f > 1 and c == p // f and c != -(-p // f))
-                factors, floor = tuple(fs), tuple(fl)
-            levels.append(Level(apath, shape, chunks, unit, factors, floor))
+                    wh.append(abs(ratio - f) <= 1e-6 * f or (f > 1 and c in (p // f, -(-p // f))))
+                factors, floor, whole = tuple(fs), tuple(fl), tuple(wh)
+            levels.append(Level(apath, shape, chunks, unit, factors, floor, whole))
         assert dtype is not None
         self._attrs, self._parsed, self._levels, self._dtype = attrs, parsed, levels, dtype
         return attrs, parsed, levels, dtype
@@ -221,6 +226,9 @@ class Image:
         raise SettingsError(f"{self._ctx.where(self.path)} has no channel axis (axes {self.axes})")
 
     def _method(self) -> str:
+        ome = self._attrs.get("ome")
+        if "image-label" in self._attrs or (isinstance(ome, dict) and "image-label" in ome):
+            return "mode"  # a label's lower levels hold labels, never their averages
         ms = self._parsed.multiscale
         meta = ms.raw.get("metadata")
         method = meta.get("method") if isinstance(meta, dict) else None
@@ -230,15 +238,33 @@ class Image:
         return "mean"
 
     def _level_shapes(self, shape0: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """Every level's shape for level-0 shape ``shape0``; an axis scaled by a
+        fraction keeps its stored extent (changes along it are refused)."""
         shapes = [shape0]
         for lv in self._levels[1:]:
             prev = shapes[-1]
             shapes.append(
                 tuple(
-                    _extent(p, f, fl) for p, f, fl in zip(prev, lv.factors, lv.floor, strict=True)
+                    _extent(p, f, fl) if w else n
+                    for p, f, fl, w, n in zip(
+                        prev, lv.factors, lv.floor, lv.whole, lv.shape, strict=True
+                    )
                 )
             )
         return shapes
+
+    def _check_whole_factors(self, where: str) -> None:
+        """Refuse a pixel change when a lower level is scaled by a fraction: no kernel
+        here makes such a level, so it could not be kept in step with level 0."""
+        for lv in self._levels[1:]:
+            for a, w in enumerate(lv.whole):
+                if not w:
+                    raise SettingsError(
+                        f"{where}: level {lv.path!r} is not a whole-number downsampling of "
+                        f"the level above along {self.axes[a]!r}, so omestream cannot keep "
+                        "it in step; rebuild the pyramid with omestream.build_pyramid (or "
+                        "remove the lower levels) first; nothing was written"
+                    )
 
     def _propagate(
         self,
@@ -268,6 +294,8 @@ class Image:
                     region, lv.factors, margins, shape, prev_shape, strict=True
                 )
             ]
+            if any(a >= b for a, b in out):
+                break  # edge pixels a floor-sized level leaves out: nothing below changes
             read, core = source_window(out, lv.factors, margins, prev_shape)
             if data is not None and [(r.start, r.stop) for r in read] == region:
                 block = data
@@ -282,6 +310,7 @@ class Image:
     def _commit_shapes(self, shapes: list[tuple[int, ...]]) -> None:
         """Store new shapes: lower levels first, level 0 last (level 0 is the truth)."""
         ctx = self._ctx
+        ctx.changing()
         for lv, shape in reversed(list(zip(self._levels, shapes, strict=True))):
             if lv.shape != shape:
                 zarr_nodes.set_array_shape(ctx.kv, lv.path, shape, ctx.zarr_format)
@@ -323,6 +352,7 @@ class Image:
             )
         if arr.shape[a] == 0:
             raise FrameShapeError(f"{where}: data holds nothing along {self.axes[a]!r}")
+        self._check_whole_factors(where)
         for lv in self._levels[1:]:
             if lv.factors[a] != 1:
                 raise SettingsError(
@@ -457,6 +487,7 @@ class Image:
                     "; nothing was written"
                 )
             arr = coerce_data(arr, self._dtype, cast, where)
+            self._check_whole_factors(where)
             arrays = [self._open(lv.path) for lv in self._levels]
             arrays[0][tuple(slice(a, b) for a, b in region)] = arr
             self._propagate(arrays, region, arr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -39,6 +39,7 @@ class StoreContext:
     zarr_format: int  # 2 | 3
     mode: Mode
     locks: StoreLocks
+    _consolidated_checked: bool = field(default=False, repr=False)
 
     # -- access ------------------------------------------------------------------------
     def where(self, path: str) -> str:
@@ -93,6 +94,7 @@ class StoreContext:
 
     def write_attrs(self, path: str, attrs: dict[str, Any]) -> None:
         self.check_writable("write metadata")
+        self.changing()
         zarr_nodes.write_group(self.kv, path, attrs, self.zarr_format)
 
     def write_content(self, path: str, content: dict[str, Any]) -> None:
@@ -104,6 +106,15 @@ class StoreContext:
         """A plain group (plate rows); 0.5 marks it with its version like omestream does."""
         attrs = {"ome": {"version": "0.5"}} if self.version == "0.5" else {}
         self.write_attrs(path, attrs)
+
+    def changing(self) -> None:
+        """Called before anything that changes a metadata document (not before pixel
+        writes, which leave it true): consolidated metadata would go stale, so it goes,
+        once per opened dataset. Opening alone, or a refused call, keeps it."""
+        if not self._consolidated_checked:
+            with self.locks.metadata():
+                self.drop_consolidated()
+            self._consolidated_checked = True
 
     def drop_consolidated(self) -> None:
         """Consolidated metadata goes stale on the first change: remove it, under the lock."""
@@ -124,8 +135,13 @@ def natural_key(name: str) -> tuple[Any, ...]:
     return (len(name) if name.isalpha() else 0, *pieces)
 
 
+def _fits(arr: np.ndarray, info: np.iinfo) -> bool:
+    return arr.size == 0 or (int(arr.min()) >= info.min and int(arr.max()) <= info.max)
+
+
 def coerce_data(data: Any, dtype: np.dtype, cast: bool, where: str) -> np.ndarray:
-    """``data`` as ``dtype``: lossless casts happen silently, lossy ones only with ``cast``.
+    """``data`` as ``dtype``: lossless casts happen silently (integers whose values fit
+    included), lossy ones only with ``cast``.
 
     With ``cast=True`` floats are rounded and every value clipped to the dtype's range,
     so nothing wraps around.
@@ -135,6 +151,8 @@ def coerce_data(data: Any, dtype: np.dtype, cast: bool, where: str) -> np.ndarra
         return arr
     if np.can_cast(arr.dtype, dtype, "safe"):
         return arr.astype(dtype)
+    if arr.dtype.kind in "iu" and dtype.kind in "iu" and _fits(arr, np.iinfo(dtype)):
+        return arr.astype(dtype)  # e.g. Python ints or np.arange's int64: values fit
     if not cast:
         raise FrameDtypeError(
             f"{where}: data has dtype {arr.dtype} but the array stores {dtype}; converting "

@@ -339,6 +339,7 @@ class Plate:
                 ctx.node_exists(f"{well_path}/{new}") and ctx.kv.list_dir(f"{well_path}/{new}")
             ):
                 raise StoreExistsError(f"well {well_path!r} already has a field {new!r}")
+            ctx.changing()
             with ctx.locks.image(f"{well_path}/{old}"):
                 os.rename(
                     self._local_path(f"{well_path}/{old}"), self._local_path(f"{well_path}/{new}")
@@ -382,6 +383,7 @@ class Plate:
                 raise StoreExistsError(f"plate {ctx.url} already has well {new!r}")
             if not ctx.group_exists(r):
                 ctx.empty_group(r)
+            ctx.changing()
             os.rename(self._local_path(old), self._local_path(new))
             wells = [new if w == old else w for w in wells]
             self._write_plate(p, [*p.rows, r], [*p.columns, c], wells, self._counts_hint(p, ""))
