@@ -131,3 +131,44 @@ def test_killed_mid_append_leaves_a_valid_store(tmp_path: Path) -> None:
         assert img.check() == []
         validate_ome_zarr(root)
         np.testing.assert_array_equal(_t(root), data)
+
+
+def _slow_channel_adder(root: str, ready: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
+    """Adds channel 'Cy5', pausing between its pixels and its omero entry (a slow disk)."""
+    from omestream.store import Image
+
+    update = Image._update_omero
+
+    def slow(self: Image, *args: object, **kwargs: object) -> None:
+        ready.set()
+        time.sleep(1.0)
+        update(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    Image._update_omero = slow  # type: ignore[method-assign]
+    img = open_store(root, mode="r+")["A/1/0"]
+    img.append_channel("Cy5", np.full(img.shape[:1] + img.shape[2:], 7, img.dtype))
+
+
+def test_channel_changes_from_two_processes_keep_names_on_their_pixels(tmp_path: Path) -> None:
+    root = tmp_path / "chan.ome.zarr"
+    write_plate(root, "0.5", "omestream")
+    img = open_store(root, mode="r+")["A/1/0"]
+    names = img.channel_names
+    assert len(names) == C >= 2
+    first = img.read()
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    child = ctx.Process(target=_slow_channel_adder, args=(str(root), ready))
+    child.start()
+    try:
+        assert ready.wait(30)
+        img.delete_channel(names[0])  # waits for the other process's channel change
+    finally:
+        child.join(60)
+    assert child.exitcode == 0
+    img.refresh()
+    assert img.channel_names == [*names[1:], "Cy5"]
+    data = img.read()
+    np.testing.assert_array_equal(data[:, : C - 1], first[:, 1:])
+    assert (data[:, C - 1] == 7).all()
+    validate_ome_zarr(root)

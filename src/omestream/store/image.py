@@ -16,6 +16,7 @@ several processes are serialised per image and never overwrite each other's chun
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -323,17 +324,24 @@ class Image:
         counts as one step. Lossy dtype conversions need ``cast=True``.
         """
         self._ctx.check_writable("append data")
-        with self._ctx.locks.image(self.path):
-            self._load()
-            a = self._axis(axis)
-            block = self._append_locked(data, a, cast)
-        n = int(block.shape[a])
+        a = self._axis(axis)
         is_channel = self.axis_types[a] == "channel" or self.axes[a] == "c"
-        if is_channel and self._parsed.channels is not None:
-            start = self.shape[a] - n
-            windows = channel_windows(block, a, start)
-            self._update_omero(add=[(None, None)] * n, expect_before=start, windows=windows)
+        with self._channel_change(is_channel):
+            with self._ctx.locks.image(self.path):
+                self._load()
+                block = self._append_locked(data, a, cast)
+            n = int(block.shape[a])
+            if is_channel and self._parsed.channels is not None:
+                start = self.shape[a] - n
+                windows = channel_windows(block, a, start)
+                self._update_omero(add=[(None, None)] * n, expect_before=start, windows=windows)
         return self
+
+    def _channel_change(self, on: bool = True) -> contextlib.AbstractContextManager[None]:
+        """Held around a change of the channel axis: its pixels and its ``omero`` entries
+        change together, with no other process's channel change in between (metadata
+        lock first, then the image's, the order every change takes)."""
+        return self._ctx.locks.metadata() if on else contextlib.nullcontext()
 
     def _append_locked(self, data: Any, a: int, cast: bool) -> np.ndarray:
         """Append ``data`` along axis ``a``; the block as written (with that axis)."""
@@ -387,24 +395,27 @@ class Image:
                 color = Channel(name=name, color=color).color
             except ValueError as exc:
                 raise SettingsError(f"channel {name!r}: {exc}") from None
-        with self._ctx.locks.image(self.path):
-            self._load()
-            a = self._channel_axis()
-            if name in self.channel_names:
-                raise SettingsError(
-                    f"{self._ctx.where(self.path)} already has a channel {name!r} "
-                    f"(channels {self.channel_names}); nothing was written"
-                )
-            start = self.shape[a]
-            block = self._append_locked(data, a, cast)
-        windows = channel_windows(block, a, start)
-        self._update_omero(add=[(name, color)], expect_before=start, create=True, windows=windows)
+        with self._channel_change():
+            with self._ctx.locks.image(self.path):
+                self._load()
+                a = self._channel_axis()
+                if name in self.channel_names:
+                    raise SettingsError(
+                        f"{self._ctx.where(self.path)} already has a channel {name!r} "
+                        f"(channels {self.channel_names}); nothing was written"
+                    )
+                start = self.shape[a]
+                block = self._append_locked(data, a, cast)
+            windows = channel_windows(block, a, start)
+            self._update_omero(
+                add=[(name, color)], expect_before=start, create=True, windows=windows
+            )
         return self
 
     def delete_channel(self, channel: str | int) -> Image:
         """Remove a channel: later channels move down by one, on every level."""
         self._ctx.check_writable("delete a channel", destructive=True)
-        with self._ctx.locks.image(self.path):
+        with self._channel_change(), self._ctx.locks.image(self.path):
             self._load()
             a = self._channel_axis()
             n = self.shape[a]
@@ -433,7 +444,7 @@ class Image:
                     arr[dst] = arr[src]
             self._commit_shapes(shapes)
             self._load()
-        self._update_omero(remove=idx)
+            self._update_omero(remove=idx)
         return self
 
     # -- rewriting ---------------------------------------------------------------------------
