@@ -78,4 +78,4 @@ def pyramid(
         shapes = ", ".join(
             f"{p}: {'×'.join(map(str, s))}" for p, s in zip(r.paths, r.shapes, strict=True)
         )
-        out.print(f"{name}: {len(r.paths)} levels ({method}) {shapes}")
+        out.print(f"{name}: {len(r.paths)} levels ({r.method}) {shapes}")

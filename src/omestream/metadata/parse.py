@@ -2,11 +2,13 @@
 
 The entry points are :func:`parse_group` (one group's attributes ->
 :class:`ParsedImage` | :class:`ParsedPlate` | :class:`ParsedWell` |
-:class:`ParsedBioformats2raw` | :class:`ParsedSeries`), :func:`detect_version` and
-:func:`ngff_content` (the version-neutral content: the ``"ome"`` object in 0.5, the
-top level in 0.4). Malformed input raises :class:`StoreFormatError` naming the group,
-the attribute (``ome.plate.wells[3].rowIndex``), what was expected and what was
-found; never a bare ``KeyError``/``TypeError``.
+:class:`ParsedBioformats2raw` | :class:`ParsedSeries` | :class:`ParsedLabels`),
+:func:`parse_image_label` (a label image's ``image-label`` object),
+:func:`detect_version` and :func:`ngff_content` (the version-neutral content: the
+``"ome"`` object in 0.5, the top level in 0.4). Malformed input raises
+:class:`StoreFormatError` naming the group, the attribute
+(``ome.plate.wells[3].rowIndex``), what was expected and what was found; never a bare
+``KeyError``/``TypeError``.
 
 Every parsed object keeps ``raw``, the content it was read from, so callers that
 rewrite a document can keep keys written by other tools.
@@ -22,10 +24,13 @@ from omestream.errors import StoreFormatError
 __all__ = [
     "SUPPORTED_VERSIONS",
     "Axis",
+    "ImageLabel",
+    "LabelColor",
     "Multiscale",
     "OmeroChannel",
     "ParsedBioformats2raw",
     "ParsedImage",
+    "ParsedLabels",
     "ParsedNode",
     "ParsedPlate",
     "ParsedSeries",
@@ -36,10 +41,22 @@ __all__ = [
     "has_ngff",
     "ngff_content",
     "parse_group",
+    "parse_image_label",
 ]
 
 SUPPORTED_VERSIONS = ("0.4", "0.5")
-_NGFF_KEYS = ("multiscales", "omero", "plate", "well", "bioformats2raw.layout", "series")
+_NGFF_KEYS = (
+    "multiscales",
+    "omero",
+    "image-label",
+    "plate",
+    "well",
+    "labels",
+    "bioformats2raw.layout",
+    "series",
+)
+# keys that only describe an image: a group with one of them needs 'multiscales' too
+_IMAGE_ONLY_KEYS = ("omero", "image-label")
 _TYPE_ORDER = {"time": 0, "channel": 1, "space": 3}  # any other (custom) type sorts as 2
 
 
@@ -86,12 +103,36 @@ class OmeroChannel:
 
 
 @dataclass(frozen=True)
+class LabelColor:
+    """One entry of ``image-label.colors``: a label value and its display colour."""
+
+    value: int
+    rgba: tuple[int, int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class ImageLabel:
+    """The ``image-label`` object of a label image (every key is optional)."""
+
+    colors: tuple[LabelColor, ...] = ()
+    property_values: tuple[int, ...] = ()  # the label-value of each properties entry
+    source_image: str | None = None  # relative path to the labelled image
+    version: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class ParsedImage:
     path: str
     version: str
     multiscales: tuple[Multiscale, ...]
     channels: tuple[OmeroChannel, ...] | None = None  # None: no omero block
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    image_label: ImageLabel | None = None  # set for a label image
+
+    @property
+    def is_label(self) -> bool:
+        return self.image_label is not None
 
     @property
     def multiscale(self) -> Multiscale:
@@ -150,7 +191,19 @@ class ParsedSeries:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-ParsedNode = ParsedImage | ParsedPlate | ParsedWell | ParsedBioformats2raw | ParsedSeries
+@dataclass(frozen=True)
+class ParsedLabels:
+    """The ``labels`` group inside an image: the paths of its label images, in order."""
+
+    path: str
+    version: str
+    labels: tuple[str, ...]
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+ParsedNode = (
+    ParsedImage | ParsedPlate | ParsedWell | ParsedBioformats2raw | ParsedSeries | ParsedLabels
+)
 
 
 # -- helpers -------------------------------------------------------------------
@@ -496,12 +549,86 @@ def _well(w: _Where, path: str, version: str, value: Any) -> ParsedWell:
     return ParsedWell(path, version, tuple(images), tuple(acqs), raw=wd)
 
 
+def _label_value(w: _Where, key: str, item: Any) -> int:
+    v = _obj(w, key, item).get("label-value")
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise w.fail(f"{key}.label-value", f"must be an integer, found {_found(v)}")
+    return v
+
+
+def _image_label(w: _Where, key: str, value: Any) -> ImageLabel:
+    d = _obj(w, key, value)
+    colors: list[LabelColor] = []
+    if d.get("colors") is not None:
+        for i, item in enumerate(_list(w, f"{key}.colors", d["colors"], non_empty=False)):
+            k = f"{key}.colors[{i}]"
+            v = _label_value(w, k, item)
+            if any(c.value == v for c in colors):
+                raise w.fail(f"{k}.label-value", f"repeats {v}; each label value has one colour")
+            rgba = item.get("rgba")
+            if rgba is not None:
+                ok = (
+                    isinstance(rgba, list)
+                    and len(rgba) == 4
+                    and all(
+                        isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255
+                        for c in rgba
+                    )
+                )
+                if not ok:
+                    raise w.fail(
+                        f"{k}.rgba", f"must be 4 integers from 0 to 255, found {_found(rgba)}"
+                    )
+            colors.append(
+                LabelColor(v, None if rgba is None else (rgba[0], rgba[1], rgba[2], rgba[3]))
+            )
+    props: list[int] = []
+    if d.get("properties") is not None:
+        for i, item in enumerate(_list(w, f"{key}.properties", d["properties"], non_empty=False)):
+            props.append(_label_value(w, f"{key}.properties[{i}]", item))
+    source: str | None = None
+    if d.get("source") is not None:
+        src = _obj(w, f"{key}.source", d["source"])
+        source = _str(w, f"{key}.source.image", src.get("image"), optional=True)
+    version = d.get("version")
+    if version is not None and not isinstance(version, str):
+        raise w.fail(f"{key}.version", f"must be a string, found {_found(version)}")
+    return ImageLabel(tuple(colors), tuple(props), source, version, raw=d)
+
+
+def _labels(w: _Where, path: str, version: str, content: dict[str, Any]) -> ParsedLabels:
+    names: list[str] = []
+    for i, item in enumerate(_list(w, "labels", content["labels"], non_empty=False)):
+        name = _str(w, f"labels[{i}]", item)
+        assert name is not None
+        parts = name.split("/")
+        if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise w.fail(
+                f"labels[{i}]", f"must be a relative path inside the labels group, found {name!r}"
+            )
+        if name in names:
+            raise w.fail(f"labels[{i}]", f"repeats the label image {name!r}")
+        names.append(name)
+    return ParsedLabels(path, version, tuple(names), raw=content)
+
+
+def parse_image_label(attrs: dict[str, Any], path: str = "") -> ImageLabel | None:
+    """The ``image-label`` object of a label image's attributes, or None when it has none."""
+    version, content = ngff_content(attrs, path)
+    if "image-label" not in content:
+        return None
+    return _image_label(
+        _Where(path, "ome" if version == "0.5" else ""), "image-label", content["image-label"]
+    )
+
+
 def parse_group(attrs: dict[str, Any], path: str = "") -> ParsedNode:
     """Parse one group's attributes (``.zattrs`` content, or ``zarr.json["attributes"]``).
 
     ``path`` is only used in messages (give the dataset URL plus the group path).
     Precedence when a group carries several things: plate, well, image,
-    bioformats2raw root, series list (bioformats2raw HCS roots carry a plate too).
+    bioformats2raw root, series list (bioformats2raw HCS roots carry a plate too),
+    labels group.
     Raises StoreFormatError when the group holds no NGFF metadata or malformed metadata.
     """
     version, content = ngff_content(attrs, path)
@@ -523,7 +650,12 @@ def parse_group(attrs: dict[str, Any], path: str = "") -> ParsedNode:
             for i, m in enumerate(_list(w, "multiscales", content["multiscales"]))
         )
         channels = _omero(w, "omero", content["omero"]) if "omero" in content else None
-        return ParsedImage(path, version, ms, channels, raw=content)
+        label = (
+            _image_label(w, "image-label", content["image-label"])
+            if "image-label" in content
+            else None
+        )
+        return ParsedImage(path, version, ms, channels, raw=content, image_label=label)
     if "bioformats2raw.layout" in content:
         layout = _int(w, "bioformats2raw.layout", content["bioformats2raw.layout"], minimum=1)
         if layout != 3:
@@ -536,4 +668,17 @@ def parse_group(attrs: dict[str, Any], path: str = "") -> ParsedNode:
             assert sp is not None
             series.append(sp)
         return ParsedSeries(path, version, tuple(series), raw=content)
-    raise w.fail("", f"holds only {sorted(content)}; 'omero' needs 'multiscales' beside it")
+    if "labels" in content:
+        return _labels(w, path, version, content)
+    image_only = [k for k in _IMAGE_ONLY_KEYS if k in content]
+    if image_only:
+        raise w.fail(
+            "",
+            f"holds only {sorted(content)}; {image_only[0]!r} needs 'multiscales' beside it "
+            "(it describes an image)",
+        )
+    raise w.fail(
+        "",
+        f"holds only {sorted(content)}; expected one of 'multiscales', 'plate', 'well', "
+        "'labels', 'bioformats2raw.layout' or 'series'",
+    )

@@ -9,6 +9,11 @@ filter's margin) is read for each block. Blocks run on a thread pool.
 Metadata changes are atomic document replacements: before any array is touched the
 image's ``multiscales`` is cut to level 0 (so a reader never sees a level being
 rebuilt), and the full list of levels is written when they are complete.
+
+The label images listed in an image's ``labels`` group get the same levels (NGFF
+requires as many as the image has), always by ``mode``: a label's lower levels
+hold labels, never their averages. They are cut to level 0 with the image and
+their full lists are written just before the image's.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from omestream.metadata.parse import (
     Multiscale,
     ParsedBioformats2raw,
     ParsedImage,
+    ParsedLabels,
     ParsedPlate,
     ParsedSeries,
     ParsedWell,
+    has_ngff,
     parse_group,
 )
 from omestream.pyramid.kernels import METHODS, SHIFTING_METHODS, downsample, halo, source_window
@@ -53,6 +60,7 @@ class PyramidResult:
     image: str  # group path from the store root ("" for a root image)
     paths: tuple[str, ...]  # dataset paths, level 0 first
     shapes: tuple[tuple[int, ...], ...]
+    method: str = "mean"  # "mode" for label images, whatever was asked
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,7 @@ class _Job:
     chunks: tuple[tuple[int, ...], ...]
     shards: tuple[tuple[int, ...] | None, ...]
     old_paths: tuple[str, ...]
+    method: str
 
 
 # -- planning (no writes) ---------------------------------------------------------------
@@ -174,14 +183,19 @@ def _resolve_factors(
 
 
 def _plan_image(
-    kv: KVStore, image: str, levels: int, factors: Mapping[str, int] | None
+    kv: KVStore, image: str, levels: int, factors: Mapping[str, int] | None, method: str
 ) -> tuple[_Job, Any]:
     import zarr
 
     where = f"{kv.url}/{image}" if image else kv.url
     fmt, attrs = _group_attrs(kv, image)
     node = parse_group(attrs, where)
-    assert isinstance(node, ParsedImage)
+    if not isinstance(node, ParsedImage):
+        raise StoreFormatError(
+            f"{where}: expected an image (multiscales), found {type(node).__name__}"
+        )
+    if node.is_label:
+        method = "mode"  # labels must never be averaged, whatever was asked for the image
     ms = node.multiscale
     f = _resolve_factors(ms, factors, where)
     level0 = ms.datasets[0].path
@@ -228,8 +242,68 @@ def _plan_image(
         )
         shards.append(sh)
     key = _join(image, "zarr.json" if fmt == 3 else ".zattrs")
-    job = _Job(image, fmt, key, ms, f, paths, tuple(shapes), tuple(chunks), tuple(shards), old)
+    job = _Job(
+        image, fmt, key, ms, f, paths, tuple(shapes), tuple(chunks), tuple(shards), old, method
+    )
     return job, src
+
+
+def _label_images(kv: KVStore, image: str) -> list[str]:
+    """Group paths of the label images the image's ``labels`` group lists ([] without one)."""
+    path = _join(image, "labels")
+    if _zarr_format(kv, path) is None:
+        return []
+    _, attrs = _group_attrs(kv, path)
+    if not has_ngff(attrs):
+        return []  # a group that happens to be called labels, not NGFF labels
+    ome = attrs.get("ome")
+    if isinstance(ome, dict) and "version" not in ome:
+        # ome-zarr-py writes NGFF 0.5 labels groups without ome.version; the list is
+        # all that is needed here
+        attrs = {**attrs, "ome": {**ome, "version": "0.5"}}
+    node = parse_group(attrs, f"{kv.url}/{path}")
+    if not isinstance(node, ParsedLabels):
+        raise StoreFormatError(
+            f"{kv.url}/{path}: expected a 'labels' list of label images, found "
+            f"{type(node).__name__}"
+        )
+    return [_join(path, name) for name in node.labels]
+
+
+def _plan_labels(kv: KVStore, job: _Job, src: Any, levels: int) -> list[tuple[_Job, Any]]:
+    """Jobs giving each label image of ``job``'s image the same levels, by ``mode``.
+
+    Refused (before anything is written) when a label's level 0 differs from the
+    image's along a downsampled axis: its levels could not overlay the image's.
+    """
+    where = f"{kv.url}/{job.image}" if job.image else kv.url
+    named = {a.name: fi for a, fi in zip(job.ms.axes, job.factors, strict=True) if fi > 1}
+    out = []
+    for label in _label_images(kv, job.image):
+        lwhere = f"{kv.url}/{label}"
+        try:
+            ljob, lsrc = _plan_image(kv, label, levels, named, "mode")
+        except SettingsError as exc:
+            raise SettingsError(
+                f"{lwhere}: this label image cannot get the levels of the image {where} "
+                f"({exc}). Fix or remove the label image (and its entry in labels/), then "
+                "build the pyramid again"
+            ) from None
+        lnames = [a.name.lower() for a in ljob.ms.axes]
+        for a, fi in zip(job.ms.axes, job.factors, strict=True):
+            if fi == 1:
+                continue
+            n_image = src.shape[job.ms.axis_index(a.name)]
+            n_label = lsrc.shape[lnames.index(a.name.lower())]
+            if n_label != n_image:
+                raise StoreFormatError(
+                    f"{lwhere}: label image has {n_label} pixels along axis {a.name!r} at "
+                    f"level 0, the image {where} has {n_image}; its levels could not overlay "
+                    "the image's. Fix or remove the label image (and its entry in "
+                    "labels/), then build the pyramid again"
+                )
+        out.append((ljob, lsrc))
+    return out
 
 
 # -- metadata ---------------------------------------------------------------------------
@@ -426,6 +500,9 @@ def build_pyramid(
     :func:`omestream.open_store`, or a ``zarr.Group``. ``levels`` counts level 0. ``factors``
     per axis name between two levels (default ``{"y": 2, "x": 2}``; add ``"z": 2`` for
     volumes). ``method``: mean, nearest/stride, gaussian or mode (labels).
+    The label images listed in an image's ``labels`` group are rebuilt too, with the
+    same levels and factors and always by mode (so is a label image given directly);
+    their results follow the image's.
     Existing lower levels are replaced; level 0 is only read. New arrays copy level 0's
     codecs, chunks (and shards). ``progress(done, total)`` is called per block.
     Bad arguments raise SettingsError/StoreFormatError before anything is written.
@@ -440,8 +517,14 @@ def build_pyramid(
     if not kv.root_exists():
         raise StoreFormatError(f"{kv.url} does not exist")
     check_no_stream(kv, "build its pyramid")  # its levels are an open stream's to write
-    jobs = [_plan_image(kv, image, levels, factors) for image in _image_paths(kv, start)]
-    total = sum(_count_blocks(job, np.dtype(src.dtype).itemsize) for job, src in jobs)
+    # every image with its label images, all planned before anything is written
+    groups: list[list[tuple[_Job, Any]]] = []
+    for image in _image_paths(kv, start):
+        job, src = _plan_image(kv, image, levels, factors, method)
+        groups.append([(job, src), *_plan_labels(kv, job, src, levels)])
+    total = sum(
+        _count_blocks(job, np.dtype(src.dtype).itemsize) for group in groups for job, src in group
+    )
     done = 0
 
     def tick() -> None:
@@ -455,17 +538,21 @@ def build_pyramid(
     results = []
     n_threads = threads or max(2, os.cpu_count() or 2)
     with ThreadPoolExecutor(n_threads, thread_name_prefix="omestream-pyramid") as pool:
-        for job, src in jobs:
-            _write_multiscale(kv, job, None, 1)  # readers see level 0 only while rebuilding
-            for p in job.old_paths:
-                if p not in job.paths:
-                    kv.delete_prefix(_join(job.image, p))
-            prev = src
-            for k in range(1, levels):
-                dst = _create_level(kv, job, src, k)
-                _fill_level(prev, dst, job, k, method, pool, n_threads, tick)
-                prev = dst
-            _write_multiscale(kv, job, method, levels)
-            results.append(PyramidResult(job.image, job.paths, job.shapes))
+        for group in groups:
+            for job, _ in group:  # readers see level 0 only while rebuilding
+                _write_multiscale(kv, job, None, 1)
+            for job, src in group:
+                for p in job.old_paths:
+                    if p not in job.paths:
+                        kv.delete_prefix(_join(job.image, p))
+                prev = src
+                for k in range(1, levels):
+                    dst = _create_level(kv, job, src, k)
+                    _fill_level(prev, dst, job, k, job.method, pool, n_threads, tick)
+                    prev = dst
+            # labels first, the image last: whoever finds the image's levels finds theirs
+            for job, _ in reversed(group):
+                _write_multiscale(kv, job, job.method, levels)
+            results += [PyramidResult(j.image, j.paths, j.shapes, j.method) for j, _ in group]
     _reconsolidate(kv)
     return results

@@ -3,9 +3,10 @@
 Each check compares documents with each other and with what is on disk: plate
 indices against rows/columns, wells and fields listed against groups present,
 axes and transforms against array dimensions, level shapes against the scale
-factors between levels, channels against the channel axis, and the images of a
-plate or series against each other. Every problem found is reported (nothing
-stops at the first), each with the group or array it is about.
+factors between levels, channels against the channel axis, label images against
+the image they label, and the images of a plate or series against each other.
+Every problem found is reported (nothing stops at the first), each with the group
+or array it is about.
 
 The checks read raw attribute dictionaries so that a malformed document is a
 problem to report, not a crash; the per-group document rules that
@@ -20,7 +21,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from omestream.errors import StoreFormatError
-from omestream.metadata.parse import has_ngff, ngff_content, parse_group
+from omestream.metadata.parse import (
+    ParsedLabels,
+    has_ngff,
+    ngff_content,
+    parse_group,
+    parse_image_label,
+)
 from omestream.stream.zarr_sink import OMESTREAM_KEY
 from omestream.summary.acquisition import acquisition_from_record
 from omestream.summary.nodes import Node
@@ -28,6 +35,9 @@ from omestream.summary.nodes import Node
 __all__ = ["Problem", "check_structure"]
 
 _FLOAT_SPECIALS = {"NaN", "Infinity", "-Infinity"}
+_LABEL_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64")
+# keys that make a group something other than a labels group (parse_group's precedence)
+_NOT_LABELS = ("multiscales", "plate", "well", "bioformats2raw.layout", "series")
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,13 @@ class _Checker:
                 self._well(node, _dict(content["well"]))
             if "bioformats2raw.layout" in content:
                 self._series(node)
+            if "labels" in content and not any(k in content for k in _NOT_LABELS):
+                self._labels(node)
+            if "image-label" in content and "multiscales" in content:
+                try:
+                    parse_image_label(node.attrs, node.path)
+                except StoreFormatError as exc:
+                    self.add(node.path, _strip_where(str(exc), node.path))
             if len(self.problems) == before:
                 try:
                     parse_group(node.attrs, node.path)
@@ -405,6 +422,78 @@ class _Checker:
         paths = [_join(node.path, s) for s in series if isinstance(s, str)]
         self._consistent(node.path, "position", paths)
 
+    # -- labels ------------------------------------------------------------------------
+    def _labels(self, node: Node) -> None:
+        """A ``labels`` group: where it sits, and each label image it lists against the
+        image it labels (readers overlay them level by level)."""
+        try:
+            parsed = parse_group(node.attrs, node.path)
+        except StoreFormatError as exc:
+            self.add(node.path, _strip_where(str(exc), node.path))
+            return
+        assert isinstance(parsed, ParsedLabels)
+        parent_path = node.path.rpartition("/")[0]
+        parent = self.root.find(parent_path) if node.path else None
+        image = _ngff(parent) if parent is not None else {}
+        if node.name != "labels" or "multiscales" not in image:
+            self.add(
+                node.path,
+                "'labels' metadata belongs to a group named 'labels' inside an image group "
+                "(one with 'multiscales'); readers look for label images only there",
+            )
+        n_image = _level_count(image)
+        for i, name in enumerate(parsed.labels):
+            where = _join(node.path, name)
+            child = node.find(name)
+            if child is None or child.kind != "group":
+                self.add(where, f"label image listed in labels[{i}] is not on disk")
+                continue
+            content = _ngff(child)
+            if "multiscales" not in content:
+                self.add(where, f"label image listed in labels[{i}] has no 'multiscales' metadata")
+                continue
+            if "image-label" not in content:
+                self.warn(
+                    where,
+                    "label image has no 'image-label' metadata; the specification says it "
+                    "should have one (colours, source image)",
+                )
+            n_label = _level_count(content)
+            if n_image is not None and n_label is not None and n_label != n_image:
+                self.add(
+                    where,
+                    f"label image has {n_label} resolution level(s) but the image it labels "
+                    f"({parent_path or '.'}) has {n_image}; the specification requires the "
+                    "same number. Rebuild the image's pyramid (omestream pyramid), which "
+                    "rebuilds its labels too",
+                )
+            self._label_dtypes(child, content)
+        listed = set(parsed.labels)
+        for d in node.walk():
+            rel = d.path[len(node.path) :].lstrip("/") if node.path else d.path
+            if d is node or d.kind != "group" or "multiscales" not in _ngff(d):
+                continue
+            if not any(rel == n or rel.startswith(n + "/") for n in listed):
+                self.warn(
+                    d.path,
+                    "label image on disk is not listed in the labels group's 'labels'; "
+                    "readers will not find it",
+                )
+
+    def _label_dtypes(self, node: Node, content: dict[str, Any]) -> None:
+        ms = _dict(next(iter(_list(content.get("multiscales"))), None))
+        for ds in _list(ms.get("datasets")):
+            path = _dict(ds).get("path")
+            arr = node.find(path) if isinstance(path, str) else None
+            if arr is None or arr.kind != "array" or arr.meta_error:
+                continue  # reported by the image checks
+            dtype = arr.meta.dtype
+            if dtype not in _LABEL_DTYPES:
+                self.add(
+                    arr.path,
+                    f"label pixels must be integers ({', '.join(_LABEL_DTYPES)}), found {dtype}",
+                )
+
     def _consistent(self, where: str, what: str, paths: list[str]) -> None:
         """Positions / fields of one dataset that differ in axes, dtype or shape: the
         specification allows it (a field with one more time point, a slide's label
@@ -431,6 +520,15 @@ class _Checker:
                 return None
             self._image(node, _ngff(node), _version(node))
         return self.images.get(path)
+
+
+def _level_count(content: dict[str, Any]) -> int | None:
+    """Levels of an image's first (default) multiscale; None when it lists none."""
+    ms = _list(content.get("multiscales"))
+    if not ms:
+        return None
+    datasets = _dict(ms[0]).get("datasets")
+    return len(datasets) if isinstance(datasets, list) else None
 
 
 def _show(v: Any) -> str:
