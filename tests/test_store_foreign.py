@@ -10,7 +10,7 @@ import pytest
 import zarr
 from ome_zarr.writer import write_image, write_labels
 
-from omestream import SettingsError, open_store
+from omestream import SettingsError, StoreFormatError, open_store
 from omestream.store import Image
 from tests.checks import validate_ome_zarr
 from tests.store_fixtures import snapshot
@@ -70,6 +70,8 @@ def test_label_images_keep_labels_in_their_lower_levels(tmp_path: Path) -> None:
     assert level1[0, 0] == 3  # the most common label, not the mean 2.5
     assert level1[2, 2] in (7, 9)
     assert set(np.unique(level1)) <= {0, 1, 3, 7, 9}
+    with pytest.raises(StoreFormatError, match=r"labels group.*labels/cells"):
+        open_store(root / "labels")  # it lists label images: say which to open
 
 
 def test_rewriting_edge_rows_a_rounded_down_level_leaves_out(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from omestream.io.paths import missing
 from omestream.metadata.parse import (
     ParsedBioformats2raw,
     ParsedImage,
+    ParsedLabels,
     ParsedPlate,
     ParsedSeries,
     ParsedWell,
@@ -194,6 +195,12 @@ def open_store(
     if isinstance(parsed, ParsedWell):
         raise StoreFormatError(
             f"{url} is a single well; open the plate that holds it (its parent folder)"
+        )
+    if isinstance(parsed, ParsedLabels):
+        listed = ", ".join(f"{url}/{name}" for name in parsed.labels) or "none listed"
+        raise StoreFormatError(
+            f"{url} is a labels group, which only lists label images; open one of them "
+            f"({listed}) or the image that holds it (the parent folder)"
         )
     raise StoreFormatError(
         f"{url}: a 'series' list belongs in the OME group of a bioformats2raw root"

@@ -227,8 +227,7 @@ class Image:
         raise SettingsError(f"{self._ctx.where(self.path)} has no channel axis (axes {self.axes})")
 
     def _method(self) -> str:
-        ome = self._attrs.get("ome")
-        if "image-label" in self._attrs or (isinstance(ome, dict) and "image-label" in ome):
+        if self._parsed.is_label:
             return "mode"  # a label's lower levels hold labels, never their averages
         ms = self._parsed.multiscale
         meta = ms.raw.get("metadata")
