@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -240,7 +241,11 @@ def test_format_resolution(root: str, fmt: object, name: str, out: str) -> None:
 
 
 def test_warning_when_neither_suffix_nor_format() -> None:
-    with pytest.warns(UserWarning, match="Cannot tell the output format from root_path 'root'"):
+    expected = (  # the words ome-writers users filter warnings on
+        "Output format could not be inferred from root_path 'root'. Picking the first "
+        "available format/backend: 'ome-zarr'/'omestream'"
+    )
+    with pytest.warns(UserWarning, match=re.escape(expected)):
         s = make(root_path="root")
     assert s.format is not None and s.format.name == "ome-zarr"
     assert s.output_path == "root.ome.zarr"

@@ -192,10 +192,12 @@ def resolve_format(value: Any, root_path: str) -> tuple[FormatSpec, str | None]:
         backend = next((b for b in _AUTO_ORDER[fmt] if engine_available(b)), _AUTO_ORDER[fmt][0])
         if value is None and suffix_fmt is None:
             warning = (
-                f"Cannot tell the output format from root_path {root_path!r}: no format was "
-                f"given and the path has no known suffix. Writing {fmt!r} with backend "
-                f"{backend!r}. Set format='ome-zarr' or 'ome-tiff', or use a suffix such as "
-                "'.ome.zarr' or '.ome.tiff', to choose explicitly."
+                # the opening words are the ones ome-writers users filter warnings on
+                f"Output format could not be inferred from root_path {root_path!r}. Picking "
+                f"the first available format/backend: {fmt!r}/{backend!r} (no format was "
+                "given and the path has no known suffix). Set format='ome-zarr' or "
+                "'ome-tiff', or use a suffix such as '.ome.zarr' or '.ome.tiff', to choose "
+                "explicitly."
             )
     info = ENGINES[backend]
     if fmt == "ome-zarr":
