@@ -68,6 +68,30 @@ def test_apply_windows_rounds_clamps_and_widens() -> None:
     assert out["x"] == 1 and omero["channels"][0]["window"]["start"] == 0.0  # a copy
 
 
+def test_float_ranges_widen_to_hold_the_window() -> None:
+    omero = {"channels": [{"window": channel_window("float32")} for _ in range(3)]}
+    windows = {0: (104.5, 3996.0), 1: (-300.0, 300.0), 2: (0.25, 0.5)}
+    wins = [ch["window"] for ch in apply_windows(omero, windows, "float32")["channels"]]
+    assert wins[0] == {"min": 0.0, "max": 3996.0, "start": 104.5, "end": 3996.0}
+    assert wins[1] == {"min": -300.0, "max": 300.0, "start": -300.0, "end": 300.0}
+    assert wins[2] == {"min": 0.0, "max": 1.0, "start": 0.25, "end": 0.5}  # inside 0..1
+
+
+def test_a_float_stream_opens_with_its_data_window(tmp_path: Path) -> None:
+    s = AcquisitionSettings(
+        root_path=str(tmp_path / "f.ome.zarr"),
+        dimensions=[Dimension(name="c", count=1, type="channel")]
+        + [Dimension(name=n, count=64, type="space") for n in "yx"],
+        dtype="float32",
+    )
+    with create_stream(s) as stream:
+        stream.append(np.linspace(100, 4000, 64 * 64, dtype=np.float32).reshape(64, 64))
+    validate_ome_zarr(s.output_path)
+    (win,) = [ch["window"] for ch in _omero(Path(s.output_path), "0.5")["channels"]]
+    assert 100 <= win["start"] <= 110 and 3990 <= win["end"] <= 4000  # not 0..1
+    assert win["min"] <= win["start"] < win["end"] <= win["max"]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     hnp.arrays(

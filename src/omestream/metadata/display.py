@@ -80,8 +80,9 @@ def apply_windows(
 ) -> dict[str, Any]:
     """A copy of an ``omero`` block with ``start``/``end`` of each measured channel set.
 
-    Integer windows are widened to whole numbers; a window with no width (a constant
-    channel) is widened by one step so that viewers can scale by it.
+    Integer windows are widened to whole numbers and kept in the dtype's range; float
+    ranges (``min``/``max``) widen to hold the window. A window with no width (a
+    constant channel) is widened by one step so that viewers can scale by it.
     """
     dt = np.dtype(dtype)
     channels = []
@@ -95,6 +96,11 @@ def apply_windows(
             if hi <= lo:
                 hi = lo + 1
             window = dict(ch.get("window") or {})
+            if dt.kind == "f":
+                # floats have no fixed range (the 0..1 default only stands in until data
+                # is seen): the range widens to hold what was measured
+                window["min"] = float(min(lo, window.get("min", lo)))
+                window["max"] = float(max(hi, window.get("max", hi)))
             lo = max(lo, window.get("min", lo))
             hi = min(hi, window.get("max", hi))
             if hi > lo:
