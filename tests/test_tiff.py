@@ -135,6 +135,27 @@ def test_channels_units_and_order(tmp_path: Path) -> None:
     assert px.channels[1].emission_wavelength == 510
 
 
+@pytest.mark.parametrize(("scale", "increment"), [(1.0, 1.0), (None, None)])
+def test_time_increment_only_when_the_interval_was_given(
+    tmp_path: Path, scale: float | None, increment: float | None
+) -> None:
+    """An explicit 1 s interval is written; t's default unit alone claims none."""
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "t.ome.tiff"),
+        dimensions=[
+            Dimension(name="t", count=2, type="time", unit="second", scale=scale),
+            Dimension(name="y", count=8, type="space"),
+            Dimension(name="x", count=8, type="space"),
+        ],
+        dtype="uint8",
+    )
+    with create_stream(settings) as stream:
+        for _ in range(2):
+            stream.append(np.zeros((8, 8), np.uint8))
+    px = read_ome(settings.output_path).images[0].pixels
+    assert px.time_increment == increment
+
+
 def test_plate_and_file_names(tmp_path: Path) -> None:
     case = next(c for c in CASES if c.id == "plate")
     settings = case.settings(str(tmp_path / "plate.ome.tiff"), "ome-tiff")

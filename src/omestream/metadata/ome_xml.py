@@ -126,7 +126,7 @@ def _pixels(image: ImagePlan, shape: Sequence[int], dtype: str, index: int) -> m
         if letter in "XYZ" and a.scale and unit:
             kw[f"physical_size_{letter.lower()}"] = a.scale
             kw[f"physical_size_{letter.lower()}_unit"] = unit
-        if letter == "T" and a.scale and unit and a.scale != 1.0:
+        if letter == "T" and unit and (a.scale_given or a.scale != 1.0):
             kw["time_increment"] = a.scale
             kw["time_increment_unit"] = unit
     channels = []

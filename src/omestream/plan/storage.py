@@ -37,6 +37,9 @@ class AxisPlan:
     unit: str | None = None
     scale: float = 1.0
     translation: float = 0.0
+    # the scale was given, not the 1.0 default: a time axis's default unit with no scale
+    # says nothing about the interval, an explicit 1 s does
+    scale_given: bool = False
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,7 @@ def plan_storage(settings: AcquisitionSettings) -> StoragePlan:
             unit=d.unit,
             scale=float(d.scale) if d.scale else 1.0,
             translation=float(d.translation or 0.0),
+            scale_given=d.scale is not None,
         )
         for d in dims
     )
