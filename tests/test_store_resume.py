@@ -16,6 +16,7 @@ from omestream import (
     Pyramid,
     SettingsError,
     StoreFormatError,
+    WriterOptions,
     create_stream,
 )
 from tests.cases import frame_for
@@ -111,6 +112,24 @@ def test_resume_after_crash_inside_a_shard(tmp_path: Path, ngff_version: str, ki
         np.testing.assert_array_equal(low, np.rint(mean).astype("uint16"))
     record = zarr.open_group(str(root), mode="r").attrs["omestream"]
     assert record["frames"] == total and record["complete"] is True
+
+
+def test_resume_replays_a_shard_without_pushing_it_half_replayed(
+    tmp_path: Path, ngff_version: str
+) -> None:
+    """Metadata refreshed after every frame: the replay must not write its shard back
+    before every frame of it is in memory again, or the rest read back as fill."""
+    root = tmp_path / "acq.ome.zarr"
+    base = _unbounded(root, ngff_version)
+    settings = base.model_copy(update={"writer": WriterOptions(metadata_interval_s=0.001)})
+    _crash_after(settings, 15)  # 7 time points and a half: the last shard holds 3.5
+    with create_stream(settings, resume=True) as stream:
+        assert stream.frames_written == 15
+        for i in range(15, 20):
+            stream.append(frame_for(i, SHAPE, "uint16"))
+    frames = np.stack([frame_for(i, SHAPE, "uint16") for i in range(20)])
+    np.testing.assert_array_equal(_level(root, 0), frames.reshape(10, 2, *SHAPE))
+    validate_ome_zarr(root)
 
 
 def test_resume_refuses_other_settings_and_foreign_stores(tmp_path: Path) -> None:

@@ -287,6 +287,7 @@ def _resume(
     arrays: dict[int, Any] = {}
     meta_by_frame = {r["frame"]: r for recs in saved_meta for r in recs if r["frame"] >= rewind}
     skipped_set = set(skipped)
+    stream._replaying = True  # no partial shard may be pushed before the replay ends
     for n in range(rewind, done):
         if n in skipped_set:
             stream.skip(1)
@@ -301,4 +302,5 @@ def _resume(
         rec = meta_by_frame.get(n)
         meta = {k: v for k, v in rec.items() if k not in ("frame", "index")} if rec else None
         stream.append(frame, metadata=meta)
+    stream._replaying = False
     return stream

@@ -90,6 +90,8 @@ def sync_if_due(stream: Any, requested: bool = False) -> float | None:
         with stream._lock:
             if stream._closed:
                 return None
+            if stream._replaying:  # see OMEStream._replaying: nothing new to push
+                return interval
             if not requested:  # append already pushed partial shards when it asked
                 now = time.monotonic()
                 remaining = stream._last_sync + interval - now

@@ -131,6 +131,9 @@ class OMEStream:
         self._pending_extent: int | None = None
         self._growth_error: BaseException | None = None
         self._last_sync = time.monotonic()
+        # resume re-appends frames already on disk: a partial shard pushed meanwhile
+        # would overwrite the ones not yet re-appended with fill values
+        self._replaying = False
         # Display windows (OME-Zarr omero; OME-XML has none): where each image's channel
         # index sits in a frame's storage index (None: not measured), and how many frames
         # each channel has had.
@@ -416,6 +419,8 @@ class OMEStream:
             st.frame_metadata[image].append_text(record)
             st.dirty_metadata = True
         now = time.monotonic()
+        if self._replaying:
+            return
         if now - self._last_sync >= self.settings.writer.metadata_interval_s:
             self._last_sync = now
             self._backend.flush()
