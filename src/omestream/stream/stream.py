@@ -481,28 +481,49 @@ def _close_at_exit(ref: weakref.ref[OMEStream]) -> None:
 
 
 def _prepare_location(settings: AcquisitionSettings, kv: KVStore) -> None:
-    """Refuse to clobber: an existing output needs overwrite=True and must look like ours."""
+    """Refuse to clobber: an existing output needs overwrite=True and must look like ours.
+
+    On a local disk the root folder is then made by one ``mkdir`` that fails if the
+    folder exists, so of writers creating the same path at once exactly one goes on;
+    the others get StoreExistsError before they write anything. ``overwrite=True``
+    deletes the old dataset first: callers hold the dataset's stream lock
+    (:func:`omestream.io.locks.hold_stream`) around that and for as long as they write,
+    so a second overwriting writer is refused instead of deleting the first one's new
+    dataset. Object stores have neither guarantee (one writer is assumed there).
+    """
     out = kv.url
     if kv.is_local and os.path.isfile(out):
         raise StoreExistsError(f"{out!r} exists and is a file; OME-Zarr output must be a folder")
-    if not kv.root_exists():
-        return
-    if not settings.overwrite:
-        raise StoreExistsError(
-            f"{out!r} already exists; pass overwrite=True to replace it, or use "
-            "omestream.open_store(...) to change it"
-        )
-    listing = kv.list_dir("")
-    is_zarr = any(n in listing for n in ("zarr.json", ".zgroup", ".zattrs", ".zarray"))
-    if listing and not is_zarr:
-        raise StoreFormatError(
-            f"{out!r} exists and is not a Zarr store; omestream will not delete it "
-            "even with overwrite=True. Choose another root_path or remove it yourself"
-        )
+    if kv.root_exists():
+        if not settings.overwrite:
+            raise StoreExistsError(
+                f"{out!r} already exists; pass overwrite=True to replace it, or use "
+                "omestream.open_store(...) to change it"
+            )
+        listing = kv.list_dir("")
+        is_zarr = any(n in listing for n in ("zarr.json", ".zgroup", ".zattrs", ".zarray"))
+        if listing and not is_zarr:
+            raise StoreFormatError(
+                f"{out!r} exists and is not a Zarr store; omestream will not delete it "
+                "even with overwrite=True. Choose another root_path or remove it yourself"
+            )
+        if kv.is_local:
+            shutil.rmtree(out)
+        else:
+            kv.delete_prefix("")
     if kv.is_local:
-        shutil.rmtree(out)
-    else:
-        kv.delete_prefix("")
+        try:
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            os.mkdir(out)  # the exclusive step: it fails where another writer made it
+        except FileExistsError:
+            raise StoreExistsError(
+                f"{out!r} was created by another writer at the same time; nothing was "
+                "written. Write to another path, or wait for that writer and use "
+                "omestream.open_store(...) to change its dataset"
+            ) from None
+        except OSError as exc:
+            err = WriteError(exc.errno or 0, f"cannot create {out!r}: {exc.strerror or exc}")
+            raise err from exc
 
 
 def create_stream(
