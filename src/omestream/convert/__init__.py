@@ -29,7 +29,7 @@ from omestream.settings import (
 from omestream.settings.formats import format_from_suffix
 from omestream.stream import create_stream
 
-__all__ = ["ConvertOptions", "Source", "convert", "open_source"]
+__all__ = ["ConvertOptions", "Source", "convert", "open_source", "output_settings"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ class ConvertOptions:
     stack_axis: str = "z"  # what an unnamed TIFF page sequence is
 
 
-def _settings(src: Source, dst: str, opts: ConvertOptions) -> AcquisitionSettings:
+def output_settings(src: Source, dst: str, opts: ConvertOptions) -> AcquisitionSettings:
+    """The settings of an output at ``dst`` holding what ``src`` holds, written as ``opts`` say."""
     fmt_name = format_from_suffix(dst) or "ome-zarr"
     dims: list[Dimension | PositionDimension] = []
     for d in src.dims:
@@ -99,7 +100,7 @@ def convert(
     src = open_source(src_s, opts.chunks, opts.stack_axis)
     created: str | None = None  # only an output this call created is removed on failure
     try:
-        settings = _settings(src, dst_s, opts)
+        settings = output_settings(src, dst_s, opts)
         if on_start is not None:
             on_start(src, settings)
         workers = opts.workers or min(4, os.cpu_count() or 1)

@@ -19,7 +19,7 @@ from omestream.errors import SettingsError, StoreFormatError
 from omestream.settings import Channel, Dimension, Plate, Position
 from omestream.summary import DatasetInfo, ImageInfo, describe, tiff_file
 
-__all__ = ["Block", "Source", "open_source"]
+__all__ = ["Block", "Source", "open_source", "zarr_source"]
 
 Block = Callable[[], np.ndarray]  # returns (n, y, x)
 _TYPES = ("space", "time", "channel")
@@ -123,7 +123,11 @@ def _plate_positions(
         src.positions.append(Position(name=field_name(im), plate_row=row, plate_column=col))
 
 
-def _from_zarr(location: str, info: DatasetInfo, chunks: dict[str, int]) -> Source:
+def zarr_source(location: str, info: DatasetInfo, chunks: dict[str, int] | None = None) -> Source:
+    """What the OME-Zarr store described by ``info`` holds, as it is on disk: its
+    dimensions, dtype, positions or plate (``chunks`` per axis name, if given); no
+    blocks to read. Images of different axes, shapes or dtypes are refused."""
+    chunks = chunks or {}
     if not info.images:
         raise StoreFormatError(f"{location}: holds no OME-Zarr images to convert")
     first = info.images[0]
@@ -142,6 +146,11 @@ def _from_zarr(location: str, info: DatasetInfo, chunks: dict[str, int]) -> Sour
         if len(set(names)) != len(names):
             names = [im.path for im in info.images]
         src.positions = [Position(name=n) for n in names]
+    return src
+
+
+def _from_zarr(location: str, info: DatasetInfo, chunks: dict[str, int]) -> Source:
+    src = zarr_source(location, info, chunks)
     for im in info.images:
         src.blocks += _zarr_blocks(location, im)
     return src

@@ -126,12 +126,15 @@ def _children(kv: KVStore, node: Node) -> None:
             _children(kv, child)
 
 
-def read_tree(location: str | os.PathLike[str]) -> Node:
-    """The root node of the Zarr hierarchy at ``location`` with every group and array below."""
+def read_tree(
+    location: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> Node:
+    """The root node of the Zarr hierarchy at ``location`` with every group and array below
+    (``storage_options`` for fsspec URLs)."""
     loc = os.fspath(location)
     if "://" not in loc and not os.path.exists(loc):
         raise FileNotFoundError(f"{loc}: no such file or directory")
-    kv = open_kv(loc)
+    kv = open_kv(loc, storage_options)
     root = _read_node(kv, "")
     if root is None:
         raise StoreFormatError(

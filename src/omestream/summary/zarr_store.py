@@ -131,8 +131,13 @@ def image_groups(root: Node) -> list[str]:
     return out
 
 
-def describe_zarr(location: str, root: Node | None = None) -> DatasetInfo:
-    """Describe the OME-Zarr (or plain Zarr) store at ``location``."""
+def describe_zarr(
+    location: str, root: Node | None = None, *, measure_disk: bool = True
+) -> DatasetInfo:
+    """Describe the OME-Zarr (or plain Zarr) store at ``location``.
+
+    ``measure_disk=False`` leaves ``disk_bytes`` unknown instead of listing every file.
+    """
     root = root or read_tree(location)
     info = DatasetInfo(
         path=location,
@@ -141,7 +146,7 @@ def describe_zarr(location: str, root: Node | None = None) -> DatasetInfo:
         ngff_version=None,
         zarr_format=root.zarr_format,
         images=[],
-        disk_bytes=disk_usage(location),
+        disk_bytes=disk_usage(location) if measure_disk else None,
         acquisition=acquisition_from_record(root.attrs.get(OMESTREAM_KEY)),
     )
     top = _parse(root, "")
