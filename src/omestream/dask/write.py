@@ -9,8 +9,11 @@ run twice writes the same bytes, so failed tasks can simply run again.
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +22,9 @@ import numpy as np
 from omestream.dask._deps import require_dask
 from omestream.dask.layout import ArrayRef, open_array
 from omestream.dask.regions import aligned_chunks, block_selections, units_covered
-from omestream.dask.target import NewDataset, bounded, create_dataset
+from omestream.dask.target import NewDataset, bounded, create_dataset, location, overlaps
 from omestream.errors import FrameDtypeError, FrameShapeError, SettingsError
+from omestream.io.kv import KVStore, open_kv
 from omestream.metadata.display import channel_windows, merge_windows
 from omestream.plan import ImagePlan
 from omestream.pyramid.kernels import downsample, halo
@@ -109,6 +113,7 @@ class WritePlan:
 
     def compute(self, client: Any = None, retries: int = 0) -> WriteReport:
         t0 = time.perf_counter()
+        self.dataset.hold()  # a rerun after a failure takes the stream lock again
         try:
             if client is not None:
                 futures = client.compute(self.tasks, retries=retries)
@@ -176,6 +181,88 @@ def _settings_for(
         plate=plate,
         **kwargs,
     )
+
+
+# -- inputs -------------------------------------------------------------------------------
+def _as_dask(arrays: Sequence[Any]) -> list[da.Array]:
+    """Each input as a Dask array; arrays of unknown size are refused."""
+    import dask.array as da
+
+    out = [a if isinstance(a, da.Array) else da.asarray(a) for a in arrays]
+    for i, a in enumerate(out):
+        if any(isinstance(n, float) and math.isnan(n) for n in a.shape):
+            raise FrameShapeError(
+                f"array {i} has chunks of unknown size (shape {a.shape}), as after boolean "
+                "indexing: call arr.compute_chunk_sizes() first, so that the dataset can be "
+                "laid out; nothing was written"
+            )
+    return out
+
+
+def _zarr_arrays(arr: da.Array) -> Iterator[Any]:
+    """The zarr-python arrays that ``arr``'s task graph reads (``da.from_zarr``, also
+    nested in tasks' arguments)."""
+    import zarr
+
+    try:
+        from dask._task_spec import DataNode, Task
+    except ImportError:  # older Dask: tasks are plain tuples
+        DataNode = Task = ()  # type: ignore[assignment,misc]
+    stack: list[Any] = list(arr.__dask_graph__().values())
+    seen: set[int] = set()
+    while stack:
+        v = stack.pop()
+        if isinstance(v, zarr.Array):
+            yield v
+            continue
+        if isinstance(v, str | bytes | int | float | complex | bool) or v is None:
+            continue
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if isinstance(v, list | tuple | set | frozenset):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, functools.partial):
+            stack.extend([*v.args, *v.keywords.values()])
+        elif isinstance(v, Task):
+            stack.extend([*v.args, *v.kwargs.values()])
+        elif isinstance(v, DataNode):
+            stack.append(v.value)
+
+
+def _zarr_location(z: Any) -> tuple[str, str] | None:
+    """Where a zarr-python array is stored, as :func:`location` gives it; None for
+    stores that are not files or fsspec URLs (memory, zip)."""
+    from zarr.storage import FsspecStore, LocalStore
+
+    store = z.store
+    if isinstance(store, LocalStore):
+        return "file", os.path.realpath(os.path.join(str(store.root), *z.path.split("/")))
+    if isinstance(store, FsspecStore):
+        protocol = store.fs.protocol
+        scheme = protocol[0] if isinstance(protocol, tuple | list) else str(protocol)
+        return scheme, "/".join(p for p in (store.path.rstrip("/"), z.path) if p)
+    return None
+
+
+def _check_not_reading(arrays: Sequence[da.Array], kv: KVStore) -> None:
+    """Refuse arrays that read from zarr arrays stored inside the destination: replacing
+    it (overwrite=True) would delete them before a task reads them."""
+    if not kv.root_exists():
+        return  # nothing can be read from it
+    dest = location(kv)
+    for i, arr in enumerate(arrays):
+        for z in _zarr_arrays(arr):
+            where = _zarr_location(z)
+            if where is not None and overlaps(where, dest):
+                raise SettingsError(
+                    f"array {i} reads {where[1]}, which is inside the destination {kv.url}: "
+                    "replacing it would delete the data before it is read; write to another "
+                    "path (and move it over the old one afterwards if that is what you want); "
+                    "nothing was changed"
+                )
 
 
 # -- planning -----------------------------------------------------------------------------
@@ -265,12 +352,11 @@ def plan_write(
     """
     require_dask()
     import dask
-    import dask.array as da
     from dask.base import tokenize
 
     if not isinstance(settings, AcquisitionSettings):
         raise SettingsError(f"expected AcquisitionSettings, got {type(settings).__name__}")
-    arrays = [a if isinstance(a, da.Array) else da.asarray(a) for a in arrays]
+    arrays = _as_dask(arrays)
     if not arrays:
         raise SettingsError("nothing to write: no arrays given")
     settings = _check_arrays(arrays, settings)
@@ -279,6 +365,7 @@ def plan_write(
         raise SettingsError(f"the settings describe {n_images} images; {len(arrays)} arrays given")
     acq = settings.acquisition_dimension_names
     perm = tuple(acq.index(n) for n in settings.storage_dimension_names)
+    _check_not_reading(arrays, open_kv(settings.output_path, storage_options or None))
     dataset = create_dataset(settings, storage_options)
     plan = dataset.plan
     method = settings.pyramid.method if settings.pyramid else "mean"
@@ -337,9 +424,7 @@ def write_image(
     :class:`WritePlan` without running it.
     """
     require_dask()
-    import dask.array as da
-
-    arr = array if isinstance(array, da.Array) else da.asarray(array)
+    (arr,) = _as_dask([array])
     if isinstance(settings_or_path, AcquisitionSettings):
         settings = settings_or_path
     else:
@@ -373,9 +458,7 @@ def write_positions(
     in :func:`write_image`.
     """
     require_dask()
-    import dask.array as da
-
-    arrs = [a if isinstance(a, da.Array) else da.asarray(a) for a in arrays]
+    arrs = _as_dask(arrays)
     if not arrs:
         raise SettingsError("nothing to write: no arrays given")
     if isinstance(settings_or_path, AcquisitionSettings):
@@ -421,10 +504,8 @@ def write_plate(
     ``plate`` gives the row and column names (default: the rows and columns used).
     """
     require_dask()
-    import dask.array as da
-
     keys = [_well_key(k) for k in wells]
-    arrs = [a if isinstance(a, da.Array) else da.asarray(a) for a in wells.values()]
+    arrs = _as_dask(list(wells.values()))
     if not arrs:
         raise SettingsError("nothing to write: no wells given")
     if isinstance(settings_or_path, AcquisitionSettings):
