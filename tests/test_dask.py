@@ -301,18 +301,23 @@ def test_import_omestream_does_not_import_dask() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_process_foreign_dataset_into_settings(client: Any, tmp_path: Path) -> None:
-    """A source written by another tool (ome-zarr-py) into an output described by settings."""
+def test_process_foreign_dataset(client: Any, tmp_path: Path) -> None:
+    """A source written by another tool (ome-zarr-py): into a new path, and into an output
+    described by settings."""
     from ome_zarr.writer import write_image
 
-    from omestream import SettingsError, StoreFormatError
+    from omestream import SettingsError
 
     data = np.arange(2 * 3 * 64 * 64, dtype="uint16").reshape(2, 3, 64, 64)
     src = str(tmp_path / "foreign.ome.zarr")
     write_image(image=data, group=zarr.open_group(src, mode="w"), axes="czyx")
-    with pytest.raises(StoreFormatError, match="not written by omestream"):
-        odask.process_positions(src, str(tmp_path / "x.ome.zarr"), _double, client=client)
-    assert not (tmp_path / "x.ome.zarr").exists()
+    # into a new path: the output is laid out like the source as it is on disk
+    like = str(tmp_path / "x.ome.zarr")
+    summary = odask.process_positions(src, like, _double, client=client, progress=False)
+    assert summary.ok, str(summary)
+    validate_ome_zarr(like)
+    np.testing.assert_array_equal(zarr.open_array(f"{like}/0", mode="r")[...], data * 2)
+    assert zarr.open_array(f"{like}/0", mode="r").chunks == (2, 3, 64, 64)  # as the source
     settings = AcquisitionSettings(
         root_path=str(tmp_path / "out.ome.zarr"),
         dimensions=[
@@ -350,3 +355,141 @@ def test_write_unit_geometry() -> None:
     assert sels[1] == (slice(0, 2), slice(16, 32)) and len(sels) == 4
     assert units_covered((slice(0, 2), slice(16, 48)), (1, 16)) == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert units_covered((slice(15, 17),), (16,)) == [(0,), (1,)]
+
+
+def _plus_one(x: np.ndarray) -> np.ndarray:
+    return x + 1
+
+
+def test_a_source_is_never_its_own_destination(client: Any, tmp_path: Path) -> None:
+    from omestream import SettingsError
+
+    src = str(tmp_path / "src.ome.zarr")
+    odask.write_positions([np.full((2, 32, 32), 5, np.uint16)] * 2, src, dims="cyx")
+    alias = tmp_path / "alias.ome.zarr"
+    alias.symlink_to(src)  # the same dataset under another name
+    # the same dataset: by path, through a link, by a path inside it, without its suffix
+    for dst in (src, str(alias), f"{src}/0", str(tmp_path / "src")):
+        for overwrite in (True, False):
+            with pytest.raises(SettingsError, match="is the source"):
+                odask.process_positions(
+                    src, dst, _plus_one, client=client, overwrite=overwrite, progress=False
+                )
+    # Dask arrays that read the destination: refused before it is replaced
+    image = str(tmp_path / "image.ome.zarr")
+    odask.write_image(np.full((2, 32, 32), 5, np.uint16), image, dims="cyx")
+    lazy = odask.to_dask(image)[""][0]
+    with pytest.raises(SettingsError, match="inside the destination"):
+        odask.write_image(lazy + 1, image, dims="cyx", overwrite=True)
+    positions = odask.to_dask(src)
+    with pytest.raises(SettingsError, match=r"array 1 reads .*inside the destination"):
+        odask.write_positions(
+            [da.zeros((2, 32, 32), dtype="uint16"), positions["1"][0] * 2], str(alias),
+            dims="cyx", overwrite=True,
+        )  # fmt: skip
+    for path in (src, image):
+        for level0 in ("0/0", "1/0") if path == src else ("0",):
+            np.testing.assert_array_equal(zarr.open_array(f"{path}/{level0}", mode="r")[...], 5)
+    validate_ome_zarr(src)
+    # written somewhere else, then it is fine
+    odask.write_image(lazy + 1, str(tmp_path / "plus.ome.zarr"), dims="cyx")
+    np.testing.assert_array_equal(zarr.open_array(f"{tmp_path}/plus.ome.zarr/0")[...], 6)
+
+
+def test_process_a_plate_changed_since_it_was_written(client: Any, tmp_path: Path) -> None:
+    """The output follows the source as it is on disk, not the settings recorded when
+    it was written: more time points, a renamed well, an added field."""
+    import omestream
+
+    src = str(tmp_path / "plate.ome.zarr")
+    wells = {
+        "A/1": np.full((2, 2, 40, 30), 1, np.uint16),
+        "B/2": np.full((2, 2, 40, 30), 2, np.uint16),
+    }
+    odask.write_plate(
+        wells, src, dims="tcyx", chunks={"y": 16, "x": 16}, pyramid=Pyramid(levels=2)
+    )
+    plate = omestream.open_store(src, "r+")
+    for _, image in plate.images():
+        image.append(np.full((3, 2, 40, 30), 9, np.uint16), "t")
+    plate.rename_well("B/2", "C/3")
+    plate.add_position("A", "1", "1", data=np.full((5, 2, 40, 30), 4, np.uint16))
+    expected = {
+        path: zarr.open_array(f"{src}/{path}/0", mode="r")[...]
+        for path in ("A/1/0", "A/1/1", "C/3/0")
+    }  # fmt: skip
+    dst = str(tmp_path / "out.ome.zarr")
+    summary = odask.process_positions(src, dst, _plus_one, client=client, progress=False)
+    assert summary.ok, str(summary)
+    assert summary.done == ["A/1/0", "A/1/1", "C/3/0"]
+    validate_ome_zarr(dst)
+    out = zarr.open_group(dst, mode="r").attrs["ome"]["plate"]
+    assert [w["path"] for w in out["wells"]] == ["A/1", "C/3"]
+    for path, data in expected.items():
+        assert data.shape == (5, 2, 40, 30)
+        np.testing.assert_array_equal(zarr.open_array(f"{dst}/{path}/0", mode="r")[...], data + 1)
+        low = zarr.open_array(f"{dst}/{path}/1", mode="r")
+        assert low.shape == (5, 2, 20, 15)
+        np.testing.assert_array_equal(low[...], _mean2(data + 1))
+    assert zarr.open_array(f"{dst}/A/1/0/0", mode="r").chunks == (1, 1, 16, 16)
+    # images that no longer match each other: refused before anything is created
+    plate.well("C", "3")["0"].append(np.full((1, 2, 40, 30), 9, np.uint16), "t")
+    with pytest.raises(omestream.StoreFormatError, match="convert images of different shapes"):
+        odask.process_positions(src, str(tmp_path / "no.ome.zarr"), _plus_one, client=client)
+    assert not (tmp_path / "no.ome.zarr").exists()
+
+
+def _fail_on_three(x: np.ndarray) -> np.ndarray:
+    if x[0, 0, 0] == 3000:
+        raise RuntimeError("bad position")
+    return x * 10
+
+
+def _times_ten(x: np.ndarray) -> np.ndarray:
+    return x * 10
+
+
+def _assert_measured_windows(path: str, data: np.ndarray) -> None:
+    """Each channel's omero window spans (nearly) its data, not the dtype's range."""
+    omero = zarr.open_group(path, mode="r").attrs["ome"]["omero"]
+    for ch, plane in zip(omero["channels"], data, strict=True):
+        lo, hi = ch["window"]["start"], ch["window"]["end"]
+        assert plane.min() <= lo < hi <= plane.max(), (lo, hi, plane.min(), plane.max())
+        assert hi - lo >= 0.95 * (int(plane.max()) - int(plane.min()))
+
+
+def test_a_clean_rerun_completes_the_output(client: Any, tmp_path: Path) -> None:
+    src = str(tmp_path / "src.ome.zarr")
+    ramp = np.arange(24 * 24).reshape(24, 24) % 100
+    # position k: channel 0 from k * 1000, channel 1 from k * 1000 + 500
+    data = [np.stack([k * 1000 + ramp, k * 1000 + 500 + ramp]).astype("uint16") for k in range(4)]
+    odask.write_positions(data, src, dims="cyx")
+    dst = str(tmp_path / "dst.ome.zarr")
+    first = odask.process_positions(src, dst, _fail_on_three, client=client, retries=0,
+                                    progress=False)  # fmt: skip
+    assert first.done == ["0", "1", "2"] and list(first.failed) == ["3"]
+    assert zarr.open_group(dst, mode="r").attrs["omestream"]["complete"] is False
+    # display windows measured from what the tasks wrote
+    for k in range(3):
+        _assert_measured_windows(f"{dst}/{k}", data[k] * 10)
+    rerun = odask.process_positions(src, dst, _times_ten, client=client, progress=False)
+    assert rerun.ok and rerun.done == ["0", "1", "2", "3"]
+    record = zarr.open_group(dst, mode="r").attrs["omestream"]
+    assert record["complete"] is True and record["frames"] == 4 * 2
+    for k, d in enumerate(data):
+        np.testing.assert_array_equal(zarr.open_array(f"{dst}/{k}/0", mode="r")[...], d * 10)
+        _assert_measured_windows(f"{dst}/{k}", d * 10)
+    validate_ome_zarr(dst)
+
+
+def test_arrays_of_unknown_size_are_refused(tmp_path: Path) -> None:
+    arr = da.from_array(np.ones((4, 16, 16), np.uint16), chunks=(2, 16, 16))
+    picked = arr[arr[:, 0, 0] > 0]  # shape (nan, 16, 16) until computed
+    out = tmp_path / "unknown.ome.zarr"
+    with pytest.raises(FrameShapeError, match=r"compute_chunk_sizes\(\)"):
+        odask.write_image(picked, str(out), dims="zyx")
+    with pytest.raises(FrameShapeError, match=r"array 1 .*compute_chunk_sizes"):
+        odask.write_positions([arr, picked], str(out), dims="zyx")
+    assert not out.exists()
+    odask.write_image(picked.compute_chunk_sizes(), str(out), dims="zyx")
+    np.testing.assert_array_equal(zarr.open_array(f"{out}/0", mode="r")[...], 1)
