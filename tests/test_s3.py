@@ -136,3 +136,39 @@ def test_dask_write_and_process_on_s3(
     for i, d in enumerate(data):
         np.testing.assert_array_equal(_read(s3_server, dst, f"{i}/0"), d + 1)
     validate_ome_zarr(_download(s3_server, dst, tmp_path / "dst.ome.zarr"))
+
+
+def test_cli_commands_take_s3_urls(
+    s3_server: S3Server,
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """validate, repair and pyramid on a private bucket, credentials from AWS_* only;
+    a root_path ending in '/' names the dataset, not a hidden key under it."""
+    from typer.testing import CliRunner
+
+    from omestream.cli.app import _register, app
+
+    _register()  # the commands, as the console entry point registers them
+    for k, v in s3_server.env.items():
+        monkeypatch.setenv(k, v)
+    case = _case("unbounded")
+    settings = case.settings(f"s3://{s3_bucket}/run1/", "ome-zarr")
+    url = f"s3://{s3_bucket}/run1.ome.zarr"
+    assert settings.output_path == url
+    stream_case(case, settings)
+    runner = CliRunner()
+    for args in (
+        ["validate", url],
+        ["repair", url, "--dry-run"],
+        ["pyramid", url, "--levels", "2", "--quiet"],
+        ["validate", url],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output[-2000:])
+    assert "yaozarrs" in result.output and "failed" not in result.output
+    for i, exp in enumerate(expected_images(case, settings)):
+        np.testing.assert_array_equal(_read(s3_server, url, f"{i}/0"), exp)
+        np.testing.assert_array_equal(_read(s3_server, url, f"{i}/1"), _mean2(exp))
+    validate_ome_zarr(_download(s3_server, url, tmp_path / "run1.ome.zarr"))

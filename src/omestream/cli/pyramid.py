@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,7 +32,9 @@ def parse_factors(text: str) -> dict[str, int]:
 
 @app.command()
 def pyramid(
-    path: Annotated[Path, typer.Argument(help="OME-Zarr image, plate or bioformats2raw root.")],
+    path: Annotated[  # a str: a Path would fold the '//' of URLs (s3://...)
+        str, typer.Argument(help="OME-Zarr image, plate or bioformats2raw root (path or URL).")
+    ],
     levels: int = typer.Option(4, "--levels", "-n", help="Levels in total, level 0 included."),
     method: str = typer.Option("mean", help=f"Downsampling method: {', '.join(METHODS)}."),
     factors: str = typer.Option(

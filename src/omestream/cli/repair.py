@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 
@@ -14,7 +13,10 @@ from omestream.repair.zarr import DEFAULT_IDLE_S
 
 @app.command()
 def repair(
-    path: Path = typer.Argument(..., help="The OME-Zarr store or OME-TIFF file/folder."),  # noqa: B008
+    # a str, not a Path: Path would fold the '//' of URLs such as s3://bucket/x.ome.zarr
+    path: str = typer.Argument(
+        ..., help="The OME-Zarr store (path or URL) or OME-TIFF file/folder."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report; change nothing."),
     force: bool = typer.Option(
         False, "--force", help="Repair even if the dataset was written to very recently."

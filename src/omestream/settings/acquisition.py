@@ -296,7 +296,13 @@ class AcquisitionSettings(FrozenModel):
     def output_path(self) -> str:
         """Where the data goes: the zarr group, the .ome.tiff file, or a folder of files."""
         assert self.format is not None
-        root = self.root_path.rstrip("/") if "://" not in self.root_path else self.root_path
+        scheme, sep, rest = self.root_path.partition("://")
+        if not sep:
+            root = self.root_path.rstrip("/")
+        elif "/" in rest.rstrip("/"):  # a key under the bucket: 's3://b/run1/' is 'run1'
+            root = scheme + sep + rest.rstrip("/")
+        else:  # the bucket itself keeps its slash
+            root = self.root_path
         if self.format.name == "ome-zarr":
             return root if format_from_suffix(root) == "ome-zarr" else root + ".ome.zarr"
         multi_file = len(self.positions) > 1 and not self.writer.tiff_single_file

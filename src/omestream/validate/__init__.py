@@ -75,6 +75,7 @@ def validate_store(
     location: str | os.PathLike[str],
     external: bool = True,
     on_step: Callable[[str], object] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> ValidationReport:
     """Run the structural checks and (``external=True``) every installed validator.
 
@@ -82,7 +83,8 @@ def validate_store(
     :mod:`omestream.validate.tiff` and the TIFF validators. Nothing raises: a location
     that is neither is a finding in the report. ``on_step`` is told what runs next:
     ``"structure"``, then each validator's name (they may take a minute on a plate of
-    thousands of fields).
+    thousands of fields). ``storage_options`` (credentials, endpoint) for fsspec URLs
+    such as ``s3://...``; without them the usual ``AWS_*`` variables apply.
     """
     from omestream.summary import is_tiff
 
@@ -96,11 +98,11 @@ def validate_store(
             report.validators = run_validators(loc, on_start=on_step, validators=TIFF_VALIDATORS)
         return report
     try:
-        root = read_tree(loc)
+        root = read_tree(loc, storage_options)
     except StoreFormatError as exc:
         report.problems.append(Problem(".", str(exc)))
         return report
     report.problems = check_structure(root)
     if external:
-        report.validators = run_validators(loc, on_start=on_step)
+        report.validators = run_validators(loc, on_start=on_step, storage_options=storage_options)
     return report

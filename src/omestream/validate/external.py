@@ -17,6 +17,7 @@ from typing import Any, Literal
 __all__ = ["TIFF_VALIDATORS", "VALIDATORS", "ValidatorResult", "run_validators"]
 
 Status = Literal["passed", "failed", "skipped"]
+Check = Callable[[str, dict[str, Any] | None], Any]  # (location, storage options)
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,20 @@ def _short(exc: BaseException, limit: int = 6) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _ome_zarr_models(path: str) -> None:
-    import ome_zarr_models
+def _open_group(path: str, storage_options: dict[str, Any] | None) -> Any:
+    """The dataset's root group, read-only; URLs with their credentials (a validator
+    given only the URL would read a private bucket anonymously and fail)."""
     import zarr
 
-    group = zarr.open_group(path, mode="r")
+    if "://" in path:
+        return zarr.open_group(path, mode="r", storage_options=storage_options or {})
+    return zarr.open_group(path, mode="r")
+
+
+def _ome_zarr_models(path: str, storage_options: dict[str, Any] | None = None) -> None:
+    import ome_zarr_models
+
+    group = _open_group(path, storage_options)
     attrs = dict(group.attrs)
     ome = attrs.get("ome", attrs)
     if isinstance(ome, dict) and "bioformats2raw.layout" in ome and "plate" not in ome:
@@ -63,13 +73,20 @@ def _ome_zarr_models(path: str) -> None:
     ome_zarr_models.open_ome_zarr(group)
 
 
-def _yaozarrs(path: str) -> None:
+def _yaozarrs(path: str, storage_options: dict[str, Any] | None = None) -> None:
     import yaozarrs
 
-    yaozarrs.validate_zarr_store(path)
+    if "://" not in path:
+        yaozarrs.validate_zarr_store(path)
+        return
+    # it reads s3:// anonymously unless told otherwise: a private bucket would fail
+    options = dict(storage_options or {})
+    if path.startswith("s3://"):
+        options.setdefault("anon", False)
+    yaozarrs.validate_zarr_store(yaozarrs.open_group(path, storage_options=options))
 
 
-def _ome_schema(path: str) -> None:
+def _ome_schema(path: str, storage_options: dict[str, Any] | None = None) -> None:
     """Each file's OME-XML against the OME schema (ome-types, with lxml)."""
     import tifffile
     from ome_types import validate_xml
@@ -87,7 +104,7 @@ def _ome_schema(path: str) -> None:
             raise ValueError(f"{os.path.basename(file)}: {exc}") from exc
 
 
-def _tifffile(path: str) -> None:
+def _tifffile(path: str, storage_options: dict[str, Any] | None = None) -> None:
     """tifffile reads each file's OME series, and their first and last planes."""
     import tifffile
 
@@ -107,12 +124,12 @@ def _tifffile(path: str) -> None:
 
 
 # name -> (module to find, pip requirement, check)
-VALIDATORS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
+VALIDATORS: dict[str, tuple[str, str, Check]] = {
     "ome-zarr-models": ("ome_zarr_models", "ome-zarr-models", _ome_zarr_models),
     "yaozarrs": ("yaozarrs", "yaozarrs[io]", _yaozarrs),
 }
 # The same for OME-TIFF: the OME schema needs lxml (or xmlschema) next to ome-types.
-TIFF_VALIDATORS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
+TIFF_VALIDATORS: dict[str, tuple[str, str, Check]] = {
     "ome-types (OME schema)": ("lxml", "lxml", _ome_schema),
     "tifffile": ("tifffile", "tifffile", _tifffile),
 }
@@ -122,10 +139,12 @@ def run_validators(
     path: str,
     names: list[str] | None = None,
     on_start: Callable[[str], object] | None = None,
-    validators: dict[str, tuple[str, str, Callable[[str], Any]]] | None = None,
+    validators: dict[str, tuple[str, str, Check]] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> list[ValidatorResult]:
     """Run each installed validator (default: the OME-Zarr ones) on the dataset at
-    ``path``; ``on_start`` is called with each one's name before it runs."""
+    ``path`` (``storage_options`` for URLs); ``on_start`` is called with each one's
+    name before it runs."""
     results = []
     for name, (module, requirement, check) in (validators or VALIDATORS).items():
         if names is not None and name not in names:
@@ -141,7 +160,7 @@ def run_validators(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                check(path)
+                check(path, storage_options)
         except Exception as exc:
             status: Status = "failed"
             detail = _short(exc)
