@@ -109,12 +109,15 @@ class Image:
                 for a in range(ndim):
                     p, c = prev.shape[a], shape[a]
                     ratio = ds.scale[a] / prev_scale[a] if prev_scale[a] else 1.0
-                    if ratio == 1.0 and p != c and c:
-                        ratio = p / c  # scales say nothing: the shapes tell the factor
                     f = max(1, round(ratio))
+                    w = abs(ratio - f) <= 1e-6 * f or (f > 1 and c in (p // f, -(-p // f)))
+                    if f == 1 and w and p != c and c:
+                        # equal scales: the shapes tell the factor (a level one step
+                        # off, as in the middle of another process's append, is 1)
+                        f = max(1, round(p / c))
                     fs.append(f)
                     fl.append(f > 1 and c == p // f and c != -(-p // f))
-                    wh.append(abs(ratio - f) <= 1e-6 * f or (f > 1 and c in (p // f, -(-p // f))))
+                    wh.append(w)
                 factors, floor, whole = tuple(fs), tuple(fl), tuple(wh)
             levels.append(Level(apath, shape, chunks, unit, factors, floor, whole))
         assert dtype is not None
