@@ -131,6 +131,31 @@ def test_close_waits_for_a_slow_store(tmp_path: Path) -> None:
     validate_ome_zarr(s.output_path)
 
 
+def test_ctrl_c_while_close_waits_for_the_store_is_not_swallowed(tmp_path: Path) -> None:
+    """A KeyboardInterrupt that arrives while close() waits for chunk writes stops the
+    close (the record stays incomplete); it is not taken for a write's own failure."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    s = _settings(tmp_path, 12, size=256, threads=1)
+    kv = SlowKV(s.output_path, delay=1.0)  # the one shard's write takes a second
+    stream = create_stream(s, store=kv)
+    for v in range(12):
+        stream.append(_frame(v, 256))
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)  # while close waits for the writes
+        with pytest.raises(KeyboardInterrupt):
+            stream.close()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    record = zarr.open_group(s.output_path, mode="r").attrs["omestream"]
+    assert record["complete"] is False
+
+
 def test_worker_error_surfaces_from_append_or_close(tmp_path: Path) -> None:
     # 256x256 frames -> 8 MiB shards of 64 frames: 2 shards fit, the third fails
     s = _settings(tmp_path, 256, size=256, threads=2)

@@ -411,7 +411,7 @@ class NativeZarrBackend(ZarrArrayBackend):
                     return
                 oldest = self._inflight[0][0]
             for f in oldest:
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     f.result()
             self._raise_if_failed()
 
@@ -437,7 +437,7 @@ class NativeZarrBackend(ZarrArrayBackend):
         they are written (or why not)."""
         try:
             for f in previous:  # an earlier partial write of the same unit lands first
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     f.result()
             unit = buf[tile]  # contiguous: this unit's inner chunks in shard-index order
             key = self._chunk_key(image, level, (*block, *tile))
@@ -592,7 +592,7 @@ class NativeZarrBackend(ZarrArrayBackend):
                 futures, nbytes = self._inflight.popleft()
                 self._inflight_bytes -= nbytes
             for f in futures:
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     f.result()
         self._raise_if_failed()
 

@@ -110,13 +110,13 @@ class TensorstoreBackend(UnitBackend):
         lent: bool,
     ) -> Pending:
         if previous is not None:  # a partial write of this unit (a flush) lands first
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 previous.result()
         array = self._array(image, level)[selection]
         if lent:
             return array.write(data, can_reference_source_data_indefinitely=True)
         future = array.write(data)
-        with contextlib.suppress(BaseException):  # a failure is reported by the future
+        with contextlib.suppress(Exception):  # a failure is reported by the future
             future.copy.result()  # the caller's frame is free again
         return future
 

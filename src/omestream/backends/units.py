@@ -256,7 +256,7 @@ class UnitBackend(ZarrArrayBackend):
             self._raise_if_failed()
             if oldest is None:
                 return
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 oldest[0].result()
 
     def _drain(self) -> None:
@@ -310,5 +310,5 @@ class UnitBackend(ZarrArrayBackend):
             self._inflight.clear()
             self._inflight_bytes = 0
         for p, *_ in pending:  # let writes already started finish before returning
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 p.result()

@@ -78,7 +78,7 @@ class ZarrPythonBackend(UnitBackend):
         arr: Any, selection: tuple[slice, ...], data: np.ndarray, previous: Pending | None
     ) -> None:
         if previous is not None:  # an earlier partial write of this block lands first
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 previous.result()
         if data.size:
             arr[selection] = data
