@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -81,6 +82,7 @@ def test_pyramid_levels_down_to_one_chunk_are_not_sharded() -> None:
     assert [lv.chunks for lv in levels][2:] == [(1, 512, 512), (1, 256, 256)]
 
 
+@pytest.mark.filterwarnings("ignore:Pyramid")  # small frames: fewer levels, as warned
 @given(
     t=st.one_of(st.none(), st.integers(1, 600)),
     y=st.integers(1, 5000),
@@ -96,3 +98,12 @@ def test_automatic_shards_hold_whole_chunks_and_more_than_one(
             continue
         assert all(s % c == 0 for s, c in zip(level.shards, level.chunks, strict=True))
         assert level.shards != level.chunks
+
+
+def test_no_level_repeats_one_pixel() -> None:
+    """64x48 frames are 1x1 at level 6 (64, 32, 16, 8, 4, 2, 1): 10 asked, 7 written."""
+    with pytest.warns(UserWarning, match=r"Pyramid\(levels=10\).*level 6; writing 7 levels"):
+        levels = _levels(3, 64, 48, pyramid=Pyramid(levels=10))
+    assert [lv.shape[1:] for lv in levels][-2:] == [(2, 2), (1, 1)]
+    assert len(_levels(3, 64, 48, pyramid=Pyramid(levels=7))) == 7  # no warning needed
+    assert len(_levels(3, 1, 64, pyramid=Pyramid(levels=4))) == 4  # one axis still shrinks

@@ -226,3 +226,15 @@ def test_not_an_image_changes_nothing(tmp_path) -> None:  # type: ignore[no-unty
 def test_exported() -> None:
     assert omestream.build_pyramid is build_pyramid
     assert "build_pyramid" in omestream.__all__
+
+
+def test_levels_stop_at_one_pixel(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """45x38 is 1x1 at level 6 (45, 23, 12, 6, 3, 2, 1): 10 asked, 7 built, warned."""
+    root = str(tmp_path / "small.ome.zarr")
+    data = _volume("mean")
+    _write_ours(root, data, "0.5")
+    with pytest.warns(UserWarning, match=r"levels=10.*\. \(7\)"):
+        (result,) = build_pyramid(root, levels=10)
+    assert len(result.paths) == 7 and result.shapes[-1][-2:] == (1, 1)
+    _check(root, data, (1, 1, 2, 2), "mean", 7)
+    validate_ome_zarr(root)

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from omestream.settings import AcquisitionSettings, Channel, Dimension, Plate, Position
+from omestream.settings.acquisition import useful_levels
 from omestream.settings.colors import guess_color, pick_colors
 
 __all__ = ["ArrayPlan", "AxisPlan", "ImagePlan", "StoragePlan", "auto_chunks", "plan_storage"]
@@ -156,8 +157,10 @@ def _level_plans(
     scale0 = tuple(float(d.scale) if d.scale else 1.0 for d in dims)
     trans0 = tuple(float(d.translation or 0.0) for d in dims)
     pyr = settings.pyramid
-    n_levels = pyr.levels if pyr is not None else 1
     factors = tuple((pyr.factors.get(d.name, 1) if pyr else 1) for d in dims)
+    # no level past the one where every downsampled axis is one pixel (settings warn)
+    top = useful_levels([s or 1 for s in shape0], factors)
+    n_levels = min(pyr.levels, top) if pyr is not None else 1
     levels = []
     for lv in range(n_levels):
         f = tuple(fi**lv for fi in factors)

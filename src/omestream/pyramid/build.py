@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from omestream.metadata.parse import (
     parse_group,
 )
 from omestream.pyramid.kernels import METHODS, SHIFTING_METHODS, downsample, halo, source_window
+from omestream.settings.acquisition import useful_levels
 
 __all__ = ["PyramidResult", "build_pyramid", "level_paths"]
 
@@ -210,6 +212,7 @@ def _plan_image(
             f"{where}/{level0}: array has {src.ndim} dimensions; multiscales names {len(ms.axes)} axes"
         )
     old = tuple(d.path for d in ms.datasets[1:])
+    levels = min(levels, useful_levels(src.shape, f))  # never a level of one repeated pixel
     paths = level_paths(level0, levels)
     for p in paths[1:] + old:
         if p == level0 or p.startswith(level0 + "/") or level0.startswith(p + "/"):
@@ -519,9 +522,20 @@ def build_pyramid(
     check_no_stream(kv, "build its pyramid")  # its levels are an open stream's to write
     # every image with its label images, all planned before anything is written
     groups: list[list[tuple[_Job, Any]]] = []
+    capped: list[str] = []
     for image in _image_paths(kv, start):
         job, src = _plan_image(kv, image, levels, factors, method)
-        groups.append([(job, src), *_plan_labels(kv, job, src, levels)])
+        if len(job.paths) < levels:
+            capped.append(f"{job.image or '.'} ({len(job.paths)})")
+        groups.append([(job, src), *_plan_labels(kv, job, src, len(job.paths))])
+    if capped:
+        warnings.warn(
+            f"levels={levels}: some images reach one pixel along every downsampled axis "
+            f"sooner and get fewer levels (more would repeat that pixel at ever larger "
+            f"scales): {', '.join(capped[:5])}{' ...' if len(capped) > 5 else ''}",
+            UserWarning,
+            stacklevel=2,
+        )
     total = sum(
         _count_blocks(job, np.dtype(src.dtype).itemsize) for group in groups for job, src in group
     )
@@ -546,13 +560,13 @@ def build_pyramid(
                     if p not in job.paths:
                         kv.delete_prefix(_join(job.image, p))
                 prev = src
-                for k in range(1, levels):
+                for k in range(1, len(job.paths)):
                     dst = _create_level(kv, job, src, k)
                     _fill_level(prev, dst, job, k, job.method, pool, n_threads, tick)
                     prev = dst
             # labels first, the image last: whoever finds the image's levels finds theirs
             for job, _ in reversed(group):
-                _write_multiscale(kv, job, job.method, levels)
+                _write_multiscale(kv, job, job.method, len(job.paths))
             results += [PyramidResult(j.image, j.paths, j.shapes, j.method) for j, _ in group]
     _reconsolidate(kv)
     return results

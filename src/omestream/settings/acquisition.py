@@ -93,6 +93,17 @@ class Pyramid(FrozenModel):
         return v
 
 
+def useful_levels(sizes: Sequence[int], factors: Sequence[int]) -> int:
+    """How many levels (level 0 included) downsampling ``sizes`` by ``factors`` per
+    level gives before every downsampled axis is one pixel: more would repeat that
+    one pixel at ever larger scales."""
+    n, shape = 1, list(sizes)
+    while any(f > 1 and s > 1 for s, f in zip(shape, factors, strict=True)):
+        shape = [-(-s // f) for s, f in zip(shape, factors, strict=True)]
+        n += 1
+    return n
+
+
 class WriterOptions(FrozenModel):
     """Knobs of the write engine; the defaults suit most acquisitions."""
 
@@ -239,6 +250,16 @@ class AcquisitionSettings(FrozenModel):
             ]
             if not_space:
                 raise ValueError(f"pyramid factors apply to spatial axes only, not {not_space}")
+            dims = [d for d in self.array_dimensions if d.count]
+            top = useful_levels(
+                [d.count or 1 for d in dims], [self.pyramid.factors.get(d.name, 1) for d in dims]
+            )
+            if self.pyramid.levels > top:
+                warn_user(
+                    f"Pyramid(levels={self.pyramid.levels}): the frames reach one pixel along "
+                    f"every downsampled axis at level {top - 1}; writing {top} levels (more "
+                    "would repeat that pixel at ever larger scales)"
+                )
         return self
 
     # -- derived views ----------------------------------------------------------------
