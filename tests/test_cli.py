@@ -209,6 +209,16 @@ def test_view_image_panels_show_channel_colours(data: dict, tmp_path: Path) -> N
     assert red_panel[..., 1].max() == 0 and red_panel[..., 0].max() > 200
 
 
+def test_view_refuses_a_time_point_no_image_has(data: dict, tmp_path: Path) -> None:
+    n_t = zarr.open_array(data["image"] + "/0", mode="r").shape[0]
+    out = tmp_path / "t.png"
+    proc = run("view", data["image"], "-o", str(out), "--size", "16", "--t", str(n_t))
+    assert proc.returncode == 1 and f"time point {n_t} is outside" in proc.stderr
+    assert not out.exists()
+    code, _ = invoke("view", data["image"], "-o", str(out), "--size", "16", "--t", str(n_t - 1))
+    assert code == 0 and out.exists()
+
+
 def test_view_ome_zarr_py_plate(data: dict, tmp_path: Path) -> None:
     path, _ = data["ozp_plate"]
     out = tmp_path / "p.png"

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from omestream.errors import StoreFormatError
+from omestream.errors import SettingsError, StoreFormatError
 from omestream.settings.colors import guess_color, pick_colors
 from omestream.summary import DatasetInfo, ImageInfo, describe, tiff_file
 
@@ -236,6 +236,19 @@ def _mosaic(
     return canvas
 
 
+def _check_time_point(location: str, info: DatasetInfo, t: int) -> None:
+    """A time point no image has is refused (images shorter than ``t`` show their last)."""
+    lengths = [
+        im.shape[i] for im in info.images for i, a in enumerate(im.axes) if a.type == "time"
+    ]
+    if not lengths:
+        raise SettingsError(f"{location} has no time axis; leave out the time point")
+    if t >= max(lengths):
+        raise SettingsError(
+            f"time point {t} is outside {location}: it has {max(lengths)} (0..{max(lengths) - 1})"
+        )
+
+
 def render_dataset(
     location: str,
     size: int = 256,
@@ -248,6 +261,8 @@ def render_dataset(
     info = info or describe(location)
     if not info.images:
         raise StoreFormatError(f"{location}: holds no images to draw")
+    if t is not None:
+        _check_time_point(location, info, t)
     if info.plate is not None:
         plate = info.plate
         cell = max(16, min(size, 1024 // max(len(plate.columns), 1)))
