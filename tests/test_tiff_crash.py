@@ -186,6 +186,11 @@ def test_killed_after_flush_multi_file(tmp_path: Path, caplog: pytest.LogCapture
     # validate says what is wrong with the killed files, before repair
     before = validate_store(settings.output_path)
     assert any("did not close it (" in w.message for w in before.warnings), before.to_dict()
+    killed = {f: Path(f).read_bytes() for f in files}
+    dry = repair(settings.output_path, dry_run=True)  # reports the same, writes nothing
+    assert {f: Path(f).read_bytes() for f in files} == killed
+    assert (dry.frames_present, dry.details["tiff"].padded, dry.dry_run) == (9, 1, True)
+    assert "would change:" in dry.summary() and "write 1 fill plane(s)" in dry.summary()
     report = repair(settings.output_path)
     assert report.frames_present == 9 and report.interrupted
     # each position keeps the time points it received: A's t=2 gets a fill plane for c=1,

@@ -11,7 +11,7 @@ import importlib
 import os
 from typing import Any
 
-from omestream.errors import StoreError, StoreFormatError
+from omestream.errors import StoreFormatError
 from omestream.io.locks import check_no_stream
 from omestream.io.paths import missing
 from omestream.repair.report import RepairReport
@@ -59,11 +59,7 @@ def repair(
                 f"{location} is OME-TIFF, and this installation has no OME-TIFF recovery "
                 "(omestream.tiff.recover)"
             )
-        if dry_run:
-            raise StoreError(
-                f"{location}: OME-TIFF recovery has no dry run; run it without --dry-run"
-            )
-        result = recover(location, **options)
+        result = recover(location, dry_run=dry_run, **options)
         return (
             result if isinstance(result, RepairReport) else _from_tiff(location, result, dry_run)
         )
@@ -84,10 +80,11 @@ def _from_tiff(path: str, result: Any, dry_run: bool) -> RepairReport:
     padded = int(get("padded", 0) or 0)
     final = bool(get("already_final", not get("interrupted", True)))
     changes = list(get("changes", []) or [])
+    wrote, rewrote = ("write", "rewrite") if dry_run else ("wrote", "rewrote")
     if padded:
-        changes.append(f"wrote {padded} fill plane(s) to complete the last time point")
+        changes.append(f"{wrote} {padded} fill plane(s) to complete the last time point")
     if not final:
-        changes.append("rewrote the OME-XML to describe the planes present")
+        changes.append(f"{rewrote} the OME-XML to describe the planes present")
     return RepairReport(
         path=path,
         format="ome-tiff",

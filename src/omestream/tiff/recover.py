@@ -77,10 +77,13 @@ def _find_files(path: str) -> tuple[str, list[str], dict, str]:
     )
 
 
-def recover(path: str | os.PathLike[str], durable: bool = True) -> RecoveryReport:
+def recover(
+    path: str | os.PathLike[str], durable: bool = True, dry_run: bool = False
+) -> RecoveryReport:
     """Describe the planes of a killed OME-TIFF acquisition; see the module docstring.
 
     ``path`` is the ``.ome.tiff`` file, any file of a multi-file dataset, or its folder.
+    ``dry_run`` reports what would be done (frames found, fill planes) and writes nothing.
     """
     folder, names, record, xml = _find_files(os.fspath(path))
     settings = AcquisitionSettings.model_validate(record["settings"])
@@ -102,7 +105,7 @@ def recover(path: str | os.PathLike[str], durable: bool = True) -> RecoveryRepor
     for p in paths:
         if not os.path.isfile(p):
             raise StoreFormatError(f"{p!r} is missing: the dataset lists it in its OME-XML")
-    present = [complete_pages(p).pages for p in paths]
+    present = [complete_pages(p, repair=not dry_run).pages for p in paths]
     pages, frames = arrival_pages_after_crash(router, layout, present)
 
     first_axis = first_outer_axis(settings)
@@ -124,7 +127,8 @@ def recover(path: str | os.PathLike[str], durable: bool = True) -> RecoveryRepor
     padded = 0
     for f, p in enumerate(paths):
         todo = [(i, ix) for i in range(n_images) if layout.image_file[i] == f for ix in missing[i]]
-        if not todo:
+        if not todo or dry_run:
+            padded += len(todo)
             continue
         with tifffile.TiffWriter(
             p, bigtiff=True, append="force" if present[f] > 0 else False
@@ -148,8 +152,9 @@ def recover(path: str | os.PathLike[str], durable: bool = True) -> RecoveryRepor
     ome = assemble_ome(
         plan, layout, uuids, shapes, pages, [[] for _ in range(n_images)], started, new_record, old
     )
-    for p, xml in zip(paths, file_xmls(ome, uuids), strict=True):
-        replace_description(p, xml, durable=durable)
+    if not dry_run:
+        for p, xml in zip(paths, file_xmls(ome, uuids), strict=True):
+            replace_description(p, xml, durable=durable)
     kept = sum(len(im.pixels.planes) for im in ome.ome.images)
     return RecoveryReport(
         os.fspath(path), tuple(names), frames, padded, False, settings.total_frames,
