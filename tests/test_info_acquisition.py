@@ -77,6 +77,18 @@ def test_an_early_close_with_skipped_frames(tmp_path: Path) -> None:
     assert "acquisition: 3 of 6 frames (1 skipped), closed before the last frame" in text
 
 
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".ome.tiff"])
+def test_validate_warns_of_an_early_close(tmp_path: Path, suffix: str) -> None:
+    s = _settings(tmp_path / f"early{suffix}")
+    with create_stream(s) as stream:
+        for n in range(4):
+            stream.append(_frame(n))
+    report = validate_store(s.output_path, external=False)
+    assert report.ok  # valid data, only not all of it
+    (warning,) = [w.message for w in report.warnings]
+    assert "closed after 4 of 6 planned frames" in warning
+
+
 def test_an_unbounded_acquisition_has_no_planned_count(tmp_path: Path) -> None:
     s = _settings(tmp_path / "live.ome.zarr", t=None)
     with create_stream(s) as stream:

@@ -35,6 +35,15 @@ class AcquisitionInfo:
     def closed_early(self) -> bool:
         return self.complete and self.planned is not None and self.frames < self.planned
 
+    def early_close_warning(self) -> str | None:
+        """What ``validate`` says of a stream closed before its last planned frame."""
+        if not self.closed_early:
+            return None
+        return (
+            f"its stream was closed after {self.frames} of {self.planned} planned frames: "
+            "the frames after those were never acquired and read as the fill value"
+        )
+
 
 def acquisition_from_record(record: Any) -> AcquisitionInfo | None:
     """The acquisition a stream record describes, or None when there is no usable record

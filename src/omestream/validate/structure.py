@@ -134,8 +134,12 @@ class _Checker:
         return self.problems
 
     def _acquisition(self) -> None:
-        """A stream that never closed its dataset: valid, but not what it was meant to be."""
+        """A stream that never closed its dataset, or closed it early: valid, but not
+        what it was meant to be."""
         acq = acquisition_from_record(self.root.attrs.get(OMESTREAM_KEY))
+        early = acq.early_close_warning() if acq is not None else None
+        if early:
+            self.warn("", early)
         if acq is not None and not acq.complete and not acq.mended:
             self.warn(
                 "",

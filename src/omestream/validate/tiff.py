@@ -125,11 +125,15 @@ def check_tiff(location: str) -> list[Problem]:
 
 
 def _check_record(ome: Any, name: str) -> list[Problem]:
-    """A warning when omestream's record says its stream never closed the file."""
+    """A warning when omestream's record says its stream never closed the file, or
+    closed it before the last planned frame."""
     from omestream.summary.acquisition import acquisition_from_record
     from omestream.tiff.xml import record_in
 
     acq = acquisition_from_record(record_in(ome))
+    early = acq.early_close_warning() if acq is not None else None
+    if early:
+        return [Problem(name, early, severity="warning")]
     if acq is None or acq.complete or acq.mended:
         return []
     return [
