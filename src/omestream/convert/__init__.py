@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from omestream.convert.sources import Source, close_source, iter_frames, open_source
 from omestream.errors import ConcurrentModificationError, SettingsError, StoreExistsError
+from omestream.io.paths import overlaps, path_location
 from omestream.settings import (
     AcquisitionSettings,
     Dimension,
@@ -95,12 +96,12 @@ def convert(
     """
     opts = options or ConvertOptions()
     src_s, dst_s = os.fspath(src_path), os.fspath(dst_path)
-    if os.path.abspath(src_s) == os.path.abspath(dst_s):
-        raise SettingsError(f"source and destination are the same: {src_s!r}")
     src = open_source(src_s, opts.chunks, opts.stack_axis)
     created: str | None = None  # only an output this call created is removed on failure
     try:
         settings = output_settings(src, dst_s, opts)
+        # before anything is deleted (overwrite=True) or created
+        _check_apart(src_s, settings.output_path)
         if on_start is not None:
             on_start(src, settings)
         workers = opts.workers or min(4, os.cpu_count() or 1)
@@ -136,3 +137,17 @@ def _remove_output(path: str) -> None:
     elif os.path.lexists(path):
         with contextlib.suppress(OSError):
             os.remove(path)
+
+
+def _check_apart(src: str, out: str) -> None:
+    """Refuse an output that is the source, holds it or is inside it (after the suffix
+    its format adds, symbolic links resolved): writing it would destroy what is read."""
+    a, b = path_location(src), path_location(out)
+    if not overlaps(a, b):
+        return
+    how = "is" if a == b else "is inside" if b[1].startswith(a[1]) else "holds"
+    raise SettingsError(
+        f"cannot convert {src!r} to {out!r}: the output {how} the source ({a[1]}), and "
+        "writing it would destroy what is being read; nothing was changed. Choose a "
+        "destination outside the source"
+    )

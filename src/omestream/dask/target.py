@@ -18,8 +18,9 @@ import numpy as np
 
 from omestream.backends.zarr_common import ZarrArrayBackend
 from omestream.errors import ConcurrentModificationError, SettingsError
-from omestream.io.kv import FsspecKV, KVStore, LocalKV, open_kv
+from omestream.io.kv import KVStore, LocalKV, open_kv
 from omestream.io.locks import check_no_stream, hold_stream
+from omestream.io.paths import location, overlaps
 from omestream.plan import StoragePlan, plan_storage
 from omestream.settings import AcquisitionSettings
 from omestream.stream.state import StreamState
@@ -164,24 +165,3 @@ def create_dataset(
         lock.release()
         raise
     return NewDataset(settings, plan, kv, storage_options, sink, state, lock)
-
-
-# -- where a dataset lives ----------------------------------------------------------------
-def location(kv: KVStore) -> tuple[str, str]:
-    """(scheme, path) of a store's root; local paths resolved (symbolic links, ``..``)."""
-    if isinstance(kv, LocalKV):
-        return "file", os.path.realpath(kv.root)
-    if isinstance(kv, FsspecKV):
-        protocol = kv.fs.protocol
-        scheme = protocol[0] if isinstance(protocol, tuple | list) else str(protocol)
-        return scheme, kv.root.rstrip("/")
-    return "", kv.url.rstrip("/")
-
-
-def overlaps(a: tuple[str, str], b: tuple[str, str]) -> bool:
-    """Whether two locations (see :func:`location`) are the same or one holds the other."""
-    if a[0] != b[0]:
-        return False
-    sep = os.sep if a[0] == "file" else "/"
-    x, y = a[1], b[1]
-    return x == y or x.startswith(y.rstrip(sep) + sep) or y.startswith(x.rstrip(sep) + sep)

@@ -1,0 +1,91 @@
+"""`omestream convert` never writes over what it reads and never calls a partial copy
+complete: outputs that are, hold or lie inside the source, truncated TIFFs, OME-TIFFs
+a killed stream left unrepaired and options that name no axis are refused, with
+messages in the words of the interface that was used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from omestream.cli.app import main
+from omestream.convert import ConvertOptions, convert
+from omestream.errors import SettingsError
+from omestream.summary import describe
+from tests.cli_data import PLATE_WELLS, write_plate
+
+
+def _stack(shape: tuple[int, ...] = (3, 32, 24), seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(1, 4000, shape, dtype=np.uint16)
+
+
+def _write(path: Path, data: np.ndarray, **kwargs: object) -> None:
+    tifffile.imwrite(path, data, photometric="minisblack", **kwargs)  # type: ignore[arg-type]
+
+
+def _pixels(path: Path | str) -> np.ndarray:
+    return np.asarray(zarr.open_array(str(path), mode="r")[...])
+
+
+# -- the output is the source, holds it or lies inside it ------------------------------
+
+
+def test_an_output_named_without_its_suffix_is_the_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _stack()
+    _write(tmp_path / "s.tif", data)
+    src = tmp_path / "a.ome.zarr"
+    convert(tmp_path / "s.tif", src)
+    # 'a' gains the .ome.zarr suffix: the output would be the source itself
+    assert main(["convert", str(src), str(tmp_path / "a"), "--overwrite", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "the output is the source" in err and "nothing was changed" in err
+    with pytest.raises(SettingsError, match="the output is the source"):
+        convert(src, tmp_path / "a", ConvertOptions(overwrite=True))
+    assert np.array_equal(_pixels(src / "0"), data)
+    assert describe(str(src)).acquisition.complete  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".ome.tiff"])
+def test_a_source_reached_through_a_symbolic_link_is_the_source(
+    tmp_path: Path, suffix: str
+) -> None:
+    data = _stack()
+    _write(tmp_path / "s.tif", data)
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "lnk").symlink_to(real)
+    convert(tmp_path / "s.tif", real / f"a{suffix}")
+    with pytest.raises(SettingsError, match="the output is the source"):
+        convert(
+            tmp_path / "lnk" / f"a{suffix}", real / f"a{suffix}", ConvertOptions(overwrite=True)
+        )
+    kept = (
+        _pixels(real / "a.ome.zarr" / "0")
+        if suffix == ".ome.zarr"
+        else tifffile.imread(real / "a.ome.tiff")
+    )
+    assert np.array_equal(kept, data)
+
+
+def test_an_output_that_holds_or_lies_inside_the_source_is_refused(tmp_path: Path) -> None:
+    plate = Path(write_plate(tmp_path / "plate.ome.zarr"))
+    before = {w: _pixels(plate / r / c / "0" / "0") for r, c in PLATE_WELLS if (w := f"{r}/{c}")}
+    field = plate / "A" / "1" / "0"
+    with pytest.raises(SettingsError, match="the output holds the source"):
+        convert(field, plate, ConvertOptions(overwrite=True))
+    with pytest.raises(SettingsError, match="the output is inside the source"):
+        convert(plate, field / "copy.ome.zarr", ConvertOptions(overwrite=True))
+    assert not (field / "copy.ome.zarr").exists()
+    info = describe(str(plate))
+    assert info.kind == "plate" and len(info.images) == len(PLATE_WELLS)
+    for w, pixels in before.items():
+        assert np.array_equal(_pixels(plate / w / "0" / "0"), pixels)
+    # beside it is fine
+    convert(field, tmp_path / "field.ome.zarr")
+    assert np.array_equal(_pixels(tmp_path / "field.ome.zarr" / "0"), before["A/1"])
