@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omestream import AcquisitionSettings, Dimension
+from omestream import AcquisitionSettings, Dimension, PositionDimension, WriterOptions
 from omestream.plan import ArrayPlan, plan_storage
+from omestream.plan.memory import open_units
 from omestream.settings import Pyramid
 
 
@@ -107,3 +109,51 @@ def test_no_level_repeats_one_pixel() -> None:
     assert [lv.shape[1:] for lv in levels][-2:] == [(2, 2), (1, 1)]
     assert len(_levels(3, 64, 48, pyramid=Pyramid(levels=7))) == 7  # no warning needed
     assert len(_levels(3, 1, 64, pyramid=Pyramid(levels=4))) == 4  # one axis still shrinks
+
+
+def _plan(dims: list[Any], **kw: Any) -> ArrayPlan:
+    settings = AcquisitionSettings(root_path="m.ome.zarr", dimensions=dims, dtype="uint16", **kw)
+    return plan_storage(settings).images[0].levels[0]
+
+
+def _yx(n: int) -> list[Dimension]:
+    return [Dimension(name=a, count=n, type="space") for a in "yx"]
+
+
+def test_units_filling_at_once_are_counted() -> None:
+    def settings(dims: list[Any]) -> AcquisitionSettings:
+        return AcquisitionSettings(root_path="m.ome.zarr", dimensions=dims, dtype="uint16")
+
+    t = Dimension(name="t", count=None, type="time")
+    many = settings([t, PositionDimension(positions=[f"p{i}" for i in range(7)]), *_yx(64)])
+    assert open_units(many, (16, 64, 64)) == 7  # every position's shard waits for its next t
+    assert open_units(many, (1, 64, 64)) == 1  # a unit of one frame is done when it comes
+    assert open_units(many, (4, 32, 32)) == 7 * 4  # and each frame has 2x2 tiles
+    z_out = settings([Dimension(name="z", count=5, type="space"),
+                      Dimension(name="t", count=9, type="time"), *_yx(64)])  # fmt: skip
+    # stored t, z: acquiring z outside t opens one unit per t until z is complete
+    assert z_out.storage_dimension_names == ("t", "z", "y", "x")
+    assert open_units(z_out, (1, 5, 64, 64)) == 9
+    assert open_units(z_out, (1, 1, 64, 64)) == 1
+
+
+def test_automatic_shards_shrink_so_units_filling_at_once_fit_the_budget() -> None:
+    positions = PositionDimension(positions=[f"p{i}" for i in range(100)])
+    level = _plan([Dimension(name="t", count=None, type="time"), positions, *_yx(512)])
+    assert level.chunks == (1, 512, 512) and level.shards is None  # 100 x 0.5 MB, not 100 x 8
+    level = _plan([Dimension(name="t", count=None, type="time"), *_yx(512)])
+    assert level.shards == (16, 512, 512)  # one position: the 8 MiB shard stays
+    z_out = [Dimension(name="z", count=16, type="space"),
+             Dimension(name="t", count=100, type="time"), *_yx(512)]  # fmt: skip
+    assert _plan(z_out).shards is None  # 100 open z-stacks of one frame each, not of 16
+
+
+def test_a_layout_given_that_cannot_fit_the_budget_is_named() -> None:
+    t = Dimension(name="t", count=128, type="time", chunk_size=1, shard_size_chunks=64)
+    with pytest.warns(UserWarning, match=r"16 write units of 32.0 MB.*512 MB"):
+        level = _plan([t, *_yx(2048)])
+    assert level.shards == (64, 512, 512)  # kept as given
+    roomy = WriterOptions(memory_budget_mb=2048)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _plan([t, *_yx(2048)], writer=roomy)  # a budget that holds it: no warning

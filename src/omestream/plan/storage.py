@@ -8,11 +8,13 @@ builders consume it; nothing here touches disk.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
+from omestream.plan.memory import open_units, slab_budget_bytes
 from omestream.settings import AcquisitionSettings, Channel, Dimension, Plate, Position
 from omestream.settings.acquisition import useful_levels
 from omestream.settings.colors import guess_color, pick_colors
@@ -146,6 +148,51 @@ def auto_chunks(
     return tuple(chunks), tuple(shards)
 
 
+def _fit_open_units(
+    settings: AcquisitionSettings,
+    dims: tuple[Dimension, ...],
+    chunks: tuple[int, ...],
+    shards: tuple[int, ...] | None,
+    itemsize: int,
+    user_shards: bool,
+) -> tuple[int, ...] | None:
+    """Shards small enough that the units filling at once (see :mod:`.memory`) fit half
+    the memory budget: automatic ones shrink along the frame axes they group, down to
+    one chunk (no sharding); a layout the user gave is kept, with a warning."""
+    budget = slab_budget_bytes(settings)
+
+    def need(unit: tuple[int, ...]) -> tuple[int, int]:
+        n = open_units(settings, unit)
+        return n, n * math.prod(unit) * itemsize
+
+    unit = shards or chunks
+    n, nbytes = need(unit)
+    if nbytes <= budget:
+        return shards
+    if shards is not None and not user_shards:
+        while shards is not None and nbytes > budget:
+            outer = [i for i in range(len(dims) - 2) if shards[i] > chunks[i]]
+            if not outer:
+                break
+            i = outer[-1]
+            smaller = list(shards)
+            smaller[i] = max(chunks[i], (shards[i] // 2) // chunks[i] * chunks[i])
+            shards = tuple(smaller) if tuple(smaller) != chunks else None
+            n, nbytes = need(shards or chunks)
+        if nbytes <= budget:
+            return shards
+    warnings.warn(
+        f"with this layout up to {n} write units of {math.prod(shards or chunks) * itemsize / 2**20:.1f} "
+        f"MB each fill at once ({nbytes / 2**20:.0f} MB), more than half the memory budget "
+        f"(memory_budget_mb={settings.writer.memory_budget_mb}): the stream will use that "
+        "much memory. Smaller chunk_size/shard_size_chunks along the frame axes, a storage "
+        "order closer to the acquisition order, or a larger budget keep it within bounds",
+        UserWarning,
+        stacklevel=3,
+    )
+    return shards
+
+
 def _level_plans(
     dims: tuple[Dimension, ...],
     chunks: tuple[int, ...],
@@ -211,6 +258,8 @@ def plan_storage(settings: AcquisitionSettings) -> StoragePlan:
     sharded = fmt.zarr_format == 3
     chunks, shards = auto_chunks(dims, itemsize, sharded)
     user_shards = any(d.shard_size_chunks is not None for d in dims)
+    if fmt.name == "ome-zarr":
+        shards = _fit_open_units(settings, dims, chunks, shards, itemsize, user_shards)
     levels = _level_plans(dims, chunks, shards, settings, auto_shards=not user_shards)
     axes = tuple(
         AxisPlan(
