@@ -14,7 +14,7 @@ import zarr
 
 from omestream.cli.app import main
 from omestream.convert import ConvertOptions, convert
-from omestream.errors import SettingsError
+from omestream.errors import SettingsError, StoreFormatError
 from omestream.summary import describe
 from tests.cli_data import PLATE_WELLS, write_plate
 
@@ -89,3 +89,69 @@ def test_an_output_that_holds_or_lies_inside_the_source_is_refused(tmp_path: Pat
     # beside it is fine
     convert(field, tmp_path / "field.ome.zarr")
     assert np.array_equal(_pixels(tmp_path / "field.ome.zarr" / "0"), before["A/1"])
+
+
+# -- truncated and empty TIFF files ----------------------------------------------------
+
+
+def test_a_truncated_tiff_is_refused_and_info_says_pages_are_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _stack((5, 64, 80))
+    whole, cut = tmp_path / "p.tif", tmp_path / "t.tif"
+    _write(whole, data)
+    cut.write_bytes(whole.read_bytes()[:30000])  # frame 0 and part of frame 1
+    out = tmp_path / "t.ome.zarr"
+    with pytest.raises(StoreFormatError, match=r"t\.tif: series 0 has 1 of the 5 pages"):
+        convert(cut, out)
+    assert main(["convert", str(cut), str(out), "-q"]) == 1
+    assert "1 of the 5 pages" in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == [whole, cut]  # no output, no lock folder
+    notes = describe(str(cut)).notes
+    assert any("1 of the 5 pages" in n and "truncated" in n for n in notes), notes
+    assert main(["info", str(cut)]) == 0
+    assert "1 of the 5 pages" in capsys.readouterr().out.replace("\n", " ")
+    # the whole file: no note, every frame
+    assert describe(str(whole)).notes == []
+    convert(whole, tmp_path / "p.ome.zarr")
+    assert np.array_equal(_pixels(tmp_path / "p.ome.zarr" / "0"), data)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"imagej": True}, {"compression": "zlib"}], ids=["imagej", "zlib"]
+)
+def test_tiffs_cut_elsewhere_are_refused(tmp_path: Path, kwargs: dict[str, object]) -> None:
+    """ImageJ metadata tifffile can no longer follow (it reads one plain page), and
+    pixel data of the last page cut off."""
+    whole, cut = tmp_path / "p.tif", tmp_path / "t.tif"
+    _write(whole, _stack((6, 64, 80)), **kwargs)
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    with pytest.raises(StoreFormatError, match=r"t\.tif: .*(6 pages|past the end)"):
+        convert(cut, tmp_path / "t.ome.zarr")
+    assert not (tmp_path / "t.ome.zarr").exists()
+    assert describe(str(cut)).notes
+
+
+def test_a_page_that_cannot_be_decoded_stops_the_convert_and_removes_its_output(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "z.tif"
+    _write(src, _stack((6, 32, 32)), compression="zlib")
+    with tifffile.TiffFile(src) as tif:
+        offset = tif.pages[3].dataoffsets[0]
+    raw = bytearray(src.read_bytes())
+    raw[offset : offset + 16] = b"\xff" * 16  # not zlib data any more
+    src.write_bytes(bytes(raw))
+    out = tmp_path / "z.ome.zarr"
+    with pytest.raises(StoreFormatError, match=r"z\.tif: page 3 of series 0 cannot be read"):
+        convert(src, out, ConvertOptions(workers=1))
+    assert not out.exists()
+
+
+def test_a_tiff_without_pages_is_a_clear_error(tmp_path: Path) -> None:
+    src = tmp_path / "h.tif"
+    src.write_bytes(b"II*\x00\x00\x00\x00\x00")  # a header, no page
+    with pytest.raises(StoreFormatError, match="without pages"):
+        convert(src, tmp_path / "h.ome.zarr")
+    assert not (tmp_path / "h.ome.zarr").exists()
+    assert any("no pages" in n for n in describe(str(src)).notes)

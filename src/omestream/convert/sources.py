@@ -18,6 +18,7 @@ import numpy as np
 from omestream.errors import SettingsError, StoreFormatError
 from omestream.settings import Channel, Dimension, Plate, Position
 from omestream.summary import DatasetInfo, ImageInfo, describe, tiff_file
+from omestream.summary.tiff import missing_pages
 
 __all__ = ["Block", "Source", "open_source", "zarr_source"]
 
@@ -161,6 +162,8 @@ def _from_tiff(
 ) -> Source:
     import tifffile
 
+    if not info.images:
+        raise StoreFormatError(f"{location}: a TIFF file without pages, no image to convert")
     first = info.images[0]
     if first.axes[-1].name != "x" or first.axes[-2].name != "y":
         raise StoreFormatError(
@@ -202,36 +205,58 @@ def _from_tiff(
     local = threading.local()
     handles_lock = threading.Lock()
 
-    def series_pages(k: int) -> Any:
+    def handle() -> Any:
         tif = getattr(local, "tif", None)
         if tif is None:
             tif = local.tif = tifffile.TiffFile(location)
             with handles_lock:
                 handles.append(tif)
-        return tif.series[k].pages
+        return tif
+
+    def series_pages(k: int) -> Any:
+        return handle().series[k].pages
 
     src._tiff_handles = handles  # type: ignore[attr-defined]  # closed by close_source
+    # Frames the metadata declares but the file does not hold would be written as zeros
+    problems = missing_pages(handle())
+    if problems:
+        raise StoreFormatError(
+            f"{'; '.join(problems)}. The file is truncated or incomplete, and converting it "
+            "would leave frames out; nothing was written"
+        )
     frame = first.shape[-2:]
-    dtype = np.dtype(first.dtype)
     # A page may hold several frames: planar (separate) samples, which info shows as
     # channels. Each page is read once and yields its sample planes in order.
     per_page = _frames_per_page(location, series_pages, len(info.images), first.shape)
+    n = math.prod(first.shape[:-2]) // per_page  # pages per series
     for k in range(len(info.images)):
-        n = math.prod(first.shape[:-2]) // per_page
         for i in range(n):
 
             def read(i: int = i, k: int = k) -> np.ndarray:
                 pages = series_pages(k)
-                page = pages[i] if i < len(pages) else None
+                try:
+                    page = pages[i] if i < len(pages) else None
+                except (IndexError, tifffile.TiffFileError):
+                    page = None
                 if page is None:
-                    return np.zeros((per_page, *frame), dtype)
+                    raise StoreFormatError(
+                        f"{location}: series {k} holds {len(pages)} pages, page {i} of the "
+                        f"{n} its metadata declares is missing"
+                    )
                 if page.parent.filehandle.closed:
                     # tifffile closes the other files of a multi-file series once their
                     # pages are listed, then reopens them for every read: keep them open
                     page.parent.filehandle.open()
                     with handles_lock:
                         handles.append(page.parent)
-                return np.asarray(page.asarray()).reshape(per_page, *frame)
+                try:
+                    data = page.asarray()
+                except Exception as exc:  # data cut off, or not decodable
+                    raise StoreFormatError(
+                        f"{page.parent.filehandle.path}: page {page.index} of series {k} "
+                        f"cannot be read ({type(exc).__name__}: {exc})"
+                    ) from None
+                return np.asarray(data).reshape(per_page, *frame)
 
             src.blocks.append(read)
     return src

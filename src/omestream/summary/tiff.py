@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import struct
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,14 @@ from omestream.summary.model import (
     WellInfo,
 )
 
-__all__ = ["TIFF_AXES", "describe_tiff", "ome_model", "strip_planes", "tiff_axis"]
+__all__ = [
+    "TIFF_AXES",
+    "describe_tiff",
+    "missing_pages",
+    "ome_model",
+    "strip_planes",
+    "tiff_axis",
+]
 
 # tifffile axis letters -> (name, type). 'I'/'Q' are unnamed page sequences.
 TIFF_AXES: dict[str, tuple[str, str | None]] = {
@@ -181,6 +189,101 @@ def _files_on_disk(path: str, ome: Any) -> list[str]:
     return sorted(files)
 
 
+def missing_pages(tif: Any, ome: Any | None = None) -> list[str]:
+    """What the file's metadata declares that its pages do not hold: pages missing from a
+    series (a truncated file, an OME-TIFF file of another position that is not there),
+    and pixel data of the last page cut off by the end of the file. Empty when whole.
+
+    Cheap enough for every description: page counts, not pages, except for OME series
+    (tifffile lists their pages, ``None`` where one is missing). ``ome``: the file's
+    OME-XML model, if already parsed.
+    """
+    name = os.path.basename(tif.filehandle.path)
+    out = []
+    n_pages = len(tif.pages)  # the IFD chain as far as the file holds it
+    kinds = {series.kind for series in tif.series}
+    shaped = tif.shaped_metadata or () if tif.is_shaped else ()
+    for k, series in enumerate(tif.series):
+        page = series.keyframe
+        per_page = int(np.prod(page.shape)) if page is not None else 0
+        if series.kind == "ome":
+            declared, what = len(series), "OME-XML"
+            found = sum(1 for p in series if p is not None)
+        elif series.kind == "shaped" and k < len(shaped) and per_page:
+            declared, what = int(np.prod(shaped[k].get("shape", ()))) // per_page, "shape metadata"
+            found = len(series)
+        elif series.kind == "imagej" and per_page:
+            declared, what = int(np.prod(series.shape)) // per_page, "ImageJ metadata"
+            found = len(series)
+        else:
+            continue
+        if found < declared:
+            out.append(
+                f"{name}: series {k} has {found} of the {declared} pages its {what} declares"
+            )
+    # metadata tifffile could not follow (it read the pages as plain pages instead)
+    declared = 0
+    what = ""
+    if tif.is_imagej and "imagej" not in kinds:
+        images = (tif.imagej_metadata or {}).get("images")
+        declared, what = (images, "ImageJ metadata") if isinstance(images, int) else (0, "")
+    elif "ome" not in kinds and (model := ome or ome_model(tif)) and _one_file(model, name):
+        declared, what = sum(_planes(im.pixels) for im in model.images), "OME-XML"
+    if declared > n_pages:
+        out.append(f"{name}: the file has {n_pages} of the {declared} pages its {what} declares")
+    if n_pages:
+        problem = _last_page_problem(tif, n_pages)
+        if problem:
+            out.append(f"{name}: {problem}")
+    return out
+
+
+def _last_page_problem(tif: Any, n_pages: int) -> str | None:
+    """Why the last page the file holds is not its last whole page, or None: its IFD or
+    its pixel data runs past the end of the file, or it links to a next page past the
+    end (tifffile ends the chain of pages there, logging an error but raising none)."""
+    import tifffile
+
+    size = tif.filehandle.size
+    try:
+        last = tif.pages[-1]
+    except (tifffile.TiffFileError, IndexError, ValueError):
+        return f"page {n_pages - 1} (the last) is cut off by the end of the file"
+    ends = [o + n for o, n in zip(last.dataoffsets, last.databytecounts, strict=False) if n]
+    if any(end > size for end in ends):
+        return f"the pixel data of page {n_pages - 1} (the last) runs past the end of the file"
+    fmt, fh = tif.tiff, tif.filehandle
+    try:
+        fh.seek(last.offset)
+        (count,) = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))
+        fh.seek(last.offset + fmt.tagnosize + count * fmt.tagsize)
+        (following,) = struct.unpack(fmt.offsetformat, fh.read(fmt.offsetsize))
+    except (OSError, struct.error):
+        return f"page {n_pages - 1} (the last) is cut off by the end of the file"
+    if following >= size:  # (an offset inside the file would have been followed)
+        return (
+            f"page {n_pages - 1} links to a next page at byte {following}, which the file "
+            f"({size} bytes) does not hold"
+        )
+    return None
+
+
+def _one_file(ome: Any, name: str) -> bool:
+    """Whether the OME-XML puts every plane in the file ``name`` (no other file named)."""
+    for image in ome.images:
+        for block in image.pixels.tiff_data_blocks:
+            other = block.uuid.file_name if block.uuid is not None else None
+            if other and other != name:
+                return False
+    return True
+
+
+def _planes(pixels: Any) -> int:
+    """Pages an OME Pixels element takes: its planes, samples of one page counted once."""
+    spp = max((ch.samples_per_pixel or 1 for ch in pixels.channels), default=1)
+    return int(pixels.size_z * pixels.size_t * max(1, pixels.size_c // spp))
+
+
 def describe_tiff(location: str) -> DatasetInfo:
     """``location``: an (OME-)TIFF file, or a folder of OME-TIFF files, one per position."""
     import tifffile
@@ -234,6 +337,12 @@ def describe_tiff(location: str) -> DatasetInfo:
                     channels=_channels(pixels, n_channels),
                 )
             )
+        notes = [
+            f"{problem}: the file is truncated or incomplete, and the missing frames cannot be read"
+            for problem in missing_pages(tif, ome)
+        ]
+        if not tif.series or not images:
+            notes.append(f"{os.path.basename(path)}: holds no pages (no image)")
     plate, images = _plate(ome, images)
     return DatasetInfo(
         path=location,
@@ -244,6 +353,7 @@ def describe_tiff(location: str) -> DatasetInfo:
         zarr_format=None,
         images=images,
         disk_bytes=sum(os.path.getsize(f) for f in _files_on_disk(path, ome)),
+        notes=notes,
         acquisition=_acquisition(ome),
     )
 
