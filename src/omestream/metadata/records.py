@@ -4,7 +4,8 @@ A long time-lapse gathers hundreds of thousands of records, and a stream keeps e
 one until close (they end up in the image's attributes). As Python dicts a record of
 a few numbers costs ~0.45 KB (~1.7 KB of the process's memory once made); as its
 compact JSON text ~130 bytes: a stream of 200 000 frames with metadata grew by ~340 MB
-with dicts and by ~40 MB with text. Records are encoded once, on
+with dicts and by ~60 MB with text (the records, and the copies a metadata refresh
+makes). Records are encoded once, on
 ``append``, which also proves they are JSON; they are decoded only when read.
 """
 
