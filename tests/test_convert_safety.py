@@ -15,8 +15,11 @@ import zarr
 from omestream.cli.app import main
 from omestream.convert import ConvertOptions, convert
 from omestream.errors import SettingsError, StoreFormatError
+from omestream.repair import repair
 from omestream.summary import describe
+from tests.cases import frame_for
 from tests.cli_data import PLATE_WELLS, write_plate
+from tests.test_tiff_crash import crash_settings, run_and_kill
 
 
 def _stack(shape: tuple[int, ...] = (3, 32, 24), seed: int = 1) -> np.ndarray:
@@ -155,3 +158,25 @@ def test_a_tiff_without_pages_is_a_clear_error(tmp_path: Path) -> None:
         convert(src, tmp_path / "h.ome.zarr")
     assert not (tmp_path / "h.ome.zarr").exists()
     assert any("no pages" in n for n in describe(str(src)).notes)
+
+
+# -- an OME-TIFF whose stream was killed -----------------------------------------------
+
+
+def test_a_killed_ome_tiff_is_converted_only_once_repaired(tmp_path: Path) -> None:
+    root = str(tmp_path / "run.ome.tiff")
+    run_and_kill("running", root, "40")
+    path = crash_settings("running", root).output_path
+    out = tmp_path / "run.ome.zarr"
+    with pytest.raises(
+        StoreFormatError, match=r"did not close it.*omestream repair .*run\.ome\.tiff"
+    ):
+        convert(path, out)
+    assert not out.exists()
+    report = repair(path)
+    convert(path, out)
+    arr = _pixels(out / "0")  # t, c, y, x
+    frames = arr.reshape(-1, *arr.shape[-2:])
+    assert len(frames) >= report.frames_present >= 9
+    for n in range(report.frames_present):
+        np.testing.assert_array_equal(frames[n], frame_for(n, arr.shape[-2:], "uint16"))

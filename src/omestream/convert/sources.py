@@ -295,10 +295,26 @@ def open_source(
 ) -> Source:
     """Describe ``location`` and prepare to read its frames in acquisition order."""
     info = describe(location)
+    _check_complete(info)
     chunks = chunks or {}
     if info.format == "ome-zarr":
         return _from_zarr(location, info, chunks)
     return _from_tiff(tiff_file(location), info, chunks, stack_axis)
+
+
+def _check_complete(info: DatasetInfo) -> None:
+    """Refuse a dataset whose stream never closed it and that was not repaired since:
+    its metadata (an OME-TIFF's OME-XML above all, written whole only at close) does
+    not describe the frames it holds."""
+    acq = info.acquisition
+    if acq is None or acq.complete or acq.mended:
+        return
+    raise StoreFormatError(
+        f"{info.path}: the stream that wrote it did not close it ({acq.frames} frames "
+        "recorded): its metadata may not describe the frames it holds. If no "
+        f"writer is still at work, run `omestream repair {info.path}` first, then "
+        "convert it"
+    )
 
 
 def close_source(src: Source) -> None:
