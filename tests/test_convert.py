@@ -3,11 +3,14 @@ OME-Zarr 0.4/0.5, and the outputs pass the independent validators."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import ome_types
 import pytest
 import tifffile
 import zarr
@@ -270,3 +273,82 @@ def test_an_ome_tiff_plate_converts_to_an_ome_zarr_plate(tmp_path: Path) -> None
     for k, (r, c, f) in enumerate(fields):
         arr = zarr.open_array(str(out / r / c / f / "0"), mode="r")
         np.testing.assert_array_equal(arr[...], frames[2 * k : 2 * k + 2])
+
+
+def _omero(root: Path) -> dict[str, Any]:
+    attrs = zarr.open_group(str(root), mode="r").attrs.asdict()
+    return attrs.get("ome", attrs)["omero"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_zarr_to_zarr_keeps_the_channel_display(tmp_path: Path, version: str) -> None:
+    """The source's omero window (start/end/min/max), active and inverted are kept, not
+    measured anew; a channel whose window the source does not give is measured."""
+    src = tmp_path / "src.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(src),
+        dimensions=[
+            Dimension(name="c", count=3, type="channel", coords=["DAPI", "GFP", "RFP"]),
+            Dimension(name="y", count=32, type="space"),
+            Dimension(name="x", count=24, type="space"),
+        ],
+        dtype="uint16",
+    )
+    frames = np.random.default_rng(2).integers(1000, 3000, (3, 32, 24), dtype=np.uint16)
+    with create_stream(settings) as stream:
+        for f in frames:
+            stream.append(f)
+    doc_path = src / "zarr.json"
+    doc = json.loads(doc_path.read_text())
+    chans = doc["attributes"]["ome"]["omero"]["channels"]
+    chans[0].update(window={"min": 0.0, "max": 4095.0, "start": 100.0, "end": 900.0}, active=False)
+    chans[1].update(
+        window={"min": 0.0, "max": 65535.0, "start": 5.0, "end": 60000.0}, inverted=True
+    )
+    del chans[2]["window"]
+    doc_path.write_text(json.dumps(doc))
+
+    out = tmp_path / "out.ome.zarr"
+    convert(src, out, ConvertOptions(version=version))
+    got = _omero(out)["channels"]
+    assert got[0]["window"] == chans[0]["window"] and got[0]["active"] is False
+    assert got[0]["inverted"] is False
+    assert got[1]["window"] == chans[1]["window"] and got[1]["inverted"] is True
+    assert got[1]["active"] is True
+    lo, hi = got[2]["window"]["start"], got[2]["window"]["end"]  # measured from the frames
+    assert 1000 <= lo < 1100 and 2900 < hi <= 3000, got[2]["window"]
+    assert [c["label"] for c in got] == ["DAPI", "GFP", "RFP"]
+    assert np.array_equal(zarr.open_array(str(out / "0"), mode="r")[...], frames)
+    validate_ome_zarr(out)
+    # and once more: the output's windows are the source's for the next conversion
+    convert(out, tmp_path / "again.ome.zarr")
+    assert _omero(tmp_path / "again.ome.zarr")["channels"] == got
+
+
+def test_ome_tiff_channels_keep_wavelengths_and_fluorophores(tmp_path: Path) -> None:
+    data = tczyx()[0, :2]  # c, z, y, x
+    src = tmp_path / "ch.ome.tiff"
+    tifffile.imwrite(
+        src, data, ome=True, photometric="minisblack",
+        metadata={"axes": "CZYX", "Channel": {
+            "Name": ["DAPI", "GFP"], "ExcitationWavelength": [405.0, 0.488],
+            "ExcitationWavelengthUnit": ["nm", "µm"], "EmissionWavelength": [450.0, 510.0],
+            "Fluor": ["Hoechst", "EGFP"]}},
+    )  # fmt: skip
+    want = [(405.0, 450.0, "Hoechst"), (488.0, 510.0, "EGFP")]
+    back = tmp_path / "back.ome.tiff"
+    convert(src, back)
+    assert np.array_equal(tifffile.imread(back), data)
+    with tifffile.TiffFile(back) as tif:
+        ome = ome_types.from_xml(tif.ome_metadata)
+    got = [(ch.excitation_wavelength, ch.emission_wavelength, ch.fluor)
+           for ch in ome.images[0].pixels.channels]  # fmt: skip
+    assert got == want
+    # OME-Zarr has no place for them in NGFF: they are kept in the record of the settings
+    out = tmp_path / "ch.ome.zarr"
+    convert(src, out)
+    assert np.array_equal(zarr.open_array(str(out / "0"), mode="r")[...], data)
+    record = zarr.open_group(str(out), mode="r").attrs["omestream"]
+    coords = record["settings"]["dimensions"][0]["coords"]
+    assert [(c["excitation_wavelength"], c["emission_wavelength"], c["fluorophore"])
+            for c in coords] == want  # fmt: skip

@@ -32,6 +32,7 @@ from omestream.repair import RepairReport, repair
 from omestream.settings import (
     AcquisitionSettings,
     Channel,
+    ChannelDisplay,
     Dimension,
     Plate,
     Position,
@@ -48,6 +49,7 @@ __all__ = [
     "AcquisitionSettings",
     "BackendUnavailableError",
     "Channel",
+    "ChannelDisplay",
     "ConcurrentModificationError",
     "Dimension",
     "FrameCountError",

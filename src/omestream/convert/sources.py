@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from omestream.errors import SettingsError, StoreFormatError
-from omestream.settings import Channel, Dimension, Plate, Position
+from omestream.settings import Channel, ChannelDisplay, Dimension, Plate, Position
 from omestream.summary import DatasetInfo, ImageInfo, describe, tiff_file
 from omestream.summary.tiff import missing_pages
 
@@ -57,7 +57,16 @@ def _dimensions(image: ImageInfo, chunks: dict[str, int]) -> list[Dimension]:
         kind = a.type if a.type in _TYPES else "other"
         coords = None
         if kind == "channel" and image.channels and len(image.channels) == n_channels:
-            coords = tuple(Channel(name=ch.label, color=ch.color) for ch in image.channels)
+            coords = tuple(
+                Channel(
+                    name=ch.label,
+                    color=ch.color,
+                    excitation_wavelength=ch.excitation_wavelength,
+                    emission_wavelength=ch.emission_wavelength,
+                    fluorophore=ch.fluorophore,
+                )
+                for ch in image.channels
+            )
         unit = a.unit if kind in ("space", "time") else None
         try:
             dims.append(
@@ -85,6 +94,43 @@ def _dimensions(image: ImageInfo, chunks: dict[str, int]) -> list[Dimension]:
                 )
             )
     return dims
+
+
+def _keep_display(dim: Dimension, images: list[ImageInfo]) -> Dimension:
+    """``dim`` with the source's display of each channel (omero window, limits, active,
+    inverted), so the output shows it as the source does instead of measuring anew.
+    Images that differ (fields of a plate) share the window that holds all of theirs."""
+    if dim.type != "channel" or not dim.coords:
+        return dim
+    coords: list[Any] = []
+    for c, ch in enumerate(dim.coords):
+        if not isinstance(ch, Channel):
+            coords.append(ch)
+            continue
+        given = [im.channels[c] for im in images if c < len(im.channels)]
+        display = None
+        if given and any(
+            g.window or g.limits or g.active is not None or g.inverted is not None for g in given
+        ):
+            display = ChannelDisplay(
+                window=_union(g.window for g in given),
+                limits=_union(g.limits for g in given),
+                active=given[0].active is not False,
+                inverted=given[0].inverted is True,
+            )
+        coords.append(ch.replace(display=display) if display is not None else ch)
+    return dim.replace(coords=tuple(coords))
+
+
+def _union(pairs: Iterable[tuple[float, float] | None]) -> tuple[float, float] | None:
+    """The range that holds every valid (low, high) pair; None if there is none, or if
+    some image has none (its window is then measured)."""
+    out: tuple[float, float] | None = None
+    for p in pairs:
+        if p is None or not (math.isfinite(p[0]) and math.isfinite(p[1]) and p[0] <= p[1]):
+            return None
+        out = p if out is None else (min(out[0], p[0]), max(out[1], p[1]))
+    return out
 
 
 def _zarr_blocks(location: str, image: ImageInfo) -> list[Block]:
@@ -152,6 +198,7 @@ def zarr_source(location: str, info: DatasetInfo, chunks: dict[str, int] | None 
 
 def _from_zarr(location: str, info: DatasetInfo, chunks: dict[str, int]) -> Source:
     src = zarr_source(location, info, chunks)
+    src.dims = [_keep_display(d, info.images) for d in src.dims]
     for im in info.images:
         src.blocks += _zarr_blocks(location, im)
     return src

@@ -79,17 +79,18 @@ def channel_window(dtype: str) -> dict[str, float]:
 
 
 def omero_doc(channels: Iterable[Channel], dtype: str, name: str | None = None) -> dict[str, Any]:
-    window = channel_window(dtype)
+    """The ``omero`` block: each channel's label and colour, and its display as
+    ``Channel.display`` gives it (else the dtype's range, active, not inverted)."""
     doc: dict[str, Any] = {
         "channels": [
             {
                 "label": ch.name,
                 "color": ch.color or "FFFFFF",
-                "window": dict(window),
-                "active": True,
+                "window": _display_window(ch, dtype),
+                "active": ch.display.active if ch.display is not None else True,
                 "coefficient": 1.0,
                 "family": "linear",
-                "inverted": False,
+                "inverted": ch.display.inverted if ch.display is not None else False,
             }
             for ch in channels
         ],
@@ -98,6 +99,17 @@ def omero_doc(channels: Iterable[Channel], dtype: str, name: str | None = None) 
     if name:
         doc["name"] = name
     return doc
+
+
+def _display_window(ch: Channel, dtype: str) -> dict[str, float]:
+    window = channel_window(dtype)
+    display = ch.display
+    if display is not None and display.limits is not None:
+        lo, hi = display.limits
+        window.update(min=lo, max=hi, start=lo, end=hi)
+    if display is not None and display.window is not None:
+        window.update(start=display.window[0], end=display.window[1])
+    return window
 
 
 def image_content(

@@ -3,6 +3,7 @@
 from omestream.settings.acquisition import AcquisitionSettings, Plate, Pyramid, WriterOptions
 from omestream.settings.dimensions import (
     Channel,
+    ChannelDisplay,
     Dimension,
     Position,
     PositionDimension,
@@ -15,6 +16,7 @@ __all__ = [
     "ENGINES",
     "AcquisitionSettings",
     "Channel",
+    "ChannelDisplay",
     "Dimension",
     "FormatSpec",
     "Plate",

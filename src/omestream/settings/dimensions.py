@@ -16,6 +16,7 @@ from omestream.settings.units import normalize_unit
 
 __all__ = [
     "Channel",
+    "ChannelDisplay",
     "Dimension",
     "DimensionType",
     "Position",
@@ -25,6 +26,30 @@ __all__ = [
 ]
 
 DimensionType = Literal["space", "time", "channel", "other", "position"]
+
+
+class ChannelDisplay(FrozenModel):
+    """How viewers first show a channel: OME-Zarr's ``omero`` window and flags (OME-XML
+    has no place for them). Given, they are written as they are; a channel without a
+    ``window`` gets one measured from its frames."""
+
+    window: tuple[float, float] | None = Field(
+        default=None, description="start, end of the intensity window; None = measured"
+    )
+    limits: tuple[float, float] | None = Field(
+        default=None, description="min, max the window can span; None = the dtype's range"
+    )
+    active: bool = True
+    inverted: bool = False
+
+    @field_validator("window", "limits")
+    @classmethod
+    def _range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] <= v[1]):
+            raise ValueError(
+                f"expected two finite numbers, the first not above the second; got {v}"
+            )
+        return v
 
 
 class Channel(FrozenModel):
@@ -42,6 +67,9 @@ class Channel(FrozenModel):
     excitation_wavelength: float | None = Field(default=None, gt=0, description="nm")
     emission_wavelength: float | None = Field(default=None, gt=0, description="nm")
     fluorophore: str | None = None
+    display: ChannelDisplay | None = Field(
+        default=None, description="OME-Zarr display window and flags; None = measured, shown"
+    )
 
     if TYPE_CHECKING:
         # The validator also takes a 0xRRGGBB integer colour, and the wavelengths
@@ -54,6 +82,7 @@ class Channel(FrozenModel):
             excitation_wavelength: float | None = None,
             emission_wavelength: float | None = None,
             fluorophore: str | None = None,
+            display: ChannelDisplay | None = None,
             excitation_wavelength_nm: float | None = None,
             emission_wavelength_nm: float | None = None,
         ) -> None: ...

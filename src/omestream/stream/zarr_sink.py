@@ -11,7 +11,7 @@ from omestream.io.kv import KVStore
 from omestream.metadata import plan_documents
 from omestream.metadata.display import apply_windows
 from omestream.plan import StoragePlan
-from omestream.settings import AcquisitionSettings
+from omestream.settings import AcquisitionSettings, Channel
 from omestream.stream.state import StreamState
 
 __all__ = ["OMESTREAM_KEY", "ZarrMetadataSink"]
@@ -88,8 +88,10 @@ class ZarrMetadataSink:
 
     def _image_doc(self, i: int, state: StreamState) -> dict[str, Any]:
         """Image ``i``'s group attributes, with the display windows measured so far."""
-        attrs = dict(self.docs[self.plan.images[i].path])
-        windows = state.windows[i]
+        image = self.plan.images[i]
+        attrs = dict(self.docs[image.path])
+        # a window the settings give (Channel.display) is kept as given
+        windows = {c: w for c, w in state.windows[i].items() if not _given(image.channels, c)}
         if windows:
             content = attrs  # NGFF 0.4: top level; 0.5: under "ome"
             if "ome" in attrs:
@@ -113,3 +115,11 @@ class ZarrMetadataSink:
         self.kv.set(
             "OME/METADATA.ome.xml", render_xml(ome).encode(), durable=self.settings.writer.fsync
         )
+
+
+def _given(channels: tuple[Channel, ...] | None, c: int) -> bool:
+    """Whether channel ``c``'s display window is given by its settings."""
+    if channels is None or c >= len(channels):
+        return False
+    display = channels[c].display
+    return display is not None and display.window is not None

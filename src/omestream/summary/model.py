@@ -51,6 +51,12 @@ class ChannelInfo:
     label: str
     color: str | None = None  # RRGGBB
     window: tuple[float, float] | None = None  # start, end
+    limits: tuple[float, float] | None = None  # min, max of the window (omero)
+    active: bool | None = None  # omero; None: not said
+    inverted: bool | None = None  # omero; None: not said
+    excitation_wavelength: float | None = None  # nm (OME-XML)
+    emission_wavelength: float | None = None  # nm (OME-XML)
+    fluorophore: str | None = None  # OME-XML Fluor
 
 
 @dataclass(frozen=True)

@@ -157,8 +157,28 @@ def _channels(pixels: Any, n: int) -> tuple[ChannelInfo, ...]:
                 else (255, 255, 255, 1)
             )
             color = f"{r:02X}{g:02X}{b:02X}"
-        out.append(ChannelInfo(label=ch.name or f"Channel {i}", color=color))
+        out.append(
+            ChannelInfo(
+                label=ch.name or f"Channel {i}",
+                color=color,
+                excitation_wavelength=_nm(ch.excitation_wavelength, ch.excitation_wavelength_unit),
+                emission_wavelength=_nm(ch.emission_wavelength, ch.emission_wavelength_unit),
+                fluorophore=ch.fluor or None,
+            )
+        )
     return tuple(out)
+
+
+_NM_PER = {"nm": 1.0, "pm": 1e-3, "Å": 0.1, "µm": 1e3, "um": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}
+
+
+def _nm(value: Any, unit: Any) -> float | None:
+    """An OME-XML wavelength in nanometres (its default unit); None when unset or in a
+    unit that is not a length."""
+    if value is None or float(value) <= 0:
+        return None
+    factor = _NM_PER.get(str(getattr(unit, "value", unit) or "nm"))
+    return float(value) * factor if factor is not None else None
 
 
 def _page_chunks(page: Any, axes: str) -> tuple[int, ...]:

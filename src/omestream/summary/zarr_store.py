@@ -39,6 +39,12 @@ def _color(value: str | None) -> str | None:
     return v[:6] if len(v) in (6, 8) else None
 
 
+def _pair(window: dict[str, float] | None, a: str, b: str) -> tuple[float, float] | None:
+    if window and a in window and b in window:
+        return window[a], window[b]
+    return None
+
+
 def describe_image(
     root: Node, path: str, parsed: ParsedImage, well: str | None = None
 ) -> ImageInfo:
@@ -82,8 +88,11 @@ def describe_image(
             ChannelInfo(
                 label=ch.label or f"Channel {i}",
                 color=_color(ch.color),
-                window=(ch.window["start"], ch.window["end"])
-                if ch.window and "start" in ch.window and "end" in ch.window
+                window=_pair(ch.window, "start", "end"),
+                limits=_pair(ch.window, "min", "max"),
+                active=ch.active,
+                inverted=inverted
+                if isinstance(inverted := ch.raw.get("inverted"), bool)
                 else None,
             )
             for i, ch in enumerate(parsed.channels)
