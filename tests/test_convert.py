@@ -352,3 +352,27 @@ def test_ome_tiff_channels_keep_wavelengths_and_fluorophores(tmp_path: Path) -> 
     coords = record["settings"]["dimensions"][0]["coords"]
     assert [(c["excitation_wavelength"], c["emission_wavelength"], c["fluorophore"])
             for c in coords] == want  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tunit", "unit"),
+    [("min", "minute"), ("hour", "hour"), ("ms", "millisecond"), ("\\u00B5s", "microsecond"),
+     ("sec", "second"), (None, "second"), ("frame", None)],
+)  # fmt: skip
+def test_an_imagej_frame_interval_keeps_its_time_unit(
+    tmp_path: Path, tunit: str | None, unit: str | None
+) -> None:
+    data = tczyx()[:, 0]  # t, z, y, x
+    src = tmp_path / "ij.tif"
+    meta: dict[str, Any] = {"axes": "TZYX", "finterval": 120.0}
+    if tunit is not None:
+        meta["tunit"] = tunit
+    tifffile.imwrite(src, data, imagej=True, metadata=meta)
+    (im,) = describe(str(src)).images
+    assert (im.axes[0].name, im.axes[0].scale, im.axes[0].unit) == ("t", 120.0, unit)
+    out = tmp_path / "ij.ome.zarr"
+    convert(src, out)
+    ms = zarr.open_group(str(out), mode="r").attrs["ome"]["multiscales"][0]
+    assert ms["axes"][0].get("unit") == unit
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"][0] == 120.0
+    assert np.array_equal(zarr.open_array(str(out / "0"), mode="r")[...], data)

@@ -88,15 +88,16 @@ def _unit(value: Any) -> str | None:
         return str(text)
 
 
-def plain_scales(imagej: dict[str, Any] | None, page: Any) -> dict[str, tuple[float, str]]:
+def plain_scales(imagej: dict[str, Any] | None, page: Any) -> dict[str, tuple[float, str | None]]:
     """Pixel sizes of a TIFF without OME-XML, per axis letter: (scale, unit).
 
     ImageJ keeps the length unit and the z spacing in its own metadata (``unit``,
-    ``spacing``, ``finterval`` in seconds) and the x/y pixel size as the resolution
-    tags (pixels per unit). Without ImageJ metadata only a resolution in centimetres is
-    taken (as micrometres): one in inches is a print setting (72 dpi), not a pixel size.
+    ``spacing``, ``finterval`` in ``tunit``, seconds unless given) and the x/y pixel
+    size as the resolution tags (pixels per unit). Without ImageJ metadata only a
+    resolution in centimetres is taken (as micrometres): one in inches is a print
+    setting (72 dpi), not a pixel size.
     """
-    out: dict[str, tuple[float, str]] = {}
+    out: dict[str, tuple[float, str | None]] = {}
     ij = imagej or {}
     # ImageJ may keep "µm" as the escape sequence itself
     unit = _unit(str(ij["unit"]).replace("\\u00B5", "µ")) if ij.get("unit") else None
@@ -116,15 +117,38 @@ def plain_scales(imagej: dict[str, Any] | None, page: Any) -> dict[str, tuple[fl
             out["Z"] = (float(spacing), unit)
     interval = ij.get("finterval")
     if isinstance(interval, int | float) and interval > 0:
-        out["T"] = (float(interval), "second")
+        out["T"] = (float(interval), _time_unit(ij.get("tunit")))
     return out
+
+
+# ImageJ's time units (Calibration.getTimeUnit, "sec" unless set), as typed in its
+# Properties dialog, beyond the abbreviations omestream knows for any unit
+_IMAGEJ_TIME = {
+    "secs": "second", "seconds": "second", "mins": "minute", "minutes": "minute",
+    "hours": "hour", "hrs": "hour", "msec": "millisecond", "msecs": "millisecond",
+    "usec": "microsecond", "usecs": "microsecond", "nsec": "nanosecond", "days": "day",
+}  # fmt: skip
+
+
+def _time_unit(value: Any) -> str | None:
+    """The NGFF unit of ImageJ's ``tunit`` (seconds when absent); None when it is not a
+    time unit (e.g. "frame"): the interval is kept, its unit unknown."""
+    if value is None or str(value).strip() == "":
+        return "second"
+    text = str(value).strip().replace("\\u00B5", "µ")
+    text = _IMAGEJ_TIME.get(text.lower(), text)
+    try:
+        name, kind = normalize_unit(text, None)
+    except ValueError:
+        return None
+    return name if kind == "time" else None
 
 
 def _pixel_axes(
     pixels: Any,
     letters: str,
     shape: tuple[int, ...],
-    plain: dict[str, tuple[float, str]] | None = None,
+    plain: dict[str, tuple[float, str | None]] | None = None,
 ) -> tuple[AxisInfo, ...]:
     out = []
     for letter, size in zip(letters, shape, strict=True):
