@@ -376,3 +376,25 @@ def test_an_imagej_frame_interval_keeps_its_time_unit(
     assert ms["axes"][0].get("unit") == unit
     assert ms["datasets"][0]["coordinateTransformations"][0]["scale"][0] == 120.0
     assert np.array_equal(zarr.open_array(str(out / "0"), mode="r")[...], data)
+
+
+def test_pyramid_levels_are_written_to_ome_tiff_as_sub_ifds(tmp_path: Path) -> None:
+    stack = np.random.default_rng(3).integers(0, 255, (3, 64, 48), dtype=np.uint8)
+    src = tmp_path / "stack.tif"
+    tifffile.imwrite(src, stack, photometric="minisblack")
+    out = tmp_path / "p.ome.tiff"
+    result = runner.invoke(app, ["convert", str(src), str(out), "--pyramid-levels", "3", "-q"])
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(out) as tif:
+        (series,) = tif.series
+        assert len(tif.pages) == 3  # reduced levels are SubIFDs of each plane
+        assert [lv.shape for lv in series.levels] == [(3, 64, 48), (3, 32, 24), (3, 16, 12)]
+        assert np.array_equal(series.levels[0].asarray(), stack)
+        half = stack.reshape(3, 32, 2, 24, 2).astype(float).mean(axis=(2, 4))
+        assert np.abs(series.levels[1].asarray() - half).max() <= 1  # the mean of 2 x 2
+    assert len(describe(str(out)).images[0].levels) == 3
+    # a pyramid source keeps its levels in OME-TIFF too
+    convert(out, tmp_path / "p.ome.zarr")
+    convert(tmp_path / "p.ome.zarr", tmp_path / "again.ome.tiff")
+    with tifffile.TiffFile(tmp_path / "again.ome.tiff") as tif:
+        assert [lv.shape for lv in tif.series[0].levels] == [(3, 64, 48), (3, 32, 24), (3, 16, 12)]

@@ -14,7 +14,7 @@ import zarr
 
 from omestream.cli.app import main
 from omestream.convert import ConvertOptions, convert
-from omestream.errors import SettingsError, StoreFormatError
+from omestream.errors import SettingsError, StoreExistsError, StoreFormatError
 from omestream.repair import repair
 from omestream.summary import describe
 from tests.cases import frame_for
@@ -180,3 +180,33 @@ def test_a_killed_ome_tiff_is_converted_only_once_repaired(tmp_path: Path) -> No
     assert len(frames) >= report.frames_present >= 9
     for n in range(report.frames_present):
         np.testing.assert_array_equal(frames[n], frame_for(n, arr.shape[-2:], "uint16"))
+
+
+# -- options and messages --------------------------------------------------------------
+
+
+def test_chunks_or_shards_of_an_axis_the_source_lacks_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(tmp_path / "s.tif", _stack())
+    out = tmp_path / "o.ome.zarr"
+    with pytest.raises(SettingsError, match=r"chunk sizes given for 'w'.*axes are z, y, x"):
+        convert(tmp_path / "s.tif", out, ConvertOptions(chunks={"w": 3}))
+    assert main(["convert", str(tmp_path / "s.tif"), str(out), "--shard", "t=2", "-q"]) == 1
+    assert "shard sizes given for 't'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".ome.tiff"])
+def test_cli_errors_name_the_cli_options(
+    tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, out = tmp_path / "s.tif", tmp_path / f"o{suffix}"
+    _write(src, _stack())
+    convert(src, out)
+    assert main(["convert", str(src), str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "already exists; pass --overwrite to replace it" in err and "DST" in err
+    assert "overwrite=True" not in err and "root_path" not in err
+    with pytest.raises(StoreExistsError, match=r"pass overwrite=True"):  # the API's words
+        convert(src, out)

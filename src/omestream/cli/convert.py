@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from omestream.cli.app import app
 from omestream.convert import ConvertOptions, Source, convert
-from omestream.errors import SettingsError
+from omestream.errors import OmeStreamError, SettingsError
 from omestream.settings import AcquisitionSettings
 
 __all__ = ["convert_command", "parse_sizes"]
@@ -33,6 +33,24 @@ def parse_sizes(text: str | None, what: str) -> dict[str, int]:
         for n in (name.strip().lower(),) if name else ("y", "x"):
             out[n] = size
     return out
+
+
+# The Python API's advice, as this command's arguments and options say it
+_CLI_WORDS = (
+    ("use omestream.open_store(...) to change it", "choose another DST"),
+    ("overwrite=True", "--overwrite"),
+    ("root_path", "DST"),
+)
+
+
+def _in_cli_words(exc: OmeStreamError) -> None:
+    """Reword ``exc``'s message (in place) for the command line."""
+    if len(exc.args) != 1 or not isinstance(exc.args[0], str):
+        return
+    text = exc.args[0]
+    for api, cli in _CLI_WORDS:
+        text = text.replace(api, cli)
+    exc.args = (text,)
 
 
 @app.command("convert")
@@ -110,8 +128,12 @@ def convert_command(
             task, completed=n, rate=f"{n / dt:.0f} frames/s, {nbytes / dt / 1e6:.0f} MB/s"
         )
 
-    with progress:
-        settings = convert(src, dst, opts, progress=on_frame, on_start=on_start)
+    try:
+        with progress:
+            settings = convert(src, dst, opts, progress=on_frame, on_start=on_start)
+    except OmeStreamError as exc:
+        _in_cli_words(exc)
+        raise
     elapsed = time.perf_counter() - state["start"]
     if not quiet:
         from omestream.cli.info import render_info

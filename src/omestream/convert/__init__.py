@@ -48,15 +48,22 @@ class ConvertOptions:
 def output_settings(src: Source, dst: str, opts: ConvertOptions) -> AcquisitionSettings:
     """The settings of an output at ``dst`` holding what ``src`` holds, written as ``opts`` say."""
     fmt_name = format_from_suffix(dst) or "ome-zarr"
+    names = [d.name for d in src.dims]
+    for what, sizes in (("chunk sizes", opts.chunks), ("shard sizes", opts.shards)):
+        unknown = [n for n in sizes if n not in names]
+        if unknown:
+            raise SettingsError(
+                f"{what} given for {', '.join(map(repr, unknown))}, which {src.location!r} "
+                f"does not have; its axes are {', '.join(names)}"
+            )
     dims: list[Dimension | PositionDimension] = []
     for d in src.dims:
         shard = opts.shards.get(d.name) if fmt_name == "ome-zarr" else None
         dims.append(d.replace(shard_size_chunks=shard) if shard else d)
     if src.positions:
         dims.insert(0, PositionDimension(positions=tuple(src.positions)))
+    # OME-TIFF keeps reduced resolutions as SubIFDs of each plane (y and x halved)
     levels = opts.pyramid_levels if opts.pyramid_levels is not None else src.levels
-    if fmt_name == "ome-tiff":
-        levels = 1  # the TIFF engine writes full resolution only
     compression = opts.compression
     if fmt_name == "ome-tiff" and compression and compression.startswith("blosc"):
         compression = "zstd"  # blosc is not a TIFF compression
