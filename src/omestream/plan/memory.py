@@ -50,14 +50,11 @@ def open_units(settings: AcquisitionSettings, unit: tuple[int, ...]) -> int:
     if counts[0] is not None:
         steps = min(steps, counts[0])
     n = min(per_first * steps, _MAX_FRAMES)
-    if counts[0] is not None:
-        n = min(n, counts[0] * per_first)
     frames = np.arange(n, dtype=np.int64)
     # the acquisition index of every frame (mixed radix, first axis outermost)
     key = np.zeros(n, dtype=np.int64)
     rest = frames
     radix = 1
-    extents: dict[str, int] = {}
     for name, count in reversed(list(zip(names, counts, strict=True))):
         size = count if count is not None else (n // per_first + 1)
         idx = rest % size
@@ -65,15 +62,12 @@ def open_units(settings: AcquisitionSettings, unit: tuple[int, ...]) -> int:
         u = unit_by_name.get(name, 1)
         key += (idx // u) * radix  # which unit along this axis (each position its own)
         radix *= -(-size // u)
-        extents[name] = size
     # each unit opens at its first frame and closes at its last; count the overlap
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key, kind="stable")  # frame numbers, grouped by unit, ascending
     sorted_keys = key[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
     ends = np.r_[starts[1:], n] - 1
-    first_frame = frames[order][starts]
-    last_frame = frames[order][ends]
     delta = np.zeros(n + 1, dtype=np.int64)
-    np.add.at(delta, first_frame, 1)
-    np.add.at(delta, last_frame + 1, -1)
+    np.add.at(delta, order[starts], 1)
+    np.add.at(delta, order[ends] + 1, -1)
     return tiles * max(1, int(np.cumsum(delta).max()))

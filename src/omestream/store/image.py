@@ -54,7 +54,7 @@ class Level:
     # per axis: the scale ratio to the level above is a whole number. Another tool's
     # valid pyramid may scale by e.g. 1.5: its levels are read as they are, but no
     # kernel here makes such a level, so pixel changes are refused
-    whole: tuple[bool, ...] = ()
+    whole: tuple[bool, ...]
 
 
 def _extent(n: int, f: int, floor: bool) -> int:
