@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from omestream.backends.codecs import SHUFFLE_CODES
 from omestream.backends.zarr_common import ZarrArrayBackend
 from omestream.errors import SettingsError, StoreFormatError, WriteError
 from omestream.io import zarr_nodes
@@ -33,7 +34,6 @@ __all__ = ["AcquireZarrBackend"]
 
 # acquire-zarr writes every Zarr pixel type omestream does.
 _DTYPES = ZARR_DTYPES
-_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 
 class AcquireZarrBackend(ZarrArrayBackend):
@@ -138,7 +138,7 @@ class AcquireZarrBackend(ZarrArrayBackend):
             compressor=az.Compressor.BLOSC1,
             codec=names[codec.name],
             level=codec.level,
-            shuffle=_SHUFFLE[codec.shuffle],
+            shuffle=SHUFFLE_CODES[codec.shuffle],
         )
 
     def open_arrays(self) -> None:

@@ -14,9 +14,10 @@ import numpy as np
 
 from omestream.settings import WriterOptions
 
-__all__ = ["BLOSC_BLOCKSIZE", "CodecChoice", "codec_choice"]
+__all__ = ["BLOSC_BLOCKSIZE", "SHUFFLE_CODES", "CodecChoice", "codec_choice"]
 
-_SHUFFLE_INT = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+# blosc's shuffle numbers (numcodecs, the acquire-zarr engine)
+SHUFFLE_CODES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 # Blosc splits a chunk into blocks and compresses each on its own. Its automatic
 # choice for clevel 1 is tens of KiB; 1 MiB blocks (a whole chunk, up to 1 MiB)
@@ -45,7 +46,7 @@ class CodecChoice:
             return numcodecs.Blosc(
                 cname=cname,
                 clevel=self.level,
-                shuffle=_SHUFFLE_INT[self.shuffle],
+                shuffle=SHUFFLE_CODES[self.shuffle],
                 blocksize=BLOSC_BLOCKSIZE,
             )
         if self.name == "zstd":

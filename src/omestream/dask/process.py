@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from omestream.backends.codecs import SHUFFLE_CODES
 from omestream.dask._deps import require_dask, require_distributed
 from omestream.dask.layout import ArrayRef, Dataset, ImageRef, open_array, read_dataset
 from omestream.dask.target import NewDataset, StreamHold, create_dataset, location, overlaps
@@ -114,7 +115,7 @@ class ProcessSummary:
 
 
 # -- destination ----------------------------------------------------------------------------
-_SHUFFLES = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}
+_SHUFFLES = {code: name for name, code in SHUFFLE_CODES.items()}
 
 
 def _codec_of(arr: Any) -> tuple[str | None, int | None, str | None]:
