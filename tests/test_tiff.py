@@ -401,6 +401,15 @@ def test_no_warnings_reading_back(tmp_path: Path) -> None:
         tifffile.imread(settings.output_path)
 
 
+@pytest.fixture
+def small_direct_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of 64 KiB and more take the direct path (by default only 2 MiB and more
+    do), so the tests of that path stay small."""
+    from omestream.backends import tiff as engine
+
+    monkeypatch.setattr(engine, "_DIRECT_MIN_BYTES", 64 << 10)
+
+
 def _long_settings(
     path: Path, frames: int, shape: tuple[int, int] = (512, 512), **writer: object
 ) -> AcquisitionSettings:
@@ -445,11 +454,12 @@ def test_a_long_stream_leaves_the_page_cache_behind_it(
     check_dataset(settings, [want])
 
 
+@pytest.mark.usefixtures("small_direct_pages")
 @pytest.mark.parametrize("shape", [(512, 512), (300, 500)], ids=["whole-blocks", "odd-size"])
 def test_plain_pages_go_around_the_page_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int]
 ) -> None:
-    """Uncompressed pages of 64 KiB or more are written with direct I/O (pages of whole
+    """Uncompressed pages of the direct size are written with direct I/O (pages of whole
     4 KiB blocks several per call, others one per call): after the stream, almost
     none of their bytes sit in the page cache, and every page reads back."""
     from omestream.backends import tiff as engine
@@ -473,6 +483,7 @@ def test_plain_pages_go_around_the_page_cache(
     check_dataset(settings, [want])
 
 
+@pytest.mark.usefixtures("small_direct_pages")
 @pytest.mark.parametrize("bounded", [True, False], ids=["bounded", "unbounded"])
 def test_a_short_acquisition_stays_in_the_page_cache(tmp_path: Path, bounded: bool) -> None:
     """A short bounded acquisition goes through the page cache (the fsync at close
@@ -500,22 +511,29 @@ def test_a_short_acquisition_stays_in_the_page_cache(tmp_path: Path, bounded: bo
 
 
 @pytest.mark.parametrize(
-    ("positions", "frames", "direct"),
-    [(1, 200, False), (1, 300, True), (2, 150, True), (2, 100, False)],
-    ids=["200MB", "300MB", "2x150MB", "2x100MB"],
+    ("positions", "frames", "width", "direct"),
+    [
+        (1, 100, 1024, False),
+        (1, 150, 1024, True),
+        (2, 75, 1024, True),
+        (2, 50, 1024, False),
+        (1, 1200, 256, False),
+    ],
+    ids=["200MB", "300MB", "2x150MB", "2x100MB", "300MB-of-256KiB-pages"],
 )
 def test_the_burst_size_counts_every_file(
-    tmp_path: Path, positions: int, frames: int, direct: bool
+    tmp_path: Path, positions: int, frames: int, width: int, direct: bool
 ) -> None:
     """The 256 MB line is for the whole acquisition: positions written to files of
-    their own add up (1 MB pages here). Nothing is written by building the engine."""
+    their own add up (2 MiB pages here); pages under 2 MiB stay with the page cache
+    however long the acquisition. Nothing is written by building the engine."""
     from omestream.backends.tiff import TiffBackend
     from omestream.plan.storage import plan_storage
 
     dims: list[Dimension | PositionDimension] = [Dimension(name="t", count=frames)]
     if positions > 1:
         dims.append(PositionDimension(positions=[f"P{i}" for i in range(positions)]))
-    dims += [Dimension(name="y", count=512), Dimension(name="x", count=1024)]
+    dims += [Dimension(name="y", count=1024), Dimension(name="x", count=width)]
     settings = AcquisitionSettings(
         root_path=str(tmp_path / "b.ome.tiff"), dimensions=dims, dtype="uint16"
     )
@@ -524,6 +542,7 @@ def test_the_burst_size_counts_every_file(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.usefixtures("small_direct_pages")
 def test_refused_direct_writes_fall_back_to_the_page_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -555,6 +574,7 @@ def test_refused_direct_writes_fall_back_to_the_page_cache(
     check_dataset(settings, [want])
 
 
+@pytest.mark.usefixtures("small_direct_pages")
 def test_where_holes_do_not_show_pages_are_written_with_their_ifds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

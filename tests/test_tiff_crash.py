@@ -100,6 +100,7 @@ def _stall_direct_writes(after: int) -> None:
 
     from omestream.backends import tiff as engine
 
+    engine._DIRECT_MIN_BYTES = 64 << 10  # these small pages take the direct path too
     real = engine.pwrite_all
     calls = [0]
 
