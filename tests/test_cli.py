@@ -236,7 +236,7 @@ def test_demo_streams_and_ends_with_info(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "wrote 16 frames" in proc.stdout
     assert "multi-position: 2 images" in proc.stdout and "DAPI" in proc.stdout
-    assert zarr.open_array(str(out / "1" / "0")).shape == (2, 2, 2, 64, 64)
+    assert zarr.open_array(str(out / "Pos1" / "0")).shape == (2, 2, 2, 64, 64)
 
 
 @pytest.mark.parametrize("command", ["info", "tree", "validate", "convert", "view", "demo"])

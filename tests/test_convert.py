@@ -225,8 +225,8 @@ def test_folder_of_ome_tiff_positions_is_described_converted_and_viewed(
         warnings.simplefilter("error")  # no read reopens a file tifffile closed
         result = runner.invoke(app, ["convert", str(folder), str(out), "-w", "2"])
     assert result.exit_code == 0, result.output
-    for k in range(2):
-        assert np.array_equal(zarr.open_array(str(out / str(k) / "0"), mode="r")[...], data[k])
+    for k, name in enumerate(["A", "B"]):  # each image under its position's name
+        assert np.array_equal(zarr.open_array(str(out / name / "0"), mode="r")[...], data[k])
     validate_ome_zarr(out)
 
     result = runner.invoke(app, ["view", str(folder), "-o", str(tmp_path / "pos.png")])

@@ -30,6 +30,7 @@ import pytest
 import zarr
 
 from omestream import StoreFormatError, create_stream
+from omestream.plan.storage import plan_storage
 from omestream.repair import RepairReport, repair
 from tests.cases import frame_for
 from tests.checks import validate_ome_zarr
@@ -70,7 +71,10 @@ def _where(kind: str, n: int) -> tuple[str, tuple[int, ...]]:
         digits.append(d)
     idx = [rest, *reversed(digits)]
     named = dict(zip(outer, idx, strict=True))
-    image = str(named.pop("p")) if "p" in named else ""
+    image = ""
+    if "p" in named:  # the image's group: the plan's path of that position
+        plan = plan_storage(build_settings(kind, "crash.ome.zarr"))
+        image = plan.images[named.pop("p")].path
     return image, tuple(named.values())
 
 
@@ -155,6 +159,12 @@ def kill_at(zygote: subprocess.Popen[str], trial: dict[str, Any], after_s: float
     return killed
 
 
+def series(root: str) -> list[str]:
+    """The image paths a bioformats2raw root lists in ``OME/``, in order."""
+    attrs = zarr.open_group(f"{root}/OME", mode="r").attrs.asdict()
+    return list(attrs.get("ome", attrs)["series"])
+
+
 def validate(root: str, extents: list[int] | None = None) -> None:
     """validate_ome_zarr; an image that received no frame is trimmed to an empty array
     (as a closed stream leaves it), and the ome-zarr reader cannot load a plane of it, so
@@ -165,8 +175,8 @@ def validate(root: str, extents: list[int] | None = None) -> None:
     import ome_zarr_models
     import yaozarrs
 
-    for i, extent in enumerate(extents):
-        group = zarr.open_group(f"{root}/{i}", mode="r")
+    for path, extent in zip(series(root), extents, strict=True):
+        group = zarr.open_group(f"{root}/{path}", mode="r")
         ome_zarr_models.open_ome_zarr(group)
         assert group["0"].shape[0] == extent
     yaozarrs.validate_zarr_store(root)
@@ -200,8 +210,8 @@ def after_kill(root: str, kind: str, killed: float, progress: Path) -> RepairRep
     check_frames(root, kind, list(range(report.resume_at)), with_metadata=must)
     if _total(kind) is None:
         assert report.extents is not None
-        for i, extent in enumerate(report.extents):
-            image = str(i) if "p" in _counts(kind) else ""
+        paths = series(root) if "p" in _counts(kind) else [""]
+        for image, extent in zip(paths, report.extents, strict=True):
             arr = zarr.open_array(f"{root}/{image}/0" if image else f"{root}/0", mode="r")
             assert arr.shape[0] == extent
             assert extent >= report.resume_at // _per_t(kind)
@@ -215,7 +225,7 @@ def resume_and_finish(root: str, kind: str, report: RepairReport) -> None:
     end = total if total is not None else report.resume_at + 2 * _per_t(kind) + 1
     settings = build_settings(kind, root)
     skip = set(KINDS[kind].get("skip", []))
-    images = [str(i) for i in range(_counts(kind)["p"] or 0)] if "p" in _counts(kind) else [""]
+    images = series(root) if "p" in _counts(kind) else [""]
     kept = sorted(n for image in images for n in _frame_records(root, image))  # after repair
     with report.resume() as stream:
         assert stream.frames_written == report.resume_at

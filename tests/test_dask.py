@@ -246,12 +246,12 @@ def test_process_positions(client: Any, tmp_path: Path) -> None:
         progress=lambda done, total, path, err: seen.append((done, total, path)),
     )  # fmt: skip
     assert summary.ok, str(summary)
-    assert summary.done == ["0", "1", "2"]
-    assert sorted(p for _, _, p in seen) == ["0", "1", "2"]
+    assert summary.done == ["Pos0", "Pos1", "Pos2"]
+    assert sorted(p for _, _, p in seen) == ["Pos0", "Pos1", "Pos2"]
     assert [d for d, _, _ in seen] == [1, 2, 3] and {t for _, t, _ in seen} == {3}
     validate_ome_zarr(dst)
     for i, exp in enumerate(expected):
-        np.testing.assert_array_equal(zarr.open_array(f"{dst}/{i}/0", mode="r")[...], exp * 2)
+        np.testing.assert_array_equal(zarr.open_array(f"{dst}/Pos{i}/0", mode="r")[...], exp * 2)
 
     # into the existing store: results replace what is there; failures are summarised
     def fail_on_pos1(x: np.ndarray) -> np.ndarray:
@@ -262,10 +262,11 @@ def test_process_positions(client: Any, tmp_path: Path) -> None:
     summary = odask.process_positions(
         src.output_path, dst, fail_on_pos1, client=client, retries=1, progress=False
     )
-    assert summary.done == ["0", "2"]
-    assert list(summary.failed) == ["1"] and "RuntimeError: bad position" in summary.failed["1"]
+    assert summary.done == ["Pos0", "Pos2"]
+    assert list(summary.failed) == ["Pos1"]
+    assert "RuntimeError: bad position" in summary.failed["Pos1"]
     assert "1 failed" in str(summary)
-    got = [zarr.open_array(f"{dst}/{i}/0", mode="r")[...] for i in range(3)]
+    got = [zarr.open_array(f"{dst}/Pos{i}/0", mode="r")[...] for i in range(3)]
     np.testing.assert_array_equal(got[0], expected[0] + 1)
     np.testing.assert_array_equal(got[1], expected[1] * 2)  # untouched
     np.testing.assert_array_equal(got[2], expected[2] + 1)
@@ -369,7 +370,7 @@ def test_a_source_is_never_its_own_destination(client: Any, tmp_path: Path) -> N
     alias = tmp_path / "alias.ome.zarr"
     alias.symlink_to(src)  # the same dataset under another name
     # the same dataset: by path, through a link, by a path inside it, without its suffix
-    for dst in (src, str(alias), f"{src}/0", str(tmp_path / "src")):
+    for dst in (src, str(alias), f"{src}/Pos0", str(tmp_path / "src")):
         for overwrite in (True, False):
             with pytest.raises(SettingsError, match="is the source"):
                 odask.process_positions(
@@ -384,11 +385,11 @@ def test_a_source_is_never_its_own_destination(client: Any, tmp_path: Path) -> N
     positions = odask.to_dask(src)
     with pytest.raises(SettingsError, match=r"array 1 reads .*inside the destination"):
         odask.write_positions(
-            [da.zeros((2, 32, 32), dtype="uint16"), positions["1"][0] * 2], str(alias),
+            [da.zeros((2, 32, 32), dtype="uint16"), positions["Pos1"][0] * 2], str(alias),
             dims="cyx", overwrite=True,
         )  # fmt: skip
     for path in (src, image):
-        for level0 in ("0/0", "1/0") if path == src else ("0",):
+        for level0 in ("Pos0/0", "Pos1/0") if path == src else ("0",):
             np.testing.assert_array_equal(zarr.open_array(f"{path}/{level0}", mode="r")[...], 5)
     validate_ome_zarr(src)
     # written somewhere else, then it is fine
@@ -467,18 +468,18 @@ def test_a_clean_rerun_completes_the_output(client: Any, tmp_path: Path) -> None
     dst = str(tmp_path / "dst.ome.zarr")
     first = odask.process_positions(src, dst, _fail_on_three, client=client, retries=0,
                                     progress=False)  # fmt: skip
-    assert first.done == ["0", "1", "2"] and list(first.failed) == ["3"]
+    assert first.done == ["Pos0", "Pos1", "Pos2"] and list(first.failed) == ["Pos3"]
     assert zarr.open_group(dst, mode="r").attrs["omestream"]["complete"] is False
     # display windows measured from what the tasks wrote
     for k in range(3):
-        _assert_measured_windows(f"{dst}/{k}", data[k] * 10)
+        _assert_measured_windows(f"{dst}/Pos{k}", data[k] * 10)
     rerun = odask.process_positions(src, dst, _times_ten, client=client, progress=False)
-    assert rerun.ok and rerun.done == ["0", "1", "2", "3"]
+    assert rerun.ok and rerun.done == ["Pos0", "Pos1", "Pos2", "Pos3"]
     record = zarr.open_group(dst, mode="r").attrs["omestream"]
     assert record["complete"] is True and record["frames"] == 4 * 2
     for k, d in enumerate(data):
-        np.testing.assert_array_equal(zarr.open_array(f"{dst}/{k}/0", mode="r")[...], d * 10)
-        _assert_measured_windows(f"{dst}/{k}", d * 10)
+        np.testing.assert_array_equal(zarr.open_array(f"{dst}/Pos{k}/0", mode="r")[...], d * 10)
+        _assert_measured_windows(f"{dst}/Pos{k}", d * 10)
     validate_ome_zarr(dst)
 
 

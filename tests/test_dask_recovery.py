@@ -85,7 +85,7 @@ def test_kill_worker_during_process_positions(client: Any, tmp_path: Path) -> No
     assert rerun.ok, f"{first}\n{rerun}"
     validate_ome_zarr(dst)
     for i, d in enumerate(data):
-        np.testing.assert_array_equal(zarr.open_array(f"{dst}/{i}/0", mode="r")[...], d * 3)
+        np.testing.assert_array_equal(zarr.open_array(f"{dst}/Pos{i}/0", mode="r")[...], d * 3)
 
 
 def test_kill_worker_during_dask_write(client: Any, tmp_path: Path) -> None:

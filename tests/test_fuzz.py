@@ -260,7 +260,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    which=st.sampled_from(["zarr.json", "0/zarr.json", "0/0/zarr.json"]),
+    which=st.sampled_from(["zarr.json", "p0/zarr.json", "p0/0/zarr.json"]),
     pick=st.integers(0, 10_000),
     value=json_values,
     delete=st.booleans(),

@@ -50,8 +50,8 @@ def test_a_position_axis_in_any_spelling_streams_one_image_per_position(
     with create_stream(settings) as stream:
         for f in frames:
             stream.append(f)
-    for p in range(2):  # frames go t-major: position p gets frames p and p + 2
-        stored = zarr.open_array(str(tmp_path / "p.ome.zarr" / str(p) / "0"), mode="r")[...]
+    for p, name in enumerate(pdim.names):  # t-major: position p gets frames p and p + 2
+        stored = zarr.open_array(str(tmp_path / "p.ome.zarr" / name / "0"), mode="r")[...]
         np.testing.assert_array_equal(stored, frames[p::2])
     validate_ome_zarr(tmp_path / "p.ome.zarr")
 

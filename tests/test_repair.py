@@ -112,13 +112,13 @@ def test_positions_and_a_torn_shard(tmp_path: Path) -> None:
     stream.close()
     # one shard holds all time points of a position: cut position "a"'s (frames 0, 2, 4)
     # short, as a torn write would, so its index no longer checks out
-    shard = Path(crashed) / "0" / "0" / "c" / "0" / "0" / "0"
+    shard = Path(crashed) / "a" / "0" / "c" / "0" / "0" / "0"
     shard.write_bytes(shard.read_bytes()[:-3])
     report = omestream.repair(crashed, force=True)
     assert (report.frames_present, report.resume_at, report.frames_expected) == (2, 0, 8)
     assert report.time_points_complete == 0 and report.last_complete_time_point is None
     validate_ome_zarr(crashed)
-    meta = zarr.open_group(crashed + "/1").attrs["omestream"]["frame_metadata"]
+    meta = zarr.open_group(crashed + "/b").attrs["omestream"]["frame_metadata"]
     assert [r["n"] for r in meta] == [1, 3]
 
 

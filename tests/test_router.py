@@ -124,8 +124,36 @@ def test_plan_paths_per_layout() -> None:
         ("C", "4", ("fov0", "fov1")),
     )
     multi = plan_storage(by_id["multi-position"].settings("m.ome.zarr", None))
-    assert [im.path for im in multi.images] == ["0", "1", "2"]
+    assert [im.path for im in multi.images] == ["Pos0", "Pos1", "Pos2"]  # by name
     assert [im.name for im in multi.images] == ["Pos0", "Pos1", "Pos2"]
+    v04 = plan_storage(by_id["multi-position"].settings("m.ome.zarr", {"name": "ome-zarr", "version": "0.4"}))
+    assert [im.path for im in v04.images] == ["0", "1", "2"]  # 0.4: numbered
     single = plan_storage(by_id["single-5d"].settings("s.ome.zarr", None))
     assert [im.path for im in single.images] == [""]
     assert single.images[0].levels[0].shape == (2, 3, 4, 48, 40)
+
+
+@pytest.mark.parametrize(
+    ("names", "grid", "version", "paths"),
+    [
+        (["Pos0", "Pos1"], False, "0.5", ["Pos0", "Pos1"]),
+        (["fov.1", "fov_2", "F-3"], False, "0.5", ["fov.1", "fov_2", "F-3"]),
+        (["tile", "tile"], True, "0.5", ["tile_0_0", "tile_0_1"]),
+        (["Pos0", "Pos1"], False, "0.4", ["0", "1"]),  # 0.4 roots carry no version
+        (["pos 0", "pos1"], False, "0.5", ["0", "1"]),  # a space: not a portable name
+        (["A", "a"], False, "0.5", ["0", "1"]),  # one folder on case-insensitive disks
+        (["ome", "x"], False, "0.5", ["0", "1"]),  # the metadata group's name
+        (["_x", "y"], False, "0.5", ["0", "1"]),  # a leading underscore
+    ],
+)
+def test_series_are_named_after_their_positions(
+    names: list[str], grid: bool, version: str, paths: list[str]
+) -> None:
+    from omestream.plan.storage import series_paths
+    from omestream.settings import Position
+
+    positions = [
+        Position(name=n, **({"grid_row": 0, "grid_column": i} if grid else {}))
+        for i, n in enumerate(names)
+    ]
+    assert series_paths(positions, version) == paths

@@ -68,9 +68,9 @@ def test_stream_with_pyramid_then_read(
             stream.append(frame_for(n, settings.frame_shape, case.dtype))
     expected = expected_images(case, settings)
     read = odask.to_dask(url, s3_server.storage_options)
-    assert sorted(read) == ["0", "1", "2"]
+    assert sorted(read) == ["Pos0", "Pos1", "Pos2"]
     for i, exp in enumerate(expected):
-        levels = read[str(i)]
+        levels = read[f"Pos{i}"]
         np.testing.assert_array_equal(levels[0].compute(), exp)
         np.testing.assert_array_equal(levels[1].compute(), _mean2(exp))
     local = _download(s3_server, url, tmp_path / "multi.ome.zarr")
@@ -93,7 +93,7 @@ def test_env_credentials_stream_and_append(
     stream_case(case, settings)  # create_stream(settings): no storage options at all
     expected = expected_images(case, settings)
     for i, exp in enumerate(expected):
-        np.testing.assert_array_equal(_read(s3_server, url, f"{i}/0"), exp)
+        np.testing.assert_array_equal(_read(s3_server, url, f"Pos{i}/0"), exp)
 
     from omestream.store import open_store
 
@@ -101,7 +101,7 @@ def test_env_credentials_stream_and_append(
     more = np.stack([frame_for(100 + k, settings.frame_shape, case.dtype) for k in range(2)])
     image = dataset[0]
     image.append(more, "t")
-    got = _read(s3_server, url, "0/0")
+    got = _read(s3_server, url, "Pos0/0")  # dataset[0]: the first series
     np.testing.assert_array_equal(got, np.concatenate([expected[0], more]))
     validate_ome_zarr(_download(s3_server, url, tmp_path / "grow.ome.zarr"))
 
@@ -128,13 +128,13 @@ def test_dask_write_and_process_on_s3(
     plan.compute()
     read = odask.to_dask(src, opts)
     for i, d in enumerate(data):
-        np.testing.assert_array_equal(read[str(i)][0].compute(), d)
+        np.testing.assert_array_equal(read[f"Pos{i}"][0].compute(), d)
     # no client given: a LocalCluster of worker processes is started for the call
     dst = f"s3://{s3_bucket}/dst.ome.zarr"
     summary = odask.process_positions(src, dst, _plus_one, storage_options=opts, progress=False)
     assert summary.ok, str(summary)
     for i, d in enumerate(data):
-        np.testing.assert_array_equal(_read(s3_server, dst, f"{i}/0"), d + 1)
+        np.testing.assert_array_equal(_read(s3_server, dst, f"Pos{i}/0"), d + 1)
     validate_ome_zarr(_download(s3_server, dst, tmp_path / "dst.ome.zarr"))
 
 
@@ -169,6 +169,6 @@ def test_cli_commands_take_s3_urls(
         assert result.exit_code == 0, (args, result.output[-2000:])
     assert "yaozarrs" in result.output and "failed" not in result.output
     for i, exp in enumerate(expected_images(case, settings)):
-        np.testing.assert_array_equal(_read(s3_server, url, f"{i}/0"), exp)
-        np.testing.assert_array_equal(_read(s3_server, url, f"{i}/1"), _mean2(exp))
+        np.testing.assert_array_equal(_read(s3_server, url, f"Pos{i}/0"), exp)
+        np.testing.assert_array_equal(_read(s3_server, url, f"Pos{i}/1"), _mean2(exp))
     validate_ome_zarr(_download(s3_server, url, tmp_path / "run1.ome.zarr"))

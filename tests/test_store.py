@@ -294,20 +294,32 @@ def test_bioformats2raw_collection(tmp_path: Path, ngff_version: str) -> None:
             for p in range(2):
                 s.append(data[t, p])
     coll = open_store(root, mode="r+")
-    assert isinstance(coll, Collection) and coll.series == ["0", "1"]
+    # NGFF 0.5 series are named after their positions; 0.4 ones numbered
+    first, second = ("p0", "p1") if ngff_version == "0.5" else ("0", "1")
+    assert isinstance(coll, Collection) and coll.series == [first, second]
     extra = pixels(41, (Y, X))
-    coll["1"].append(extra, axis="t")
-    new = coll.add_image(like=coll["0"], data=data[:, 0])
-    assert coll.series == ["0", "1", "2"] and new.shape == (2, Y, X)
+    coll[second].append(extra, axis="t")
+    new = coll.add_image(like=coll[first], data=data[:, 0])  # unnamed: the next integer
+    assert coll.series == [first, second, "2"] and new.shape == (2, Y, X)
     validate_ome_zarr(root)
-    np.testing.assert_array_equal(levels(root / "1")[0], np.concatenate([data[:, 1], extra[None]]))
+    want = np.concatenate([data[:, 1], extra[None]])
+    np.testing.assert_array_equal(levels(root / second)[0], want)
     np.testing.assert_array_equal(levels(root / "2")[0], data[:, 0])
-    # without like= or axes=, a new series is like the first one
-    newer = coll.add_image(data=data[:, 1])
-    assert coll.series == ["0", "1", "2", "3"] and newer.axes == coll["0"].axes
-    assert zarr.open_array(f"{root}/3/0").chunks == zarr.open_array(f"{root}/0/0").chunks
+    # without like= or axes=, a new series is like the first one; named as asked
+    newer = coll.add_image(name="p3", data=data[:, 1])
+    assert coll.series == [first, second, "2", "p3"] and newer.axes == coll[first].axes
+    assert zarr.open_array(f"{root}/p3/0").chunks == zarr.open_array(f"{root}/{first}/0").chunks
     validate_ome_zarr(root)
-    np.testing.assert_array_equal(levels(root / "3")[0], data[:, 1])
+    np.testing.assert_array_equal(levels(root / "p3")[0], data[:, 1])
+    # names that would clash or are not portable paths: refused, nothing written
+    for bad in ("P3", "OME", "a b", "../x", "_x"):
+        with pytest.raises(SettingsError, match="series"):
+            coll.add_image(name=bad, data=data[:, 1])
+    assert coll.series == [first, second, "2", "p3"]
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        ["zarr.json" if ngff_version == "0.5" else ".zattrs", "OME", first, second, "2", "p3"]
+        + ([".zgroup"] if ngff_version == "0.4" else [])
+    )
 
 
 # -- faults: nothing changes ------------------------------------------------------------------

@@ -8,7 +8,9 @@ builders consume it; nothing here touches disk.
 from __future__ import annotations
 
 import math
+import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -19,7 +21,16 @@ from omestream.settings import AcquisitionSettings, Channel, Dimension, Plate, P
 from omestream.settings.acquisition import useful_levels
 from omestream.settings.colors import guess_color, pick_colors
 
-__all__ = ["ArrayPlan", "AxisPlan", "ImagePlan", "StoragePlan", "auto_chunks", "plan_storage"]
+__all__ = [
+    "ArrayPlan",
+    "AxisPlan",
+    "ImagePlan",
+    "StoragePlan",
+    "auto_chunks",
+    "plan_storage",
+    "series_name_ok",
+    "series_paths",
+]
 
 Layout = Literal["image", "bioformats2raw", "plate"]
 
@@ -288,8 +299,9 @@ def plan_storage(settings: AcquisitionSettings) -> StoragePlan:
             )
     elif positions:
         layout = "bioformats2raw"
-        for i, p in enumerate(positions):
-            images.append(ImagePlan(str(i), p.name, axes, levels, channels, p, method))
+        paths = series_paths(positions, fmt.version or "0.5")
+        for path, p in zip(paths, positions, strict=True):
+            images.append(ImagePlan(path, p.name, axes, levels, channels, p, method))
     else:
         layout = "image"
         name = _image_name(settings.root_path)
@@ -317,6 +329,40 @@ def plan_storage(settings: AcquisitionSettings) -> StoragePlan:
         plate=plate,
         wells=ordered_wells,
     )
+
+
+# Names that serve as a series' group path as they are: portable file and key names
+# (no spaces, no leading dot or underscore, which Zarr v3 reserves as "__").
+_SERIES_PATH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def series_paths(positions: Sequence[Position], ngff_version: str = "0.5") -> list[str]:
+    """Group paths of the images of a multi-position (bioformats2raw) collection.
+
+    In NGFF 0.5 each image is found under its position's name (``Pos0/``; with a grid
+    cell, ``name_row_col``), as ome-writers lays them out, so a reader can open a
+    position by name; the root's ``OME/`` group lists the paths in order. They are
+    numbered ``0``, ``1``, ... (the bioformats2raw convention) when any name would make
+    an unusable or ambiguous path (characters outside letters, digits, ``.``, ``_``
+    and ``-``; two names differing only in case, which collide on case-insensitive
+    disks; the metadata group ``OME``), and always in NGFF 0.4, whose root carries no
+    version: readers such as yaozarrs find it in series ``0``.
+    """
+    if ngff_version == "0.4":
+        return [str(i) for i in range(len(positions))]
+    names = [
+        p.name if p.grid_row is None else f"{p.name}_{p.grid_row}_{p.grid_column}"
+        for p in positions
+    ]
+    folded = {n.casefold() for n in names}
+    if len(folded) == len(names) and all(series_name_ok(n) for n in names):
+        return names
+    return [str(i) for i in range(len(positions))]
+
+
+def series_name_ok(name: str) -> bool:
+    """Whether ``name`` can be a series' group path as it is (see :func:`series_paths`)."""
+    return bool(_SERIES_PATH.fullmatch(name)) and name.casefold() != "ome"
 
 
 def _image_name(root: str) -> str:

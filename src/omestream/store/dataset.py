@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from omestream.errors import SettingsError, StoreFormatError
+from omestream.errors import SettingsError, StoreExistsError, StoreFormatError
 from omestream.io import zarr_nodes
 from omestream.io.kv import open_kv
 from omestream.io.paths import missing
@@ -27,6 +27,8 @@ from omestream.metadata.parse import (
     detect_version,
     parse_group,
 )
+from omestream.plan.storage import series_name_ok
+from omestream.settings.names import check_label
 from omestream.store.create import create_image, remove_node
 from omestream.store.image import Image
 from omestream.store.lock import DEFAULT_TIMEOUT_S, StoreLocks
@@ -59,8 +61,14 @@ class Collection:
         return out
 
     def __getitem__(self, key: str | int) -> Image:
+        """A series by path (``"Pos0"``) or by its place in the ``series`` list."""
+        series = self.series
+        if isinstance(key, int) and not isinstance(key, bool):
+            if not -len(series) <= key < len(series):
+                raise IndexError(f"{self._ctx.url} has {len(series)} series, no series {key}")
+            return Image(self._ctx, series[key])
         path = str(key)
-        if path not in self.series:
+        if path not in series:
             raise KeyError(f"{self._ctx.url} has no series {path!r} (series: {self.series})")
         return Image(self._ctx, path)
 
@@ -74,10 +82,19 @@ class Collection:
     def version(self) -> str:
         return self._ctx.version
 
-    def add_image(self, *, like: Image | None = None, data: Any = None, **kwargs: Any) -> Image:
-        """Add a series (next integer path) and list it in ``OME/`` (written last).
+    def add_image(
+        self,
+        *,
+        name: str | None = None,
+        like: Image | None = None,
+        data: Any = None,
+        **kwargs: Any,
+    ) -> Image:
+        """Add a series and list it in ``OME/`` (written last).
 
-        Without ``like=`` and ``axes=`` it is like the first series (see
+        Its group path is ``name`` (a position name such as ``"Pos3"``: letters, digits,
+        ``.``, ``_``, ``-``, as the stream names its series) or, without one, the next
+        free integer. Without ``like=`` and ``axes=`` it is like the first series (see
         :meth:`Plate.add_position`). ``OME/METADATA.ome.xml`` is not rewritten; the
         ``series`` list is what readers use.
         """
@@ -87,12 +104,19 @@ class Collection:
             like = next(iter(self), None)
         with ctx.locks.metadata():
             series = self.series
-            i = len(series)
-            while ctx.node_exists(str(i)) and ctx.kv.list_dir(str(i)):
-                i += 1
-            path = str(i)
+            if name is not None:
+                path = _new_series_path(name, series)
+            else:
+                i = len(series)
+                while ctx.node_exists(str(i)) and ctx.kv.list_dir(str(i)):
+                    i += 1
+                path = str(i)
+            if ctx.node_exists(path) and ctx.kv.list_dir(path):
+                raise StoreExistsError(
+                    f"{ctx.where(path)} already holds data; choose another name"
+                )
             try:
-                image = create_image(ctx, path, path, like=like, data=data, **kwargs)
+                image = create_image(ctx, path, name or path, like=like, data=data, **kwargs)
                 if ctx.group_exists("OME"):
                     attrs = ctx.attrs("OME")
                     ctx.write_attrs("OME", ctx.with_content(attrs, {"series": [*series, path]}))
@@ -112,6 +136,26 @@ class Collection:
 
 
 Dataset = Image | Plate | Collection | Well
+
+
+def _new_series_path(name: str, series: list[str]) -> str:
+    """``name`` as the path of a new series, or a SettingsError saying why not."""
+    try:
+        check_label(name, "series")
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    if not series_name_ok(name):
+        raise SettingsError(
+            f"series name {name!r} is not a portable group path: use letters, digits, "
+            "'.', '_' and '-', starting with a letter or digit (not 'OME')"
+        )
+    clash = next((s for s in series if s.casefold() == name.casefold()), None)
+    if clash is not None:
+        raise SettingsError(
+            f"the collection already has a series {clash!r}; names must differ in more "
+            "than case (they share a folder on case-insensitive disks)"
+        )
+    return name
 
 
 def _zarr_format(kv: Any, url: str) -> int:
