@@ -126,7 +126,9 @@ def test_plan_paths_per_layout() -> None:
     multi = plan_storage(by_id["multi-position"].settings("m.ome.zarr", None))
     assert [im.path for im in multi.images] == ["Pos0", "Pos1", "Pos2"]  # by name
     assert [im.name for im in multi.images] == ["Pos0", "Pos1", "Pos2"]
-    v04 = plan_storage(by_id["multi-position"].settings("m.ome.zarr", {"name": "ome-zarr", "version": "0.4"}))
+    v04 = plan_storage(
+        by_id["multi-position"].settings("m.ome.zarr", {"name": "ome-zarr", "version": "0.4"})
+    )
     assert [im.path for im in v04.images] == ["0", "1", "2"]  # 0.4: numbered
     single = plan_storage(by_id["single-5d"].settings("s.ome.zarr", None))
     assert [im.path for im in single.images] == [""]
