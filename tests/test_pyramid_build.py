@@ -14,6 +14,7 @@ import omestream
 from omestream import (
     AcquisitionSettings,
     Dimension,
+    Pyramid,
     SettingsError,
     StoreFormatError,
     build_pyramid,
@@ -238,3 +239,30 @@ def test_levels_stop_at_one_pixel(tmp_path) -> None:  # type: ignore[no-untyped-
     assert len(result.paths) == 7 and result.shapes[-1][-2:] == (1, 1)
     _check(root, data, (1, 1, 2, 2), "mean", 7)
     validate_ome_zarr(root)
+
+
+@pytest.mark.parametrize("dtype", ["uint64", "int64"])
+def test_mean_of_64_bit_extremes_saturates_instead_of_wrapping(
+    tmp_path: Path, dtype: str
+) -> None:
+    """float64 cannot hold 2**64 - 1 or 2**63 - 1; the block mean of such pixels is the
+    type's limit, in lower levels written while streaming and by downsample alike."""
+    from omestream.pyramid import downsample
+
+    info = np.iinfo(dtype)
+    frame = np.full((8, 6), info.max, dtype)
+    frame[:, 4:] = info.min  # a block of each extreme, and one edge-to-edge
+    low = downsample(frame, (2, 2))
+    np.testing.assert_array_equal(low[:, :2], info.max)
+    np.testing.assert_array_equal(low[:, 2:], info.min)
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "wide.ome.zarr"),
+        dimensions=[Dimension(name="t", count=1), Dimension(name="y", count=8),
+                    Dimension(name="x", count=6)],
+        dtype=dtype, pyramid=Pyramid(levels=2),
+    )  # fmt: skip
+    with omestream.create_stream(settings) as stream:
+        stream.append(frame)
+    stored = zarr.open_array(f"{settings.output_path}/1", mode="r")[0]
+    np.testing.assert_array_equal(stored, low)
+    validate_ome_zarr(settings.output_path)

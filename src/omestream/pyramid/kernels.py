@@ -151,8 +151,16 @@ def _round_like(values: np.ndarray, dtype: np.dtype, clip: bool = True) -> np.nd
     """Back to ``dtype``; ``clip=False`` when values cannot leave its range (averages)."""
     if dtype.kind in "ui":
         values = np.rint(values, out=values if values.dtype.kind == "f" else None)
+        info = np.iinfo(dtype)
+        if dtype.itemsize == 8 and values.dtype.kind == "f":
+            # float64 rounds 64-bit extremes outwards (2**64 - 1 becomes 2**64), where a
+            # cast would wrap: saturate at the type's own limits instead
+            high, low = values >= float(info.max), values <= float(info.min)
+            out = np.clip(values, float(info.min), np.nextafter(float(info.max), 0))
+            out = out.astype(dtype)
+            out[high], out[low] = info.max, info.min
+            return out
         if clip:
-            info = np.iinfo(dtype)
             np.clip(values, info.min, info.max, out=values)
         return values.astype(dtype)
     if dtype.kind == "b":
