@@ -242,9 +242,7 @@ def test_levels_stop_at_one_pixel(tmp_path) -> None:  # type: ignore[no-untyped-
 
 
 @pytest.mark.parametrize("dtype", ["uint64", "int64"])
-def test_mean_of_64_bit_extremes_saturates_instead_of_wrapping(
-    tmp_path: Path, dtype: str
-) -> None:
+def test_mean_of_64_bit_extremes_saturates_instead_of_wrapping(tmp_path: Path, dtype: str) -> None:
     """float64 cannot hold 2**64 - 1 or 2**63 - 1; the block mean of such pixels is the
     type's limit, in lower levels written while streaming and by downsample alike."""
     from omestream.pyramid import downsample

@@ -153,6 +153,8 @@ def test_well_without_plate_is_refused() -> None:
 def test_plate_names_must_be_alphanumeric() -> None:
     with pytest.raises(SettingsError, match="letters and digits"):
         Plate(row_names=["A-1"], column_names=["1"])
+    with pytest.raises(SettingsError, match="only in case"):  # one folder on some disks
+        Plate(row_names=["A", "a"], column_names=["1"])
 
 
 # -- acquisition settings -------------------------------------------------------------------

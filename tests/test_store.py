@@ -349,6 +349,11 @@ def test_bad_input_changes_nothing(tmp_path: Path) -> None:
         (SettingsError, lambda: plate.add_position("B", "1", "f", like=like, shape={"q": 3})),
         (SettingsError, lambda: plate.add_position("B", "1", "f", axes="tcyx")),  # no data
         (KeyError, lambda: plate.delete_well("H", "9")),
+        # names that differ from existing ones only in case: one folder on some disks
+        (SettingsError, lambda: plate.add_row("b")),
+        (SettingsError, lambda: plate.add_well("a", "3")),
+        (SettingsError, lambda: plate.add_position("b", "2", "f", like=like)),
+        (SettingsError, lambda: plate.rename_well("A/1", "b/1")),
     ]  # fmt: skip
     for name in ("../x", "", "a b", ".hidden", "x/y", None):
         bad.append((SettingsError, lambda n=name: plate.add_position("B", "1", n, like=like)))
@@ -359,6 +364,16 @@ def test_bad_input_changes_nothing(tmp_path: Path) -> None:
             call()
         assert snapshot(root) == before, call
     validate_ome_zarr(root)
+    # a field whose name differs from the well's other field only in case
+    plate.add_position("A", "1", "fov", like=like)
+    before = snapshot(root)
+    for call in (
+        lambda: plate.add_position("A", "1", "FOV", like=like),
+        lambda: plate.well("A/1").add_position("Fov"),
+    ):
+        with pytest.raises(SettingsError, match="only in case"):
+            call()
+        assert snapshot(root) == before
 
 
 def test_read_only_and_append_only_modes(tmp_path: Path) -> None:

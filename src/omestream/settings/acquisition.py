@@ -71,6 +71,8 @@ class Plate(FrozenModel):
             check_path_name(n, "plate row/column")
         if len(set(v)) != len(v):
             raise ValueError(f"duplicate names in {list(v)}")
+        if len({n.casefold() for n in v}) != len(v):  # one folder on case-insensitive disks
+            raise ValueError(f"names in {list(v)} differ only in case; use distinct names")
         return v
 
 

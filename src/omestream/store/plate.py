@@ -36,6 +36,17 @@ def _plate_name(name: Any, what: str) -> str:
         raise SettingsError(f"{exc}; nothing was changed") from None
 
 
+def _no_case_twin(name: str, existing: Any, what: str, where: str) -> None:
+    """Refuse ``name`` when ``existing`` holds it in other case ("b" beside "B"): both
+    would be one folder on case-insensitive disks (macOS, Windows)."""
+    twin = next((e for e in existing if e != name and e.casefold() == name.casefold()), None)
+    if twin is not None:
+        raise SettingsError(
+            f"{where} already has {what} {twin!r}; {name!r} differs from it only in case, "
+            "and both would be one folder on case-insensitive disks; nothing was changed"
+        )
+
+
 class Well:
     """One well: its fields of view (images), in order."""
 
@@ -210,6 +221,10 @@ class Plate:
             _, p = self._read()
             new_rows = [r for r in rows if r not in p.rows]
             new_cols = [c for c in columns if c not in p.columns]
+            for r in new_rows:
+                _no_case_twin(r, p.rows, "row", f"plate {ctx.url}")
+            for c in new_cols:
+                _no_case_twin(c, p.columns, "column", f"plate {ctx.url}")
             if new_rows or new_cols:
                 self._write_plate(p, [*p.rows, *new_rows], [*p.columns, *new_cols], self.wells)
         return self
@@ -225,6 +240,8 @@ class Plate:
         ctx.check_writable("add a well")
         with ctx.locks.metadata():
             _, p = self._read()
+            _no_case_twin(row, p.rows, "row", f"plate {ctx.url}")
+            _no_case_twin(column, p.columns, "column", f"plate {ctx.url}")
             path = f"{row}/{column}"
             if path in self.wells:
                 raise StoreExistsError(
@@ -272,6 +289,11 @@ class Plate:
         path = f"{well_path}/{name}"
         with ctx.locks.metadata():
             _, p = self._read()
+            _no_case_twin(row, p.rows, "row", f"plate {ctx.url}")
+            _no_case_twin(column, p.columns, "column", f"plate {ctx.url}")
+            if ctx.group_exists(well_path):
+                _no_case_twin(name, self._well_doc(well_path)[1].images, "field",
+                              f"well {well_path!r}")  # fmt: skip
             if ctx.node_exists(path) and ctx.kv.list_dir(path):
                 raise StoreExistsError(
                     f"{ctx.where(path)} already exists; choose another field name or delete it "
@@ -335,6 +357,7 @@ class Plate:
                 raise KeyError(
                     f"well {well_path!r} has no field {old!r} (fields {list(wd.images)})"
                 )
+            _no_case_twin(new, [f for f in wd.images if f != old], "field", f"well {well_path!r}")
             if new in wd.images or (
                 ctx.node_exists(f"{well_path}/{new}") and ctx.kv.list_dir(f"{well_path}/{new}")
             ):
@@ -379,6 +402,8 @@ class Plate:
             wells = self.wells
             if old not in wells:
                 raise KeyError(f"plate {ctx.url} has no well {old!r} (wells: {wells})")
+            _no_case_twin(r, p.rows, "row", f"plate {ctx.url}")
+            _no_case_twin(c, p.columns, "column", f"plate {ctx.url}")
             if new in wells or (ctx.node_exists(new) and ctx.kv.list_dir(new)):
                 raise StoreExistsError(f"plate {ctx.url} already has well {new!r}")
             if not ctx.group_exists(r):
