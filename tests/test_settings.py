@@ -247,10 +247,11 @@ def test_warning_when_neither_suffix_nor_format() -> None:
         "Output format could not be inferred from root_path 'root'. Picking the first "
         "available format/backend: 'ome-zarr'/'omestream'"
     )
-    with pytest.warns(UserWarning, match=re.escape(expected)):
-        s = make(root_path="root")
-    assert s.format is not None and s.format.name == "ome-zarr"
-    assert s.output_path == "root.ome.zarr"
+    for fmt in (None, "auto", {"name": "auto"}, {"backend": "auto"}):  # none asked for
+        with pytest.warns(UserWarning, match=re.escape(expected)):
+            s = make(root_path="root", **({} if fmt is None else {"format": fmt}))
+        assert s.format is not None and s.format.name == "ome-zarr"
+        assert s.output_path == "root.ome.zarr"
 
 
 def test_format_and_suffix_must_agree() -> None:

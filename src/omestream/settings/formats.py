@@ -149,6 +149,8 @@ def resolve_format(value: Any, root_path: str) -> tuple[FormatSpec, str | None]:
                 f"format keys {sorted(unknown)} not understood: use name, backend, version"
             )
         name, backend, version = value.get("name"), value.get("backend"), value.get("version")
+        if isinstance(name, str) and name.lower() == "auto":
+            name = None
         for key, item in (("name", name), ("backend", backend)):
             if item is not None and not isinstance(item, str):
                 raise ValueError(f"format {key!r} must be a string, got {item!r}")
@@ -190,7 +192,7 @@ def resolve_format(value: Any, root_path: str) -> tuple[FormatSpec, str | None]:
         fmt = "ome-zarr"
     if backend in (None, "auto"):
         backend = next((b for b in _AUTO_ORDER[fmt] if engine_available(b)), _AUTO_ORDER[fmt][0])
-        if value is None and suffix_fmt is None:
+        if name is None and suffix_fmt is None:  # no format asked for ("auto" included)
             warning = (
                 # the opening words are the ones ome-writers users filter warnings on
                 f"Output format could not be inferred from root_path {root_path!r}. Picking "
