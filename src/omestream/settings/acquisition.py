@@ -229,7 +229,9 @@ class AcquisitionSettings(FrozenModel):
             warn_user(
                 f"storage_order={self.storage_order!r} stores axes as {list(order)}, which is "
                 "not the order OME-Zarr requires (time, channel, space); readers may reject "
-                "the dataset. Use storage_order='ome' for a compliant one."
+                "the dataset, and omestream's own open_store, validate and pyramid commands "
+                "refuse it (zarr reads its arrays as usual). Use "
+                "storage_order='ome' for a compliant one."
             )
         _check_plate(self.plate, self.position_dimension)
         sharded = [d.name for d in self.array_dimensions if d.shard_size_chunks is not None]
