@@ -80,8 +80,11 @@ def test_rewriting_edge_rows_a_rounded_down_level_leaves_out(tmp_path: Path) -> 
     write_image(np.zeros((5, 8), "u2"), grp, axes="yx", scale_factors=(2,))  # level 1: 2x4
     img = open_store(root, mode="r+")
     assert isinstance(img, Image)
-    img[4, :] = np.full(8, 9, "u2")  # row 4 has no pixel in level 1
-    img[2:4, :] = np.full((2, 8), 4, "u2")
+    # ome-zarr-py names no method: told once per image, where the change is asked for
+    with pytest.warns(UserWarning, match="do not name a downsampling method") as told:
+        img[4, :] = np.full(8, 9, "u2")  # row 4 has no pixel in level 1
+        img[2:4, :] = np.full((2, 8), 4, "u2")
+    assert len(told) == 1 and told[0].filename == __file__
     got = zarr.open_group(str(root), mode="r")
     assert (got["s0"][4] == 9).all() and (got["s0"][2:4] == 4).all()
     np.testing.assert_array_equal(got["s1"][:], [[0] * 4, [4] * 4])
@@ -100,3 +103,27 @@ def test_integers_that_fit_are_written_without_cast(tmp_path: Path) -> None:
         img[2] = np.arange(8) - 1  # -1 does not fit: refused, nothing written
     data = zarr.open_array(str(root / "s0"), mode="r")[:]
     assert data[0, 0] == 5 and list(data[1]) == list(range(8)) and not data[2].any()
+
+
+def test_a_pyramid_that_names_its_method_changes_without_warning(tmp_path: Path) -> None:
+    """Pyramids written by omestream say how their levels were made: changing them warns
+    about nothing."""
+    import warnings
+
+    from omestream import AcquisitionSettings, Dimension, Pyramid, create_stream
+
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "ours.ome.zarr"),
+        dimensions=[Dimension(name="t", count=1), Dimension(name="y", count=8),
+                    Dimension(name="x", count=8)],
+        dtype="uint16", pyramid=Pyramid(levels=2, method="nearest"),
+    )  # fmt: skip
+    with create_stream(settings) as stream:
+        stream.append(np.zeros((8, 8), "u2"))
+    img = open_store(settings.output_path, mode="r+")
+    assert isinstance(img, Image)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        img[0, 1, :] = np.full(8, 5, "u2")
+    level1 = zarr.open_array(f"{settings.output_path}/1", mode="r")[0]
+    np.testing.assert_array_equal(level1[0], 0)  # nearest: row 0 of each pair, not a mean

@@ -12,12 +12,12 @@ __all__ = ["FrozenModel", "as_settings_error", "warn_user"]
 
 
 def warn_user(message: str) -> None:
-    """Warn with the location of the first caller outside settings validation."""
+    """Warn with the location of the first caller outside omestream and pydantic."""
     import os
     import sys
     import warnings
 
-    here = os.path.dirname(__file__)
+    here = os.path.dirname(os.path.dirname(__file__))  # the package
     level, frame = 2, sys._getframe(1)
     while frame is not None and (
         frame.f_code.co_filename.startswith(here) or "pydantic" in frame.f_code.co_filename

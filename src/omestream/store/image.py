@@ -30,6 +30,7 @@ from omestream.metadata.ngff import channel_window
 from omestream.metadata.parse import ParsedImage
 from omestream.pyramid import KERNELS, downsample, halo
 from omestream.pyramid.kernels import source_window
+from omestream.settings._base import warn_user
 from omestream.settings.colors import guess_color, pick_colors
 from omestream.settings.names import check_label
 from omestream.store.node import StoreContext, coerce_data
@@ -67,6 +68,7 @@ class Image:
     def __init__(self, ctx: StoreContext, path: str) -> None:
         self._ctx = ctx
         self.path = path
+        self._warned_method = False  # an unknown downsampling method is told once
         self._load()
 
     # -- reading ---------------------------------------------------------------------------
@@ -238,6 +240,15 @@ class Image:
         for cand in (method, ms.type):
             if isinstance(cand, str) and cand.rsplit(".", 1)[-1] in KERNELS:
                 return cand.rsplit(".", 1)[-1]
+        if len(self._levels) > 1 and not self._warned_method:
+            self._warned_method = True
+            named = f" ({method or ms.type!r})" if (method or ms.type) else ""
+            warn_user(
+                f"{self._ctx.where(self.path)}: its multiscales do not name a downsampling "
+                f"method omestream knows{named}, so the lower levels of what changes are "
+                "made by block mean, which may differ from how the rest of them were made; "
+                "build_pyramid (omestream pyramid) remakes every level with one method"
+            )
         return "mean"
 
     def _level_shapes(self, shape0: tuple[int, ...]) -> list[tuple[int, ...]]:
