@@ -595,3 +595,25 @@ def test_consolidated_metadata_is_dropped_before_changes(
     assert not consolidated()
     assert zarr.open_array(f"{root}/s0", mode="r").shape[0] == 3
     validate_ome_zarr(root)
+
+
+def test_a_plate_field_that_grows_alone_is_told(tmp_path: Path) -> None:
+    """Fields of different shapes are valid NGFF, yet the ome-zarr reader refuses the
+    plate: the append that makes them differ warns; the one that evens them out not."""
+    import warnings
+
+    from tests.checks import read_with_ome_zarr
+
+    root = tmp_path / "plate.ome.zarr"
+    write_plate(root, "0.5", "omestream")  # wells A/1 and B/2, one field each
+    plate = open_store(root, mode="r+")
+    first, second = plate["A/1/0"], plate["B/2/0"]
+    tp = pixels(7, (C, Y, X))
+    with pytest.warns(UserWarning, match=r"field 'B/2/0'.*make the same change") as told:
+        first.append(tp, axis="t")
+    assert told[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second.append(tp, axis="t")
+    assert first.shape == second.shape
+    read_with_ome_zarr(str(root))

@@ -27,7 +27,7 @@ from omestream.errors import FrameShapeError, SettingsError, StoreFormatError
 from omestream.io import zarr_nodes
 from omestream.metadata.display import apply_windows, channel_windows
 from omestream.metadata.ngff import channel_window
-from omestream.metadata.parse import ParsedImage
+from omestream.metadata.parse import ParsedImage, ParsedPlate
 from omestream.pyramid import KERNELS, downsample, halo
 from omestream.pyramid.kernels import source_window
 from omestream.settings._base import warn_user
@@ -348,7 +348,38 @@ class Image:
                 start = self.shape[a] - n
                 windows = channel_windows(block, a, start)
                 self._update_omero(add=[(None, None)] * n, expect_before=start, windows=windows)
+        self._warn_if_unlike_others()
         return self
+
+    def _warn_if_unlike_others(self) -> None:
+        """After this image's shape changed: warn when it is a field of a plate and the
+        plate's first other field now has another shape. NGFF allows it, but readers
+        that stack a plate's fields (the ome-zarr reader, napari) refuse such a plate;
+        the other fields need the same change."""
+        ctx = self._ctx
+        if self.path.count("/") != 2:  # plate fields live at row/column/field
+            return
+        other: str | None = None
+        with contextlib.suppress(StoreFormatError, OSError, KeyError):
+            _, root = ctx.parse("")
+            if not isinstance(root, ParsedPlate):
+                return
+            for well in root.wells:
+                _, wd = ctx.parse(well.path)
+                fields = [f"{well.path}/{f}" for f in getattr(wd, "images", ())]
+                other = next((f for f in fields if f != self.path), None)
+                if other is not None:
+                    break
+        if other is None:
+            return
+        with contextlib.suppress(StoreFormatError, OSError):
+            theirs = Image(ctx, other).shape
+            if theirs != self.shape:
+                warn_user(
+                    f"{ctx.where(self.path)} now has shape {self.shape}, field {other!r} "
+                    f"{theirs}: NGFF allows it, but the ome-zarr reader and napari refuse a "
+                    "plate whose fields differ in shape; make the same change to every field"
+                )
 
     def _channel_change(self, on: bool = True) -> contextlib.AbstractContextManager[None]:
         """Held around a change of the channel axis: its pixels and its ``omero`` entries
@@ -423,6 +454,7 @@ class Image:
             self._update_omero(
                 add=[(name, color)], expect_before=start, create=True, windows=windows
             )
+        self._warn_if_unlike_others()
         return self
 
     def delete_channel(self, channel: str | int) -> Image:
@@ -458,6 +490,7 @@ class Image:
             self._commit_shapes(shapes)
             self._load()
             self._update_omero(remove=idx)
+        self._warn_if_unlike_others()
         return self
 
     # -- rewriting ---------------------------------------------------------------------------
