@@ -13,6 +13,7 @@ import zarr
 from omestream import (
     AcquisitionSettings,
     Dimension,
+    PositionDimension,
     Pyramid,
     SettingsError,
     StoreFormatError,
@@ -225,3 +226,38 @@ def test_resume_refuses_a_dataset_changed_since_its_stream_stopped(
     assert _tree(root) == before  # the change is kept, byte for byte
     with create_stream(settings.model_copy(update={"overwrite": True})) as stream:
         stream.append(frame_for(0, SHAPE, "uint16"))  # the lock was released
+
+
+def test_resume_finds_series_where_the_store_lists_them(tmp_path: Path) -> None:
+    """Positions stored at numbered paths (as an earlier omestream wrote them, where the
+    same settings now name each after its position) resume at those paths."""
+    import json
+
+    root = tmp_path / "acq.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[
+            Dimension(name="t", count=3, type="time"),
+            PositionDimension(positions=["left", "right"]),
+            Dimension(name="y", count=SHAPE[0], type="space"),
+            Dimension(name="x", count=SHAPE[1], type="space"),
+        ],
+        dtype="uint16",
+    )
+    _crash_after(settings, 3)
+    for k, name in enumerate(["left", "right"]):
+        (root / name).rename(root / str(k))
+    doc = json.loads((root / "OME" / "zarr.json").read_text())
+    doc["attributes"]["ome"]["series"] = ["0", "1"]
+    (root / "OME" / "zarr.json").write_text(json.dumps(doc))
+
+    with create_stream(settings, resume=True) as stream:
+        assert stream.frames_written == 3
+        for i in range(3, 6):
+            stream.append(frame_for(i, SHAPE, "uint16"))
+    validate_ome_zarr(root)
+    assert not (root / "left").exists()
+    for k in range(2):  # t-major: position k holds frames k, k + 2, k + 4
+        got = zarr.open_array(f"{root}/{k}/0", mode="r")[...]
+        want = np.stack([frame_for(i, SHAPE, "uint16") for i in range(k, 6, 2)])
+        np.testing.assert_array_equal(got, want)

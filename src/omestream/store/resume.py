@@ -77,11 +77,35 @@ def _check_same(settings: AcquisitionSettings, saved: dict[str, Any], where: str
         )
 
 
+def _stored_series(kv: KVStore, plan: StoragePlan) -> StoragePlan:
+    """The plan with each position's image at the path the store's ``OME/`` series list
+    gives it: an earlier omestream numbered every series (``0/``, ``1/``) where the
+    same settings now name them after their positions."""
+    if plan.layout != "bioformats2raw":
+        return plan
+    attrs = zarr_nodes.read_group_attrs(kv, "OME", plan.zarr_format) or {}
+    content = attrs.get("ome", attrs)
+    series = content.get("series") if isinstance(content, dict) else None
+    planned = [im.path for im in plan.images]
+    if (
+        not isinstance(series, list)
+        or len(series) != len(planned)
+        or not all(isinstance(s, str) for s in series)
+        or series == planned
+    ):
+        return plan
+    images = tuple(
+        dataclasses.replace(im, path=p) for im, p in zip(plan.images, series, strict=True)
+    )
+    return dataclasses.replace(plan, images=images)
+
+
 def _stored_layout(kv: KVStore, plan: StoragePlan) -> tuple[StoragePlan, dict[int, ArrayMeta]]:
     """The plan with every array's chunks and shards as stored, and each image's stored
     level 0. The automatic layout of the same settings may differ in another omestream
     version (one-chunk shards are no longer made, for one); frames must be written as
     the stored arrays say."""
+    plan = _stored_series(kv, plan)
     images = []
     level0: dict[int, ArrayMeta] = {}
     for i, im in enumerate(plan.images):
