@@ -315,6 +315,12 @@ def test_bioformats2raw_collection(tmp_path: Path, ngff_version: str) -> None:
     for bad in ("P3", "OME", "a b", "../x", "_x"):
         with pytest.raises(SettingsError, match="series"):
             coll.add_image(name=bad, data=data[:, 1])
+    (root / "stray").mkdir()
+    (root / "stray" / "notes.txt").write_text("not a series, but not ours to replace")
+    with pytest.raises(StoreExistsError, match="already holds data"):
+        coll.add_image(name="stray", data=data[:, 1])
+    (root / "stray" / "notes.txt").unlink()
+    (root / "stray").rmdir()
     assert coll.series == [first, second, "2", "p3"]
     assert sorted(p.name for p in root.iterdir()) == sorted(
         ["zarr.json" if ngff_version == "0.5" else ".zattrs", "OME", first, second, "2", "p3"]

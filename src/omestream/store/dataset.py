@@ -106,15 +106,15 @@ class Collection:
             series = self.series
             if name is not None:
                 path = _new_series_path(name, series)
-            else:
+                if ctx.node_exists(path) and ctx.kv.list_dir(path):
+                    raise StoreExistsError(
+                        f"{ctx.where(path)} already holds data; choose another name"
+                    )
+            else:  # the next integer with nothing stored under it
                 i = len(series)
                 while ctx.node_exists(str(i)) and ctx.kv.list_dir(str(i)):
                     i += 1
                 path = str(i)
-            if ctx.node_exists(path) and ctx.kv.list_dir(path):
-                raise StoreExistsError(
-                    f"{ctx.where(path)} already holds data; choose another name"
-                )
             try:
                 image = create_image(ctx, path, name or path, like=like, data=data, **kwargs)
                 if ctx.group_exists("OME"):
