@@ -397,6 +397,7 @@ def test_a_source_is_never_its_own_destination(client: Any, tmp_path: Path) -> N
     np.testing.assert_array_equal(zarr.open_array(f"{tmp_path}/plus.ome.zarr/0")[...], 6)
 
 
+@pytest.mark.filterwarnings("ignore:.* now has shape .*field:UserWarning")  # on purpose
 def test_process_a_plate_changed_since_it_was_written(client: Any, tmp_path: Path) -> None:
     """The output follows the source as it is on disk, not the settings recorded when
     it was written: more time points, a renamed well, an added field."""
