@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-__all__ = ["check_label", "check_path_name"]
+__all__ = ["case_twin", "check_label", "check_path_name"]
 
 _PATH_NAME = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def case_twin(name: str, existing: Iterable[str]) -> str | None:
+    """The entry of ``existing`` that is ``name`` in other case ("b" beside "B"), if any:
+    both would be one folder on case-insensitive disks (macOS, Windows)."""
+    folded = name.casefold()
+    return next((e for e in existing if e != name and e.casefold() == folded), None)
 
 
 def check_label(name: str, what: str) -> str:

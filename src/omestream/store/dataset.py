@@ -28,7 +28,7 @@ from omestream.metadata.parse import (
     parse_group,
 )
 from omestream.plan.storage import series_name_ok
-from omestream.settings.names import check_label
+from omestream.settings.names import case_twin, check_label
 from omestream.store.create import create_image, remove_node
 from omestream.store.image import Image
 from omestream.store.lock import DEFAULT_TIMEOUT_S, StoreLocks
@@ -69,7 +69,7 @@ class Collection:
             return Image(self._ctx, series[key])
         path = str(key)
         if path not in series:
-            raise KeyError(f"{self._ctx.url} has no series {path!r} (series: {self.series})")
+            raise KeyError(f"{self._ctx.url} has no series {path!r} (series: {series})")
         return Image(self._ctx, path)
 
     def __len__(self) -> int:
@@ -149,7 +149,7 @@ def _new_series_path(name: str, series: list[str]) -> str:
             f"series name {name!r} is not a portable group path: use letters, digits, "
             "'.', '_' and '-', starting with a letter or digit (not 'OME')"
         )
-    clash = next((s for s in series if s.casefold() == name.casefold()), None)
+    clash = name if name in series else case_twin(name, series)
     if clash is not None:
         raise SettingsError(
             f"the collection already has a series {clash!r}; names must differ in more "

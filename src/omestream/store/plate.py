@@ -18,7 +18,7 @@ from typing import Any
 
 from omestream.errors import SettingsError, StoreError, StoreExistsError, StoreFormatError
 from omestream.metadata.parse import ParsedImage, ParsedPlate, ParsedWell, parse_group
-from omestream.settings.names import check_path_name
+from omestream.settings.names import case_twin, check_path_name
 from omestream.store.create import create_image, remove_node
 from omestream.store.image import Image
 from omestream.store.node import StoreContext, natural_key
@@ -37,9 +37,8 @@ def _plate_name(name: Any, what: str) -> str:
 
 
 def _no_case_twin(name: str, existing: Any, what: str, where: str) -> None:
-    """Refuse ``name`` when ``existing`` holds it in other case ("b" beside "B"): both
-    would be one folder on case-insensitive disks (macOS, Windows)."""
-    twin = next((e for e in existing if e != name and e.casefold() == name.casefold()), None)
+    """Refuse ``name`` when ``existing`` holds it in other case (see :func:`case_twin`)."""
+    twin = case_twin(name, existing)
     if twin is not None:
         raise SettingsError(
             f"{where} already has {what} {twin!r}; {name!r} differs from it only in case, "
