@@ -140,3 +140,36 @@ def test_shared_fields_have_ome_writers_defaults(name: str) -> None:
         assert theirs[field].is_required() == ours[field].is_required(), field
         if not theirs[field].is_required():
             assert theirs[field].default == ours[field].default, field
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_untyped_frame_axes_are_stored_as_space_with_a_warning(
+    tmp_path: Path, version: str
+) -> None:
+    # Frame axes named other than y/x and without a length unit have no type to infer;
+    # stored as "other" no reader would accept the image.
+    path = tmp_path / "rc.ome.zarr"
+    with pytest.warns(UserWarning, match=r"frame axes \['row', 'col'\] have no type"):
+        settings = AcquisitionSettings(
+            root_path=str(path),
+            dimensions=[
+                Dimension(name="t", count=2),
+                Dimension(name="row", count=8),
+                {"name": "col", "count": 6},
+            ],
+            dtype="uint8",
+            format={"name": "ome-zarr", "version": version},
+        )
+    assert [d.type for d in settings.dimensions] == ["time", "space", "space"]
+    frames = np.arange(2 * 8 * 6, dtype=np.uint8).reshape(2, 8, 6)
+    with create_stream(settings) as stream:
+        for f in frames:
+            stream.append(f)
+    validate_ome_zarr(path)
+    image = zarr.open_group(path, mode="r")
+    ome = image.attrs.get("ome", image.attrs)
+    axes = ome["multiscales"][0]["axes"]
+    assert [(a["name"], a["type"]) for a in axes] == [
+        ("t", "time"), ("row", "space"), ("col", "space"),
+    ]  # fmt: skip
+    np.testing.assert_array_equal(image["0"][:], frames)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -168,6 +169,7 @@ class AcquisitionSettings(FrozenModel):
     @classmethod
     def _resolve(cls, data: Any, handler: Any) -> Any:
         warning = None
+        untyped: list[str] = []
         if isinstance(data, dict):
             data = dict(data)
             root = data.get("root_path")
@@ -182,9 +184,16 @@ class AcquisitionSettings(FrozenModel):
                 data["storage_order"] = tuple(data["storage_order"])
             if isinstance(data.get("dimensions"), list | tuple):  # not a str: its letters
                 data["dimensions"] = [_position_axis(d) for d in data["dimensions"]]
+                untyped = _frame_axes_spatial(data["dimensions"])
         self = handler(data)
         if warning:
             warn_user(warning)
+        if untyped:
+            warn_user(
+                f"the frame axes {untyped} have no type: storing them as spatial axes "
+                "(type='space'), the only type a frame's axes may have; give type='space' "
+                "or a length unit to say so"
+            )
         return self
 
     @field_validator("dtype", mode="before")
@@ -372,6 +381,25 @@ def _position_axis(dim: Any) -> Any:
     if isinstance(dim, dict) and dim.get("type") == "position":
         return PositionDimension(**dim)
     return dim
+
+
+def _frame_axes_spatial(dims: list[Any]) -> list[str]:
+    """Give the frame's two axes ``type="space"`` where no type was given or inferred
+    (a name other than y/x, no length unit); returns their names.
+
+    Left untyped they would be stored as "other", which no OME reader accepts for a
+    frame's axes.
+    """
+    untyped = []
+    for i in range(max(0, len(dims) - 2), len(dims)):
+        d = dims[i]
+        if isinstance(d, dict) and d.get("type") != "position":
+            with contextlib.suppress(ValueError):  # field validation reports it
+                d = Dimension.model_validate(d)
+        if isinstance(d, Dimension) and d.type is None:
+            dims[i] = d.model_copy(update={"type": "space"})
+            untyped.append(d.name)
+    return untyped
 
 
 def _check_dimensions(dims: tuple[Dimension | PositionDimension, ...]) -> None:
