@@ -313,3 +313,22 @@ def test_exception_in_acquisition_loop_still_finalises(tmp_path: Path) -> None:
         raise RuntimeError("camera died")
     assert zarr.open_array(s.output_path + "/0")[0, 0, 0] == 5
     validate_ome_zarr(s.output_path)
+
+
+def test_non_finite_metadata_in_ome_tiff_is_kept_as_null(tmp_path: Path) -> None:
+    """OME-TIFF keeps the keys too: the plane's MapAnnotation says null, as the warning
+    does (a key that is a Plane attribute, such as delta_t, is left out instead)."""
+    import ome_types
+    import tifffile
+
+    s = settings(tmp_path, root_path=str(tmp_path / "x.ome.tiff"))
+    with create_stream(s) as stream:
+        with pytest.warns(UserWarning, match="is not a finite number"):
+            stream.append(frame(1), metadata={"focus": np.float64("nan"), "note": None})
+    with tifffile.TiffFile(s.output_path) as tif:
+        ome = ome_types.from_xml(tif.ome_metadata, validate=True)
+        assert np.array_equal(tif.asarray()[0], frame(1))
+    [plane] = ome.images[0].pixels.planes
+    [ref] = plane.annotation_refs
+    [note] = [a for a in ome.structured_annotations.map_annotations if a.id == ref.id]
+    assert {m.k: m.value for m in note.value.ms} == {"focus": "null", "note": "null"}

@@ -80,9 +80,9 @@ def test_planes_read_back_as_recorded(user: list[dict[str, Any]]) -> None:
         expected: dict[str, str] = {}
         attrs: dict[str, tuple[float, str]] = {}  # two keys for one attribute: the last
         for key, value in rec.items():
-            if key in ("frame", "index") or value is None:
-                continue
             attr = PLANE_KEYS.get(key)
+            if key in ("frame", "index") or (attr is not None and value is None):
+                continue
             if attr is not None and isinstance(value, int | float):
                 attrs[attr[0]] = (float(value), attr[1])
             else:

@@ -342,7 +342,7 @@ def test_stage_positions(tmp_path: Path) -> None:
     assert (label.name, label.x, label.y) == ("left", 10.5, -3.0)
 
 
-def test_non_finite_metadata_is_left_out_of_the_planes(tmp_path: Path) -> None:
+def test_non_finite_metadata_leaves_plane_attributes_out_and_notes_null(tmp_path: Path) -> None:
     settings = AcquisitionSettings(
         root_path=str(tmp_path / "n.ome.tiff"),
         dimensions=[Dimension(name="t", count=2, type="time"),
@@ -358,7 +358,7 @@ def test_non_finite_metadata_is_left_out_of_the_planes(tmp_path: Path) -> None:
     notes = [
         {m.k: m.value for m in a.value.ms} for a in ome.structured_annotations.map_annotations
     ]
-    assert notes == [{"gain": "2"}]  # the second plane has nothing left to annotate
+    assert notes == [{"gain": "2"}, {"gain": "null"}]
 
 
 def test_existing_output(tmp_path: Path) -> None:

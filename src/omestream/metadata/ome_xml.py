@@ -350,9 +350,11 @@ def frame_planes(
         attrs = {"TheZ": str(zct["Z"]), "TheT": str(zct["T"]), "TheC": str(zct["C"])}
         extra: list[str] = []
         for key, value in rec.items():
-            if key in ("index", "frame") or value is None:  # TheZ/C/T say where; None: no value
-                continue
             attr = _PLANE_ATTRS.get(key)
+            # TheZ/C/T say where; a plane attribute without a value is left out, while
+            # other keys keep their null (a NaN reading, say) as JSON does
+            if key in ("index", "frame") or (attr is not None and value is None):
+                continue
             if attr is not None and isinstance(value, int | float) and math.isfinite(value):
                 attrs[attr[0]] = repr(float(value))  # two keys for one attribute: the last
                 attrs[attr[1]] = attr[2]
