@@ -173,3 +173,50 @@ def test_untyped_frame_axes_are_stored_as_space_with_a_warning(
         ("t", "time"), ("row", "space"), ("col", "space"),
     ]  # fmt: skip
     np.testing.assert_array_equal(image["0"][:], frames)
+
+
+def test_standard_plates() -> None:
+    p96 = Plate.from_standard_wells(96)
+    assert p96.row_names == tuple("ABCDEFGH") and p96.column_names[-1] == "12"
+    p1536 = Plate.from_standard_wells(1536, name="screen")
+    # past Z the rows are labelled as 1536-well plates print them
+    assert p1536.row_names[24:] == ("Y", "Z", "AA", "AB", "AC", "AD", "AE", "AF")
+    assert len(p1536.column_names) == 48 and p1536.name == "screen"
+    assert Plate.from_standard_wells((2, 3)).column_names == ("1", "2", "3")
+    with pytest.raises(ValueError, match="not a standard well count"):
+        Plate.from_standard_wells(100)
+    with pytest.raises(ValueError, match=r"\(rows, columns\)"):
+        Plate.from_standard_wells((0, 3))
+    ow = pytest.importorskip("ome_writers")
+    for wells in (6, 12, 24, 48, 96, 384):  # the same plates where both label alike
+        theirs = ow.Plate.from_standard_wells(wells)
+        ours = Plate.from_standard_wells(wells)
+        assert (ours.row_names, ours.column_names) == (
+            tuple(theirs.row_names), tuple(theirs.column_names),
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("first", [3, None])
+def test_shape_and_num_frames_as_ome_writers_gives_them(first: int | None) -> None:
+    dims = [
+        Dimension(name="t", count=first, type="time"),
+        PositionDimension(positions=["a", "b"]),
+        Dimension(name="c", count=2, type="channel"),
+        *YX,
+    ]
+    ours = AcquisitionSettings(root_path="s.ome.zarr", dimensions=dims, dtype="uint16")
+    assert ours.shape == (first, 2, 2, 16, 12)
+    assert ours.num_frames == (None if first is None else first * 4)
+    ow = pytest.importorskip("ome_writers")
+    theirs = ow.AcquisitionSettings(
+        root_path="s.ome.zarr",
+        dimensions=[
+            ow.Dimension(name="t", count=first, type="time"),
+            ow.Dimension(name="p", type="position", coords=["a", "b"]),
+            ow.Dimension(name="c", count=2, type="channel"),
+            ow.Dimension(name="y", count=16, type="space"),
+            ow.Dimension(name="x", count=12, type="space"),
+        ],
+        dtype="uint16",
+    )
+    assert (ours.shape, ours.num_frames) == (theirs.shape, theirs.num_frames)

@@ -76,6 +76,45 @@ class Plate(FrozenModel):
             raise ValueError(f"names in {list(v)} differ only in case; use distinct names")
         return v
 
+    @classmethod
+    def from_standard_wells(cls, wells: int | tuple[int, int], name: str | None = None) -> Plate:
+        """A plate of a standard well count (6, 12, 24, 48, 96, 384 or 1536), or of
+        ``(rows, columns)``: rows named A, B, ... Z, AA, AB, ... as printed on 1536-well
+        plates, columns 1, 2, ..."""
+        if isinstance(wells, tuple | list):
+            if len(wells) != 2 or not all(isinstance(n, int) and n > 0 for n in wells):
+                raise ValueError(
+                    f"plate shape must be (rows, columns) of positive ints, not {wells}"
+                )
+            rows, cols = wells
+        elif wells in _STANDARD_PLATES:
+            rows, cols = _STANDARD_PLATES[wells]
+        else:
+            raise ValueError(
+                f"{wells} is not a standard well count: use one of {sorted(_STANDARD_PLATES)} "
+                "or a (rows, columns) tuple"
+            )
+        return cls(
+            row_names=[_row_label(i) for i in range(rows)],
+            column_names=[str(j + 1) for j in range(cols)],
+            name=name,
+        )
+
+
+# wells -> (rows, columns) of the ANSI/SLAS plate formats
+_STANDARD_PLATES = {6: (2, 3), 12: (3, 4), 24: (4, 6), 48: (6, 8), 96: (8, 12), 384: (16, 24),
+                    1536: (32, 48)}  # fmt: skip
+
+
+def _row_label(i: int) -> str:
+    """0 -> A, 25 -> Z, 26 -> AA, 27 -> AB: spreadsheet-style letters."""
+    label = ""
+    i += 1
+    while i:
+        i, rem = divmod(i - 1, 26)
+        label = chr(ord("A") + rem) + label
+    return label
+
 
 class Pyramid(FrozenModel):
     """Downsampled resolution levels written next to the full-resolution data."""
@@ -358,6 +397,16 @@ class AcquisitionSettings(FrozenModel):
         for d in self.dimensions[1:-2]:
             n *= d.count  # type: ignore[operator]
         return n
+
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        """Count of every dimension, positions included, in acquisition order."""
+        return tuple(d.count for d in self.dimensions)
+
+    @property
+    def num_frames(self) -> int | None:
+        """ome-writers' name for :attr:`total_frames`."""
+        return self.total_frames
 
     @property
     def total_frames(self) -> int | None:
