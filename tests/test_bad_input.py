@@ -322,9 +322,8 @@ def test_non_finite_metadata_in_ome_tiff_is_kept_as_null(tmp_path: Path) -> None
     import tifffile
 
     s = settings(tmp_path, root_path=str(tmp_path / "x.ome.tiff"))
-    with create_stream(s) as stream:
-        with pytest.warns(UserWarning, match="is not a finite number"):
-            stream.append(frame(1), metadata={"focus": np.float64("nan"), "note": None})
+    with create_stream(s) as stream, pytest.warns(UserWarning, match="is not a finite number"):
+        stream.append(frame(1), metadata={"focus": np.float64("nan"), "note": None})
     with tifffile.TiffFile(s.output_path) as tif:
         ome = ome_types.from_xml(tif.ome_metadata, validate=True)
         assert np.array_equal(tif.asarray()[0], frame(1))
