@@ -257,6 +257,24 @@ def test_errors_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ((), "Commands"),  # no arguments: the help, as a usage error
+        (("bogus",), "No such command 'bogus'"),
+        (("info",), "Missing argument 'path'"),
+        (("tree", "-d", "0", "x"), "'--depth'"),
+    ],
+)
+def test_usage_errors_show_usage_not_exception_names(args: tuple[str, ...], says: str) -> None:
+    proc = run(*args)
+    assert proc.returncode == 2
+    assert says in proc.stderr + proc.stdout
+    assert "Error:" in proc.stderr or not args
+    for name in ("NoArgsIsHelpError", "UsageError", "MissingParameter", "BadParameter"):
+        assert name not in proc.stderr
+
+
 def test_a_path_that_is_not_there_names_the_dataset_next_to_it(tmp_path: Path) -> None:
     # A multi-position OME-TIFF acquisition is a folder; a root path given without suffix
     # gained one. The error names what is there.

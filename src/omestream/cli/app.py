@@ -60,18 +60,29 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code or 0)
     except typer.Abort:
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+    except Exception as exc:  # usage errors and the like
+        if _is_usage_error(exc):
+            exc.show()  # type: ignore[attr-defined]
+            return int(exc.exit_code)  # type: ignore[attr-defined]
         if debug:
             raise
         typer.secho(f"error: {type(exc).__name__}: {exc}", err=True, fg="red")
         return 1
     # without standalone mode, click returns the code of `raise typer.Exit(code)`
     return code if isinstance(code, int) else 0
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """Click's usage errors (a missing argument, an unknown command, help for no
+    arguments), which show themselves; newer typer raises its own copy of them."""
+    kinds: list[type] = [getattr(typer, "TyperException", OmeStreamError)]
+    try:
+        import click
+
+        kinds.append(click.ClickException)
+    except ImportError:  # newer typer does not need click
+        pass
+    return isinstance(exc, tuple(kinds)) and hasattr(exc, "show") and hasattr(exc, "exit_code")
 
 
 if __name__ == "__main__":  # pragma: no cover
