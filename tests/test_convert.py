@@ -398,3 +398,39 @@ def test_pyramid_levels_are_written_to_ome_tiff_as_sub_ifds(tmp_path: Path) -> N
     convert(tmp_path / "p.ome.zarr", tmp_path / "again.ome.tiff")
     with tifffile.TiffFile(tmp_path / "again.ome.tiff") as tif:
         assert [lv.shape for lv in tif.series[0].levels] == [(3, 64, 48), (3, 32, 24), (3, 16, 12)]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--chunk", "y=16"], "--chunk {'y': 16}: only OME-Zarr outputs have chunks"),
+        (["--shard", "y=2", "--version", "0.4"], "--shard {'y': 2}, --version '0.4'"),
+        (["--compression", "blosc-lz4"], "'blosc-lz4' is not a TIFF compression"),
+    ],
+)
+def test_options_an_ome_tiff_cannot_honour_are_refused(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    src = tmp_path / "in.ome.tiff"
+    write_ome_tiff(src, tczyx())
+    dst = tmp_path / "out.ome.tiff"
+    proc = subprocess.run(
+        [sys.executable, "-m", "omestream", "convert", str(src), str(dst), *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1 and says in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not dst.exists()
+    with pytest.raises(SettingsError, match="only OME-Zarr outputs"):
+        convert(src, dst, ConvertOptions(chunks={"y": 16}))
+
+
+def test_automatic_compression_fits_the_output(tmp_path: Path) -> None:
+    data = tczyx()
+    src = tmp_path / "in.ome.tiff"
+    write_ome_tiff(src, data)
+    zarr_out, tiff_out = tmp_path / "a.ome.zarr", tmp_path / "b.ome.tiff"
+    assert convert(src, zarr_out).compression == "blosc-zstd"
+    assert convert(zarr_out, tiff_out).compression == "zstd"
+    with tifffile.TiffFile(tiff_out) as tif:
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ZSTD
+        assert np.array_equal(tif.asarray(), data)

@@ -40,6 +40,9 @@ _CLI_WORDS = (
     ("use omestream.open_store(...) to change it", "choose another DST"),
     ("overwrite=True", "--overwrite"),
     ("root_path", "DST"),
+    ("chunks=", "--chunk "),
+    ("shards=", "--shard "),
+    ("version=", "--version "),
 )
 
 
@@ -60,7 +63,9 @@ def convert_command(
         help="OME-TIFF (a file or a folder of them), TIFF stack or OME-Zarr (0.4/0.5) to read.",
     ),
     dst: str = typer.Argument(..., help="Output: *.ome.zarr (OME-Zarr) or *.ome.tiff (OME-TIFF)."),
-    version: str = typer.Option("0.5", "--version", help="OME-Zarr version: 0.5 or 0.4."),
+    version: str | None = typer.Option(
+        None, "--version", help="OME-Zarr version: 0.5 (default) or 0.4."
+    ),
     chunk: str | None = typer.Option(
         None, "--chunk", help="Chunk sizes, e.g. 'z=1,y=256,x=256' or '256'."
     ),
@@ -68,7 +73,9 @@ def convert_command(
         None, "--shard", help="Chunks per shard (0.5), e.g. 'z=8,y=4,x=4'."
     ),
     compression: str = typer.Option(
-        "blosc-zstd", help="blosc-zstd, blosc-lz4, zstd, gzip, lzw (TIFF) or none."
+        "auto",
+        help="blosc-zstd, blosc-lz4, zstd, gzip, lzw (TIFF) or none; auto: blosc-zstd for "
+        "OME-Zarr, zstd for OME-TIFF.",
     ),
     pyramid_levels: int | None = typer.Option(
         None,

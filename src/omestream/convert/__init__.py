@@ -35,8 +35,9 @@ __all__ = ["ConvertOptions", "Source", "convert", "open_source", "output_setting
 
 @dataclass(frozen=True)
 class ConvertOptions:
-    version: str = "0.5"  # NGFF version of an OME-Zarr output
-    compression: str | None = "blosc-zstd"
+    version: str | None = None  # NGFF version of an OME-Zarr output (None: 0.5)
+    # "auto": blosc-zstd for OME-Zarr, zstd for OME-TIFF (which has no blosc)
+    compression: str | None = "auto"
     chunks: dict[str, int] = field(default_factory=dict)  # per axis name
     shards: dict[str, int] = field(default_factory=dict)  # chunks per shard, per axis name
     pyramid_levels: int | None = None  # None: as many as the source has
@@ -48,6 +49,12 @@ class ConvertOptions:
 def output_settings(src: Source, dst: str, opts: ConvertOptions) -> AcquisitionSettings:
     """The settings of an output at ``dst`` holding what ``src`` holds, written as ``opts`` say."""
     fmt_name = format_from_suffix(dst) or "ome-zarr"
+    compression = opts.compression
+    if fmt_name == "ome-tiff":
+        _check_tiff_options(dst, opts)
+        compression = "zstd" if compression == "auto" else compression
+    elif compression == "auto":
+        compression = "blosc-zstd"
     names = [d.name for d in src.dims]
     for what, sizes in (("chunk sizes", opts.chunks), ("shard sizes", opts.shards)):
         unknown = [n for n in sizes if n not in names]
@@ -64,15 +71,12 @@ def output_settings(src: Source, dst: str, opts: ConvertOptions) -> AcquisitionS
         dims.insert(0, PositionDimension(positions=tuple(src.positions)))
     # OME-TIFF keeps reduced resolutions as SubIFDs of each plane (y and x halved)
     levels = opts.pyramid_levels if opts.pyramid_levels is not None else src.levels
-    compression = opts.compression
-    if fmt_name == "ome-tiff" and compression and compression.startswith("blosc"):
-        compression = "zstd"  # blosc is not a TIFF compression
     try:
         return AcquisitionSettings(
             root_path=dst,
             dimensions=dims,
             dtype=src.dtype,
-            format={"name": fmt_name, "version": opts.version}
+            format={"name": fmt_name, "version": opts.version or "0.5"}
             if fmt_name == "ome-zarr"
             else {"name": "ome-tiff"},
             compression=compression,
@@ -87,6 +91,23 @@ def output_settings(src: Source, dst: str, opts: ConvertOptions) -> AcquisitionS
             for e in exc.errors()
         )
         raise SettingsError(f"cannot write {dst!r} from {src.location!r}: {errs}") from None
+
+
+def _check_tiff_options(dst: str, opts: ConvertOptions) -> None:
+    """Refuse what an OME-TIFF output cannot honour, rather than ignore it."""
+    given = {"chunks": opts.chunks, "shards": opts.shards, "version": opts.version}
+    zarr_only = [f"{name}={value!r}" for name, value in given.items() if value]
+    if zarr_only:
+        raise SettingsError(
+            f"{', '.join(zarr_only)}: only OME-Zarr outputs have chunks, shards and an NGFF "
+            f"version, and {dst!r} is an OME-TIFF (its pages are whole frames); leave "
+            "them out, or write *.ome.zarr"
+        )
+    if opts.compression and opts.compression.lower().startswith("blosc"):
+        raise SettingsError(
+            f"compression {opts.compression!r} is not a TIFF compression: for {dst!r} use "
+            "zstd, gzip, lzw or none"
+        )
 
 
 def convert(
