@@ -57,23 +57,54 @@ def tiffdata_planes(
 
 
 class _Pages:
-    """Page counts and first-page geometry of TIFF files, each opened once."""
+    """Page counts and page geometry of TIFF files. Each file is opened once for its
+    count; geometry is read per (file, IFD) asked for, through one handle kept open
+    for as long as the lookups stay in that file (one image after the other)."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[int, Any] | None] = {}
+        self._counts: dict[str, int | None] = {}
+        self._geometry: dict[tuple[str, int], tuple[int, int, str, int] | None] = {}
+        self._open: tuple[str, Any] | None = None
 
-    def get(self, path: str) -> tuple[int, Any] | None:
+    def count(self, path: str) -> int | None:
+        """The file's number of pages; None when it is missing or unreadable."""
         key = os.path.abspath(path)
-        if key not in self._seen:
-            import tifffile
+        if key not in self._counts:
+            tif = self._handle(key)
+            self._counts[key] = len(tif.pages) if tif is not None else None
+        return self._counts[key]
 
+    def geometry(self, path: str, ifd: int) -> tuple[int, int, str, int] | None:
+        """(height, width, dtype, samples) of page ``ifd``; None when it cannot be read
+        (a missing page is reported from the count)."""
+        import tifffile
+
+        key = (os.path.abspath(path), ifd)
+        if key not in self._geometry:
+            tif = self._handle(key[0])
             try:
-                with tifffile.TiffFile(key) as tif:
-                    pages = tif.pages
-                    self._seen[key] = (len(pages), _geometry(pages.first))
-            except (OSError, ValueError, tifffile.TiffFileError):
-                self._seen[key] = None
-        return self._seen[key]
+                self._geometry[key] = _geometry(tif.pages[ifd]) if tif is not None else None
+            except (OSError, ValueError, IndexError, tifffile.TiffFileError):
+                self._geometry[key] = None
+        return self._geometry[key]
+
+    def _handle(self, key: str) -> Any | None:
+        import tifffile
+
+        if self._open is not None and self._open[0] == key:
+            return self._open[1]
+        self.close()
+        try:
+            tif = tifffile.TiffFile(key)
+        except (OSError, ValueError, tifffile.TiffFileError):
+            return None
+        self._open = (key, tif)
+        return tif
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open[1].close()
+            self._open = None
 
 
 def _geometry(page: Any) -> tuple[int, int, str, int]:
@@ -82,17 +113,22 @@ def _geometry(page: Any) -> tuple[int, int, str, int]:
 
 def check_tiff(location: str) -> list[Problem]:
     """Every problem found in the OME-TIFF file (or folder of files) at ``location``."""
+    pages = _Pages()
+    try:
+        return _check_files(tiff_files(location), pages)
+    finally:
+        pages.close()
+
+
+def _check_files(paths: list[str], pages: _Pages) -> list[Problem]:
     import tifffile
 
     problems: list[Problem] = []
-    pages = _Pages()
-    for path in tiff_files(location):
+    for path in paths:
         name = os.path.basename(path)
         try:
             with tifffile.TiffFile(path) as tif:
                 xml = tif.ome_metadata
-                n_pages = len(tif.pages)
-                geometry = _geometry(tif.pages.first) if n_pages else None
         except (OSError, ValueError, tifffile.TiffFileError) as exc:
             problems.append(Problem(name, f"not a readable TIFF file: {exc}"))
             continue
@@ -118,7 +154,7 @@ def check_tiff(location: str) -> list[Problem]:
         plane_texts = _IMAGE_START.split(xml)[1:]
         for i, image in enumerate(ome.images):
             where = f"{name}:{image.id}"
-            problems += _check_pixels(image, where, folder, path, n_pages, geometry, pages)
+            problems += _check_pixels(image, where, folder, path, pages)
             if i < len(plane_texts):
                 problems += _check_planes(image.pixels, where, plane_texts[i])
     return problems
@@ -173,8 +209,6 @@ def _check_pixels(
     where: str,
     folder: str,
     path: str,
-    n_pages: int,
-    geometry: tuple[int, int, str, int] | None,
     pages: _Pages,
 ) -> list[Problem]:
     px = image.pixels
@@ -189,26 +223,20 @@ def _check_pixels(
     total = sizes_planes["Z"] * sizes_planes["C"] * sizes_planes["T"]
     dtype = _DTYPES.get(px.type.value, px.type.value)
     mapped: dict[int, tuple[str, int]] = {}
+    measured: set[str] = set()  # files whose pages of this image were measured
     for block in px.tiff_data_blocks:
         target = path
         if block.uuid is not None and block.uuid.file_name:
             target = os.path.join(folder, block.uuid.file_name)
-        info = (n_pages, geometry) if target == path else pages.get(target)
+        count = pages.count(target)
         label = os.path.basename(target)
-        if info is None:
+        if count is None:
             out.append(Problem(where, f"TiffData names {label}, which is missing or unreadable"))
             continue
-        count, geom = info
-        if geom is not None and geom[:2] != (px.size_y, px.size_x):
-            out.append(
-                Problem(
-                    where,
-                    f"pages of {label} are {geom[0]}x{geom[1]}, "
-                    f"Pixels declares {px.size_y}x{px.size_x}",
-                )
-            )
-        if geom is not None and geom[2] != dtype and geom[2] != "bool":
-            out.append(Problem(where, f"pages of {label} hold {geom[2]}, Pixels Type is {dtype}"))
+        if target not in measured and (block.ifd or 0) < count:
+            # the image's own first page in the file: series of one file may differ
+            measured.add(target)
+            out += _check_geometry(px, where, label, block.ifd or 0, dtype, pages, target)
         only = len(px.tiff_data_blocks) == 1
         for plane, ifd in tiffdata_planes(block, order, sizes_planes, only):
             if plane >= total:
@@ -238,4 +266,24 @@ def _check_pixels(
         )
     if not px.tiff_data_blocks and not px.bin_data_blocks and not px.metadata_only:
         out.append(Problem(where, "Pixels has no TiffData: its planes are in no page"))
+    return out
+
+
+def _check_geometry(
+    px: Any, where: str, label: str, ifd: int, dtype: str, pages: _Pages, target: str
+) -> list[Problem]:
+    """The image's first page (``ifd`` of ``target``) against the width, height and
+    pixel type its Pixels ``px`` declares."""
+    geom = pages.geometry(target, ifd)
+    out: list[Problem] = []
+    if geom is not None and geom[:2] != (px.size_y, px.size_x):
+        out.append(
+            Problem(
+                where,
+                f"pages of {label} are {geom[0]}x{geom[1]}, "
+                f"Pixels declares {px.size_y}x{px.size_x}",
+            )
+        )
+    if geom is not None and geom[2] != dtype and geom[2] != "bool":
+        out.append(Problem(where, f"pages of {label} hold {geom[2]}, Pixels Type is {dtype}"))
     return out
