@@ -301,3 +301,20 @@ def test_a_path_that_is_not_there_names_the_dataset_next_to_it(tmp_path: Path) -
         open_store(tmp_path / "img")
     proc = run("info", str(tmp_path / "other.ome.zarr"))
     assert proc.returncode == 1 and "did you mean" not in proc.stderr
+
+
+def test_demo_refuses_out_of_range_sizes_and_speaks_cli_when_the_path_exists(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "d.ome.zarr"
+    for args, option in ((["--c", "9"], "'--c'"), (["--t", "0"], "'--t'")):
+        proc = run("demo", str(out), *args)
+        assert proc.returncode == 2 and option in proc.stderr and not out.exists()
+    code, _ = invoke("demo", str(out), "--positions", "1", "--t", "1", "--z", "1", "--size", "16")
+    assert code == 0
+    proc = run("demo", str(out), "--no-overwrite")
+    assert proc.returncode == 1
+    assert "pass --overwrite to replace it, or choose another PATH" in proc.stderr
+    assert "open_store" not in proc.stderr and "overwrite=True" not in proc.stderr
+    proc = run("pyramid", str(out), "--threads", "0")
+    assert proc.returncode == 2 and "'--threads'" in proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from importlib import import_module
 
 import typer
@@ -70,6 +71,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # without standalone mode, click returns the code of `raise typer.Exit(code)`
     return code if isinstance(code, int) else 0
+
+
+def in_cli_words(exc: OmeStreamError, words: Sequence[tuple[str, str]]) -> None:
+    """Reword ``exc``'s message (in place) from the Python API's advice to the command
+    line's, e.g. ``("overwrite=True", "--overwrite")``."""
+    if len(exc.args) != 1 or not isinstance(exc.args[0], str):
+        return
+    text = exc.args[0]
+    for api, cli in words:
+        text = text.replace(api, cli)
+    exc.args = (text,)
 
 
 def _is_usage_error(exc: Exception) -> bool:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from omestream.cli.app import app
+from omestream.cli.app import app, in_cli_words
 from omestream.convert import ConvertOptions, Source, convert
 from omestream.errors import OmeStreamError, SettingsError
 from omestream.settings import AcquisitionSettings
@@ -44,16 +44,6 @@ _CLI_WORDS = (
     ("shards=", "--shard "),
     ("version=", "--version "),
 )
-
-
-def _in_cli_words(exc: OmeStreamError) -> None:
-    """Reword ``exc``'s message (in place) for the command line."""
-    if len(exc.args) != 1 or not isinstance(exc.args[0], str):
-        return
-    text = exc.args[0]
-    for api, cli in _CLI_WORDS:
-        text = text.replace(api, cli)
-    exc.args = (text,)
 
 
 @app.command("convert")
@@ -139,7 +129,7 @@ def convert_command(
         with progress:
             settings = convert(src, dst, opts, progress=on_frame, on_start=on_start)
     except OmeStreamError as exc:
-        _in_cli_words(exc)
+        in_cli_words(exc, _CLI_WORDS)
         raise
     elapsed = time.perf_counter() - state["start"]
     if not quiet:

@@ -10,13 +10,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from omestream.cli.app import app
+from omestream.cli.app import app, in_cli_words
+from omestream.errors import OmeStreamError
 from omestream.settings import (
     AcquisitionSettings,
     Dimension,
     PositionDimension,
 )
-from omestream.stream import create_stream
+from omestream.stream import OMEStream, create_stream
 
 _NAMES = ["DAPI", "GFP", "mCherry", "Cy5"]  # coloured as usual: blue, green, red, magenta
 
@@ -36,14 +37,29 @@ def synthetic_frame(
     return np.clip(img, 0, 65535).astype(np.uint16)
 
 
+# The Python API's advice, as this command's arguments and options say it
+_CLI_WORDS = (
+    ("use omestream.open_store(...) to change it", "choose another PATH"),
+    ("overwrite=True", "--overwrite"),
+)
+
+
+def _stream(settings: AcquisitionSettings) -> OMEStream:
+    try:
+        return create_stream(settings)
+    except OmeStreamError as exc:
+        in_cli_words(exc, _CLI_WORDS)
+        raise
+
+
 @app.command()
 def demo(
     path: Path = typer.Argument(Path("demo.ome.zarr"), help="Where to write the dataset."),  # noqa: B008
-    positions: int = typer.Option(3, help="Stage positions."),
-    timepoints: int = typer.Option(4, "--t", help="Time points."),
-    channels: int = typer.Option(2, "--c", help="Channels (up to 4)."),
-    planes: int = typer.Option(5, "--z", help="Z planes."),
-    size: int = typer.Option(512, help="Frame edge in pixels."),
+    positions: int = typer.Option(3, min=1, help="Stage positions."),
+    timepoints: int = typer.Option(4, "--t", min=1, help="Time points."),
+    channels: int = typer.Option(2, "--c", min=1, max=4, help="Channels (up to 4)."),
+    planes: int = typer.Option(5, "--z", min=1, help="Z planes."),
+    size: int = typer.Option(512, min=1, help="Frame edge in pixels."),
     compression: str = typer.Option(
         "blosc-zstd", help="blosc-zstd, blosc-lz4, zstd, gzip or none."
     ),
@@ -55,7 +71,6 @@ def demo(
     Example: omestream demo demo.ome.zarr --positions 2 --t 3 --z 5
     """
     console = Console()
-    channels = max(1, min(channels, 4))
     dims: list[Dimension | PositionDimension] = [
         Dimension(name="t", count=timepoints, type="time", unit="s", scale=30.0),
         PositionDimension(positions=[f"Pos{i}" for i in range(positions)]),
@@ -88,7 +103,7 @@ def demo(
             console=console,
             transient=False,
         ) as progress,
-        create_stream(settings) as stream,
+        _stream(settings) as stream,
     ):
         task = progress.add_task("frames", total=total, rate="")
         n = 0

@@ -40,7 +40,9 @@ def pyramid(
     factors: str = typer.Option(
         "y=2,x=2", help="Factor per axis between levels, e.g. z=2,y=2,x=2."
     ),
-    threads: int | None = typer.Option(None, help="Worker threads (default: one per core)."),
+    threads: int | None = typer.Option(
+        None, min=1, help="Worker threads (default: one per core)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """(Re)build levels 1..N-1 of existing images, chunk by chunk (any image size).
