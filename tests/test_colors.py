@@ -163,13 +163,21 @@ def test_added_channel_gets_its_dye_colour_or_a_free_one(tmp_path: Path) -> None
         (ome_types.model.Color("magenta"), MAGENTA),
         ("#00ff00", GREEN),
         ("FF00FF80", MAGENTA),  # alpha is dropped
+        ((0, 255, 0), GREEN),  # RGB tuples, with or without alpha
+        ([255, 0, 255, 128], MAGENTA),
+        ("lime", GREEN),  # CSS names beyond ours
+        ("navy", "000080"),
+        ("green", GREEN),  # ours first: CSS green is 008000
+        ("rgb(255, 0, 255)", MAGENTA),
     ],
 )
 def test_explicit_colours(given: object, color: str) -> None:
     assert Channel(name="a", color=given).color == color
 
 
-@pytest.mark.parametrize("given", [2**32, -(2**31) - 1, "12345", "purpleish", True])
+@pytest.mark.parametrize(
+    "given", [2**32, -(2**31) - 1, "12345", "purpleish", True, (1, 2), (300, 0, 0), (0.5, 1, 1)]
+)
 def test_colours_that_mean_nothing_are_refused(given: object) -> None:
     with pytest.raises(ValueError, match="color"):
         Channel(name="a", color=given)

@@ -78,7 +78,7 @@ class Channel(FrozenModel):
             self,
             *,
             name: str,
-            color: str | int | None = None,
+            color: str | int | tuple[int, ...] | None = None,
             excitation_wavelength: float | None = None,
             emission_wavelength: float | None = None,
             fluorophore: str | None = None,
@@ -100,8 +100,13 @@ class Channel(FrozenModel):
         if isinstance(v, int) and not isinstance(v, bool):
             return _int_color(v)
         if callable(getattr(v, "as_rgb_tuple", None)):  # ome-types / pydantic Color
-            r, g, b = v.as_rgb_tuple()[:3]
-            return f"{r:02X}{g:02X}{b:02X}"
+            return _rgb_hex(v.as_rgb_tuple())
+        if isinstance(v, tuple | list):  # (r, g, b) or (r, g, b, alpha), 0-255
+            if len(v) in (3, 4) and all(
+                isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in v[:3]
+            ):
+                return _rgb_hex(v)
+            raise ValueError(f"color {v!r} is not an (r, g, b) tuple of integers 0-255")
         s = str(v).strip()
         s = NAMED_COLORS.get(s.lower(), s).removeprefix("#")
         if len(s) == 8:  # RRGGBBAA: alpha is not part of NGFF colours
@@ -110,9 +115,18 @@ class Channel(FrozenModel):
             int(s, 16)
         except ValueError:
             s = ""
-        if len(s) != 6:
-            raise ValueError(f"color {v!r} is not 'RRGGBB' hex or a known colour name")
-        return s.upper()
+        if len(s) == 6:
+            return s.upper()
+        # other CSS names ('lime', 'navy'), '#0f0', 'rgb(0, 255, 0)'; ours come first:
+        # microscopy's green is 00FF00 where CSS says 008000
+        from pydantic_extra_types.color import Color
+
+        try:
+            return _rgb_hex(Color(str(v).strip()).as_rgb_tuple())
+        except ValueError:
+            raise ValueError(
+                f"color {v!r} is not 'RRGGBB' hex, an (r, g, b) tuple or a colour name"
+            ) from None
 
     @model_validator(mode="before")
     @classmethod
@@ -123,6 +137,11 @@ class Channel(FrozenModel):
             # ome-writers spells the wavelengths with their unit
             v = {_NM_ALIASES.get(k, k): x for k, x in v.items()}
         return v
+
+
+def _rgb_hex(rgb: Sequence[Any]) -> str:
+    r, g, b = (int(c) for c in rgb[:3])
+    return f"{r:02X}{g:02X}{b:02X}"
 
 
 def _int_color(v: int) -> str:
