@@ -168,29 +168,50 @@ def _pixel_axes(
     return tuple(out)
 
 
-def _channels(pixels: Any, n: int) -> tuple[ChannelInfo, ...]:
-    if pixels is None:
-        return ()
-    out = []
-    for i, ch in enumerate(pixels.channels[:n]):
-        color = None
-        if ch.color is not None:
-            r, g, b, _a = (
-                ch.color.as_rgb_tuple(alpha=True)
-                if hasattr(ch.color, "as_rgb_tuple")
-                else (255, 255, 255, 1)
-            )
-            color = f"{r:02X}{g:02X}{b:02X}"
-        out.append(
-            ChannelInfo(
-                label=ch.name or f"Channel {i}",
-                color=color,
-                excitation_wavelength=_nm(ch.excitation_wavelength, ch.excitation_wavelength_unit),
-                emission_wavelength=_nm(ch.emission_wavelength, ch.emission_wavelength_unit),
-                fluorophore=ch.fluor or None,
-            )
+_SAMPLES = (("red", "FF0000"), ("green", "00FF00"), ("blue", "0000FF"), ("alpha", None))
+
+
+def _channels(pixels: Any, n: int, rgb: bool) -> tuple[ChannelInfo, ...]:
+    """One row per channel of the series' channel axis: a Channel of several samples
+    is one row per sample, as the axis counts them (``rgb``: named and coloured red,
+    green, blue)."""
+    if pixels is None:  # a plain TIFF: only RGB says what its samples are
+        samples = _SAMPLES[:n] if rgb else ()
+        return tuple(ChannelInfo(label=name, color=color) for name, color in samples)
+    out: list[ChannelInfo] = []
+    for i, ch in enumerate(pixels.channels):
+        row = _channel(ch, i)
+        spp = ch.samples_per_pixel or 1
+        if spp == 1:
+            out.append(row)
+            continue
+        for s in range(spp):
+            name, color = _SAMPLES[s] if rgb and s < 4 else (f"sample {s}", None)
+            label = f"{ch.name} {name}" if ch.name else name
+            out.append(dataclasses.replace(row, label=label, color=color))
+    return tuple(out[:n])
+
+
+def _channel(ch: Any, i: int) -> ChannelInfo:
+    color = None
+    if ch.color is not None:
+        r, g, b, _a = (
+            ch.color.as_rgb_tuple(alpha=True)
+            if hasattr(ch.color, "as_rgb_tuple")
+            else (255, 255, 255, 1)
         )
-    return tuple(out)
+        color = f"{r:02X}{g:02X}{b:02X}"
+    return ChannelInfo(
+        label=ch.name or f"Channel {i}",
+        color=color,
+        excitation_wavelength=_nm(ch.excitation_wavelength, ch.excitation_wavelength_unit),
+        emission_wavelength=_nm(ch.emission_wavelength, ch.emission_wavelength_unit),
+        fluorophore=ch.fluor or None,
+    )
+
+
+def _is_rgb(page: Any) -> bool:
+    return page is not None and page.photometric == 2  # PHOTOMETRIC.RGB
 
 
 _NM_PER = {"nm": 1.0, "pm": 1e-3, "Å": 0.1, "µm": 1e3, "um": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}
@@ -378,7 +399,7 @@ def describe_tiff(location: str) -> DatasetInfo:
                     levels=tuple(levels),
                     # tifffile annotates compression as int; the value is a COMPRESSION
                     codecs=(tifffile.COMPRESSION(page.compression).name.lower(),),
-                    channels=_channels(pixels, n_channels),
+                    channels=_channels(pixels, n_channels, _is_rgb(page)),
                 )
             )
         notes = [
