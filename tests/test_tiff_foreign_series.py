@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import tifffile
 from ome_types import from_xml
+from PIL import Image
 
 import omestream.cli.convert
 import omestream.cli.info
 import omestream.cli.validate
 import omestream.cli.view  # noqa: F401  (the commands register on import)
 from omestream.cli.app import main
+from omestream.summary import describe
 from omestream.validate import validate_store
 
 
@@ -28,6 +30,11 @@ def _two_series(path: Path) -> Path:
         tw.write(a, metadata={"axes": "CZYX"})
         tw.write(b, metadata={"axes": "TYX"})
     return path
+
+
+@pytest.fixture(autouse=True)
+def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # long paths stay on one line
 
 
 def _text(capsys: pytest.CaptureFixture[str]) -> str:
@@ -71,3 +78,84 @@ def test_the_second_series_is_checked_against_its_own_pages(tmp_path: Path) -> N
         "pages of m.ome.tif are 32x40, Pixels declares 32x80",
         "pages of m.ome.tif hold uint8, Pixels Type is uint16",
     ]
+
+
+# -- view: every series drawn, RGB as colours ------------------------------------------
+
+
+def _ramp(shape: tuple[int, ...], dtype: str, top: int) -> np.ndarray:
+    return (np.arange(np.prod(shape)).reshape(shape) % (top + 1)).astype(dtype)
+
+
+def test_view_draws_series_of_different_channels_and_dtypes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, png = tmp_path / "m.ome.tif", tmp_path / "m.png"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        tw.write(_ramp((2, 3, 64, 80), "uint16", 4000), metadata={"axes": "CZYX"})
+        tw.write(_ramp((5, 32, 40), "uint8", 200), metadata={"axes": "TYX"})
+    assert main(["view", str(path), "-o", str(png), "--size", "64"]) == 0
+    assert "2 positions" in _text(capsys)
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    left, top, gap, cell = 18, 14, 2, 64  # the mosaic's layout: one row of two tiles
+    assert img.shape == (top + cell + gap, left + 2 * (cell + gap), 3)
+    tiles = [img[top + 8 : top + cell - 8, left + k * (cell + gap) + 8 :][:, : cell - 16]
+             for k in range(2)]  # fmt: skip
+    assert all(tile.mean() > 40 for tile in tiles)
+    # the one-channel uint8 series has its own contrast and is drawn in grey levels
+    assert (tiles[1][..., 0] == tiles[1][..., 1]).all() and tiles[1].max() > 200
+
+
+def _rgb_stripes() -> np.ndarray:
+    a = np.zeros((64, 64, 3), np.uint8)
+    a[:, :20, 0] = 255
+    a[:, 20:40, 1] = 200
+    a[:, 40:, 2] = 128
+    return a
+
+
+@pytest.mark.parametrize("planar", [False, True])
+def test_view_draws_rgb_as_its_colours(
+    tmp_path: Path, planar: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, png = tmp_path / "rgb.ome.tif", tmp_path / "rgb.png"
+    data = _rgb_stripes()
+    if planar:
+        tifffile.imwrite(
+            path, np.moveaxis(data, -1, 0), ome=True, photometric="rgb", planarconfig="separate"
+        )
+    else:
+        tifffile.imwrite(path, data, ome=True, photometric="rgb")
+    assert main(["view", str(path), "-o", str(png), "--size", "64"]) == 0
+    assert "RGB" in _text(capsys)
+    img = np.asarray(Image.open(png).convert("RGB"))
+    composite = img[14 : 14 + 64, :64]  # the first panel, 64x64 as the image
+    assert np.array_equal(composite, data)  # 8-bit samples drawn as they are
+    # then one panel per sample, each in its colour
+    red = img[14 : 14 + 64, 68 : 68 + 64]
+    assert (red[:, :20] == (255, 0, 0)).all() and (red[:, 20:] == 0).all()
+
+
+def test_info_lists_one_channel_per_rgb_sample(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "rgb.ome.tif"
+    tifffile.imwrite(path, _rgb_stripes(), ome=True, photometric="rgb")
+    (image,) = describe(str(path)).images
+    assert image.axis_names == "yxc"
+    assert [(ch.label, ch.color) for ch in image.channels] == [
+        ("red", "FF0000"), ("green", "00FF00"), ("blue", "0000FF"),
+    ]  # fmt: skip
+    assert main(["info", str(path)]) == 0
+    text = _text(capsys)
+    assert "0 red" in text and "1 green" in text and "2 blue" in text
+    # samples that are not RGB are numbered, not coloured
+    grey = tmp_path / "samples.ome.tif"
+    tifffile.imwrite(
+        grey, np.zeros((3, 16, 16), np.uint16), ome=True, photometric="minisblack",
+        planarconfig="separate", metadata={"axes": "SYX"},
+    )  # fmt: skip
+    (image,) = describe(str(grey)).images
+    assert [(ch.label, ch.color) for ch in image.channels] == [
+        ("sample 0", None), ("sample 1", None), ("sample 2", None),
+    ]  # fmt: skip

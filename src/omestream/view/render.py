@@ -9,7 +9,9 @@ brighter than the others also looks brighter.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,11 +44,21 @@ class Picture:
 
 def _level_for(image: ImageInfo, size: int) -> int:
     """The coarsest level whose frame still has at least ``size`` pixels on its long side."""
+    y, x = _yx(image)
     for k in range(len(image.levels) - 1, -1, -1):
         shape = image.levels[k].shape
-        if max(shape[-2:]) >= size:
+        if max(shape[y], shape[x]) >= size:
             return k
     return 0
+
+
+def _yx(image: ImageInfo) -> tuple[int, int]:
+    """Positions of the y and x axes: the last two, but for RGB samples stored
+    contiguously (y, x, c) the channel axis comes after them."""
+    names = [a.name for a in image.axes]
+    if "y" in names and "x" in names:
+        return names.index("y"), names.index("x")
+    return len(names) - 2, len(names) - 1
 
 
 def _open_level(location: str, info: DatasetInfo, image: ImageInfo, level: int) -> Any:
@@ -72,16 +84,20 @@ def channel_planes(
     types = [a.type for a in axes]
     names = [a.name for a in axes]
     shape = array.shape
+    y_axis, x_axis = _yx(image)
     c_axis = types.index("channel") if "channel" in types else None
     n_c = shape[c_axis] if c_axis is not None else 1
     z_axis = next(
-        (i for i in range(len(axes) - 2) if types[i] == "space" or names[i] == "z"), None
-    )
-    out = np.zeros((n_c, *shape[-2:]), np.float32)
+        (i for i in range(len(axes)) if i not in (y_axis, x_axis)
+         and (types[i] == "space" or names[i] == "z")), None,
+    )  # fmt: skip
+    out = np.zeros((n_c, shape[y_axis], shape[x_axis]), np.float32)
     for c in range(n_c):
         index: list[Any] = []
-        for i in range(len(axes) - 2):
-            if i == c_axis:
+        for i in range(len(axes)):
+            if i in (y_axis, x_axis):
+                index.append(slice(None))
+            elif i == c_axis:
                 index.append(c)
             elif types[i] == "time":
                 index.append(shape[i] // 2 if t is None else min(t, shape[i] - 1))
@@ -115,8 +131,9 @@ def _colors(image: ImageInfo, n: int) -> np.ndarray:
 
 
 def _limits(stacks: list[np.ndarray]) -> list[tuple[float, float]]:
-    """Per channel (low, high) from the 0.5/99.8 percentiles of every stack together."""
-    n_c = stacks[0].shape[0]
+    """Per channel (low, high) from the 0.5/99.8 percentiles of every stack together
+    (stacks with fewer channels count for the channels they have)."""
+    n_c = max(s.shape[0] for s in stacks)
     out = []
     for c in range(n_c):
         values = np.concatenate([s[c].ravel() for s in stacks if c < s.shape[0]])
@@ -131,7 +148,8 @@ def _limits(stacks: list[np.ndarray]) -> list[tuple[float, float]]:
 
 def _normalise(stack: np.ndarray, limits: list[tuple[float, float]]) -> np.ndarray:
     out = np.empty_like(stack)
-    for c, (lo, hi) in enumerate(limits):
+    for c in range(stack.shape[0]):
+        lo, hi = limits[c]
         out[c] = np.clip((stack[c] - lo) / (hi - lo), 0, 1)
     return out
 
@@ -165,15 +183,68 @@ def _paste(canvas: np.ndarray, tile: np.ndarray, top: int, left: int, cell: int)
     canvas[y0 : y0 + h, x0 : x0 + w] = tile
 
 
+def _planes(
+    location: str, info: DatasetInfo, image: ImageInfo, size: int, mode: Mode, t: int | None
+) -> tuple[np.ndarray, bool]:
+    """The image's (channels, y, x) planes to draw, and whether they are the red, green
+    and blue samples of an RGB image (an alpha sample is left out)."""
+    arr = _open_level(location, info, image, _level_for(image, size))
+    stack = channel_planes(arr, image, mode, t)
+    rgb = _is_rgb(location, info, image) and stack.shape[0] >= 3
+    return (stack[:3] if rgb else stack), rgb
+
+
+def _is_rgb(location: str, info: DatasetInfo, image: ImageInfo) -> bool:
+    if info.format == "ome-zarr":
+        return False
+    path = tiff_file(location)
+    stat = os.stat(path)
+    return _rgb_series(path, (stat.st_mtime_ns, stat.st_size))[int(image.path.split()[-1])]
+
+
+@functools.lru_cache(maxsize=4)
+def _rgb_series(path: str, stamp: tuple[int, int]) -> tuple[bool, ...]:
+    """Per series of the TIFF file, whether its pages are RGB (the file is read once
+    for all the tiles of a mosaic; ``stamp`` tells a rewritten file apart)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        return tuple(s.keyframe.photometric == tifffile.PHOTOMETRIC.RGB for s in tif.series)
+
+
+_RGB = np.eye(3, dtype=np.float32)  # the colours of red, green and blue samples
+
+
+def _looks(
+    drawn: list[tuple[ImageInfo, np.ndarray, bool]],
+) -> list[tuple[list[tuple[float, float]], np.ndarray]]:
+    """Contrast limits and colours per drawn image. Images alike (same dtype and
+    channels: the wells of a plate) share them, so a brighter well looks brighter;
+    series unlike the others get their own. RGB samples keep their colour balance:
+    one range for the three (8-bit ones as they are)."""
+    groups: dict[tuple[str, int, bool], list[int]] = {}
+    for k, (image, stack, rgb) in enumerate(drawn):
+        groups.setdefault((image.dtype, stack.shape[0], rgb), []).append(k)
+    out: list[Any] = [None] * len(drawn)
+    for (dtype, n_c, rgb), members in groups.items():
+        stacks = [drawn[k][1] for k in members]
+        limits = _limits(stacks)
+        if rgb:
+            shared = (min(lo for lo, _ in limits), max(hi for _, hi in limits))
+            limits = [(0.0, 255.0) if dtype == "uint8" else shared] * n_c
+        colors = _RGB if rgb else _colors(drawn[members[0]][0], n_c)
+        for k in members:
+            out[k] = (limits, colors)
+    return out
+
+
 def _image_panels(
     location: str, info: DatasetInfo, size: int, mode: Mode, t: int | None
 ) -> Picture:
     image = info.images[0]
-    arr = _open_level(location, info, image, _level_for(image, size))
-    stack = channel_planes(arr, image, mode, t)
-    limits = _limits([stack])
+    stack, rgb = _planes(location, info, image, size, mode, t)
+    ((limits, colors),) = _looks([(image, stack, rgb)])
     norm = _normalise(stack, limits)
-    colors = _colors(image, stack.shape[0])
     tiles = [_fit(_composite(norm, colors), size)]
     labels = ["composite"]
     if stack.shape[0] > 1:
@@ -187,7 +258,8 @@ def _image_panels(
         color = tuple(int(v * 255) for v in colors[k - 1]) if k else _TEXT
         _label(canvas, (k * (size + gap) + 2, 1), text, color)
     what = "max projection over z" if mode == "max" else "mid plane"
-    return Picture(canvas, f"{image.path or 'image'}: {what}, {stack.shape[0]} channel(s)")
+    channels = "RGB" if rgb else f"{stack.shape[0]} channel(s)"
+    return Picture(canvas, f"{image.path or 'image'}: {what}, {channels}")
 
 
 def _mosaic(
@@ -202,20 +274,11 @@ def _mosaic(
     mode: Mode,
     t: int | None,
 ) -> np.ndarray:
-    stacks: dict[tuple[int, int], np.ndarray] = {}
-    color_src: ImageInfo | None = None
-    for r, c, image in cells:
-        if image is None:
-            continue
-        arr = _open_level(location, info, image, _level_for(image, cell))
-        stacks[(r, c)] = channel_planes(arr, image, mode, t)
-        color_src = color_src or image
-    if not stacks:
+    drawn = [(r, c, image, *_planes(location, info, image, cell, mode, t))
+             for r, c, image in cells if image is not None]  # fmt: skip
+    if not drawn:
         raise StoreFormatError(f"{location}: no images to draw")
-    assert color_src is not None
-    n_c = max(s.shape[0] for s in stacks.values())
-    limits = _limits(list(stacks.values()))
-    colors = _colors(color_src, n_c)
+    looks = _looks([(image, stack, rgb) for _r, _c, image, stack, rgb in drawn])
     margin_left, margin_top, gap = 18, 14, 2
     h = margin_top + n_rows * (cell + gap)
     w = margin_left + n_cols * (cell + gap)
@@ -225,8 +288,8 @@ def _mosaic(
         for c in range(n_cols):
             top, left = margin_top + r * (cell + gap), margin_left + c * (cell + gap)
             canvas[top : top + cell, left : left + cell] = _EMPTY
-    for (r, c), stack in stacks.items():
-        tile = _fit(_composite(_normalise(stack, limits), colors[: stack.shape[0]]), cell)
+    for (r, c, _image, stack, _rgb), (limits, colors) in zip(drawn, looks, strict=True):
+        tile = _fit(_composite(_normalise(stack, limits), colors), cell)
         top, left = margin_top + r * (cell + gap), margin_left + c * (cell + gap)
         _paste(canvas, tile, top, left, cell)
     for r, text in enumerate(row_labels):
