@@ -94,6 +94,7 @@ def _dims_dict(
 
 
 @FUZZ
+@pytest.mark.filterwarnings("ignore:the frame axes:UserWarning")  # random names: no type
 @given(
     dims=st.lists(st.tuples(names, counts, st.none() | st.integers(-1, 2**40)), max_size=6),
     positions=st.none() | st.lists(names, max_size=3) | st.integers(-1, 3),

@@ -220,3 +220,84 @@ def test_shape_and_num_frames_as_ome_writers_gives_them(first: int | None) -> No
         dtype="uint16",
     )
     assert (ours.shape, ours.num_frames) == (theirs.shape, theirs.num_frames)
+
+
+def _stream(root: Path, fmt: Any, positions: list[str] | None) -> AcquisitionSettings:
+    dims: list[Any] = [Dimension(name="t", count=2)]
+    if positions:
+        dims.append(PositionDimension(positions=positions))
+    settings = AcquisitionSettings(
+        root_path=str(root), dimensions=[*dims, *YX], dtype="uint16", format=fmt
+    )
+    with create_stream(settings) as stream:
+        for i in range(settings.total_frames or 0):
+            stream.append(np.full((16, 12), i, np.uint16))
+    return settings
+
+
+def test_format_layout_keys_of_ome_writers(tmp_path: Path) -> None:
+    import ome_types
+    import tifffile
+
+    # one position in a folder of its own
+    never = _stream(tmp_path / "a", {"name": "ome-tiff", "prefer_single_file": "never"}, None)
+    assert never.output_path == str(tmp_path / "a")
+    [only] = Path(never.output_path).iterdir()
+    assert only.name == "a.ome.tiff"
+    with tifffile.TiffFile(only) as tif:
+        ome_types.from_xml(tif.ome_metadata, validate=True)
+        assert np.array_equal(tif.asarray()[:, 0, 0], [0, 1])
+    # several positions in one file; True is ome-writers' spelling of "always"
+    one = _stream(
+        tmp_path / "b.ome.tiff", {"name": "ome-tiff", "prefer_single_file": True}, ["p", "q"]
+    )
+    with tifffile.TiffFile(one.output_path) as tif:
+        assert [s.shape for s in tif.series] == [(2, 16, 12), (2, 16, 12)]
+        assert np.array_equal(tif.series[1].asarray()[:, 0, 0], [1, 3])
+    # a suffix for the files of a folder, and for an OME-Zarr group
+    tif_suffix = _stream(tmp_path / "c", {"name": "ome-tiff", "suffix": ".ome.tif"}, ["p", "q"])
+    assert sorted(f.name for f in Path(tif_suffix.output_path).iterdir()) == [
+        "p.ome.tif", "q.ome.tif",
+    ]  # fmt: skip
+    zarr_suffix = _stream(tmp_path / "d.ome.zarr", {"name": "ome-zarr", "suffix": ".zarr"}, None)
+    assert zarr_suffix.output_path == str(tmp_path / "d.zarr")
+    validate_ome_zarr(zarr_suffix.output_path)
+
+
+def test_format_models_of_ome_writers_are_taken_as_they_are(tmp_path: Path) -> None:
+    ow = pytest.importorskip("ome_writers")
+    settings = _stream(tmp_path / "f", ow.OmeTiffFormat(prefer_single_file="never"), None)
+    assert settings.format is not None and settings.format.prefer_single_file == "never"
+    assert [f.name for f in Path(settings.output_path).iterdir()] == ["f.ome.tiff"]
+    zarr_fmt = ow.OmeZarrFormat(suffix=".zarr")
+    theirs = ow.AcquisitionSettings(
+        root_path=str(tmp_path / "g"),
+        dimensions=[ow.Dimension(name="y", count=16), ow.Dimension(name="x", count=12)],
+        dtype="uint16",
+        format=zarr_fmt,
+    )
+    ours = AcquisitionSettings(
+        root_path=str(tmp_path / "g"), dimensions=YX, dtype="uint16", format=zarr_fmt
+    )
+    assert ours.output_path == theirs.output_path
+
+
+@pytest.mark.parametrize(
+    ("fmt", "says"),
+    [
+        ({"name": "ome-zarr", "prefer_single_file": "never"}, "applies to OME-TIFF only"),
+        ({"name": "ome-tiff", "multi_file_metadata": "companion-file"}, "'redundant'"),
+        ({"name": "ome-zarr", "suffix": ".ome.tiff"}, "not a suffix of ome-zarr"),
+        ({"name": "ome-zarr", "suffix": "zarr"}, "must start with '.'"),
+        ({"name": "ome-tiff", "prefer_single_file": "sometimes"}, "'auto', 'always' or"),
+    ],
+)
+def test_format_layout_mistakes_are_clear(fmt: dict[str, Any], says: str) -> None:
+    with pytest.raises(SettingsError, match=says):
+        AcquisitionSettings(root_path="x", dimensions=YX, dtype="uint16", format=fmt)
+    with pytest.raises(SettingsError, match="disagree"):
+        AcquisitionSettings(
+            root_path="x.ome.tiff", dimensions=YX, dtype="uint16",
+            format={"name": "ome-tiff", "prefer_single_file": "never"},
+            writer={"tiff_single_file": True},
+        )  # fmt: skip

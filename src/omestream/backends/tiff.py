@@ -243,7 +243,7 @@ class TiffBackend(ArrayBackend):
         out = self.settings.output_path
         folder = self.layout.folder
         try:
-            if self.layout.multi_file and os.path.isdir(folder):
+            if self.layout.in_folder and os.path.isdir(folder):
                 for name in os.listdir(folder):  # only TIFFs: _check_location made sure
                     os.unlink(os.path.join(folder, name))
             if not os.path.isdir(folder):
@@ -750,10 +750,10 @@ def _is_tiff(path: str) -> bool:
 def _check_location(settings: AcquisitionSettings, layout: TiffLayout) -> None:
     """Refuse to clobber: an existing output needs overwrite=True and must be OME-TIFF."""
     out = settings.output_path
-    if layout.multi_file:
+    if layout.in_folder:
         if os.path.isfile(out):
             raise StoreExistsError(
-                f"{out!r} exists and is a file; several positions need a folder"
+                f"{out!r} exists and is a file; this OME-TIFF layout writes a folder of files"
             )
         if not os.path.isdir(out):
             return

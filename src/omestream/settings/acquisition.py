@@ -18,6 +18,7 @@ from omestream.settings.formats import (
     format_from_suffix,
     normalize_compression,
     resolve_format,
+    strip_suffix,
 )
 from omestream.settings.names import check_label, check_path_name
 
@@ -282,6 +283,11 @@ class AcquisitionSettings(FrozenModel):
                 "storage_order='ome' for a compliant one."
             )
         _check_plate(self.plate, self.position_dimension)
+        if self.writer.tiff_single_file and fmt.prefer_single_file == "never":
+            raise ValueError(
+                "writer.tiff_single_file=True and format prefer_single_file='never' disagree; "
+                "keep one of them"
+            )
         sharded = [d.name for d in self.array_dimensions if d.shard_size_chunks is not None]
         if sharded and fmt.zarr_format != 3:
             raise ValueError(
@@ -376,15 +382,22 @@ class AcquisitionSettings(FrozenModel):
             root = scheme + sep + rest.rstrip("/")
         else:  # the bucket itself keeps its slash
             root = self.root_path
-        if self.format.name == "ome-zarr":
-            return root if format_from_suffix(root) == "ome-zarr" else root + ".ome.zarr"
-        multi_file = len(self.positions) > 1 and not self.writer.tiff_single_file
-        if multi_file:
-            for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-                if root.lower().endswith(suffix):
-                    return root[: -len(suffix)]
+        fmt = self.format
+        if fmt.name == "ome-tiff" and not self.single_tiff_file:
+            return strip_suffix(root)  # a folder of files
+        if fmt.suffix is not None:
+            return strip_suffix(root) + fmt.suffix
+        if format_from_suffix(root) == fmt.name:
             return root
-        return root if format_from_suffix(root) == "ome-tiff" else root + ".ome.tiff"
+        return root + (".ome.zarr" if fmt.name == "ome-zarr" else ".ome.tiff")
+
+    @property
+    def single_tiff_file(self) -> bool:
+        """OME-TIFF: every image in one file, else one file per image in a folder."""
+        single = self.format.prefer_single_file  # type: ignore[union-attr]
+        if single == "always" or self.writer.tiff_single_file:
+            return True
+        return single == "auto" and len(self.positions) <= 1
 
     @property
     def is_unbounded(self) -> bool:

@@ -21,6 +21,7 @@ __all__ = [
     "engine_available",
     "format_from_suffix",
     "resolve_format",
+    "strip_suffix",
 ]
 
 FormatName = Literal["ome-zarr", "ome-tiff"]
@@ -118,12 +119,26 @@ def format_from_suffix(path: str) -> FormatName | None:
     return None
 
 
+def strip_suffix(path: str) -> str:
+    """``path`` without its format suffix (``run.ome.tiff`` -> ``run``), if it has one."""
+    lower = path.lower()
+    for suffix, _ in _SUFFIXES:
+        if lower.endswith(suffix):
+            return path[: -len(suffix)]
+    return path
+
+
 class FormatSpec(FrozenModel):
     """A resolved output format: what to write and which engine writes it."""
 
     name: FormatName
     backend: str
     version: NgffVersion | None = None  # NGFF version, OME-Zarr only
+    # the output's suffix (None: root_path's own, else .ome.zarr / .ome.tiff)
+    suffix: str | None = None
+    # OME-TIFF: one file for all positions ("always"), one file per position in a
+    # folder ("never"), or one file for one position and a folder for several ("auto")
+    prefer_single_file: Literal["auto", "always", "never"] = "auto"
 
     @property
     def zarr_format(self) -> int | None:
@@ -139,16 +154,20 @@ def resolve_format(value: Any, root_path: str) -> tuple[FormatSpec, str | None]:
     """
     if isinstance(value, FormatSpec):
         return value, None
+    if callable(getattr(value, "model_dump", None)):  # ome-writers' format models
+        value = value.model_dump()
     name: str | None = None
     backend: str | None = None
     version: str | None = None
+    layout: dict[str, Any] = {}
     if isinstance(value, dict):
-        unknown = set(value) - {"name", "backend", "version"}
+        unknown = set(value).difference(_FORMAT_KEYS)
         if unknown:
             raise ValueError(
-                f"format keys {sorted(unknown)} not understood: use name, backend, version"
+                f"format keys {sorted(unknown)} not understood: use {', '.join(_FORMAT_KEYS)}"
             )
         name, backend, version = value.get("name"), value.get("backend"), value.get("version")
+        layout = _layout_keys(value)
         if isinstance(name, str) and name.lower() == "auto":
             name = None
         for key, item in (("name", name), ("backend", backend)):
@@ -213,4 +232,46 @@ def resolve_format(value: Any, root_path: str) -> tuple[FormatSpec, str | None]:
             )
     elif version is not None:
         raise ValueError("'version' applies to OME-Zarr only")
-    return FormatSpec(name=fmt, backend=backend, version=version), warning  # type: ignore[arg-type]
+    suffix = layout.get("suffix")
+    if suffix and format_from_suffix(suffix) not in (None, fmt):
+        raise ValueError(f"format suffix {suffix!r} is not a suffix of {fmt}")
+    if fmt != "ome-tiff" and layout.get("prefer_single_file", "auto") != "auto":
+        raise ValueError("'prefer_single_file' applies to OME-TIFF only")
+    spec = FormatSpec(name=fmt, backend=backend, version=version, **layout)  # type: ignore[arg-type]
+    return spec, warning
+
+
+# ome-writers' format fields; omestream writes complete OME-XML into every file of a
+# multi-file OME-TIFF (its "redundant" arrangement), so companion_file is unused.
+_FORMAT_KEYS = (
+    "name", "backend", "version", "suffix", "prefer_single_file", "multi_file_metadata",
+    "companion_file",
+)  # fmt: skip
+
+
+def _layout_keys(value: dict[str, Any]) -> dict[str, Any]:
+    """The output-layout keys of a format dict, checked: suffix, prefer_single_file."""
+    out: dict[str, Any] = {}
+    suffix = value.get("suffix")
+    if suffix is not None:
+        if not isinstance(suffix, str) or (suffix and not suffix.startswith(".")):
+            raise ValueError(
+                f"format suffix must start with '.', e.g. '.ome.zarr'; got {suffix!r}"
+            )
+        out["suffix"] = suffix
+    single = value.get("prefer_single_file", "auto")
+    if isinstance(single, bool):  # ome-writers takes True / False too
+        single = "always" if single else "never"
+    if single not in ("auto", "always", "never"):
+        raise ValueError(f"prefer_single_file must be 'auto', 'always' or 'never', got {single!r}")
+    out["prefer_single_file"] = single
+    arrangement = value.get("multi_file_metadata", "redundant")
+    if arrangement != "redundant":
+        raise ValueError(
+            f"multi_file_metadata={arrangement!r} is not written: omestream puts the complete "
+            "OME-XML into every file of a multi-file OME-TIFF ('redundant'); leave it out"
+        )
+    companion = value.get("companion_file")
+    if companion is not None and not isinstance(companion, str):
+        raise ValueError(f"companion_file must be a file name, got {companion!r}")
+    return out

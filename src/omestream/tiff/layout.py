@@ -24,6 +24,7 @@ class TiffLayout:
     folder: str  # absolute folder holding the files
     files: tuple[str, ...]  # file names inside ``folder``
     image_file: tuple[int, ...]  # image number -> file number
+    in_folder: bool = False  # the output is ``folder`` (one file per image), not a file
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -40,26 +41,29 @@ def _suffix(root: str) -> str:
 
 
 def tiff_layout(settings: AcquisitionSettings, plan: StoragePlan) -> TiffLayout:
-    """One file for one image (or ``writer.tiff_single_file``); else one file per
-    position in the ``output_path`` folder, named after the position (on a plate:
-    ``<row><column>_<field>``)."""
+    """One file (:attr:`AcquisitionSettings.single_tiff_file`: one image, or asked for);
+    else one file per image in the ``output_path`` folder, named after the position
+    (on a plate: ``<row><column>_<field>``; without positions: after the folder)."""
     out = os.path.abspath(settings.output_path)
     n = len(plan.images)
-    if n == 1 or settings.writer.tiff_single_file:
+    if settings.single_tiff_file:
         return TiffLayout(os.path.dirname(out), (os.path.basename(out),), (0,) * n)
-    suffix = _suffix(settings.root_path.rstrip("/"))
+    suffix = settings.format.suffix or _suffix(settings.root_path.rstrip("/"))  # type: ignore[union-attr]
     names: list[str] = []
     for i, im in enumerate(plan.images):
         p = im.position
-        base = (
-            im.name if p is None or p.well is None else f"{p.plate_row}{p.plate_column}_{p.name}"
-        )
+        if p is None:
+            base = os.path.basename(out)
+        elif p.well is None:
+            base = im.name
+        else:
+            base = f"{p.plate_row}{p.plate_column}_{p.name}"
         base = _UNSAFE.sub("_", base).strip("._") or f"image{i}"
         name = base + suffix
         if name.lower() in (x.lower() for x in names):  # unsafe characters collided
             name = f"{base}_{i}{suffix}"
         names.append(name)
-    return TiffLayout(out, tuple(names), tuple(range(n)))
+    return TiffLayout(out, tuple(names), tuple(range(n)), in_folder=True)
 
 
 def arrival_pages(
