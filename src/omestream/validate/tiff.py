@@ -154,7 +154,7 @@ def _check_files(paths: list[str], pages: _Pages) -> list[Problem]:
         plane_texts = _IMAGE_START.split(xml)[1:]
         for i, image in enumerate(ome.images):
             where = f"{name}:{image.id}"
-            problems += _check_pixels(image, where, folder, path, pages)
+            problems += _check_pixels(image, where, folder, path, ome.uuid, pages)
             if i < len(plane_texts):
                 problems += _check_planes(image.pixels, where, plane_texts[i])
     return problems
@@ -209,6 +209,7 @@ def _check_pixels(
     where: str,
     folder: str,
     path: str,
+    own_uuid: str | None,
     pages: _Pages,
 ) -> list[Problem]:
     px = image.pixels
@@ -226,7 +227,8 @@ def _check_pixels(
     measured: set[str] = set()  # files whose pages of this image were measured
     for block in px.tiff_data_blocks:
         target = path
-        if block.uuid is not None and block.uuid.file_name:
+        # the file's own UUID names this file, whatever it was renamed to (as tifffile reads it)
+        if block.uuid is not None and block.uuid.file_name and block.uuid.value != own_uuid:
             target = os.path.join(folder, block.uuid.file_name)
         count = pages.count(target)
         label = os.path.basename(target)
