@@ -4,11 +4,13 @@ info, view and convert."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+import zarr
 from ome_types import from_xml
 from PIL import Image
 
@@ -16,7 +18,10 @@ import omestream.cli.convert
 import omestream.cli.info
 import omestream.cli.validate
 import omestream.cli.view  # noqa: F401  (the commands register on import)
+from omestream import AcquisitionSettings, Dimension, PositionDimension, create_stream
 from omestream.cli.app import main
+from omestream.convert import convert
+from omestream.errors import StoreFormatError
 from omestream.summary import describe
 from omestream.validate import validate_store
 
@@ -159,3 +164,76 @@ def test_info_lists_one_channel_per_rgb_sample(
     assert [(ch.label, ch.color) for ch in image.channels] == [
         ("sample 0", None), ("sample 1", None), ("sample 2", None),
     ]  # fmt: skip
+
+
+# -- a multi-file set with a file missing -----------------------------------------------
+
+
+def _multi_file_set(root: Path) -> Path:
+    """One OME-TIFF file per position (A, B), each file's OME-XML naming both."""
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[
+            Dimension(name="t", count=2),
+            PositionDimension(positions=["A", "B"]),
+            Dimension(name="y", count=16),
+            Dimension(name="x", count=16),
+        ],
+        dtype="uint16",
+    )
+    with create_stream(settings) as stream:
+        for v in range(4):
+            stream.append(np.full((16, 16), v, np.uint16))
+    folder = Path(settings.output_path)
+    assert sorted(os.listdir(folder)) == ["A.ome.tiff", "B.ome.tiff"]
+    return folder
+
+
+def test_a_whole_multi_file_set_converts_every_position(tmp_path: Path) -> None:
+    folder = _multi_file_set(tmp_path / "run.ome.tiff")
+    info = describe(str(folder))
+    assert [im.name for im in info.images] == ["A", "B"] and info.notes == []
+    out = tmp_path / "out.ome.zarr"
+    convert(folder, out)
+    series = zarr.open_group(str(out / "OME"), mode="r").attrs["ome"]["series"]
+    assert series == ["A", "B"]  # bioformats2raw layout: one image per position
+    assert zarr.open_array(str(out / "B" / "0"), mode="r")[...].tolist() == [
+        np.full((16, 16), v).tolist() for v in (1, 3)
+    ]
+
+
+def test_a_missing_file_is_named_by_info_and_refused_by_convert(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _multi_file_set(tmp_path / "run.ome.tiff")
+    os.remove(folder / "B.ome.tiff")
+    (note,) = describe(str(folder)).notes
+    assert "image 'B' (Image:1) is stored in B.ome.tiff, which is missing" in note
+    assert main(["info", str(folder)]) == 0
+    assert "B.ome.tiff, which is missing" in _text(capsys)
+    out = tmp_path / "out.ome.zarr"
+    with pytest.raises(StoreFormatError, match=r"B\.ome\.tiff, which is missing.*nothing was"):
+        convert(folder, out)
+    assert not out.exists()
+    assert main(["convert", str(folder), str(out), "-q"]) == 1
+    text = _text(capsys)
+    assert "error:" in text and "Put the missing file(s) back in the folder" in text
+    assert not out.exists()
+    # validate agrees
+    report = validate_store(str(folder))
+    assert any("names B.ome.tiff, which is missing" in p.message for p in report.errors)
+
+
+def test_a_renamed_file_of_a_set_still_reads_its_own_image(tmp_path: Path) -> None:
+    # its TiffData names its old file name with the file's own UUID: tifffile reads
+    # the file itself, and so must validate, info and convert
+    folder = _multi_file_set(tmp_path / "run.ome.tiff")
+    renamed = folder / "A2.ome.tiff"
+    os.rename(folder / "A.ome.tiff", renamed)
+    with tifffile.TiffFile(renamed) as tif:
+        assert [s.name for s in tif.series] == ["A", "B"]
+    assert describe(str(renamed)).notes == []
+    assert validate_store(str(renamed)).ok
+    convert(renamed, tmp_path / "out.ome.zarr")
+    a = zarr.open_array(str(tmp_path / "out.ome.zarr" / "A" / "0"), mode="r")
+    assert a[:, 0, 0].tolist() == [0, 2]

@@ -18,7 +18,7 @@ import numpy as np
 from omestream.errors import SettingsError, StoreFormatError
 from omestream.settings import Channel, ChannelDisplay, Dimension, Plate, Position
 from omestream.summary import DatasetInfo, ImageInfo, describe, tiff_file
-from omestream.summary.tiff import missing_pages
+from omestream.summary.tiff import missing_files, missing_pages
 
 __all__ = ["Block", "Source", "open_source", "zarr_source"]
 
@@ -264,6 +264,14 @@ def _from_tiff(
         return handle().series[k].pages
 
     src._tiff_handles = handles  # type: ignore[attr-defined]  # closed by close_source
+    # Images whose file of a multi-file set is gone would be left out of the output
+    gone = missing_files(handle())
+    if gone:
+        raise StoreFormatError(
+            f"{'; '.join(gone)}. Converting would leave those images out; nothing was "
+            "written. Put the missing file(s) back in the folder beside the others (the "
+            "files of a multi-file OME-TIFF are read together), then convert again"
+        )
     # Frames the metadata declares but the file does not hold would be written as zeros
     problems = missing_pages(handle())
     if problems:

@@ -26,6 +26,7 @@ from omestream.summary.model import (
 __all__ = [
     "TIFF_AXES",
     "describe_tiff",
+    "missing_files",
     "missing_pages",
     "ome_model",
     "strip_planes",
@@ -254,6 +255,31 @@ def _files_on_disk(path: str, ome: Any) -> list[str]:
     return sorted(files)
 
 
+def missing_files(tif: Any, ome: Any | None = None) -> list[str]:
+    """The images of a multi-file OME-TIFF set (one file per position, each file's
+    OME-XML naming them all) whose file is not beside ``tif``. tifffile leaves such
+    an image out of the series it lists, so no page count shows it missing.
+    ``ome``: the file's OME-XML model, if already parsed."""
+    model = ome or ome_model(tif)
+    if model is None:
+        return []
+    path = tif.filehandle.path
+    folder = os.path.dirname(os.path.abspath(path))
+    out = []
+    for image in model.images:
+        # a block with the file's own UUID is in this file, whatever name it was given
+        names = {b.uuid.file_name for b in image.pixels.tiff_data_blocks
+                 if b.uuid is not None and b.uuid.value != model.uuid}  # fmt: skip
+        gone = sorted(n for n in names if n and not os.path.isfile(os.path.join(folder, n)))
+        if gone:
+            label = f"{image.name!r} ({image.id})" if image.name else image.id
+            out.append(
+                f"{os.path.basename(path)}: image {label} is stored in {', '.join(gone)}, "
+                f"which is missing from {folder}"
+            )
+    return out
+
+
 def missing_pages(tif: Any, ome: Any | None = None) -> list[str]:
     """What the file's metadata declares that its pages do not hold: pages missing from a
     series (a truncated file, an OME-TIFF file of another position that is not there),
@@ -405,6 +431,11 @@ def describe_tiff(location: str) -> DatasetInfo:
         notes = [
             f"{problem}: the file is truncated or incomplete, and the missing frames cannot be read"
             for problem in missing_pages(tif, ome)
+        ]
+        notes += [
+            f"{problem}: its frames cannot be read, and only the images of the files "
+            "present are listed"
+            for problem in missing_files(tif, ome)
         ]
         if not tif.series or not images:
             notes.append(f"{os.path.basename(path)}: holds no pages (no image)")
