@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -339,10 +340,11 @@ class Image:
         self._ctx.check_writable("append data")
         a = self._axis(axis)
         is_channel = self.axis_types[a] == "channel" or self.axes[a] == "c"
-        with self._channel_change(is_channel):
-            with self._ctx.locks.image(self.path):
-                self._load()
-                block = self._append_locked(data, a, cast)
+        self._load()
+        data = self._check_append(data, a, cast)  # refused here: nothing was touched
+        with self._shape_change(is_channel):
+            self._load()
+            block = self._append_locked(data, a, cast)
             n = int(block.shape[a])
             if is_channel and self._parsed.channels is not None:
                 start = self.shape[a] - n
@@ -387,8 +389,21 @@ class Image:
         lock first, then the image's, the order every change takes)."""
         return self._ctx.locks.metadata() if on else contextlib.nullcontext()
 
-    def _append_locked(self, data: Any, a: int, cast: bool) -> np.ndarray:
-        """Append ``data`` along axis ``a``; the block as written (with that axis)."""
+    @contextlib.contextmanager
+    def _shape_change(self, channel: bool) -> Iterator[None]:
+        """The locks of a change of stored shapes, in the one order: metadata, then image.
+
+        Storing a shape first drops stale consolidated metadata, which takes the
+        metadata lock; that happens here, before the image lock, never under it (a
+        channel change holds the metadata lock throughout)."""
+        with self._channel_change(channel):
+            self._ctx.changing()
+            with self._ctx.locks.image(self.path):
+                yield
+
+    def _check_append(self, data: Any, a: int, cast: bool) -> np.ndarray:
+        """``data`` as a block to append along axis ``a`` (with that axis, as the
+        image's dtype), or the error saying why it cannot be."""
         where = f"{self._ctx.where(self.path)}: append along {self.axes[a]!r}"
         arr = np.asarray(data)
         shape0 = self.shape
@@ -411,7 +426,13 @@ class Image:
                     f"{where}: level {lv.path!r} is downsampled along {self.axes[a]!r}; "
                     "appending along a downsampled axis is not supported; nothing was written"
                 )
-        arr = coerce_data(arr, self._dtype, cast, where)
+        return coerce_data(arr, self._dtype, cast, where)
+
+    def _append_locked(self, data: Any, a: int, cast: bool) -> np.ndarray:
+        """Append ``data`` along axis ``a`` (under the image lock, checked again against
+        the shapes just re-read); the block as written (with that axis)."""
+        arr = self._check_append(data, a, cast)
+        shape0 = self.shape
         old = shape0[a]
         new0 = tuple(s + arr.shape[a] if i == a else s for i, s in enumerate(shape0))
         shapes = self._level_shapes(new0)
@@ -471,6 +492,11 @@ class Image:
                         f"(channels {self.channel_names})"
                     )
                 idx = self.channel_names.index(channel)
+            elif isinstance(channel, bool) or not isinstance(channel, int | np.integer):
+                # True would be taken as index 1: a channel is named or counted, not a flag
+                raise SettingsError(
+                    f"channel must be a name or an index, got {channel!r}; nothing was changed"
+                )
             else:
                 idx = int(channel)
                 if not 0 <= idx < n:
@@ -638,11 +664,13 @@ class Image:
         was fixed.
         """
         self._ctx.check_writable("repair the image")
-        with self._ctx.locks.image(self.path):
-            problems = self.check()
-            if any(p.startswith("level") for p in problems):
-                self._commit_shapes(self._level_shapes(self.shape))
-                self._load()
+        problems = self.check()
+        if any(p.startswith("level") for p in problems):
+            with self._shape_change(channel=False):
+                problems = self.check()  # as they are now, under the lock
+                if any(p.startswith("level") for p in problems):
+                    self._commit_shapes(self._level_shapes(self.shape))
+                    self._load()
         if any(p.startswith("omero") for p in problems):
             c = self.shape[self._channel_axis()]
             with self._ctx.locks.metadata():

@@ -15,8 +15,13 @@ Three kinds of lock:
   :mod:`omestream.io.locks`): a second stream, ``overwrite=True`` included, and every
   change through ``open_store`` or ``repair`` are refused while it is held.
 
-The metadata lock may be held while an image lock is taken (adding, renaming or
-deleting a field), never the other way round, which rules out deadlocks.
+Lock order: metadata first, then an image. The metadata lock may be held while an
+image lock is taken (adding, renaming or deleting a field, changing channels), never
+taken while only an image lock is held: a change that may need the metadata lock
+takes it (or finishes with it, see ``StoreContext.changing``) before the image lock.
+Two processes then never each hold the lock the other waits for. Taking the metadata
+lock under an image lock raises RuntimeError, so a path breaking the order fails at
+once instead of deadlocking until the timeout.
 
 Locks are ``filelock`` (``flock``) locks: released by the kernel when a process dies;
 re-entrant within one thread, exclusive between threads and processes.
@@ -28,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 
 from omestream.errors import ConcurrentModificationError
@@ -36,6 +42,7 @@ from omestream.io.locks import lock_dir
 __all__ = ["DEFAULT_TIMEOUT_S", "StoreLocks", "lock_dir"]
 
 DEFAULT_TIMEOUT_S = 120.0
+_METADATA = "metadata.lock"
 
 
 class StoreLocks:
@@ -45,6 +52,22 @@ class StoreLocks:
         self.root = root
         self.timeout_s = timeout_s
         self._locks: dict[str, object] = {}
+        self._local = threading.local()  # names of the locks this thread holds, with repeats
+
+    def _held_here(self) -> list[str]:
+        held: list[str] | None = getattr(self._local, "held", None)
+        if held is None:
+            held = self._local.held = []
+        return held
+
+    def _check_order(self, name: str) -> None:
+        """Refuse the metadata lock under an image lock (unless it is held already)."""
+        held = self._held_here()
+        if name == _METADATA and _METADATA not in held and held:
+            raise RuntimeError(
+                f"{self.root}: the metadata lock was asked for while an image lock is held; "
+                "the lock order is metadata, then image (see omestream.store.lock)"
+            )
 
     def _lock(self, name: str) -> object:
         from filelock import FileLock
@@ -64,6 +87,7 @@ class StoreLocks:
             return
         from filelock import Timeout
 
+        self._check_order(name)
         lock = self._lock(name)
         try:
             lock.acquire(timeout=self.timeout_s)  # type: ignore[attr-defined]
@@ -72,14 +96,17 @@ class StoreLocks:
                 f"{self.root}: another writer has held the {what} lock for more than "
                 f"{self.timeout_s:g} s ({lock_dir(self.root)}/{name}); nothing was changed"
             ) from None
+        held = self._held_here()
+        held.append(name)
         try:
             yield
         finally:
+            held.pop()
             lock.release()  # type: ignore[attr-defined]
 
     def metadata(self) -> contextlib.AbstractContextManager[None]:
         """Held around each read-modify-write of group metadata."""
-        return self._held("metadata.lock", "metadata")
+        return self._held(_METADATA, "metadata")
 
     def image(self, path: str) -> contextlib.AbstractContextManager[None]:
         """Held around pixel writes into the image at group ``path``."""
