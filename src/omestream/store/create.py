@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from omestream.errors import FrameShapeError, SettingsError
+from omestream.errors import FrameShapeError, SettingsError, StoreFormatError
 from omestream.metadata.ngff import omero_doc
+from omestream.metadata.parse import parse_group
 from omestream.settings import Channel
 from omestream.store.node import StoreContext, coerce_data
 
@@ -87,39 +88,21 @@ def _check_channel_count(ctx: StoreContext, path: str, like: Image, shape0: list
         )
 
 
-def _from_data(
+def _data_content(
     ctx: StoreContext,
     path: str,
     name: str,
     data: np.ndarray,
-    axes: str | list[str],
-    chunks: tuple[int, ...] | None,
+    names: list[str],
     channel_names: list[str] | None,
-) -> None:
-    import zarr
-
-    names = list(axes)
+) -> dict[str, Any]:
+    """The NGFF content of a new single-level image holding ``data``, checked as a reader
+    would check it, or the error saying why there can be none (nothing is written)."""
     if len(names) != data.ndim:
         raise FrameShapeError(
-            f"data has {data.ndim} dimensions but axes {names} name {len(names)}"
+            f"data has {data.ndim} dimensions but axes {names} name {len(names)}; "
+            "nothing was written"
         )
-    if chunks is None:
-        chunks = tuple(1 for _ in names[:-2]) + tuple(min(s, 512) for s in data.shape[-2:])
-    kwargs: dict[str, Any] = {}
-    if ctx.zarr_format == 3:
-        kwargs["dimension_names"] = names
-    ctx.changing()
-    zarr.create_array(
-        ctx.kv.zarr_store(),
-        name=_join(path, "0"),
-        shape=data.shape,
-        chunks=chunks,
-        dtype=data.dtype,
-        fill_value=0,
-        zarr_format=ctx.zarr_format,  # type: ignore[arg-type]
-        chunk_key_encoding={"name": "default" if ctx.zarr_format == 3 else "v2", "separator": "/"},
-        **kwargs,
-    )
     axes_doc = [{"name": n, "type": _AXIS_TYPES.get(n, "other")} for n in names]
     ms: dict[str, Any] = {
         "name": name,
@@ -138,8 +121,56 @@ def _from_data(
         n_c = data.shape[names.index("c")]
         labels = list(channel_names or [f"Channel {i}" for i in range(n_c)])
         if len(labels) != n_c:
-            raise SettingsError(f"{len(labels)} channel names for {n_c} channels")
-        content["omero"] = omero_doc([Channel(name=lb) for lb in labels], str(data.dtype), name)
+            raise SettingsError(
+                f"{len(labels)} channel names for {n_c} channels; nothing was written"
+            )
+        try:
+            channels = [Channel(name=lb) for lb in labels]
+        except ValueError as exc:
+            raise SettingsError(f"channel_names: {exc}; nothing was written") from None
+        content["omero"] = omero_doc(channels, str(data.dtype), name)
+    try:  # the same checks as opening it: axes a reader refuses are refused now
+        parse_group(ctx.with_content({}, content), ctx.where(path))
+    except StoreFormatError as exc:
+        raise SettingsError(f"axes {names}: {exc}; nothing was written") from None
+    return content
+
+
+def _from_data(
+    ctx: StoreContext,
+    path: str,
+    name: str,
+    data: np.ndarray,
+    axes: str | list[str],
+    chunks: tuple[int, ...] | None,
+    channel_names: list[str] | None,
+) -> None:
+    import zarr
+
+    names = list(axes)
+    content = _data_content(ctx, path, name, data, names, channel_names)
+    if chunks is None:
+        chunks = tuple(1 for _ in names[:-2]) + tuple(min(s, 512) for s in data.shape[-2:])
+    elif len(chunks) != data.ndim or any(int(c) < 1 for c in chunks):
+        raise SettingsError(
+            f"chunks {chunks!r} must give a positive size for each of the axes {names}; "
+            "nothing was written"
+        )
+    kwargs: dict[str, Any] = {}
+    if ctx.zarr_format == 3:
+        kwargs["dimension_names"] = names
+    ctx.changing()
+    zarr.create_array(
+        ctx.kv.zarr_store(),
+        name=_join(path, "0"),
+        shape=data.shape,
+        chunks=chunks,
+        dtype=data.dtype,
+        fill_value=0,
+        zarr_format=ctx.zarr_format,  # type: ignore[arg-type]
+        chunk_key_encoding={"name": "default" if ctx.zarr_format == 3 else "v2", "separator": "/"},
+        **kwargs,
+    )
     ctx.write_attrs(path, ctx.with_content({}, content))
 
 

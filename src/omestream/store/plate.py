@@ -46,6 +46,34 @@ def _no_case_twin(name: str, existing: Any, what: str, where: str) -> None:
         )
 
 
+class _Undo:
+    """Puts groups back as they were before a call that failed part way: nodes it made
+    are removed (with groups zarr made on the way, e.g. a new well's row), and the
+    group documents of nodes that were there get their old bytes back."""
+
+    def __init__(self, ctx: StoreContext, new: list[str], docs: dict[str, bytes | None]) -> None:
+        self._ctx, self._new, self._docs = ctx, new, docs
+
+    @classmethod
+    def before(cls, ctx: StoreContext, paths: list[str]) -> _Undo:
+        """Note ``paths`` (outermost first) before anything is written below them."""
+        new = [p for p in paths if not ctx.node_exists(p)]
+        docs = {
+            f"{p}/{f}": ctx.kv.get(f"{p}/{f}") for p in paths if p not in new for f in _GROUP_FILES
+        }
+        return cls(ctx, new, docs)
+
+    def __call__(self) -> None:
+        for p in reversed(self._new):  # innermost first
+            remove_node(self._ctx, p)
+        for key, doc in self._docs.items():
+            if doc is None:
+                if self._ctx.kv.exists(key):
+                    self._ctx.kv.delete(key)
+            elif self._ctx.kv.get(key) != doc:
+                self._ctx.kv.set(key, doc)
+
+
 class Well:
     """One well: its fields of view (images), in order."""
 
@@ -298,22 +326,18 @@ class Plate:
                     f"{ctx.where(path)} already exists; choose another field name or delete it "
                     "first; nothing was changed"
                 )
-            created: list[str] = []
+            undo = _Undo.before(ctx, [row, well_path, path])
             try:
                 new_well = not ctx.group_exists(well_path)
-                created.append(path)
                 # the image first: it checks every argument before writing, so a refused
                 # call creates no row or well group either
                 image = create_image(
                     ctx, path, name, like=like, data=data, shape=shape, axes=axes,
                     chunks=chunks, channel_names=channel_names, cast=cast,
                 )  # fmt: skip
-                if new_well:
-                    created.append(well_path)
                 if not ctx.group_exists(row):
-                    created.append(row)
                     ctx.empty_group(row)
-                if well_path in created:
+                if new_well:
                     self._write_well(well_path, [{"path": name}], {})
                 else:
                     _, wd = self._well_doc(well_path)
@@ -328,8 +352,7 @@ class Plate:
                     {well_path: n_fields} | self._counts_hint(p, well_path),
                 )  # fmt: skip
             except BaseException:
-                for c in reversed(created):
-                    remove_node(ctx, c)
+                undo()
                 raise
         return image
 
