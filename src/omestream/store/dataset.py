@@ -13,9 +13,15 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from omestream.errors import SettingsError, StoreExistsError, StoreFormatError
+from omestream.errors import (
+    ConcurrentModificationError,
+    SettingsError,
+    StoreExistsError,
+    StoreFormatError,
+)
 from omestream.io import zarr_nodes
-from omestream.io.kv import open_kv
+from omestream.io.kv import KVStore, open_kv
+from omestream.io.locks import check_no_stream
 from omestream.io.paths import missing
 from omestream.metadata.parse import (
     ParsedBioformats2raw,
@@ -34,6 +40,7 @@ from omestream.store.image import Image
 from omestream.store.lock import DEFAULT_TIMEOUT_S, StoreLocks
 from omestream.store.node import Mode, StoreContext
 from omestream.store.plate import Plate, Well
+from omestream.summary.acquisition import acquisition_from_record
 
 __all__ = ["Collection", "Dataset", "open_store"]
 
@@ -105,6 +112,16 @@ class Collection:
         with ctx.locks.metadata():
             series = self.series
             if name is not None:
+                if not ctx.group_exists("OME"):
+                    # readers find such a root's series by counting groups 0, 1, ...: a
+                    # named one would never be listed (an OME/ group made up here would
+                    # lack the METADATA.ome.xml bioformats2raw readers expect)
+                    raise SettingsError(
+                        f"{ctx.url} has no OME/ group listing its series, so they are "
+                        f"numbered 0..{len(series) - 1} and a series named {name!r} would "
+                        f"never be found; omit name= (it becomes series {len(series)}); "
+                        "nothing was changed"
+                    )
                 path = _new_series_path(name, series)
                 if ctx.node_exists(path) and ctx.kv.list_dir(path):
                     raise StoreExistsError(
@@ -149,13 +166,66 @@ def _new_series_path(name: str, series: list[str]) -> str:
             f"series name {name!r} is not a portable group path: use letters, digits, "
             "'.', '_' and '-', starting with a letter or digit (not 'OME')"
         )
-    clash = name if name in series else case_twin(name, series)
+    if name in series:
+        raise StoreExistsError(
+            f"the collection already has a series {name!r}; choose another name; "
+            "nothing was changed"
+        )
+    clash = case_twin(name, series)
     if clash is not None:
         raise SettingsError(
             f"the collection already has a series {clash!r}; names must differ in more "
             "than case (they share a folder on case-insensitive disks)"
         )
     return name
+
+
+def _stream_records(kv: KVStore, zf: int) -> Iterator[tuple[str, Any]]:
+    """(where, record) of the omestream stream records at the opened group and, on a
+    local disk, at the groups holding it (a field opened inside a streamed plate)."""
+    yield kv.url, zarr_nodes.read_group_attrs(kv, "", zf)
+    if not kv.is_local:
+        return
+    path = os.path.abspath(kv.url)
+    for _ in range(3):  # a plate field is three levels below the plate's record
+        path = os.path.dirname(path)
+        if not os.path.basename(path):
+            return
+        try:
+            attrs = zarr_nodes.read_group_attrs(open_kv(path), "", zf)
+        except (OSError, StoreFormatError, ValueError):
+            return
+        if attrs is None:
+            return
+        yield path, attrs
+
+
+def _refuse_interrupted(kv: KVStore, url: str, zf: int) -> None:
+    """Refuse to open for writing a dataset whose stream was interrupted and that was
+    not repaired since: its unbounded axis is stored grown past the frames written, so
+    an append would land after blank frames and the stream could never be resumed.
+    A stream still open is not refused here: its lock refuses every change until it
+    closes, and the handle is usable after that."""
+    from omestream.stream.zarr_sink import OMESTREAM_KEY
+
+    for where, attrs in _stream_records(kv, zf):
+        info = acquisition_from_record((attrs or {}).get(OMESTREAM_KEY))
+        if info is None:
+            continue
+        if info.complete or info.mended:
+            return
+        try:
+            check_no_stream(where, "open it for writing")
+        except ConcurrentModificationError:
+            return  # a live stream: changes wait for it to close
+        raise StoreFormatError(
+            f"{where}: the stream that wrote it was interrupted ({info.frames} frames "
+            "recorded) and it has not been repaired: its arrays may be stored longer than "
+            "the frames written, so a change now would land after blank frames and the "
+            f"stream could not be resumed. Run `omestream repair {where}` first (or resume "
+            "the stream with create_stream(settings, resume=True)); opening with mode='r' "
+            "reads it as it is; nothing was changed"
+        )
 
 
 def _zarr_format(kv: Any, url: str) -> int:
@@ -218,6 +288,8 @@ def open_store(
         raise StoreFormatError(
             f"{url}: NGFF {version} must be stored as Zarr v{want}, found Zarr v{zf}"
         )
+    if mode != "r":
+        _refuse_interrupted(kv, url, zf)
     locks = StoreLocks(kv.root if kv.is_local else None, lock_timeout)  # type: ignore[attr-defined]
     ctx = StoreContext(kv, url, version, zf, mode, locks)
     parsed = parse_group(copy.deepcopy(attrs), url)
