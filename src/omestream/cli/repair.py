@@ -50,6 +50,7 @@ def repair(
             "metadata_records": report.metadata_records,
             "removed_files": report.removed_files,
             "changes": report.changes,
+            "notes": report.notes,
             "dry_run": report.dry_run,
         }
         typer.echo(json.dumps(doc, indent=2))

@@ -26,6 +26,7 @@ class RepairReport:
     dry_run: bool = False
     settings: AcquisitionSettings | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what was found and deliberately left
 
     @property
     def complete(self) -> bool:
@@ -56,9 +57,14 @@ class RepairReport:
         if self.removed_files:
             verb = "would remove" if self.dry_run else "removed"
             lines.append(f"{verb} {len(self.removed_files)} leftover temporary file(s)")
+        if self.notes:
+            lines.append("left as it is:")
+            lines.extend(f"  - {n}" for n in self.notes)
         if self.changes:
             lines.append("would change:" if self.dry_run else "changed:")
             lines.extend(f"  - {c}" for c in self.changes)
+        elif not self.interrupted:
+            lines.append("nothing to repair: the writer closed the dataset normally")
         else:
             lines.append("nothing to change: the metadata describes the data present")
         return "\n".join(lines)

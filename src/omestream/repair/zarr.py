@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import math
 import os
 import time
 from typing import Any
@@ -162,12 +163,16 @@ def repair_zarr(
     resume_at = int(missing[0]) if missing.size else total
     n_present = int(found.sum())
     extents: list[int] | None = None
+    notes: list[str] = []
     if u is not None:
         extents = []
         for p in present:
             along = np.moveaxis(p, u, 0).reshape(p.shape[u], -1) if p.size else p.reshape(0, 1)
             hits = np.flatnonzero(along.any(axis=1))
             extents.append(int(hits[-1]) + 1 if hits.size else 0)
+        extents, notes = _extents_to_keep(
+            plan, router, shapes, extents, interrupted, record.get("frames"), resume_at
+        )
 
     # -- metadata: attributes + journal, kept for frames present ------------------------
     by_image = _frame_metadata(kv, plan, fmt, record)
@@ -186,6 +191,12 @@ def repair_zarr(
     temp = sorted(kv.walk_tmp()) if isinstance(kv, LocalKV) else []
 
     # -- what must change ----------------------------------------------------------------
+    if not interrupted:
+        # a closed stream left the dataset whole: whatever differs from the data found
+        # (shapes, metadata, even a damaged shard) came later, and is not repair's to undo
+        notes.extend(f"shard {k} is unreadable; left as it is (the stream closed normally)"
+                     for k in unreadable)  # fmt: skip
+        unreadable = []
     changes: list[str] = [f"remove unreadable shard {k} (torn or corrupted; its frames count as missing)"
                           for k in unreadable]  # fmt: skip
     if u is not None:
@@ -209,7 +220,7 @@ def repair_zarr(
             f"stream record: frames {old_frames} -> {resume_at}, complete -> {complete}"
         )
     recorded = sum(len(m) for m in _frame_metadata(kv, plan, fmt, record))
-    if sum(len(k) for k in kept) != recorded and not journal.found:
+    if interrupted and sum(len(k) for k in kept) != recorded and not journal.found:
         changes.append(f"frame metadata: {recorded} -> {sum(len(k) for k in kept)} record(s)")
     report = RepairReport(
         path=kv.url,
@@ -226,6 +237,7 @@ def repair_zarr(
         dry_run=dry_run,
         settings=_settings_at(settings, path),
         details={"journal_bad_lines": journal.bad_lines, "recorded_frames": old_frames},
+        notes=notes,
     )
     if dry_run or (not changes and not temp):
         return report
@@ -260,6 +272,69 @@ def repair_zarr(
     if kv.exists(jkey):  # the sink of an older version may not know the journal
         kv.delete(jkey)
     return report
+
+
+def _growth_ceiling(last: int, unit: int) -> int:
+    """The largest extent a stream can have pre-allocated while writing index ``last`` of
+    its unbounded axis.
+
+    ``OMEStream._grow`` grows only when a frame lands at or past the allocation ``a``,
+    to ``max(index + 1, ceil(1.25 * a), unit)`` rounded up to the write unit; as
+    ``a <= index`` and that is monotonic, the allocation never exceeds this bound (a
+    resumed stream starts from the shape repair left, and grows the same way).
+    """
+    last = max(last, 0)
+    target = max(last + 1, math.ceil(last * 1.25), unit)
+    return math.ceil(target / unit) * unit
+
+
+def _extents_to_keep(
+    plan: StoragePlan,
+    router: FrameRouter,
+    shapes: dict[tuple[int, int], tuple[int, ...]],
+    found: list[int],
+    interrupted: bool,
+    recorded: Any,
+    resume_at: int,
+) -> tuple[list[int], list[str]]:
+    """Per image, the extent of the unbounded axis repair leaves, and notes on extents kept.
+
+    The frames past the last one present are fill values whoever made room for them:
+    the killed stream (pre-allocation) or a user (``open_store(...).append`` of fill
+    values stores no chunk). Only the former may go. So:
+
+    * a stream that closed normally trimmed its arrays itself: every extent stays;
+    * an interrupted one: an image is trimmed to its frames present only while its extent
+      is within what the stream itself can have allocated, judged from the furthest
+      point the stream provably reached: its record's frame count, the frames present
+      without a gap from frame 0 (a user's later appends start past the allocation), and
+      one frame more, which it may have made room for before it was killed. A larger
+      extent was grown by someone else afterwards and is kept whole (the fill frames in
+      it cannot be told from the stream's own; keeping them loses nothing).
+    """
+    u = plan.unbounded_axis
+    assert u is not None
+    current = [shapes[(i, 0)][u] for i in range(len(plan.images))]
+    if not interrupted:
+        return current, []
+    reached = [resume_at]
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0:
+        reached.append(recorded)
+    last = max(router.route(n - 1).index[u] if n > 0 else -1 for n in reached) + 1
+    ceiling = _growth_ceiling(last, plan.images[0].levels[0].write_unit[u])
+    keep: list[int] = []
+    notes: list[str] = []
+    for i, (extent, shape) in enumerate(zip(found, current, strict=True)):
+        if shape > ceiling and extent < shape:
+            name = plan.images[i].axis_names[u]
+            notes.append(
+                f"array {_apath(plan, i, 0)}: axis {name!r} kept at {shape} (frames present "
+                f"up to {extent}): the stream cannot have allocated more than {ceiling}, so "
+                "the rest was added after it (e.g. appended fill values) and is kept"
+            )
+            extent = shape
+        keep.append(extent)
+    return keep, notes
 
 
 def _apath(plan: StoragePlan, image: int, level: int) -> str:
