@@ -171,7 +171,14 @@ def repair_zarr(
             hits = np.flatnonzero(along.any(axis=1))
             extents.append(int(hits[-1]) + 1 if hits.size else 0)
         extents, notes = _extents_to_keep(
-            plan, router, shapes, extents, interrupted, record.get("frames"), resume_at
+            plan,
+            router,
+            shapes,
+            extents,
+            interrupted,
+            bool(record.get("repaired")),
+            record.get("frames"),
+            resume_at,
         )
 
     # -- metadata: attributes + journal, kept for frames present ------------------------
@@ -294,6 +301,7 @@ def _extents_to_keep(
     shapes: dict[tuple[int, int], tuple[int, ...]],
     found: list[int],
     interrupted: bool,
+    repaired: bool,
     recorded: Any,
     resume_at: int,
 ) -> tuple[list[int], list[str]]:
@@ -303,7 +311,10 @@ def _extents_to_keep(
     the killed stream (pre-allocation) or a user (``open_store(...).append`` of fill
     values stores no chunk). Only the former may go. So:
 
-    * a stream that closed normally trimmed its arrays itself: every extent stays;
+    * a stream that closed normally trimmed its arrays itself, and a repair trimmed those
+      of an interrupted one (its record says ``repaired``): every extent stays, as what
+      lies past it was added afterwards (``open_store`` refuses to change an interrupted
+      dataset until it is repaired);
     * an interrupted one: an image is trimmed to its frames present only while its extent
       is within what the stream itself can have allocated, judged from the furthest
       point the stream provably reached: its record's frame count, the frames present
@@ -315,7 +326,9 @@ def _extents_to_keep(
     u = plan.unbounded_axis
     assert u is not None
     current = [shapes[(i, 0)][u] for i in range(len(plan.images))]
-    if not interrupted:
+    if not interrupted or repaired:
+        # closed, or repaired since the stream stopped (a resumed stream rewrites its
+        # record without "repaired"): no pre-allocation is left to trim
         return current, []
     reached = [resume_at]
     if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0:
