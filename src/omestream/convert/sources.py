@@ -144,17 +144,36 @@ def _zarr_blocks(location: str, image: ImageInfo) -> list[Block]:
     # Frames along the innermost outer axis are read a source chunk at a time, so
     # each chunk is decoded once.
     step = arr.chunks[len(outer) - 1]
+    names = [a.name for a in image.axes]
     blocks: list[Block] = []
     for prefix in np.ndindex(*outer[:-1]):
         for k0 in range(0, outer[-1], step):
             sl = (*prefix, slice(k0, min(k0 + step, outer[-1])))
 
             def read(sl: tuple[Any, ...] = sl) -> np.ndarray:
-                a = np.asarray(arr[sl])
+                try:
+                    a = np.asarray(arr[sl])
+                except Exception as exc:  # a codec's error does not say where
+                    raise _damaged(location, path, names, sl, exc) from exc
                 return a.reshape(-1, *a.shape[-2:])
 
             blocks.append(read)
     return blocks
+
+
+def _damaged(
+    location: str, path: str, names: list[str], sl: tuple[Any, ...], exc: Exception
+) -> StoreFormatError:
+    where = ", ".join(
+        f"{n}={i.start}..{i.stop - 1}" if isinstance(i, slice) else f"{n}={i}"
+        for n, i in zip(names, sl, strict=False)
+    )
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+    return StoreFormatError(
+        f"{location}: array {path or '.'} cannot be read at {where} ({reason}): a chunk or "
+        "shard file there is damaged or cut short; restore it from a copy of the dataset "
+        "(nothing was written)"
+    )
 
 
 def _plate_positions(
