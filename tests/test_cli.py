@@ -318,3 +318,11 @@ def test_demo_refuses_out_of_range_sizes_and_speaks_cli_when_the_path_exists(
     assert "open_store" not in proc.stderr and "overwrite=True" not in proc.stderr
     proc = run("pyramid", str(out), "--threads", "0")
     assert proc.returncode == 2 and "'--threads'" in proc.stderr
+
+
+def test_a_tiff_without_pages_or_ome_xml_is_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"II*\x00\x08\x00\x00\x00")  # a header pointing at no page
+    proc = run("info", str(empty))
+    assert proc.returncode == 1
+    assert "a TIFF file without pages: no image to read" in proc.stderr

@@ -438,6 +438,8 @@ def describe_tiff(location: str) -> DatasetInfo:
             for problem in missing_files(tif, ome)
         ]
         if not tif.series or not images:
+            if ome is None:  # no OME-XML either: nothing says an image belongs here
+                raise StoreFormatError(f"{path}: a TIFF file without pages: no image to read")
             notes.append(f"{os.path.basename(path)}: holds no pages (no image)")
     plate, images = _plate(ome, images)
     return DatasetInfo(
