@@ -157,3 +157,17 @@ def test_a_layout_given_that_cannot_fit_the_budget_is_named() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _plan([t, *_yx(2048)], writer=roomy)  # a budget that holds it: no warning
+
+
+@given(unit=st.integers(1, 64), frames=st.integers(1, 5000))
+def test_growth_never_passes_what_repair_assumes(unit: int, frames: int) -> None:
+    """repair keeps extents past ``grown_extent(i, i + 1, unit)`` as added by someone
+    else; a stream's own allocation while writing index i must stay within it."""
+    from omestream.plan.growth import grown_extent
+
+    allocated = 0
+    for i in range(frames):
+        if i >= allocated:
+            allocated = grown_extent(allocated, i + 1, unit)
+        assert i < allocated <= grown_extent(i, i + 1, unit)
+        assert allocated % unit == 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import math
 import os
 import time
 from typing import Any
@@ -28,6 +27,7 @@ from omestream.io.journal import journal_key, read_journal
 from omestream.io.kv import KVStore, LocalKV, open_kv
 from omestream.metadata.records import FrameRecords
 from omestream.plan import FrameRouter, StoragePlan, plan_storage
+from omestream.plan.growth import grown_extent
 from omestream.repair.presence import frames_present, layout_from_meta
 from omestream.repair.report import RepairReport
 from omestream.settings import AcquisitionSettings
@@ -285,14 +285,13 @@ def _growth_ceiling(last: int, unit: int) -> int:
     """The largest extent a stream can have pre-allocated while writing index ``last`` of
     its unbounded axis.
 
-    ``OMEStream._grow`` grows only when a frame lands at or past the allocation ``a``,
-    to ``max(index + 1, ceil(1.25 * a), unit)`` rounded up to the write unit; as
-    ``a <= index`` and that is monotonic, the allocation never exceeds this bound (a
-    resumed stream starts from the shape repair left, and grows the same way).
+    A stream grows only when a frame lands at or past its allocation ``a``, to
+    :func:`~omestream.plan.growth.grown_extent` of ``a``; as ``a <= index`` and that
+    is monotonic, the allocation never exceeds this bound (a resumed stream starts
+    from the shape repair left, and grows the same way).
     """
     last = max(last, 0)
-    target = max(last + 1, math.ceil(last * 1.25), unit)
-    return math.ceil(target / unit) * unit
+    return grown_extent(last, last + 1, unit)
 
 
 def _extents_to_keep(

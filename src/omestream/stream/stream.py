@@ -36,6 +36,7 @@ from omestream.io.locks import hold_stream
 from omestream.metadata.display import frame_window, merge_windows, samples_frame
 from omestream.metadata.records import encode_record
 from omestream.plan import FrameRouter, StoragePlan, plan_storage
+from omestream.plan.growth import grown_extent
 from omestream.pyramid import StreamPyramid
 from omestream.settings import AcquisitionSettings
 from omestream.stream.autoflush import AutoFlush
@@ -371,9 +372,7 @@ class OMEStream:
         u = self._unbounded
         if u is None or index[u] < self._alloc:
             return
-        need = index[u] + 1
-        target = max(need, math.ceil(self._alloc * 1.25), self._unit_u)
-        target = math.ceil(target / self._unit_u) * self._unit_u
+        target = grown_extent(self._alloc, index[u] + 1, self._unit_u)
         self._alloc = target
         if self._backend.writes_past_shape:
             # Renaming a metadata file over the old one waits for the file system's
