@@ -159,3 +159,34 @@ def test_killed_stream_then_appended_fill_frames_keeps_them(tmp_path: Path) -> N
     assert report.extents == dry.extents and report.resume_at == 10
     np.testing.assert_array_equal(_array(path), data)
     assert omestream.repair(path, force=True).changes == []  # idempotent
+
+
+def test_a_failed_write_with_nothing_to_mend_is_marked_repaired(tmp_path: Path) -> None:
+    """A Dask write that failed left a record that says "interrupted" and data that fits
+    it; open_store and convert refuse such a dataset until repair has checked it, so
+    repair must say so in the record even when nothing else changes."""
+    dask = pytest.importorskip("dask")
+    import dask.array as da
+
+    from omestream.dask import write_image
+
+    def fail_at_3(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        assert block_info is not None
+        if block_info[0]["chunk-location"][0] == 3:
+            raise RuntimeError("bad block 3")
+        return block
+
+    path = str(tmp_path / "f.ome.zarr")
+    x = da.ones((8, 32, 32), "uint16", chunks=(1, 32, 32))
+    with dask.config.set(scheduler="synchronous"), pytest.raises(RuntimeError, match="block 3"):
+        write_image(x.map_blocks(fail_at_3, dtype=x.dtype), path, dims="tyx",
+                    chunks={"t": 1}, shards={"t": 1})  # fmt: skip
+    with pytest.raises(omestream.StoreFormatError, match="omestream repair"):
+        omestream.open_store(path, "r+")
+    before = zarr.open_array(path + "/0", mode="r")[:]
+    report = omestream.repair(path, force=True)
+    assert report.interrupted and any("marked repaired" in c for c in report.changes)
+    assert omestream.repair(path, force=True).changes == []  # once is enough
+    image = omestream.open_store(path, "r+")  # writable now
+    assert image.shape == (8, 32, 32)
+    np.testing.assert_array_equal(zarr.open_array(path + "/0", mode="r")[:], before)

@@ -229,6 +229,10 @@ def repair_zarr(
     recorded = sum(len(m) for m in _frame_metadata(kv, plan, fmt, record))
     if interrupted and sum(len(k) for k in kept) != recorded and not journal.found:
         changes.append(f"frame metadata: {recorded} -> {sum(len(k) for k in kept)} record(s)")
+    if interrupted and not changes and not isinstance(record.get("repaired"), str):
+        # nothing to mend, but the record must say it was checked: open_store and
+        # convert refuse an interrupted dataset until then
+        changes.append("stream record: marked repaired (the metadata describes the data present)")
     report = RepairReport(
         path=kv.url,
         format="ome-zarr",
