@@ -31,6 +31,8 @@ from omestream import (  # noqa: E402
     FrameShapeError,
     PositionDimension,
     Pyramid,
+    StoreFormatError,
+    create_stream,
 )
 from omestream.dask.write import WRITE_PREFIX  # noqa: E402
 from tests.cases import CASES  # noqa: E402
@@ -270,6 +272,32 @@ def test_process_positions(client: Any, tmp_path: Path) -> None:
     np.testing.assert_array_equal(got[0], expected[0] + 1)
     np.testing.assert_array_equal(got[1], expected[1] * 2)  # untouched
     np.testing.assert_array_equal(got[2], expected[2] + 1)
+
+
+def test_process_positions_refuses_a_source_its_stream_did_not_close(
+    client: Any, tmp_path: Path
+) -> None:
+    # an unbounded stream's time axis is stored grown ahead of its frames until close
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "live.ome.zarr"),
+        dimensions=[Dimension(name="t", count=None, chunk_size=1),
+                    Dimension(name="y", count=16), Dimension(name="x", count=16)],
+        dtype="uint16",
+    )  # fmt: skip
+    dst = tmp_path / "out.ome.zarr"
+    with create_stream(settings) as stream:
+        for t in range(3):
+            stream.append(np.full((16, 16), t, np.uint16))
+        stream.flush()
+        with pytest.raises(StoreFormatError, match=r"did not close it.*omestream repair"):
+            odask.process_positions(settings.output_path, str(dst), _double, client=client)
+        assert not dst.exists()
+    summary = odask.process_positions(
+        settings.output_path, str(dst), _double, client=client, progress=False
+    )
+    assert summary.ok, str(summary)
+    got = zarr.open_array(str(dst / "0"), mode="r")[...]
+    np.testing.assert_array_equal(got[:, 0, 0], [0, 2, 4])
 
 
 def test_process_plate_to_new_dtype(client: Any, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from omestream.errors import SettingsError, StoreFormatError
 from omestream.settings import Channel, ChannelDisplay, Dimension, Plate, Position
 from omestream.summary import DatasetInfo, ImageInfo, describe, tiff_file
+from omestream.summary.acquisition import refuse_unfinished
 from omestream.summary.tiff import missing_files, missing_pages
 
 __all__ = ["Block", "Source", "open_source", "zarr_source"]
@@ -380,15 +381,7 @@ def _check_complete(info: DatasetInfo) -> None:
     """Refuse a dataset whose stream never closed it and that was not repaired since:
     its metadata (an OME-TIFF's OME-XML above all, written whole only at close) does
     not describe the frames it holds."""
-    acq = info.acquisition
-    if acq is None or acq.complete or acq.mended:
-        return
-    raise StoreFormatError(
-        f"{info.path}: the stream that wrote it did not close it ({acq.frames} frames "
-        "recorded): its metadata may not describe the frames it holds. If no "
-        f"writer is still at work, run `omestream repair {info.path}` first, then "
-        "convert it"
-    )
+    refuse_unfinished(info.acquisition, info.path, "convert it")
 
 
 def close_source(src: Source) -> None:

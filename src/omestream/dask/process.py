@@ -33,6 +33,7 @@ from omestream.plan import plan_storage
 from omestream.pyramid.kernels import KERNELS, downsample
 from omestream.settings import AcquisitionSettings, Pyramid, WriterOptions
 from omestream.stream.zarr_sink import OMESTREAM_KEY
+from omestream.summary.acquisition import acquisition_from_record, refuse_unfinished
 
 __all__ = ["PositionJob", "ProcessSummary", "process_positions", "run_position", "settings_like"]
 
@@ -253,6 +254,10 @@ def _refuse_source(src_kv: KVStore, dst_kv: KVStore) -> None:
 def _precheck(src: Dataset, src_kv: KVStore, dst_kv: KVStore, dst: Any, level: int) -> None:
     """Refuse before anything is created or deleted."""
     _refuse_source(src_kv, dst_kv)
+    # as convert does: a stream still writing it, or killed, left it longer than its frames
+    refuse_unfinished(
+        acquisition_from_record(src.root_attrs.get(OMESTREAM_KEY)), src.url, "process it"
+    )
     for im in src.images:
         if level >= len(im.levels):
             raise SettingsError(f"{src.url}/{im.path}: no level {level}; it has {len(im.levels)}")

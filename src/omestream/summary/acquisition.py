@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AcquisitionInfo", "acquisition_from_record"]
+from omestream.errors import StoreFormatError
+
+__all__ = ["AcquisitionInfo", "acquisition_from_record", "refuse_unfinished"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,19 @@ def acquisition_from_record(record: Any) -> AcquisitionInfo | None:
         started=started if isinstance(started, str) else None,
         state=state if isinstance(state, str) else None,
         repaired=repaired if isinstance(repaired, str) else None,
+    )
+
+
+def refuse_unfinished(acq: AcquisitionInfo | None, path: str, then: str) -> None:
+    """Refuse to read a dataset whose stream never closed it and that was not repaired
+    since: its metadata may not describe the frames it holds (an unbounded axis stored
+    grown past them, an OME-TIFF's OME-XML written whole only at close)."""
+    if acq is None or acq.complete or acq.mended:
+        return
+    raise StoreFormatError(
+        f"{path}: the stream that wrote it did not close it ({acq.frames} frames "
+        "recorded): its metadata may not describe the frames it holds. If no "
+        f"writer is still at work, run `omestream repair {path}` first, then {then}"
     )
 
 
