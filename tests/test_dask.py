@@ -31,6 +31,7 @@ from omestream import (  # noqa: E402
     FrameShapeError,
     PositionDimension,
     Pyramid,
+    SettingsError,
     StoreFormatError,
     create_stream,
 )
@@ -230,6 +231,18 @@ def test_bad_input_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(FrameDtypeError, match="float32"):
         odask.write_image(da.zeros((3, 32, 32), dtype="float32"), settings)
     assert not os.path.exists(settings.output_path)
+
+
+def test_axis_naming_mistakes_are_named(tmp_path: Path) -> None:
+    arr = da.zeros((3, 16, 16), dtype="uint16")
+    out = tmp_path / "x.ome.zarr"
+    with pytest.raises(SettingsError, match=r"default for 3-D arrays\); pass dims="):
+        odask.write_image(arr, str(out), chunks={"t": 1})
+    with pytest.raises(SettingsError, match="'yyx' name an axis twice"):
+        odask.write_image(arr, str(out), dims="yyx")
+    assert not out.exists()
+    odask.write_image(arr, str(out), dims="tyx", chunks={"t": 1})
+    assert zarr.open_array(str(out / "0"), mode="r").chunks[0] == 1
 
 
 def _double(x: np.ndarray) -> np.ndarray:

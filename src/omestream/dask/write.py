@@ -166,6 +166,15 @@ def _settings_for(
         raise FrameShapeError(
             f"dims {names} name {len(names)} axes; the arrays have shape {shape}"
         )
+    if len(set(names)) != len(names):
+        raise SettingsError(f"dims {''.join(names)!r} name an axis twice; name each once")
+    named = set(chunks or {}) | set(shards or {})
+    if dims is None and named - set(names):
+        raise SettingsError(
+            f"chunks or shards name {sorted(named - set(names))}, but the arrays' "
+            f"{len(shape)} axes are {''.join(names)!r} (the default for {len(shape)}-D "
+            "arrays); pass dims= to name them, e.g. dims='tyx'"
+        )
     sizes: dict[str, Any] = {}
     if positions is not None:
         sizes["p"] = positions
