@@ -20,7 +20,7 @@ from omestream.settings.formats import (
     resolve_format,
     strip_suffix,
 )
-from omestream.settings.names import check_label, check_path_name
+from omestream.settings.names import check_label, check_path_name, row_letters
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -96,7 +96,7 @@ class Plate(FrozenModel):
                 "or a (rows, columns) tuple"
             )
         return cls(
-            row_names=[_row_label(i) for i in range(rows)],
+            row_names=[row_letters(i) for i in range(rows)],
             column_names=[str(j + 1) for j in range(cols)],
             name=name,
         )
@@ -105,16 +105,6 @@ class Plate(FrozenModel):
 # wells -> (rows, columns) of the ANSI/SLAS plate formats
 _STANDARD_PLATES = {6: (2, 3), 12: (3, 4), 24: (4, 6), 48: (6, 8), 96: (8, 12), 384: (16, 24),
                     1536: (32, 48)}  # fmt: skip
-
-
-def _row_label(i: int) -> str:
-    """0 -> A, 25 -> Z, 26 -> AA, 27 -> AB: spreadsheet-style letters."""
-    label = ""
-    i += 1
-    while i:
-        i, rem = divmod(i - 1, 26)
-        label = chr(ord("A") + rem) + label
-    return label
 
 
 class Pyramid(FrozenModel):

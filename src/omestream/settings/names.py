@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["case_twin", "check_label", "check_path_name"]
+__all__ = ["case_twin", "check_label", "check_path_name", "row_letters"]
 
 _PATH_NAME = re.compile(r"^[A-Za-z0-9]+$")
 
@@ -37,3 +37,14 @@ def check_path_name(name: str, what: str) -> str:
             "letters and digits (NGFF); e.g. 'A', '1', 'fov0'"
         )
     return name
+
+
+def row_letters(i: int) -> str:
+    """A plate row's name from its index: 0 -> A, 25 -> Z, 26 -> AA, 27 -> AB, as
+    plates of more than 26 rows (1536 wells) print them."""
+    out = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        out = chr(ord("A") + r) + out
+    return out

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from omestream.errors import StoreFormatError
+from omestream.settings.names import row_letters
 from omestream.settings.units import SPACE_UNITS, normalize_unit
 from omestream.summary.acquisition import AcquisitionInfo, acquisition_from_record
 from omestream.summary.model import (
@@ -507,17 +508,7 @@ def _plate_names(recorded: Any, key: str, count: int, convention: Any, default: 
     kind = getattr(convention, "value", convention) or default
     if kind == "number":
         return [str(i + 1) for i in range(count)]
-    return [_letters(i) for i in range(count)]
-
-
-def _letters(i: int) -> str:
-    """A, B, ..., Z, AA, AB, ...: row names of plates with more than 26 rows."""
-    out = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        out = chr(ord("A") + r) + out
-    return out
+    return [row_letters(i) for i in range(count)]
 
 
 def _acquisition(ome: Any) -> AcquisitionInfo | None:
