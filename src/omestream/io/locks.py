@@ -91,8 +91,9 @@ def hold_stream(location: KVStore | str) -> Callable[[], None]:
         unlock = _try_lock(root)
     except _Busy:
         raise ConcurrentModificationError(
-            f"{root} is being written by another open stream (in this or another process); "
-            "close that stream first, or write to another root_path; nothing was changed"
+            f"{root} is being written by another open stream (in this or another process, "
+            "or a Dask write still running); close that stream first, or write to another "
+            "root_path; nothing was changed"
         ) from None
     except OSError:
         # No lock folder can be made next to the dataset (a read-only parent): stream
@@ -137,7 +138,7 @@ def check_no_stream(location: KVStore | str, action: str) -> bool:
             except _Busy:
                 raise ConcurrentModificationError(
                     f"{path} is being written by an open stream; cannot {action} until it "
-                    "is closed; nothing was changed"
+                    "is closed (a stream, or a Dask write still running); nothing was changed"
                 ) from None
             except OSError:
                 pass  # a lock file this user cannot open: not ours to judge
