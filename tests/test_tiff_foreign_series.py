@@ -222,6 +222,11 @@ def test_a_missing_file_is_named_by_info_and_refused_by_convert(
     # validate agrees
     report = validate_store(str(folder))
     assert any("names B.ome.tiff, which is missing" in p.message for p in report.errors)
+    # view draws what is there and says what is not
+    png = tmp_path / "view.png"
+    assert main(["view", str(folder), "-o", str(png)]) == 0
+    text = _text(capsys)
+    assert png.exists() and "note:" in text and "B.ome.tiff, which is missing" in text
 
 
 def test_a_renamed_file_of_a_set_still_reads_its_own_image(tmp_path: Path) -> None:

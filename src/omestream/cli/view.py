@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from omestream.cli.app import app
+from omestream.summary import describe
 from omestream.view import render_dataset
 
 __all__ = ["view"]
@@ -32,7 +33,10 @@ def view(
 
     Example: omestream view plate.ome.zarr -o plate.png --size 128
     """
-    picture = render_dataset(path, size=size, mode="mid" if mid else "max", t=t)
+    info = describe(path)
+    picture = render_dataset(path, size=size, mode="mid" if mid else "max", t=t, info=info)
     picture.save(str(output))
     h, w = picture.rgb.shape[:2]
     Console().print(f"wrote [bold]{output}[/] ({w}×{h}): {picture.description}")
+    for note in info.notes:  # what the picture cannot show (a missing file, cut pages)
+        Console(stderr=True).print(f"[yellow]note:[/] {note}", highlight=False)
