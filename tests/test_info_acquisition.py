@@ -153,3 +153,33 @@ def test_a_record_whose_settings_no_longer_validate_still_counts(tmp_path: Path)
     )
     assert acq is not None
     assert (acq.frames, acq.planned, acq.skipped, acq.complete) == (7, None, 1, False)
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_changes_after_the_acquisition_are_noted(tmp_path: Path, version: str) -> None:
+    """The acquisition line tells the stream's story; a shape changed since (time
+    points or channels appended with open_store) gets a note of its own."""
+    path = tmp_path / "e.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(path),
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=1),
+            Dimension(name="c", count=2, type="channel"),
+            Dimension(name="y", count=8),
+            Dimension(name="x", count=8),
+        ],
+        dtype="uint16",
+        format={"name": "ome-zarr", "version": version},
+    )
+    with create_stream(settings) as stream:
+        for i in range(5):  # t = 0, 1 and half of 2
+            stream.append(np.full((8, 8), i, np.uint16))
+    info = describe(str(path))
+    assert info.notes == [] and info.images[0].shape == (3, 2, 8, 8)
+    image = omestream.open_store(str(path), "r+")
+    image.append_channel("extra", np.zeros((3, 8, 8), np.uint16))
+    image.append(np.zeros((1, 3, 8, 8), np.uint16), "t")
+    (note,) = describe(str(path)).notes
+    assert "image '.' is (4, 3, 8, 8) (tcyx); its stream left it at most (3, 2, 8, 8)" in note
+    result = CliRunner().invoke(app, ["info", str(path)])
+    assert result.exit_code == 0 and "changed since the acquisition" in result.output

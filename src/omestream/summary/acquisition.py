@@ -15,7 +15,7 @@ from typing import Any
 
 from omestream.errors import StoreFormatError
 
-__all__ = ["AcquisitionInfo", "acquisition_from_record", "refuse_unfinished"]
+__all__ = ["AcquisitionInfo", "acquisition_from_record", "changed_since", "refuse_unfinished"]
 
 
 @dataclass(frozen=True)
@@ -82,16 +82,57 @@ def refuse_unfinished(acq: AcquisitionInfo | None, path: str, then: str) -> None
     )
 
 
+def changed_since(record: Any, shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """Images (group path -> level-0 shape) whose shape differs from what the stream
+    that closed them wrote: changed since, e.g. time points or channels appended or
+    deleted with ``open_store``. One line per such image; none when the record is
+    missing, unfinished or unreadable."""
+    acq = acquisition_from_record(record)
+    settings = _settings(record.get("settings")) if acq is not None else None
+    if acq is None or not acq.complete or settings is None:
+        return []
+    from omestream.plan import plan_storage
+
+    plan = plan_storage(settings)
+    u = plan.unbounded_axis
+    # an unbounded axis is trimmed at close to the time points the frames reached
+    reached = -(-acq.frames // settings.frames_per_outer_step)
+    out = []
+    for im in plan.images:
+        now = shapes.get(im.path)
+        wrote = im.levels[0].shape
+        if now is None or len(now) != len(wrote):
+            continue
+        moved = any(
+            n > reached if a == u else n != w
+            for a, (n, w) in enumerate(zip(now, wrote, strict=True))
+        )
+        if moved:
+            was = tuple(reached if a == u else w for a, w in enumerate(wrote))
+            out.append(
+                f"image {im.path or '.'!r} is {now} ({''.join(im.axis_names)}); its stream "
+                f"left it at most {was}: changed since the acquisition (the acquisition line "
+                "describes the stream)"
+            )
+    return out
+
+
 def _planned(settings: Any) -> int | None:
+    parsed = _settings(settings)
+    return parsed.total_frames if parsed is not None else None
+
+
+def _settings(settings: Any) -> Any:
+    """The record's AcquisitionSettings, or None."""
     if not isinstance(settings, Mapping):
         return None
     from omestream.settings import AcquisitionSettings
 
-    # A record from another version may no longer validate: then the count is unknown,
-    # which is no reason to fail a description.
+    # A record from another version may no longer validate: then it is unknown, which
+    # is no reason to fail a description.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return AcquisitionSettings(**settings).total_frames
+            return AcquisitionSettings(**settings)
     except Exception:
         return None

@@ -17,7 +17,7 @@ from omestream.metadata.parse import (
     parse_group,
 )
 from omestream.stream.zarr_sink import OMESTREAM_KEY
-from omestream.summary.acquisition import acquisition_from_record
+from omestream.summary.acquisition import acquisition_from_record, changed_since
 from omestream.summary.model import (
     AxisInfo,
     ChannelInfo,
@@ -201,4 +201,7 @@ def describe_zarr(
             info.notes.append("no OME-Zarr (NGFF) metadata found: a plain Zarr hierarchy")
     if info.kind != "zarr" and not info.images:
         info.notes.append("no images")
+    if info.acquisition is not None:
+        shapes = {im.path: im.shape for im in info.images}
+        info.notes += changed_since(root.attrs.get(OMESTREAM_KEY), shapes)
     return info
