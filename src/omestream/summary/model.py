@@ -70,6 +70,7 @@ class ImageInfo:
     channels: tuple[ChannelInfo, ...] = ()
     fill_value: Any = None
     well: str | None = None  # "A/1" for plate fields
+    rgb: bool = False  # a TIFF's RGB pages: its channel axis holds red, green, blue samples
 
     @property
     def shape(self) -> tuple[int, ...]:

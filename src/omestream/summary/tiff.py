@@ -414,6 +414,7 @@ def describe_tiff(location: str) -> DatasetInfo:
                 )
             c_axis = next((i for i, a in enumerate(axes) if a.type == "channel"), None)
             n_channels = axes[c_axis].size if c_axis is not None else 1
+            rgb = _is_rgb(page)
             name = None
             if ome is not None and k < len(ome.images):
                 name = ome.images[k].name
@@ -426,7 +427,8 @@ def describe_tiff(location: str) -> DatasetInfo:
                     levels=tuple(levels),
                     # tifffile annotates compression as int; the value is a COMPRESSION
                     codecs=(tifffile.COMPRESSION(page.compression).name.lower(),),
-                    channels=_channels(pixels, n_channels, _is_rgb(page)),
+                    channels=_channels(pixels, n_channels, rgb),
+                    rgb=rgb,
                 )
             )
         notes = [

@@ -9,9 +9,7 @@ brighter than the others also looks brighter.
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -190,26 +188,8 @@ def _planes(
     and blue samples of an RGB image (an alpha sample is left out)."""
     arr = _open_level(location, info, image, _level_for(image, size))
     stack = channel_planes(arr, image, mode, t)
-    rgb = _is_rgb(location, info, image) and stack.shape[0] >= 3
+    rgb = image.rgb and stack.shape[0] >= 3
     return (stack[:3] if rgb else stack), rgb
-
-
-def _is_rgb(location: str, info: DatasetInfo, image: ImageInfo) -> bool:
-    if info.format == "ome-zarr":
-        return False
-    path = tiff_file(location)
-    stat = os.stat(path)
-    return _rgb_series(path, (stat.st_mtime_ns, stat.st_size))[int(image.path.split()[-1])]
-
-
-@functools.lru_cache(maxsize=4)
-def _rgb_series(path: str, stamp: tuple[int, int]) -> tuple[bool, ...]:
-    """Per series of the TIFF file, whether its pages are RGB (the file is read once
-    for all the tiles of a mosaic; ``stamp`` tells a rewritten file apart)."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        return tuple(s.keyframe.photometric == tifffile.PHOTOMETRIC.RGB for s in tif.series)
 
 
 _RGB = np.eye(3, dtype=np.float32)  # the colours of red, green and blue samples
