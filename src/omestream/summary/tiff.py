@@ -256,6 +256,15 @@ def _files_on_disk(path: str, ome: Any) -> list[str]:
     return sorted(files)
 
 
+def block_file(block: Any, own_uuid: str | None) -> str | None:
+    """The file a TiffData block names, or None for the file holding the OME-XML: a
+    block without a UUID, or with the file's own UUID whatever it was renamed to
+    (as tifffile reads it)."""
+    if block.uuid is None or block.uuid.value == own_uuid:
+        return None
+    return block.uuid.file_name or None
+
+
 def missing_files(tif: Any, ome: Any | None = None) -> list[str]:
     """The images of a multi-file OME-TIFF set (one file per position, each file's
     OME-XML naming them all) whose file is not beside ``tif``. tifffile leaves such
@@ -268,9 +277,7 @@ def missing_files(tif: Any, ome: Any | None = None) -> list[str]:
     folder = os.path.dirname(os.path.abspath(path))
     out = []
     for image in model.images:
-        # a block with the file's own UUID is in this file, whatever name it was given
-        names = {b.uuid.file_name for b in image.pixels.tiff_data_blocks
-                 if b.uuid is not None and b.uuid.value != model.uuid}  # fmt: skip
+        names = {block_file(b, model.uuid) for b in image.pixels.tiff_data_blocks}
         gone = sorted(n for n in names if n and not os.path.isfile(os.path.join(folder, n)))
         if gone:
             label = f"{image.name!r} ({image.id})" if image.name else image.id

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from omestream.summary import tiff_files
+from omestream.summary.tiff import block_file
 from omestream.validate.structure import Problem
 
 __all__ = ["check_tiff", "plane_index", "tiffdata_planes"]
@@ -226,10 +227,8 @@ def _check_pixels(
     mapped: dict[int, tuple[str, int]] = {}
     measured: set[str] = set()  # files whose pages of this image were measured
     for block in px.tiff_data_blocks:
-        target = path
-        # the file's own UUID names this file, whatever it was renamed to (as tifffile reads it)
-        if block.uuid is not None and block.uuid.file_name and block.uuid.value != own_uuid:
-            target = os.path.join(folder, block.uuid.file_name)
+        named = block_file(block, own_uuid)
+        target = os.path.join(folder, named) if named else path
         count = pages.count(target)
         label = os.path.basename(target)
         if count is None:
