@@ -58,6 +58,7 @@ def _inject_enospc(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
     original = kv_module.LocalKV.set_parts
 
     def set_parts(self, key, parts, **kw):  # type: ignore[no-untyped-def]
+        parts = list(parts)  # documents may come as pieces made while written
         written[0] += sum(len(memoryview(p).cast("B")) for p in parts)
         if written[0] > limit:
             raise kv_module._write_error(

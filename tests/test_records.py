@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import pickle
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from omestream import FrameError, create_stream
 from omestream.io import zarr_nodes
 from omestream.io.kv import LocalKV
+from omestream.metadata import records as records_mod
 from omestream.metadata.records import FrameRecords, encode_record
 from tests.streaming import time_series
 
@@ -126,3 +128,76 @@ def test_stream_keeps_metadata_as_given(tmp_path: Path) -> None:
         }
         for i in range(5)
     ]
+
+
+@pytest.fixture
+def tiny_spill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records spill after a few of them, and are read back a few at a time."""
+    monkeypatch.setattr(records_mod, "SPILL_BYTES", 100)
+    monkeypatch.setattr(records_mod, "_PIECE_BYTES", 70)
+
+
+def _spill_files(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".omestream-records")]
+
+
+@pytest.mark.usefixtures("tiny_spill")
+@given(_records)
+def test_spilled_records_read_back_as_written(records: list[dict[str, Any]]) -> None:
+    kept = FrameRecords(records)
+    assert list(kept) == records
+    assert [kept[i] for i in range(-len(records), len(records))] == records * 2
+    assert list(kept[1:-1]) == records[1:-1]
+    assert list(kept[::2]) == records[::2]
+    assert json.loads(kept.json_array()) == records
+    assert json.loads(b"".join(kept.json_parts(indent="  "))) == records
+
+
+@pytest.mark.usefixtures("tiny_spill")
+def test_views_keep_their_length_and_appends_to_them_fork(tmp_path: Path) -> None:
+    kept = FrameRecords()
+    kept.spill_to(str(tmp_path))
+    for i in range(50):
+        kept.append({"frame": i, "x": "é" * (i % 3)})
+    assert kept._texts.spilled > 0, "the texts should have moved to the spill file"
+    assert _spill_files(tmp_path) == [], "the spill file has no name"
+    snap, head = kept.copy(), kept[:10]
+    kept.append({"frame": 50})
+    assert len(snap) == 50 and len(head) == 10 and len(kept) == 51
+    head.append({"frame": "mine"})  # a view gets texts of its own
+    assert [r["frame"] for r in head] == [*range(10), "mine"]
+    assert [r["frame"] for r in kept] == list(range(51))
+    assert kept.texts(49) == ['{"frame":49,"x":"\\u00e9"}', '{"frame":50}']
+    assert FrameRecords(kept) == kept and kept[:3] == [
+        {"frame": i, "x": "é" * i} for i in range(3)
+    ]
+
+
+@pytest.mark.usefixtures("tiny_spill")
+def test_a_document_of_spilled_records_is_written_in_pieces(tmp_path: Path) -> None:
+    kv = LocalKV(str(tmp_path / "g.zarr"))
+    records = FrameRecords([{"frame": i, "exposure_ms": 10.0} for i in range(40)])
+    zarr_nodes.write_group(kv, "", {"omestream": {"frame_metadata": records, "n": 40}}, 2)
+    attrs = zarr.open_group(str(tmp_path / "g.zarr"), mode="r", zarr_format=2).attrs
+    assert attrs["omestream"] == {"frame_metadata": list(records), "n": 40}
+    assert '      {"frame":39,"exposure_ms":10.0}' in (tmp_path / "g.zarr" / ".zattrs").read_text()
+
+
+@pytest.mark.usefixtures("tiny_spill")
+def test_a_stream_spills_records_next_to_its_dataset(tmp_path: Path) -> None:
+    """The stream's records leave memory for the dataset's disk and come back whole
+    on close; nothing is left in the folder."""
+    settings = time_series(str(tmp_path / "m.ome.zarr"), 8, "uint8", t_chunk=4)
+    with create_stream(settings) as stream:
+        for i in range(30):
+            stream.append(np.full((8, 8), i, np.uint8), metadata={"i": i, "note": "x" * 20})
+        assert stream._state.frame_metadata[0]._texts.spill_dir == str(tmp_path)
+        assert stream._state.frame_metadata[0]._texts.spilled > 0
+    stored = zarr.open_group(settings.output_path, mode="r").attrs["omestream"]
+    assert [r["i"] for r in stored["frame_metadata"]] == list(range(30))
+    assert _spill_files(tmp_path) == []
+
+
+def test_records_survive_pickling() -> None:
+    kept = FrameRecords([{"frame": i} for i in range(3)])
+    assert pickle.loads(pickle.dumps(kept[1:])) == [{"frame": 1}, {"frame": 2}]

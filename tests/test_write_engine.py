@@ -403,7 +403,7 @@ class GatedKV(LocalKV):
         self.entered = threading.Event()
         self.gate = threading.Event()
 
-    def set(self, key, data, *, durable=True):  # type: ignore[no-untyped-def]
+    def set_parts(self, key, parts, **kw):  # type: ignore[no-untyped-def]
         if self.armed and key == self.key:
             self.entered.set()
             if self.fail:
@@ -412,7 +412,7 @@ class GatedKV(LocalKV):
 
                 raise _write_error(OSError(errno.ENOSPC, "No space left on device"), key)
             self.gate.wait(10)
-        super().set(key, data, durable=durable)
+        super().set_parts(key, parts, **kw)
 
 
 def _append_until_stuck(stream: Any, kv: GatedKV, pause: float = 0.0) -> int:

@@ -14,7 +14,7 @@ import os
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 from omestream.errors import WriteError
@@ -42,6 +42,11 @@ class KVStore(ABC):
 
     @abstractmethod
     def set(self, key: str, data: bytes | memoryview, *, durable: bool = True) -> None: ...
+
+    def set_stream(self, key: str, parts: Iterable[bytes], *, durable: bool = True) -> None:
+        """Like :meth:`set`, from pieces made as they are written (a large document
+        need not be one string in memory where the store can write in pieces)."""
+        self.set(key, b"".join(parts), durable=durable)
 
     @abstractmethod
     def delete(self, key: str) -> None: ...
@@ -104,6 +109,9 @@ class LocalKV(KVStore):
     def set(self, key: str, data: bytes | memoryview, *, durable: bool = True) -> None:
         self.set_parts(key, [data], durable=durable)
 
+    def set_stream(self, key: str, parts: Iterable[bytes], *, durable: bool = True) -> None:
+        self.set_parts(key, parts, durable=durable)
+
     def retire_replaced(self, cap_bytes: int = 256 << 20) -> None:
         """Keep the files that writes replace, as hidden links, until :meth:`stop_retiring`.
 
@@ -153,13 +161,15 @@ class LocalKV(KVStore):
     def set_parts(
         self,
         key: str,
-        parts: list[bytes | memoryview],
+        parts: list[bytes | memoryview] | Iterable[bytes],
         *,
         durable: bool = True,
         writeback: bool = False,
         direct: bool | Literal["all"] = False,
     ) -> None:
         """Write the concatenation of ``parts`` (one writev, no joined copy).
+
+        ``parts`` other than a list are written as they come (never direct).
 
         ``durable`` waits until the bytes are on disk; ``writeback`` only starts
         writing them out now, so a later sync finds little left to do. ``direct``
@@ -171,7 +181,9 @@ class LocalKV(KVStore):
         """
         target = self.path(key)
         directory = os.path.dirname(target)
-        if direct == "all":
+        if not isinstance(parts, list):
+            direct = False
+        elif direct == "all":
             direct = "all" if self._direct_all_ok else False
         else:
             direct = direct and self._direct_ok and direct_fits(parts[0] if parts else b"")
@@ -313,7 +325,7 @@ def _tmp_name(directory: str) -> str:
 
 def _set_via_rename(
     target: str,
-    parts: list[bytes | memoryview],
+    parts: list[bytes | memoryview] | Iterable[bytes],
     durable: bool,
     writeback: bool,
     direct: bool | Literal["all"],
@@ -358,7 +370,7 @@ def _write_direct(fd: int, views: list[memoryview]) -> bool:
 
 def _write_parts(
     fd: int,
-    parts: list[bytes | memoryview],
+    parts: list[bytes | memoryview] | Iterable[bytes],
     durable: bool,
     writeback: bool,
     direct: bool | Literal["all"] = False,
@@ -366,8 +378,13 @@ def _write_parts(
     """One writev of all parts (no joined copy), then fsync or start writeback.
 
     With ``direct`` the first part goes around the page cache, with ``"all"`` every
-    part (each aligned in address and length); returns whether it did.
+    part (each aligned in address and length); returns whether it did. Parts other
+    than a list are written a few megabytes at a time, as they are made.
     """
+    if not isinstance(parts, list):
+        _write_stream(fd, parts)
+        _finish(fd, durable, writeback)
+        return False
     views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
     if direct == "all" and _write_direct(fd, views):
         if durable:
@@ -378,11 +395,30 @@ def _write_parts(
         views.pop(0)
     while views:
         drop_written(views, os.writev(fd, views[:1024]))
+    _finish(fd, durable, writeback)
+    return wrote_direct
+
+
+def _write_stream(fd: int, parts: Iterable[bytes], batch: int = 4 << 20) -> None:
+    views: list[memoryview] = []
+    held = 0
+    for p in parts:
+        if p:
+            views.append(memoryview(p).cast("B"))
+            held += len(p)
+        if held >= batch or len(views) >= 1024:
+            while views:
+                drop_written(views, os.writev(fd, views[:1024]))
+            held = 0
+    while views:
+        drop_written(views, os.writev(fd, views[:1024]))
+
+
+def _finish(fd: int, durable: bool, writeback: bool) -> None:
     if durable:
         os.fsync(fd)
     elif writeback:
         start_writeback(fd)
-    return wrote_direct
 
 
 def _replace(tmp: str, target: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 from omestream.backends.codecs import CodecChoice
@@ -42,9 +43,11 @@ def array_meta_key(path: str, zarr_format: int) -> str:
     return _join(path, "zarr.json" if zarr_format == 3 else ".zarray")
 
 
-def _dump(doc: dict[str, Any]) -> bytes:
-    """``doc`` as indented JSON. Frame metadata (:class:`FrameRecords`) goes in as the
-    JSON text it is kept as, one record per line, without being decoded first."""
+def _dump_parts(doc: dict[str, Any]) -> Iterator[bytes]:
+    """``doc`` as indented JSON, in pieces. Frame metadata (:class:`FrameRecords`) goes
+    in as the JSON text it is kept as, one record per line, without being decoded
+    first and without the whole list ever being one string (a long time-lapse's
+    records are most of its document)."""
     arrays: dict[str, FrameRecords] = {}
     tag = secrets.token_hex(8)
 
@@ -56,12 +59,20 @@ def _dump(doc: dict[str, Any]) -> bytes:
         raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
     text = json.dumps(doc, indent=2, allow_nan=False, default=default)
-    for token, records in arrays.items():
-        at = text.index(token)
+    places = sorted((text.index(token), token, records) for token, records in arrays.items())
+    done = 0
+    for at, token, records in places:
         before = text[text.rfind("\n", 0, at) + 1 : at]  # the line up to the array
         indent = before[: len(before) - len(before.lstrip(" "))]
-        text = text[:at] + records.json_array(indent) + text[at + len(token) :]
-    return text.encode()
+        yield text[done:at].encode()
+        yield from records.json_parts(indent)
+        done = at + len(token)
+    yield text[done:].encode()
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    """:func:`_dump_parts` as one document."""
+    return b"".join(_dump_parts(doc))
 
 
 def load_json(kv: KVStore, key: str) -> dict[str, Any] | None:
@@ -85,11 +96,11 @@ def write_group(
 ) -> None:
     if zarr_format == 3:
         doc = {"zarr_format": 3, "node_type": "group", "attributes": attrs}
-        kv.set(_join(path, "zarr.json"), _dump(doc), durable=durable)
+        kv.set_stream(_join(path, "zarr.json"), _dump_parts(doc), durable=durable)
     else:
         if not kv.exists(_join(path, ".zgroup")):
             kv.set(_join(path, ".zgroup"), _dump({"zarr_format": 2}), durable=durable)
-        kv.set(_join(path, ".zattrs"), _dump(attrs), durable=durable)
+        kv.set_stream(_join(path, ".zattrs"), _dump_parts(attrs), durable=durable)
 
 
 def read_group_attrs(kv: KVStore, path: str, zarr_format: int) -> dict[str, Any] | None:

@@ -115,6 +115,9 @@ class OMEStream:
         self._sink = sink
         self._router = FrameRouter(settings)
         self._state = state or StreamState(n_images=len(plan.images))
+        if isinstance(kv, LocalKV):  # records past a few MB wait on the data's own disk
+            for records in self._state.frame_metadata:
+                records.spill_to(_spill_dir(kv))
         self._closed = False
         self._warned_non_finite = False
         self._frame_shape = settings.frame_shape
@@ -477,6 +480,11 @@ def _close_at_exit(ref: weakref.ref[OMEStream]) -> None:
         stream.close()
     except Exception as exc:
         warnings.warn(f"closing {stream!r} at exit failed: {exc}", RuntimeWarning, stacklevel=1)
+
+
+def _spill_dir(kv: LocalKV) -> str:
+    """The folder that holds a local dataset (it exists; the dataset may not yet)."""
+    return os.path.dirname(os.path.abspath(kv.path("")))
 
 
 def _prepare_location(settings: AcquisitionSettings, kv: KVStore) -> None:
