@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pickle
+import tempfile
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import zarr
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omestream import FrameError, create_stream
+from omestream import FrameError, StoreFormatError, create_stream
 from omestream.io import zarr_nodes
 from omestream.io.kv import LocalKV
 from omestream.metadata import records as records_mod
@@ -201,3 +202,40 @@ def test_a_stream_spills_records_next_to_its_dataset(tmp_path: Path) -> None:
 def test_records_survive_pickling() -> None:
     kept = FrameRecords([{"frame": i} for i in range(3)])
     assert pickle.loads(pickle.dumps(kept[1:])) == [{"frame": 1}, {"frame": 2}]
+
+
+@pytest.mark.usefixtures("tiny_spill")
+@given(_records, _records)
+def test_documents_read_back_with_their_records_as_text(
+    a: list[dict[str, Any]], b: list[dict[str, Any]]
+) -> None:
+    """Records written one per line come back as FrameRecords equal to what was
+    written; everything else in the document as plain JSON."""
+    doc = {
+        "omestream": {"frame_metadata": FrameRecords(a), "frames": len(a)},
+        "deeper": [{"frame_metadata": FrameRecords(b), "x": "\n]"}],
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        kv = LocalKV(folder)
+        kv.set("zarr.json", zarr_nodes._dump(doc))
+        plain = zarr_nodes.load_json(kv, "zarr.json")
+        lifted = zarr_nodes.load_json(kv, "zarr.json", lift_records=True)
+    assert lifted == plain
+    assert lifted is not None and plain is not None
+    assert plain["omestream"]["frame_metadata"] == a and plain["deeper"][0]["x"] == "\n]"
+    for got in (lifted["omestream"]["frame_metadata"], lifted["deeper"][0]["frame_metadata"]):
+        assert isinstance(got, FrameRecords) or got == []
+
+
+def test_records_laid_out_otherwise_are_read_as_plain_json(tmp_path: Path) -> None:
+    """A document rewritten by another tool (records spread over lines) is parsed as
+    it is; a record that is not JSON is an error, as it would be without lifting."""
+    kv = LocalKV(str(tmp_path))
+    records = [{"frame": i, "pos": [i, 2]} for i in range(3)]
+    kv.set("a.json", json.dumps({"frame_metadata": records}, indent=2).encode())
+    got = zarr_nodes.load_json(kv, "a.json", lift_records=True)
+    assert got == {"frame_metadata": records}
+    assert not isinstance(got["frame_metadata"], FrameRecords)  # type: ignore[index]
+    kv.set("b.json", b'{\n  "frame_metadata": [\n    {"frame": 0},\n    {"frame": 1,}\n  ]\n}')
+    with pytest.raises(StoreFormatError, match=r"b\.json is not valid JSON"):
+        zarr_nodes.load_json(kv, "b.json", lift_records=True)

@@ -261,3 +261,38 @@ def test_resume_finds_series_where_the_store_lists_them(tmp_path: Path) -> None:
         got = zarr.open_array(f"{root}/{k}/0", mode="r")[...]
         want = np.stack([frame_for(i, SHAPE, "uint16") for i in range(k, 6, 2)])
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("positions", [1, 2])
+def test_resume_keeps_the_frame_metadata_of_frames_before_the_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, positions: int
+) -> None:
+    """Records read back one per line, spilled to disk a few at a time, and the
+    replayed frames' records too: every frame keeps its own record."""
+    from omestream.metadata import records
+
+    monkeypatch.setattr(records, "SPILL_BYTES", 64)
+    monkeypatch.setattr(records, "_PIECE_BYTES", 50)
+    root = tmp_path / "acq.ome.zarr"
+    names = [f"p{k}" for k in range(positions)]
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=4, type="time"),
+            *([PositionDimension(positions=names)] if positions > 1 else []),
+            Dimension(name="y", count=SHAPE[0], type="space"),
+            Dimension(name="x", count=SHAPE[1], type="space"),
+        ],
+        dtype="uint16",
+    )
+    _crash_after(settings, 11)
+    with create_stream(settings, resume=True) as stream:
+        for i in range(11, 16):
+            stream.append(frame_for(i, SHAPE, "uint16"), metadata={"i": i})
+    group = zarr.open_group(str(root), mode="r")
+    if positions == 1:
+        kept = [group.attrs["omestream"]["frame_metadata"]]
+    else:
+        kept = [group[name].attrs["omestream"]["frame_metadata"] for name in names]
+    got = sorted((r["frame"], r["i"]) for recs in kept for r in recs)
+    assert got == [(i, i) for i in range(16)]

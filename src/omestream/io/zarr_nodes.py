@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -75,12 +76,21 @@ def _dump(doc: dict[str, Any]) -> bytes:
     return b"".join(_dump_parts(doc))
 
 
-def load_json(kv: KVStore, key: str) -> dict[str, Any] | None:
-    """The JSON object stored at ``key``; None when the key is absent."""
+def load_json(kv: KVStore, key: str, *, lift_records: bool = False) -> dict[str, Any] | None:
+    """The JSON object stored at ``key``; None when the key is absent.
+
+    With ``lift_records``, frame metadata written one record per line (as
+    :func:`_dump_parts` writes it) is read as :class:`FrameRecords`, texts that are
+    checked but never all decoded at once: a long time-lapse's attributes then cost
+    what their texts cost, not a dict per frame.
+    """
     raw = kv.get(key)
     if raw is None:
         return None
+    lifted: dict[str, FrameRecords] = {}
     try:
+        if lift_records:
+            raw, lifted = _lift_records(raw)
         doc = json.loads(raw)
     except ValueError as exc:
         raise StoreFormatError(f"{kv.url}/{key} is not valid JSON: {exc}") from None
@@ -88,7 +98,73 @@ def load_json(kv: KVStore, key: str) -> dict[str, Any] | None:
         raise StoreFormatError(
             f"{kv.url}/{key} must hold a JSON object, found {type(doc).__name__}"
         )
-    return doc
+    return _put_back(doc, lifted) if lifted else doc
+
+
+_RECORDS_START = re.compile(rb'\n( *)"frame_metadata": \[\n')
+_CHECK_BYTES = 1 << 20
+
+
+def _lift_records(raw: bytes) -> tuple[bytes, dict[str, FrameRecords]]:
+    """``raw`` with each one-record-per-line ``frame_metadata`` array replaced by a
+    placeholder string, and the records of each placeholder. Arrays laid out any
+    other way stay in place for the JSON parser; a malformed record raises
+    ``ValueError`` as the parser would."""
+    lifted: dict[str, FrameRecords] = {}
+    out: list[bytes] = []
+    done = 0
+    tag = secrets.token_hex(8)
+    for m in _RECORDS_START.finditer(raw):
+        if m.start() < done:
+            continue
+        first = m.end()
+        end = raw.find(b"\n" + m.group(1) + b"]", first)  # the array's closing line
+        if end < 0:
+            continue
+        records = _records_of(raw, first, end)
+        if records is None:
+            continue
+        token = f"\x00{tag}:{len(lifted)}\x00"
+        lifted[token] = records
+        out += [raw[done : m.end() - 2], json.dumps(token).encode()]  # keeps '"...": '
+        done = end + 1 + len(m.group(1)) + 1  # after the ']'
+    if not lifted:
+        return raw, lifted
+    out.append(raw[done:])
+    return b"".join(out), lifted
+
+
+def _records_of(raw: bytes, first: int, end: int) -> FrameRecords | None:
+    """The records on lines ``raw[first:end]``, one JSON object per line, checked a
+    megabyte at a time; None when the lines are not laid out that way."""
+    records = FrameRecords()
+    at = first
+    while at < end:
+        limit = at + _CHECK_BYTES
+        stop = end if limit >= end else raw.rfind(b"\n", at, limit)
+        if stop <= at:  # a line longer than a piece: up to its end
+            stop = raw.find(b"\n", limit, end) if limit < end else -1
+            stop = end if stop < 0 else stop
+        lines = [line.strip() for line in raw[at:stop].split(b"\n")]
+        lines = [line[:-1] if line.endswith(b",") else line for line in lines]
+        if not all(line.startswith(b"{") and line.endswith(b"}") for line in lines):
+            return None
+        parsed = json.loads(b"[" + b",".join(lines) + b"]")  # ValueError: not JSON
+        if len(parsed) != len(lines) or not all(isinstance(r, dict) for r in parsed):
+            return None
+        records.extend_lines(lines)
+        at = stop + 1
+    return records
+
+
+def _put_back(node: Any, lifted: dict[str, FrameRecords]) -> Any:
+    if isinstance(node, dict):
+        return {k: _put_back(v, lifted) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_put_back(v, lifted) for v in node]
+    if isinstance(node, str) and node in lifted:
+        return lifted[node]
+    return node
 
 
 def write_group(
@@ -103,9 +179,12 @@ def write_group(
         kv.set_stream(_join(path, ".zattrs"), _dump_parts(attrs), durable=durable)
 
 
-def read_group_attrs(kv: KVStore, path: str, zarr_format: int) -> dict[str, Any] | None:
+def read_group_attrs(
+    kv: KVStore, path: str, zarr_format: int, *, lift_records: bool = False
+) -> dict[str, Any] | None:
+    """A group's attributes (None: no group there); ``lift_records`` as in :func:`load_json`."""
     if zarr_format == 3:
-        doc = load_json(kv, _join(path, "zarr.json"))
+        doc = load_json(kv, _join(path, "zarr.json"), lift_records=lift_records)
         if doc is None:
             return None
         if doc.get("node_type") != "group":
@@ -116,7 +195,7 @@ def read_group_attrs(kv: KVStore, path: str, zarr_format: int) -> dict[str, Any]
         return attrs if isinstance(attrs, dict) else {}
     if not kv.exists(_join(path, ".zgroup")):
         return None
-    return load_json(kv, _join(path, ".zattrs")) or {}
+    return load_json(kv, _join(path, ".zattrs"), lift_records=lift_records) or {}
 
 
 def create_array(

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import json
 import os
 import tempfile
 import threading
 import weakref
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 __all__ = ["SPILL_BYTES", "FrameRecords", "encode_record"]
@@ -70,6 +71,17 @@ class _Texts:
         with self._lock:
             self.tail += data
             self.ends.append(self.spilled + len(self.tail))
+            if len(self.tail) >= SPILL_BYTES:
+                self._spill()
+
+    def extend(self, lines: list[bytes]) -> None:
+        """Append texts given without their newline (each one line)."""
+        with self._lock:
+            lengths = itertools.accumulate(
+                (len(t) + 1 for t in lines), initial=self.spilled + len(self.tail)
+            )
+            self.tail += b"\n".join(lines) + b"\n" if lines else b""
+            self.ends.extend(itertools.islice(lengths, 1, None))
             if len(self.tail) >= SPILL_BYTES:
                 self._spill()
 
@@ -167,6 +179,12 @@ class FrameRecords(Sequence[dict[str, Any]]):
             out.append_text(t)
         return out
 
+    def extend_lines(self, lines: list[bytes]) -> None:
+        """Append records given as encoded lines (compact JSON objects, checked by the
+        caller), in one step."""
+        self._make_own()
+        self._texts.extend(lines)
+
     def spill_to(self, directory: str | None) -> None:
         """Where the texts go once they outgrow memory (a folder on the stream's disk);
         None: the system's temporary folder."""
@@ -179,11 +197,18 @@ class FrameRecords(Sequence[dict[str, Any]]):
         """Append a record already encoded by :func:`encode_record`."""
         if "\n" in text:  # compact JSON has none; the store separates records by it
             text = json.dumps(json.loads(text), separators=(",", ":"))
-        if not self._own:  # a view: its own texts first, the list it shows stays as is
-            mine = FrameRecords.from_texts(self.texts())
-            mine.spill_to(self._texts.spill_dir)
-            self._texts, self._start, self._stop, self._own = mine._texts, 0, None, True
+        self._make_own()
         self._texts.append(text.encode() + b"\n")
+
+    def _make_own(self) -> None:
+        """Before a view is appended to: texts of its own (what it shows stays)."""
+        if self._own:
+            return
+        mine = _Texts()
+        mine.spill_dir = self._texts.spill_dir
+        for piece in self._pieces():
+            mine.extend(piece.splitlines())
+        self._texts, self._start, self._stop, self._own = mine, 0, None, True
 
     def _bounds(self) -> tuple[int, int]:
         stop = len(self._texts.ends) if self._stop is None else self._stop
@@ -211,6 +236,16 @@ class FrameRecords(Sequence[dict[str, Any]]):
     def texts(self, start: int = 0) -> list[str]:
         """The encoded records from ``start`` on."""
         return [t for p in self._pieces(start) for t in p.decode().splitlines()]
+
+    def select(self, keep: Callable[[Any], bool]) -> FrameRecords:
+        """The records ``keep`` accepts, kept as their texts (decoded one at a time)."""
+        out = FrameRecords()
+        out.spill_to(self._texts.spill_dir)
+        for piece in self._pieces():
+            for line in piece.splitlines():
+                if keep(json.loads(line)):
+                    out._texts.append(line + b"\n")
+        return out
 
     def copy(self) -> FrameRecords:
         """A view of the records so far (cheap: nothing is copied)."""

@@ -48,7 +48,7 @@ _IGNORED = {"overwrite", "writer", "root_path"}
 
 
 def _record(kv: KVStore, zarr_format: int, where: str) -> dict[str, Any]:
-    attrs = zarr_nodes.read_group_attrs(kv, "", zarr_format)
+    attrs = zarr_nodes.read_group_attrs(kv, "", zarr_format, lift_records=True)
     if attrs is None:
         raise StoreFormatError(
             f"{where}: nothing to resume; no Zarr v{zarr_format} group here (check the format "
@@ -208,16 +208,36 @@ def _rewind_point(settings: AcquisitionSettings, router: FrameRouter, n: int, pl
     return start * router.per_outer
 
 
-def _saved_metadata(kv: KVStore, plan: Any, record: dict[str, Any]) -> list[list[dict[str, Any]]]:
-    out: list[list[dict[str, Any]]] = [[] for _ in plan.images]
-    for i, im in enumerate(plan.images):
+def _saved_metadata(
+    kv: KVStore, plan: Any, record: dict[str, Any], rewind: int
+) -> tuple[list[FrameRecords], dict[int, dict[str, Any]]]:
+    """Per image, the frame metadata records of frames before ``rewind``; and by frame
+    number, the records from ``rewind`` on (those frames are appended again)."""
+    later: dict[int, dict[str, Any]] = {}
+
+    def keep(r: Any) -> bool:
+        if not isinstance(r, dict) or not isinstance(r.get("frame"), int):
+            return False
+        if r["frame"] >= rewind:
+            later[r["frame"]] = r
+        return r["frame"] < rewind
+
+    out: list[FrameRecords] = []
+    for im in plan.images:
         if im.path == "":
             recs = record.get("frame_metadata", [])
         else:
-            attrs = zarr_nodes.read_group_attrs(kv, im.path, plan.zarr_format) or {}
-            recs = (attrs.get(OMESTREAM_KEY) or {}).get("frame_metadata", [])
-        out[i] = [r for r in recs if isinstance(r, dict) and isinstance(r.get("frame"), int)]
-    return out
+            attrs = zarr_nodes.read_group_attrs(kv, im.path, plan.zarr_format, lift_records=True)
+            recs = ((attrs or {}).get(OMESTREAM_KEY) or {}).get("frame_metadata", [])
+        if isinstance(recs, FrameRecords):
+            out.append(recs.select(keep))
+        else:  # not one record per line: read as plain JSON
+            out.append(
+                FrameRecords(r for r in recs if keep(r))
+                if isinstance(recs, list)
+                else FrameRecords()
+            )
+    return out, later
 
 
 def _saved_windows(kv: KVStore, plan: Any) -> list[dict[int, tuple[float, float]]]:
@@ -287,13 +307,10 @@ def _resume(
     if isinstance(started, str):
         with contextlib.suppress(ValueError):
             state.started = _dt.datetime.fromisoformat(started)
-    saved_meta = _saved_metadata(kv, plan, record)
     state.frames = rewind
     skipped = [int(s) for s in record.get("skipped", []) if isinstance(s, int)]
     state.skipped = [s for s in skipped if s < rewind]
-    state.frame_metadata = [
-        FrameRecords(r for r in recs if r["frame"] < rewind) for recs in saved_meta
-    ]
+    state.frame_metadata, later_meta = _saved_metadata(kv, plan, record, rewind)
     state.windows = _saved_windows(kv, plan)
     u = plan.unbounded_axis
     if u is not None and rewind:
@@ -309,7 +326,6 @@ def _resume(
     import zarr
 
     arrays: dict[int, Any] = {}
-    meta_by_frame = {r["frame"]: r for recs in saved_meta for r in recs if r["frame"] >= rewind}
     skipped_set = set(skipped)
     stream._replaying = True  # no partial shard may be pushed before the replay ends
     for n in range(rewind, done):
@@ -323,7 +339,7 @@ def _resume(
                 kv.zarr_store(read_only=True), path=array_path(plan, route.image, 0), mode="r"
             )
         frame = np.asarray(arr[route.index])
-        rec = meta_by_frame.get(n)
+        rec = later_meta.get(n)
         meta = {k: v for k, v in rec.items() if k not in ("frame", "index")} if rec else None
         stream.append(frame, metadata=meta)
     stream._replaying = False

@@ -90,7 +90,8 @@ def _join(*parts: str) -> str:
 
 
 def _read_node(kv: KVStore, path: str) -> Node | None:
-    v3 = load_json(kv, _join(path, "zarr.json"))
+    # frame metadata stays text: a long time-lapse's records are most of its document
+    v3 = load_json(kv, _join(path, "zarr.json"), lift_records=True)
     if v3 is not None:
         kind = v3.get("node_type")
         if kind not in ("group", "array"):
@@ -103,9 +104,9 @@ def _read_node(kv: KVStore, path: str) -> Node | None:
         )
     zarray = load_json(kv, _join(path, ".zarray"))
     if zarray is not None:
-        return Node(path, "array", 2, load_json(kv, _join(path, ".zattrs")) or {}, zarray)
+        return Node(path, "array", 2, load_json(kv, _join(path, ".zattrs"), lift_records=True) or {}, zarray)
     if kv.get(_join(path, ".zgroup")) is not None:
-        return Node(path, "group", 2, load_json(kv, _join(path, ".zattrs")) or {}, {})
+        return Node(path, "group", 2, load_json(kv, _join(path, ".zattrs"), lift_records=True) or {}, {})
     return None
 
 
