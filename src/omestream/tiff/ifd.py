@@ -4,7 +4,8 @@
   so that a crash at any moment leaves either the old or the new document, never a
   torn one. The new text is appended at the end of the file and made durable first;
   only then is the tag entry's (count, offset) pair, a single 16-byte write inside
-  one disk sector, pointed at it. ``TiffTag.overwrite`` writes in place when the new
+  one disk sector, pointed at it. The text may come in pieces, encoded and written
+  one at a time, so a large document is never copied whole. ``TiffTag.overwrite`` writes in place when the new
   value fits, or moves the pointer before the value exists, so it is not used here.
   The superseded text stays in the file as a few dead bytes.
 * :func:`complete_pages` counts the pages a killed writer finished. tifffile links a
@@ -23,6 +24,7 @@ import contextlib
 import logging
 import os
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import tifffile
@@ -78,33 +80,25 @@ def _fsync(fh: object) -> None:
     os.fsync(fh.fileno())  # type: ignore[attr-defined]
 
 
-def replace_description(path: str, text: str, durable: bool = True) -> None:
-    """Point page 0's ImageDescription at ``text`` (UTF-8), crash-safely (see module doc)."""
-    with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
-        # pages.first, not len(pages): counting walks every IFD of a growing file
-        try:
-            first = tif.pages.first
-        except IndexError:
-            raise StoreFormatError(f"{path!r} has no page to hold the OME-XML") from None
-        tag = first.tags.get(_DESCRIPTION)
-        if tag is None:
-            raise StoreFormatError(f"{path!r}: the first page has no ImageDescription tag")
-        entry = tag.offset
-        order = tif.tiff.byteorder
-        offsetformat = tif.tiff.offsetformat
-        old = tag.valueoffset
-    value = text.encode("utf-8") + b"\0"
+def replace_description(path: str, text: str | Iterable[str], durable: bool = True) -> int:
+    """Point page 0's ImageDescription at ``text`` (UTF-8; a string or pieces of one),
+    crash-safely (see module doc). Returns the bytes the new value takes."""
+    entry, order, offsetformat = _description_entry(path)
+    pieces = [text] if isinstance(text, str) else text
     try:
         with open(path, "r+b") as fh:
             end = fh.seek(0, os.SEEK_END)
             start = end + (end % 2)  # tag values begin on a word boundary
             if start != end:
                 fh.write(b"\0")
-            fh.write(value)
+            size = 1  # the closing NUL
+            for piece in pieces:
+                size += fh.write(piece.encode("utf-8"))
+            fh.write(b"\0")
             if durable:
                 _fsync(fh)
             # count, then value offset: the two fields after tag code and type
-            count = struct.pack(order + offsetformat[-1], len(value))
+            count = struct.pack(order + offsetformat[-1], size)
             fh.seek(entry + 4)
             fh.write(count + struct.pack(offsetformat, start))
             if durable:
@@ -113,7 +107,41 @@ def replace_description(path: str, text: str, durable: bool = True) -> None:
                 fh.flush()
     except OSError as exc:
         raise WriteError(exc.errno or 0, f"cannot write the OME-XML of {path!r}: {exc}") from exc
-    del old
+    return size
+
+
+def _description_entry(path: str) -> tuple[int, str, str]:
+    """Where page 0's ImageDescription entry is: (file offset, byte order, offset format).
+
+    Read from the header and the first IFD directly: tifffile loads the description's
+    value with the page, and the document being replaced may be tens of megabytes.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            order = {b"II": "<", b"MM": ">"}.get(head[:2])
+            if order is None or len(head) < 8:
+                raise StoreFormatError(f"{path!r} is not a TIFF file")
+            (version,) = struct.unpack(order + "H", head[2:4])
+            big = version == 43
+            if version not in (42, 43) or (big and len(head) < 16):
+                raise StoreFormatError(f"{path!r} is not a TIFF file")
+            offsetformat = order + ("Q" if big else "I")
+            count_format, tagsize = (order + "Q", 20) if big else (order + "H", 12)
+            (ifd,) = struct.unpack(offsetformat, head[8:16] if big else head[4:8])
+            if ifd == 0:
+                raise StoreFormatError(f"{path!r} has no page to hold the OME-XML")
+            fh.seek(ifd)
+            raw = fh.read(struct.calcsize(count_format))
+            (ntags,) = struct.unpack(count_format, raw)
+            entries = fh.read(ntags * tagsize)
+    except (OSError, struct.error) as exc:
+        raise StoreFormatError(f"{path!r} is not a readable TIFF file: {exc}") from exc
+    for k in range(len(entries) // tagsize):
+        (code,) = struct.unpack(order + "H", entries[k * tagsize : k * tagsize + 2])
+        if code == _DESCRIPTION:
+            return ifd + len(raw) + k * tagsize, order, offsetformat
+    raise StoreFormatError(f"{path!r}: the first page has no ImageDescription tag")
 
 
 def complete_pages(path: str, repair: bool = True) -> PageCount:
