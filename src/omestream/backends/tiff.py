@@ -72,14 +72,14 @@ from omestream.stream.state import StreamState
 from omestream.tiff.ifd import replace_description
 from omestream.tiff.layout import (
     TIFF_SUFFIXES,
-    PageKey,
     TiffLayout,
     arrival_pages,
     first_outer_axis,
     tiff_layout,
 )
+from omestream.tiff.pagemap import PageMap, PlaneBits, plane_keys
 from omestream.tiff.pages import PageFormat
-from omestream.tiff.xml import assemble_ome, file_xmls
+from omestream.tiff.xml import TiffDocument, assemble_ome, file_xmls
 
 __all__ = ["TiffBackend"]
 
@@ -177,10 +177,12 @@ class TiffBackend(ArrayBackend):
         # refresh's copy of it only fixes how many records that refresh describes)
         self._state: StreamState | None = None
         self._writers: list[tifffile.TiffWriter | None] = [None] * len(self.layout.files)
-        self._pages: list[list[PageKey]] = [[] for _ in self.layout.files]  # level 0, per IFD
+        self._keys = plane_keys(plan, self._first_axis)
+        # level-0 pages per file, as runs (see omestream.tiff.pagemap)
+        self._pages = PageMap(self._keys, len(self.layout.files))
         self._unsynced = [0 for _ in self.layout.files]  # bytes written since writeback began
         self._dropped = [0 for _ in self.layout.files]  # file offset up to which cache is freed
-        self._queued: list[set[tuple[int, ...]]] = [set() for _ in plan.images]
+        self._queued = [PlaneBits(k) for k in self._keys]  # level-0 planes put in the queue
         self._initial: list[bytes] = []
         self._queue: queue.Queue[_Page | None] = queue.Queue()
         self._budget = options.memory_budget_mb * 2**20
@@ -273,12 +275,8 @@ class TiffBackend(ArrayBackend):
     def start(self, state: StreamState) -> None:
         self._state = state
         router = FrameRouter(self.settings)
-        pages, _ = arrival_pages(router, self.layout, router.per_outer)
-        extents = [1] * len(self.plan.images)
-        for file_pages in pages:
-            for image, index in file_pages:
-                if self._first_axis is not None:
-                    extents[image] = max(extents[image], index[self._first_axis] + 1)
+        pages, _ = arrival_pages(router, self.layout, self._keys, router.per_outer)
+        extents = [max(1, pages.extent(i)) for i in range(len(self.plan.images))]
         ome = self._document(pages, self._shapes(extents), state, "streaming")
         self._initial = [x.encode("utf-8") for x in file_xmls(ome, self.uuids)]
         self._xml_bytes = sum(len(x) for x in self._initial)
@@ -337,7 +335,7 @@ class TiffBackend(ArrayBackend):
         frame: np.ndarray | None = None,
     ) -> None:
         if level == 0:
-            self._queued[image].add(tuple(index))
+            self._queued[image].add(index)
         self._queue.put(
             _Page(self.layout.image_file[image], image, tuple(index), level, data, nbytes, frame)
         )
@@ -430,7 +428,7 @@ class TiffBackend(ArrayBackend):
         description = self._description(page.file) if page.level == 0 else None
         writer.write(PageFormat.data(data), **self.format.write_args(page.level, description))
         if page.level == 0:
-            self._pages[page.file].append((page.image, page.index))
+            self._pages.add(page.file, page.image, page.index)
         self._written(page.file, page.nbytes)
 
     def _write_batch(self, batch: list[_Page]) -> None:
@@ -449,7 +447,8 @@ class TiffBackend(ArrayBackend):
         args["shape"] = (len(head), *args["shape"])
         writer.write(iter([p.data for p in head]), **args)
         writer.write(batch[-1].data, **self.format.write_args(0))
-        self._pages[f].extend((p.image, p.index) for p in batch)
+        for p in batch:
+            self._pages.add(f, p.image, p.index)
         self._written(f, sum(p.nbytes for p in batch))
 
     def _write_direct(self, batch: list[_Page]) -> bool:
@@ -494,7 +493,8 @@ class TiffBackend(ArrayBackend):
             cut = len(views[-1]) - (total - direct)  # pages >= _DIRECT_MIN_BYTES: within the last
             pwrite_all(buffered, [views[-1][cut:]], offset + direct)
             views[-1] = views[-1][:cut]
-        self._pages[f].extend((p.image, p.index) for p in batch)
+        for p in batch:
+            self._pages.add(f, p.image, p.index)
         self._wait_for_direct_writes(_DIRECT_IN_FLIGHT - 1)
         with self._cond:
             self._direct_pending += 1
@@ -538,7 +538,7 @@ class TiffBackend(ArrayBackend):
 
     def _description(self, f: int) -> bytes | None:
         """The OME-XML to give the next level-0 page of file ``f``: only its first."""
-        return None if self._pages[f] else self._initial[f]
+        return None if self._pages.pages(f) else self._initial[f]
 
     def _written(self, f: int, nbytes: int) -> None:
         if self.options.fsync:
@@ -601,7 +601,7 @@ class TiffBackend(ArrayBackend):
         with self._cond:
             self._error = self._error or WriteError(0, "the stream was aborted")
         self._stop()
-        if not any(self._pages):  # nothing was written: leave nothing behind
+        if not len(self._pages):  # nothing was written: leave nothing behind
             for path in self.layout.paths:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -667,12 +667,12 @@ class TiffBackend(ArrayBackend):
 
     def _document(
         self,
-        pages: list[list[PageKey]],
+        pages: PageMap,
         shapes: list[list[int]],
         state: StreamState,
         stage: str,
         records: Sequence[Sequence[Mapping[str, Any]]] | None = None,
-    ) -> Any:
+    ) -> TiffDocument:
         record = {
             "version": __version__,
             "state": stage,
@@ -690,7 +690,12 @@ class TiffBackend(ArrayBackend):
         """Writer thread, between pages: describe the pages written so far."""
         writers = [w for w in self._writers if w is not None]
         state = self._state
-        if state is None or not all(self._pages) or len(writers) < len(self._writers):
+        files = range(self._pages.n_files)
+        if (
+            state is None
+            or not all(self._pages.pages(f) for f in files)
+            or len(writers) < len(self._writers)
+        ):
             return  # a file without a first page has no description to replace
         size = sum(w.filehandle.tell() for w in writers)
         if size - self._described_bytes < REFRESH_GROWTH * self._xml_bytes:
@@ -698,21 +703,16 @@ class TiffBackend(ArrayBackend):
         began = time.monotonic()
         if began - self._refreshed_at < _REFRESH_COST_RATIO * self._refresh_cost:
             return
-        extents = [1] * len(self.plan.images)
-        if self._first_axis is not None:
-            for file_pages in self._pages:
-                for image, index in file_pages:
-                    extents[image] = max(extents[image], index[self._first_axis] + 1)
+        extents = [max(1, self._pages.extent(i)) for i in range(len(self.plan.images))]
         records = [r[:n] for r, n in zip(state.frame_metadata, lengths, strict=True)]
-        ome = self._document(self._pages, self._shapes(extents), state, "streaming", records)
+        doc = self._document(self._pages, self._shapes(extents), state, "streaming", records)
+        del records
         total = 0
-        xmls = file_xmls(ome, self.uuids)
-        for f, (path, xml) in enumerate(zip(self.layout.paths, xmls, strict=True)):
+        for f, (path, urn) in enumerate(zip(self.layout.paths, self.uuids, strict=True)):
             fh = writers[f].filehandle
             fh.flush()
-            replace_description(path, xml, durable=False)
+            total += replace_description(path, doc.pieces(urn), durable=False)
             fh.seek(0, os.SEEK_END)  # the next page goes after the new document
-            total += len(xml)
         self._xml_bytes = total
         self._described_bytes = sum(w.filehandle.tell() for w in writers)
         self._refreshed_at = time.monotonic()
@@ -723,11 +723,12 @@ class TiffBackend(ArrayBackend):
         # Only reached when every page is written and durable: the stream closed cleanly
         # (the same meaning as the OME-Zarr record's flag).
         state.complete = True
-        ome = self._document(
+        doc = self._document(
             self._pages, self._shapes(self._extents()), state, "closed", state.frame_metadata
         )
-        for path, xml in zip(self.layout.paths, file_xmls(ome, self.uuids), strict=True):
-            replace_description(path, xml, durable=self.options.fsync)
+        del state
+        for path, urn in zip(self.layout.paths, self.uuids, strict=True):
+            replace_description(path, doc.pieces(urn), durable=self.options.fsync)
         self._final = True
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+import numpy as np
 from ome_types import OME
 from ome_types import model as m
 
@@ -25,9 +28,11 @@ __all__ = [
     "ome_dimension_map",
     "ome_dimension_order",
     "plane_index",
+    "render_pieces",
     "render_xml",
     "stage_label",
     "tiff_data_blocks",
+    "tiff_data_text",
 ]
 
 _PIXEL_TYPES = {
@@ -36,10 +41,15 @@ _PIXEL_TYPES = {
 }  # fmt: skip
 
 
-def render_xml(ome: OME, frames: Sequence[FramePlanes | None] = ()) -> str:
+def render_xml(
+    ome: OME,
+    frames: Sequence[FramePlanes | None] = (),
+    tiff_data: Sequence[Sequence[str] | None] = (),
+) -> str:
     """``ome`` as OME-XML, attributes equal to the schema's defaults left out; with
     ``frames`` (per image, see :func:`frame_planes`), their planes put in each image's
-    Pixels and their MapAnnotations in the StructuredAnnotations.
+    Pixels and their MapAnnotations in the StructuredAnnotations; with ``tiff_data``
+    (per image, see :func:`tiff_data_text`), its TiffData elements put in each Pixels.
 
     ome-types' default (leave out what was never set) first walks the whole model to
     find which sequences were filled, and that walk cost as much as the rendering
@@ -47,15 +57,34 @@ def render_xml(ome: OME, frames: Sequence[FramePlanes | None] = ()) -> str:
     model. The frames' elements are spliced in as text where a stand-in element was
     rendered; the model is left as it was.
     """
+    return "".join(render_pieces(ome, frames, tiff_data))
+
+
+def render_pieces(
+    ome: OME,
+    frames: Sequence[FramePlanes | None] = (),
+    tiff_data: Sequence[Sequence[str] | None] = (),
+) -> list[str]:
+    """:func:`render_xml`'s text as pieces that add up to it: the elements made as text
+    are not copied into one string (a document with a plane per frame of a long
+    time-lapse is tens of megabytes), so it can be written piece by piece."""
     images = [(i, f) for i, f in enumerate(frames) if f is not None and f.planes]
+    blocks = [(i, t) for i, t in enumerate(tiff_data) if t]
     notes = [n for f in frames if f is not None for n in f.notes]
     kept = [(ome.images[i].pixels, ome.images[i].pixels.planes) for i, _ in images]
+    kept_blocks = [
+        (ome.images[i].pixels, ome.images[i].pixels.tiff_data_blocks) for i, _ in blocks
+    ]
     annotations = ome.structured_annotations
     try:
         for i, _ in images:
             stand_in = m.AnnotationRef(id=f"Annotation:omestream.planes.{i}")
             ome.images[i].pixels.planes = [
                 m.Plane(the_z=0, the_c=0, the_t=0, annotation_refs=[stand_in])
+            ]
+        for i, _ in blocks:
+            ome.images[i].pixels.tiff_data_blocks = [
+                m.TiffData(ifd=1, uuid=m.TiffData.UUID(value=_blocks_marker(i)))
             ]
         if notes:
             sa = annotations.model_copy() if annotations else m.StructuredAnnotations()
@@ -66,25 +95,75 @@ def render_xml(ome: OME, frames: Sequence[FramePlanes | None] = ()) -> str:
     finally:
         for px, planes in kept:
             px.planes = planes
+        for px, tds in kept_blocks:
+            px.tiff_data_blocks = tds
         ome.structured_annotations = annotations
-    for i, f in images:
-        text = _splice(text, f"Annotation:omestream.planes.{i}", "Plane", f.planes)
+    splices: list[tuple[str, str, Sequence[str]]] = [
+        (f'ID="Annotation:omestream.planes.{i}"', "Plane", f.planes) for i, f in images
+    ]
+    splices += [(f">{_blocks_marker(i)}<", "TiffData", t) for i, t in blocks]
     if notes:
-        text = _splice(text, _NOTES_ID, "MapAnnotation", notes)
-    return text
+        splices.append((f'ID="{_NOTES_ID}"', "MapAnnotation", notes))
+    return _pieces(text, splices)
 
 
 _NOTES_ID = "Annotation:omestream.notes"
 
 
-def _splice(text: str, marker: str, tag: str, lines: Sequence[str]) -> str:
-    """``text`` with the ``tag`` element holding ``ID="marker"`` (or whose child does)
-    replaced by ``lines``, each on a line of the same indentation."""
-    start = text.rfind(f"<{tag} ", 0, text.index(f'ID="{marker}"'))
-    gt = text.index(">", start)  # the end of its opening tag
-    end = gt + 1 if text[gt - 1] == "/" else text.index(f"</{tag}>", gt) + len(tag) + 3
-    indent = text[text.rfind("\n", 0, start) + 1 : start]
-    return text[:start] + ("\n" + indent).join(lines) + text[end:]
+def _blocks_marker(i: int) -> str:
+    return f"urn:uuid:0e5e0e5e-0000-4000-8000-{i:012x}"
+
+
+def _pieces(text: str, splices: Sequence[tuple[str, str, Sequence[str]]]) -> list[str]:
+    """``text`` as pieces, each ``tag`` element holding a splice's marker (or whose child
+    does) replaced by the splice's lines (or chunks of lines, see :func:`_Lines`), each
+    on a line of the element's indentation."""
+    spans = []
+    for marker, tag, lines in splices:
+        start = text.rfind(f"<{tag} ", 0, text.index(marker))
+        gt = text.index(">", start)  # the end of its opening tag
+        end = gt + 1 if text[gt - 1] == "/" else text.index(f"</{tag}>", gt) + len(tag) + 3
+        indent = text[text.rfind("\n", 0, start) + 1 : start]
+        spans.append((start, end, indent, lines))
+    spans.sort(key=lambda span: span[0])
+    out: list[str] = []
+    done = 0
+    for start, end, indent, lines in spans:
+        out.append(text[done:start])
+        sep = "\n" + indent
+        for k, line in enumerate(lines):
+            if k:
+                out.append(sep)
+            out.append(line)
+        done = end
+    out.append(text[done:])
+    return out
+
+
+@functools.cache
+def _indents() -> dict[str, str]:
+    """The indentation ome-types renders Plane, TiffData (and its UUID) and
+    MapAnnotation lines with: lines made as text are joined with the same."""
+    px = m.Pixels(
+        dimension_order=m.Pixels_DimensionOrder("XYZCT"),
+        type=m.PixelType("uint8"),
+        size_x=1, size_y=1, size_z=1, size_c=1, size_t=1,
+        tiff_data_blocks=[m.TiffData(uuid=m.TiffData.UUID(value=_blocks_marker(0)))],
+        planes=[m.Plane(the_z=0, the_c=0, the_t=0)],
+    )  # fmt: skip
+    sample = OME(
+        images=[m.Image(pixels=px)],
+        structured_annotations=m.StructuredAnnotations(
+            map_annotations=[m.MapAnnotation(value=m.Map(ms=[]))]
+        ),
+    )
+    text = sample.to_xml(exclude_unset=False, exclude_defaults=True)
+
+    def indent(tag: str) -> str:
+        start = text.index(f"<{tag}")
+        return text[text.rfind("\n", 0, start) + 1 : start]
+
+    return {tag: indent(tag) for tag in ("Plane", "TiffData", "UUID", "MapAnnotation")}
 
 
 def ome_dimension_map(image: ImagePlan) -> dict[str, str]:
@@ -313,31 +392,107 @@ class FramePlanes:
     A long acquisition has one plane per frame; as ome-types objects, built and
     rendered, they cost ~0.75 ms and several KB each, as text a few microseconds and
     the text's size. :func:`render_xml` puts them into the rendered document.
+    ``planes`` and ``notes`` hold an element each, or (``joined``, see
+    :func:`frame_planes`) chunks of elements already joined line by line.
     """
 
     planes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    n_planes: int = 0
+    n_notes: int = 0
+
+
+# elements per chunk of joined lines: ~0.2-1 MB of text
+_CHUNK = 4096
+
+
+class _Lines:
+    """Lines of one kind of element, optionally with sort keys, for one splice.
+
+    ``joined``: kept as chunks of :data:`_CHUNK` lines joined with the line break and
+    indentation ``tag`` elements get, so that the document holds no object per line.
+    With keys, lines are sorted by key (stably): while the keys come in order, chunks
+    are joined as they fill; a key out of order turns the chunks back into lines, sorted
+    once all came (their lines must hold no line break: Plane elements do not).
+    """
+
+    def __init__(self, tag: str, joined: bool, keyed: bool) -> None:
+        self.sep = "\n" + _indents()[tag] if joined else None
+        self.keys: array[int] | None = array("q") if keyed else None
+        self.chunks: list[str] = []
+        self.batch: list[str] = []
+        self.ordered = True
+        self.last = -1
+        self.count = 0
+
+    def add(self, line: str, key: int = 0) -> None:
+        self.count += 1
+        if self.keys is not None:
+            self.keys.append(key)
+            if key < self.last and self.ordered:
+                self.ordered = False
+                if self.sep is not None:
+                    split = [x for c in self.chunks for x in c.split(self.sep)]
+                    self.chunks, self.batch = [], split + self.batch
+            self.last = key
+        self.batch.append(line)
+        if self.sep is not None and self.ordered and len(self.batch) >= _CHUNK:
+            self.chunks.append(self.sep.join(self.batch))
+            self.batch = []
+
+    def finish(self) -> list[str]:
+        lines, self.batch = self.batch, []
+        if self.ordered:
+            if self.sep is None:
+                return lines
+            if lines:
+                self.chunks.append(self.sep.join(lines))
+            return self.chunks
+        assert self.keys is not None
+        order = np.argsort(np.frombuffer(self.keys, dtype=np.int64), kind="stable")
+        self.keys = None
+        out: list[str] = []
+        for at in range(0, len(order), _CHUNK):
+            part = []
+            for i in order[at : at + _CHUNK].tolist():
+                part.append(lines[i])
+                lines[i] = ""  # each line is freed once it is in a chunk
+            if self.sep is None:
+                out.extend(part)
+            else:
+                out.append(self.sep.join(part))
+        return out
 
 
 def frame_planes(
     image: ImagePlan,
     shape: Sequence[int],
-    records: Sequence[Mapping[str, Any]],
+    records: Iterable[Mapping[str, Any]],
     annotation_start: int = 0,
     namespace: str = "omestream.frame_metadata",
+    joined: bool = False,
 ) -> FramePlanes:
     """Plane elements (and MapAnnotations for other keys) from per-frame records.
 
     A record is ``{"frame": n, "index": {dimension: i, ...}, **user_keys}``. Keys in
     :data:`PLANE_KEYS` become Plane attributes; every other user key is kept in a
     MapAnnotation referenced from the plane. Records outside ``shape`` are left out.
-    Planes come in T, C, Z order.
+    Planes come in T, C, Z order. ``joined``: the elements come in chunks, joined as
+    :func:`render_xml` puts them in the document (a few objects for any number of
+    planes).
     """
     outer = image.axis_names[:-2]
     sizes = _outer_sizes(image, shape)
     zct_of = _zct_of(image, shape)
-    planes: list[tuple[tuple[int, int, int], str]] = []
-    out = FramePlanes()
+    letters = ome_dimension_map(image)
+    by_letter = {"Z": 1, "C": 1}
+    for name, n in zip(outer, sizes, strict=True):
+        by_letter[letters[name]] = n
+    size_c, size_z = by_letter["C"], by_letter["Z"]
+    planes = _Lines("Plane", joined, keyed=True)
+    notes = _Lines("MapAnnotation", joined, keyed=False)
+    ns = _xml_attr(namespace)
+    names: dict[str, str] = {}  # keys as attribute values: the same few in every record
     for rec in records:
         where = rec.get("index", {})
         try:
@@ -359,41 +514,45 @@ def frame_planes(
                 attrs[attr[0]] = repr(float(value))  # two keys for one attribute: the last
                 attrs[attr[1]] = attr[2]
             else:
-                text = _xml_text(_annotation_value(value))
-                extra.append(f"<M K={_xml_attr(str(key))}>{text}</M>")
+                kind = type(value)
+                if kind is int or (kind is float and math.isfinite(value)):
+                    text = repr(value)  # as JSON writes it, nothing to escape
+                else:
+                    text = _xml_text(_annotation_value(value))
+                quoted = names.get(key)
+                if quoted is None:
+                    quoted = names[key] = _xml_attr(str(key))
+                extra.append(f"<M K={quoted}>{text}</M>")
         element = "<Plane " + " ".join(f'{k}="{v}"' for k, v in attrs.items()) + "/>"
         if extra:
-            ann_id = f"Annotation:{annotation_start + len(out.notes)}"
-            out.notes.append(
-                f'<MapAnnotation ID="{ann_id}" Namespace={_xml_attr(namespace)}>'
+            ann_id = f"Annotation:{annotation_start + notes.count}"
+            notes.add(
+                f'<MapAnnotation ID="{ann_id}" Namespace={ns}>'
                 f"<Value>{''.join(extra)}</Value></MapAnnotation>"
             )
             element = f'{element[:-2]}><AnnotationRef ID="{ann_id}"/></Plane>'
-        planes.append(((zct["T"], zct["C"], zct["Z"]), element))
-    planes.sort(key=lambda p: p[0])
-    out.planes = [p[1] for p in planes]
-    return out
+        planes.add(element, (zct["T"] * size_c + zct["C"]) * size_z + zct["Z"])
+    n_planes, n_notes = planes.count, notes.count
+    return FramePlanes(planes.finish(), notes.finish(), n_planes, n_notes)
 
 
 def tiff_data_blocks(
     image: ImagePlan,
     shape: Sequence[int],
-    pages: Mapping[int, tuple[int, int]],
+    blocks: Iterable[tuple[int, int, int, int]],
     files: Sequence[tuple[str, str]] | None = None,
 ) -> list[m.TiffData]:
-    """TiffData elements mapping OME planes to IFDs, as few as the layout allows.
+    """TiffData elements mapping OME planes to IFDs.
 
-    ``pages`` maps plane number -> (file number, IFD). Runs of planes stored in
-    consecutive IFDs of one file become one element (``PlaneCount``); ``files`` lists
-    (file name, ``urn:uuid:...``) per file number for multi-file datasets (UUID
-    elements), or None for a single file.
+    ``blocks`` are (first plane, file number, first IFD, planes) in plane order, each
+    a run of planes stored in consecutive IFDs of one file (see
+    :meth:`omestream.tiff.pagemap.PageMap.blocks`); ``files`` lists (file name,
+    ``urn:uuid:...``) per file number for multi-file datasets (UUID elements), or None
+    for a single file.
     """
-    blocks: list[m.TiffData] = []
-    run: list[int] = []  # [first plane, file, first ifd, count]
+    out: list[m.TiffData] = []
     zct_of = _zct_of(image, shape)
-
-    def emit() -> None:
-        plane, f, ifd, count = run
+    for plane, f, ifd, count in blocks:
         zct = zct_of(plane)
         kw: dict[str, Any] = {
             "ifd": ifd, "first_z": zct["Z"], "first_c": zct["C"], "first_t": zct["T"],
@@ -402,16 +561,42 @@ def tiff_data_blocks(
         if files is not None:
             name, uuid = files[f]
             kw["uuid"] = m.TiffData.UUID(value=uuid, file_name=name)
-        blocks.append(m.TiffData(**kw))
+        out.append(m.TiffData(**kw))
+    return out
 
-    for plane in sorted(pages):
-        f, ifd = pages[plane]
-        if run and plane == run[0] + run[3] and f == run[1] and ifd == run[2] + run[3]:
-            run[3] += 1
+
+def tiff_data_text(
+    image: ImagePlan,
+    shape: Sequence[int],
+    blocks: Iterable[tuple[int, int, int, int]],
+    files: Sequence[tuple[str, str]] | None = None,
+) -> list[str]:
+    """:func:`tiff_data_blocks` as text, in chunks for :func:`render_xml`: the same
+    elements as ome-types writes them, without an object per element (planes stored
+    out of order, or several positions sharing a file, have one element per plane)."""
+    zct_of = _zct_of(image, shape)
+    indents = _indents()
+    lines = _Lines("TiffData", joined=True, keyed=False)
+    close = f"\n{indents['TiffData']}</TiffData>"
+    for plane, f, ifd, count in blocks:
+        zct = zct_of(plane)
+        attrs = "".join(
+            f' {name}="{value}"'
+            for name, value in (
+                ("IFD", ifd), ("FirstZ", zct["Z"]), ("FirstT", zct["T"]), ("FirstC", zct["C"])
+            )
+            if value
+        )  # fmt: skip
+        element = f'<TiffData{attrs} PlaneCount="{count}"'
+        if files is None:
+            lines.add(element + "/>")
             continue
-        if run:
-            emit()
-        run = [plane, f, ifd, 1]
-    if run:
-        emit()
-    return blocks
+        name, uuid = files[f]
+        named = f" FileName={_xml_attr_quoted(name)}" if name else ""
+        lines.add(f"{element}>\n{indents['UUID']}<UUID{named}>{_xml_text(uuid)}</UUID>{close}")
+    return lines.finish()
+
+
+def _xml_attr_quoted(value: str) -> str:
+    """An attribute value in double quotes, as ome-types writes it."""
+    return '"' + escape(_NOT_XML.sub("\ufffd", value), {'"': "&quot;"}) + '"'

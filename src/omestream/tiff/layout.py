@@ -9,14 +9,12 @@ from dataclasses import dataclass
 
 from omestream.plan import FrameRouter, StoragePlan
 from omestream.settings import AcquisitionSettings
+from omestream.tiff.pagemap import PageMap, PlaneKeys
 
 __all__ = ["TIFF_SUFFIXES", "TiffLayout", "arrival_pages", "first_outer_axis", "tiff_layout"]
 
 TIFF_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.btf", ".tiff", ".tif")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-# (image number, storage index over the outer axes) of one level-0 page
-PageKey = tuple[int, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -69,17 +67,19 @@ def tiff_layout(settings: AcquisitionSettings, plan: StoragePlan) -> TiffLayout:
 def arrival_pages(
     router: FrameRouter,
     layout: TiffLayout,
+    keys: Sequence[PlaneKeys],
     n_frames: int | None,
     available: Sequence[int] | None = None,
-) -> tuple[list[list[PageKey]], int]:
+) -> tuple[PageMap, int]:
     """Replay the acquisition: which (image, storage index) each page of each file got.
 
     Frames (appended or skipped) are written one page each, in arrival order, to the
     file of their image. Replays ``n_frames`` frames, or, with ``available`` (pages
     present per file, e.g. after a crash), until a frame's file has no page left.
-    Returns the pages per file and the number of frames replayed.
+    Returns the pages (``keys``: per image, see :func:`~omestream.tiff.pagemap.plane_keys`)
+    and the number of frames replayed.
     """
-    pages: list[list[PageKey]] = [[] for _ in layout.files]
+    pages = PageMap(keys, len(layout.files))
     limit = n_frames if n_frames is not None else sum(available or ())
     if router.total is not None:
         limit = min(limit, router.total)
@@ -87,9 +87,9 @@ def arrival_pages(
     while n < limit:
         route = router.route(n)
         f = layout.image_file[route.image]
-        if available is not None and len(pages[f]) >= available[f]:
+        if available is not None and pages.pages(f) >= available[f]:
             break
-        pages[f].append((route.image, route.index))
+        pages.add(f, route.image, route.index)
         n += 1
     return pages, n
 

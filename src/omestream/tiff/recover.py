@@ -29,9 +29,10 @@ from omestream.errors import StoreFormatError
 from omestream.plan import FrameRouter, plan_storage
 from omestream.settings import AcquisitionSettings
 from omestream.tiff.ifd import complete_pages, read_description, replace_description
-from omestream.tiff.layout import TIFF_SUFFIXES, PageKey, TiffLayout, first_outer_axis
+from omestream.tiff.layout import TIFF_SUFFIXES, TiffLayout, first_outer_axis
+from omestream.tiff.pagemap import PageMap, PlaneKeys, plane_keys
 from omestream.tiff.pages import PageFormat
-from omestream.tiff.xml import assemble_ome, file_xmls, read_record
+from omestream.tiff.xml import assemble_ome, read_record
 
 __all__ = ["RecoveryReport", "recover"]
 
@@ -106,16 +107,17 @@ def recover(
         if not os.path.isfile(p):
             raise StoreFormatError(f"{p!r} is missing: the dataset lists it in its OME-XML")
     present = [complete_pages(p, repair=not dry_run).pages for p in paths]
-    pages, frames = arrival_pages_after_crash(router, layout, present)
-
     first_axis = first_outer_axis(settings)
+    keys = plane_keys(plan, first_axis)
+    pages, frames = arrival_pages_after_crash(router, layout, keys, present)
+
     shapes = []
     missing: list[list[tuple[int, ...]]] = []
     for i, im in enumerate(plan.images):
-        mine = {idx for f in range(len(paths)) for (img, idx) in pages[f] if img == i}
+        mine = pages.present(i)
         shape = list(im.levels[0].shape)
         if first_axis is not None:
-            shape[first_axis] = max((idx[first_axis] + 1 for idx in mine), default=1)
+            shape[first_axis] = max(pages.extent(i), 1)
         shapes.append(shape)
         missing.append(
             [ix for ix in itertools.product(*(range(s) for s in shape[:-2])) if ix not in mine]
@@ -135,10 +137,10 @@ def recover(
         ) as tw:
             for i, ix in todo:
                 for level in range(fmt.n_levels):
-                    first = level == 0 and not pages[f]
+                    first = level == 0 and not pages.pages(f)
                     args = fmt.write_args(level, xml.encode("utf-8") if first else None)
                     tw.write(PageFormat.data(fmt.fill(level, plan.fill_value)), **args)
-                pages[f].append((i, ix))
+                pages.add(f, i, ix)
                 padded += 1
 
     old, _ = read_record(xml)
@@ -153,8 +155,8 @@ def recover(
         plan, layout, uuids, shapes, pages, [[] for _ in range(n_images)], started, new_record, old
     )
     if not dry_run:
-        for p, xml in zip(paths, file_xmls(ome, uuids), strict=True):
-            replace_description(p, xml, durable=durable)
+        for p, u in zip(paths, uuids, strict=True):
+            replace_description(p, ome.pieces(u), durable=durable)
     kept = sum(len(im.pixels.planes) for im in ome.ome.images)
     return RecoveryReport(
         os.fspath(path), tuple(names), frames, padded, False, settings.total_frames,
@@ -163,11 +165,11 @@ def recover(
 
 
 def arrival_pages_after_crash(
-    router: FrameRouter, layout: TiffLayout, present: list[int]
-) -> tuple[list[list[PageKey]], int]:
+    router: FrameRouter, layout: TiffLayout, keys: list[PlaneKeys], present: list[int]
+) -> tuple[PageMap, int]:
     from omestream.tiff.layout import arrival_pages
 
-    return arrival_pages(router, layout, None, present)
+    return arrival_pages(router, layout, keys, None, present)
 
 
 def _file_uuids(old: object, layout: TiffLayout) -> list[str]:

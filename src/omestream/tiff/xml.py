@@ -2,7 +2,10 @@
 
 Every file of a multi-file dataset carries the whole document (all images, each
 plane's file by UUID), differing only in the root ``UUID``, so opening any file
-finds the whole dataset. omestream's own record (settings, frames, state) is a
+finds the whole dataset. The document is made once, as pieces (the model's text and
+the planes, notes and TiffData made as text in chunks), and written to each file
+piece by piece (:meth:`TiffDocument.pieces`): a document with one Plane per frame is
+held once, not once per file or copy. omestream's own record (settings, frames, state) is a
 CommentAnnotation in namespace :data:`RECORD_NAMESPACE`; :func:`omestream.tiff.recover`
 reads it back.
 """
@@ -11,8 +14,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ome_types import OME, from_xml
@@ -23,13 +26,13 @@ from omestream.metadata.ome_xml import (
     FramePlanes,
     build_ome,
     frame_planes,
-    plane_index,
-    render_xml,
+    render_pieces,
     stage_label,
-    tiff_data_blocks,
+    tiff_data_text,
 )
 from omestream.plan import StoragePlan
-from omestream.tiff.layout import PageKey, TiffLayout
+from omestream.tiff.layout import TiffLayout
+from omestream.tiff.pagemap import PageMap
 
 __all__ = [
     "RECORD_NAMESPACE",
@@ -46,11 +49,28 @@ _RECORD_ID = "Annotation:omestream"
 
 @dataclass
 class TiffDocument:
-    """The OME model of a dataset, and per image the planes made from its frames'
-    metadata (None: the model's own planes, kept from an earlier document)."""
+    """The OME model of a dataset, per image the planes made from its frames' metadata
+    (None: the model's own planes, kept from an earlier document) and its TiffData
+    elements as text, and the document's text as pieces once rendered."""
 
     ome: OME
     frames: list[FramePlanes | None]
+    tiff_data: list[list[str]] = field(default_factory=list)
+    _pieces: list[str] | None = None
+    _uuid: str = ""
+
+    def pieces(self, uuid: str) -> list[str]:
+        """The document as stored in the file with root UUID ``uuid``: pieces to write
+        one after the other. Rendered once (the text of the elements made as text is
+        shared, not copied); each file's UUID is put in the first piece."""
+        if self._pieces is None:
+            self._uuid = self.ome.uuid or uuid
+            self.ome.uuid = self._uuid
+            self._pieces = render_pieces(self.ome, self.frames, self.tiff_data)
+        first = f'UUID="{self._uuid}"'
+        head = self._pieces[0]
+        at = head.index(first)  # the root's attribute: before any element that names files
+        return [f'{head[:at]}UUID="{uuid}"{head[at + len(first) :]}', *self._pieces[1:]]
 
 
 def assemble_ome(
@@ -58,8 +78,8 @@ def assemble_ome(
     layout: TiffLayout,
     uuids: Sequence[str],
     shapes: Sequence[Sequence[int]],
-    pages: Sequence[Sequence[PageKey]],
-    records: Sequence[Sequence[Mapping[str, Any]]],
+    pages: PageMap,
+    records: Sequence[Iterable[Mapping[str, Any]]],
     started: _dt.datetime,
     record: Mapping[str, Any],
     old: OME | None = None,
@@ -71,28 +91,24 @@ def assemble_ome(
     document read back after a crash) its planes inside the new shapes are kept.
     """
     ome = build_ome(plan, shapes, acquisition_date=started, metadata_only=False)
-    per_image: list[dict[int, tuple[int, int]]] = [{} for _ in plan.images]
-    for f, file_pages in enumerate(pages):
-        for ifd, (image, index) in enumerate(file_pages):
-            shape = shapes[image]
-            if all(i < s for i, s in zip(index, shape[:-2], strict=True)):
-                per_image[image][plane_index(plan.images[image], shape, index)] = (f, ifd)
+    ome.uuid = uuids[0]
     files = list(zip(layout.files, uuids, strict=True)) if layout.multi_file else None
     notes: list[m.MapAnnotation] = []  # kept from ``old``
     frames: list[FramePlanes | None] = []
+    tiff_data: list[list[str]] = []
     n_notes = 0
     for i, (im, ome_image) in enumerate(zip(plan.images, ome.images, strict=True)):
         px = ome_image.pixels
-        px.tiff_data_blocks = tiff_data_blocks(im, shapes[i], per_image[i], files)
-        planes = frame_planes(im, shapes[i], records[i], annotation_start=n_notes)
-        if old is not None and i < len(old.images) and not planes.planes:
+        tiff_data.append(tiff_data_text(im, shapes[i], pages.blocks(i, shapes[i]), files))
+        planes = frame_planes(im, shapes[i], records[i], annotation_start=n_notes, joined=True)
+        if old is not None and i < len(old.images) and not planes.n_planes:
             px.planes, kept = _kept_planes(old, i, px, n_notes)
             notes.extend(kept)
             n_notes += len(kept)
             frames.append(None)
         else:
             frames.append(planes)
-            n_notes += len(planes.notes)
+            n_notes += planes.n_notes
         label = stage_label(im)
         if label is not None:
             ome_image.stage_label = label
@@ -104,7 +120,7 @@ def assemble_ome(
     ome.structured_annotations = m.StructuredAnnotations(
         map_annotations=notes, comment_annotations=[comment]
     )
-    return TiffDocument(ome, frames)
+    return TiffDocument(ome, frames, tiff_data)
 
 
 def _kept_planes(
@@ -131,17 +147,9 @@ def _kept_planes(
 
 
 def file_xmls(doc: TiffDocument, uuids: Sequence[str]) -> list[str]:
-    """The document as stored in each file: the same for every file but its root UUID.
-
-    Rendered once, each file's UUID put in after: a multi-position dataset has one file
-    per position, each with every plane.
-    """
-    doc.ome.uuid = uuids[0]
-    xml = render_xml(doc.ome, doc.frames)
-    first = f'UUID="{uuids[0]}"'
-    at = xml.index(first)  # the root's attribute: before any element that names files
-    head, tail = xml[:at], xml[at + len(first) :]
-    return [f'{head}UUID="{u}"{tail}' for u in uuids]
+    """The document as stored in each file, as one string per file (for small
+    documents; :meth:`TiffDocument.pieces` writes a large one without copies)."""
+    return ["".join(doc.pieces(u)) for u in uuids]
 
 
 def read_record(xml: str) -> tuple[OME, dict[str, Any]]:
