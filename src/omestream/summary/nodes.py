@@ -104,9 +104,17 @@ def _read_node(kv: KVStore, path: str) -> Node | None:
         )
     zarray = load_json(kv, _join(path, ".zarray"))
     if zarray is not None:
-        return Node(path, "array", 2, load_json(kv, _join(path, ".zattrs"), lift_records=True) or {}, zarray)
+        return Node(
+            path,
+            "array",
+            2,
+            load_json(kv, _join(path, ".zattrs"), lift_records=True) or {},
+            zarray,
+        )
     if kv.get(_join(path, ".zgroup")) is not None:
-        return Node(path, "group", 2, load_json(kv, _join(path, ".zattrs"), lift_records=True) or {}, {})
+        return Node(
+            path, "group", 2, load_json(kv, _join(path, ".zattrs"), lift_records=True) or {}, {}
+        )
     return None
 
 
