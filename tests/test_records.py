@@ -239,3 +239,16 @@ def test_records_laid_out_otherwise_are_read_as_plain_json(tmp_path: Path) -> No
     kv.set("b.json", b'{\n  "frame_metadata": [\n    {"frame": 0},\n    {"frame": 1,}\n  ]\n}')
     with pytest.raises(StoreFormatError, match=r"b\.json is not valid JSON"):
         zarr_nodes.load_json(kv, "b.json", lift_records=True)
+
+
+def test_a_record_ends_only_at_its_newline() -> None:
+    """JSON allows a CR between tokens and U+2028 inside a string; neither ends a record
+    (another tool's document, read back one record per line, may hold them)."""
+    kept = FrameRecords()
+    kept.extend_lines(['{"a":"x\u2028y"}'.encode(), b'{"a":1,\r"b":2}'])
+    assert list(kept) == [{"a": "x\u2028y"}, {"a": 1, "b": 2}]
+    assert kept.texts() == ['{"a":"x\u2028y"}', '{"a":1,\r"b":2}']
+    assert list(kept.select(lambda r: "b" in r)) == [{"a": 1, "b": 2}]
+    view = kept[:1]
+    view.append({"c": 3})  # a view's own texts, copied line by line
+    assert list(view) == [{"a": "x\u2028y"}, {"c": 3}]

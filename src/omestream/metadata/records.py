@@ -130,6 +130,12 @@ def _open_spill(directory: str | None) -> int | None:
     return None
 
 
+def _lines(piece: bytes) -> list[bytes]:
+    """The records of a piece of stored lines. Only the newline the store puts after
+    each record ends one: a record may hold a CR, or U+2028 in a string."""
+    return piece[:-1].split(b"\n") if piece else []
+
+
 def _pread_all(fd: int, n: int, offset: int) -> bytes:
     parts = []
     while n > 0:
@@ -207,7 +213,7 @@ class FrameRecords(Sequence[dict[str, Any]]):
         mine = _Texts()
         mine.spill_dir = self._texts.spill_dir
         for piece in self._pieces():
-            mine.extend(piece.splitlines())
+            mine.extend(_lines(piece))
         self._texts, self._start, self._stop, self._own = mine, 0, None, True
 
     def _bounds(self) -> tuple[int, int]:
@@ -235,14 +241,14 @@ class FrameRecords(Sequence[dict[str, Any]]):
 
     def texts(self, start: int = 0) -> list[str]:
         """The encoded records from ``start`` on."""
-        return [t for p in self._pieces(start) for t in p.decode().splitlines()]
+        return [t.decode() for p in self._pieces(start) for t in _lines(p)]
 
     def select(self, keep: Callable[[Any], bool]) -> FrameRecords:
         """The records ``keep`` accepts, kept as their texts (decoded one at a time)."""
         out = FrameRecords()
         out.spill_to(self._texts.spill_dir)
         for piece in self._pieces():
-            for line in piece.splitlines():
+            for line in _lines(piece):
                 if keep(json.loads(line)):
                     out._texts.append(line + b"\n")
         return out
@@ -296,7 +302,7 @@ class FrameRecords(Sequence[dict[str, Any]]):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for piece in self._pieces():
-            for line in piece.splitlines():
+            for line in _lines(piece):
                 yield json.loads(line)
 
     def __eq__(self, other: object) -> bool:
