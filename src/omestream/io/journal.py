@@ -19,10 +19,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
 from omestream.io.kv import KVStore, LocalKV, _write_error
+from omestream.metadata.records import FrameRecords, encode_record
 from omestream.plan import StoragePlan
 
 __all__ = ["JOURNAL_NAME", "JournalContents", "MetadataJournal", "journal_key", "read_journal"]
@@ -95,34 +98,72 @@ class MetadataJournal:
 
 @dataclass
 class JournalContents:
-    records: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    #: per image, the records in the order they were journalled (kept as text: a
+    #: crashed long acquisition may journal hundreds of thousands)
+    records: dict[int, FrameRecords] = field(default_factory=dict)
+    #: per image, the frame number of each of those records
+    frame_numbers: dict[int, array[int]] = field(default_factory=dict)
     frames: int = 0
     skipped: list[int] = field(default_factory=list)
     bad_lines: int = 0
     found: bool = False
 
 
-def read_journal(kv: KVStore, key: str) -> JournalContents:
-    """Read a journal, skipping lines that are not whole JSON objects of the known kinds."""
+# how MetadataJournal.absorb writes a record line: its record's compact text is kept as is
+_RECORD_LINE = re.compile(rb'\{"image":(\d+),"record":(\{.*\})\}')
+_BATCH = 4096  # record lines handed to FrameRecords at once
+
+
+def read_journal(kv: KVStore, key: str, spill_dir: str | None = None) -> JournalContents:
+    """Read a journal, skipping lines that are not whole JSON objects of the known kinds.
+
+    Each line is parsed once as a check; records keep their text (spilled to
+    ``spill_dir`` once large, see :class:`FrameRecords`).
+    """
     out = JournalContents()
     raw = kv.get(key)
     if raw is None:
         return out
     out.found = True
-    for line in raw.split(b"\n"):
+    pending: dict[int, list[bytes]] = {}
+
+    def hand_over(image: int) -> None:
+        records = out.records.get(image)
+        if records is None:
+            records = out.records[image] = FrameRecords()
+            records.spill_to(spill_dir)
+        records.extend_lines(pending.pop(image))
+
+    start = 0
+    while start < len(raw):
+        stop = raw.find(b"\n", start)
+        stop = len(raw) if stop < 0 else stop
+        line, start = raw[start:stop], stop + 1
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
+            entry = json.loads(line.decode())
             if "record" in entry:
                 image, record = int(entry["image"]), entry["record"]
                 if not isinstance(record, dict) or not isinstance(record.get("frame"), int):
                     raise ValueError("record without a frame number")
-                out.records.setdefault(image, []).append(record)
+                m = _RECORD_LINE.fullmatch(line)
+                if m is not None and len(entry) == 2 and int(m.group(1)) == image:
+                    text = m.group(2)
+                else:  # written some other way: stored as a stream would store it
+                    text = encode_record(record).encode()
+                # first the number: one past 64 bits raises here, before anything is kept
+                out.frame_numbers.setdefault(image, array("q")).append(record["frame"])
+                lines = pending.setdefault(image, [])
+                lines.append(text)
+                if len(lines) >= _BATCH:
+                    hand_over(image)
             else:
                 st = entry["state"]
                 out.frames = max(out.frames, int(st["frames"]))
                 out.skipped.extend(int(s) for s in st["skipped"])
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
             out.bad_lines += 1
+    for image in list(pending):
+        hand_over(image)
     return out

@@ -17,6 +17,7 @@ import contextlib
 import datetime as _dt
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,7 @@ def _zarr_format(kv: KVStore, path: str) -> int:
 
 
 def _record(kv: KVStore, path: str, fmt: int) -> tuple[dict[str, Any], AcquisitionSettings]:
-    attrs = zarr_nodes.read_group_attrs(kv, "", fmt)
+    attrs = zarr_nodes.read_group_attrs(kv, "", fmt, lift_records=True)
     record = (attrs or {}).get(OMESTREAM_KEY)
     if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
         raise StoreFormatError(
@@ -82,22 +83,84 @@ def _newest_change(kv: LocalKV) -> float:
     return newest
 
 
-def _frame_metadata(
-    kv: KVStore, plan: StoragePlan, fmt: int, record: dict[str, Any]
-) -> list[dict[int, dict[str, Any]]]:
-    """Per image: frame number -> record, from the attributes."""
-    out: list[dict[int, dict[str, Any]]] = [{} for _ in plan.images]
-    for i, im in enumerate(plan.images):
+def _saved_records(kv: KVStore, plan: StoragePlan, fmt: int, record: dict[str, Any]) -> list[Any]:
+    """Per image, the frame metadata in the attributes: :class:`FrameRecords` when
+    stored one record per line (texts, never all decoded), else the plain JSON value."""
+    out: list[Any] = []
+    for im in plan.images:
         if im.path == "":
             found = record.get("frame_metadata")
         else:
-            attrs = zarr_nodes.read_group_attrs(kv, im.path, fmt) or {}
+            attrs = zarr_nodes.read_group_attrs(kv, im.path, fmt, lift_records=True) or {}
             own = attrs.get(OMESTREAM_KEY)
             found = own.get("frame_metadata") if isinstance(own, dict) else None
-        for rec in found if isinstance(found, list) else []:
-            if isinstance(rec, dict) and isinstance(rec.get("frame"), int):
-                out[i][rec["frame"]] = rec
+        out.append(found if isinstance(found, FrameRecords | list) else [])
     return out
+
+
+def _merge_records(
+    saved: Any,
+    journal: FrameRecords,
+    journal_frames: Sequence[int],
+    found: np.ndarray,
+    spill_dir: str | None,
+) -> tuple[FrameRecords, int]:
+    """One image's records of the frames on disk (``found[frame]``), by frame number,
+    a journal record replacing a saved one; and how many saved records there were.
+
+    A stream saves its records in frame order and journals only later frames, so the
+    texts are filtered as they are, the journal's after the saved ones: a million
+    frames cost their texts, not a dict each. Any other order takes the general path.
+    """
+    total = len(found)
+    jframes = np.asarray(journal_frames, dtype=np.int64)
+    jkeep = (jframes >= 0) & (jframes < total)
+    jkeep[jkeep] = found[jframes[jkeep]]
+    replaced = np.zeros(total, dtype=bool)
+    replaced[jframes[jkeep]] = True
+    count = 0
+    last = last_kept = -1
+    ordered = True
+
+    def keep(r: Any) -> bool:
+        nonlocal count, last, last_kept, ordered
+        if not isinstance(r, dict) or not isinstance(r.get("frame"), int):
+            return False
+        count += 1
+        n = r["frame"]
+        ordered = ordered and n > last
+        last = max(last, n)
+        if 0 <= n < total and found[n] and not replaced[n]:
+            last_kept = n
+            return True
+        return False
+
+    if isinstance(saved, FrameRecords):
+        saved.spill_to(spill_dir)  # what select makes spills beside the data
+        kept = saved.select(keep)
+    else:
+        kept = FrameRecords()
+        kept.spill_to(spill_dir)
+        for r in saved:
+            if keep(r):
+                kept.append(r)
+    ours = jframes[jkeep]
+    if ordered and (ours.size == 0 or (ours[0] > last_kept and bool(np.all(np.diff(ours) > 0)))):
+        kept.extend_records(journal.subset(jkeep.tolist()))
+        return kept, count
+    # out of order or repeated frames: the last record of a frame wins, as in a dict
+    by_frame: dict[int, dict[str, Any]] = {}
+    for r in saved:
+        if isinstance(r, dict) and isinstance(r.get("frame"), int):
+            by_frame[r["frame"]] = r
+    count = len(by_frame)
+    by_frame.update((r["frame"], r) for r in journal)
+    merged = FrameRecords()
+    merged.spill_to(spill_dir)
+    for n, r in sorted(by_frame.items()):
+        if 0 <= n < total and found[n]:
+            merged.append(r)
+    return merged, count
 
 
 def _started(record: dict[str, Any]) -> _dt.datetime:
@@ -182,14 +245,22 @@ def repair_zarr(
         )
 
     # -- metadata: attributes + journal, kept for frames present ------------------------
-    by_image = _frame_metadata(kv, plan, fmt, record)
+    # a long acquisition's records wait on the data's own disk, not in memory
+    spill_dir = os.path.dirname(os.path.abspath(kv.path(""))) if isinstance(kv, LocalKV) else None
     jkey = journal_key(plan)
-    journal = read_journal(kv, jkey)
-    for image, recs in journal.records.items():
-        if 0 <= image < len(by_image):
-            for rec in recs:
-                by_image[image][rec["frame"]] = rec
-    kept = [[r for n, r in sorted(m.items()) if 0 <= n < total and found[n]] for m in by_image]
+    journal = read_journal(kv, jkey, spill_dir)
+    kept: list[FrameRecords] = []
+    recorded = 0
+    for i, saved in enumerate(_saved_records(kv, plan, fmt, record)):
+        records, n_saved = _merge_records(
+            saved,
+            journal.records.get(i, FrameRecords()),
+            journal.frame_numbers.get(i, ()),
+            found,
+            spill_dir,
+        )
+        kept.append(records)
+        recorded += n_saved
     recorded_skipped = record.get("skipped")
     old_skipped = recorded_skipped if isinstance(recorded_skipped, list) else []
     skipped = sorted({int(s) for s in [*old_skipped, *journal.skipped]
@@ -226,7 +297,6 @@ def repair_zarr(
         changes.append(
             f"stream record: frames {old_frames} -> {resume_at}, complete -> {complete}"
         )
-    recorded = sum(len(m) for m in _frame_metadata(kv, plan, fmt, record))
     if interrupted and sum(len(k) for k in kept) != recorded and not journal.found:
         changes.append(f"frame metadata: {recorded} -> {sum(len(k) for k in kept)} record(s)")
     if interrupted and not changes and not isinstance(record.get("repaired"), str):
@@ -275,7 +345,7 @@ def repair_zarr(
         skipped=skipped,
         complete=complete if interrupted else bool(record.get("complete")),
         extents=list(extents) if extents is not None else [0] * len(plan.images),
-        frame_metadata=[FrameRecords(k) for k in kept],
+        frame_metadata=kept,
         repaired=_dt.datetime.now(_dt.UTC).replace(microsecond=0) if interrupted else None,
     )
     sink = ZarrMetadataSink(kv, plan, settings)
