@@ -241,6 +241,27 @@ def test_records_laid_out_otherwise_are_read_as_plain_json(tmp_path: Path) -> No
         zarr_nodes.load_json(kv, "b.json", lift_records=True)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'    {"a": 1},\r\n    {"a": 2}\r\n',  # CRLF line ends
+        b'    {"a": 1}, \n    {"a": 2}  \n',  # trailing spaces
+        b'    {"a": 1}, {"a": 2},\n    {"a": 3}\n',  # two records on one line
+        b'    {"a": "},{"},\n    {"b": 2}\n',  # a string that looks like two records
+        b'\t{"a": 1},\n\t{"a": 2}\n',  # tabs for indent
+    ],
+)
+def test_records_read_the_same_whatever_the_lines_hold(tmp_path: Path, body: bytes) -> None:
+    """Lifting records never changes what a document says: lines that are not one
+    record each are left to the JSON parser."""
+    raw = b'{\n  "frame_metadata": [\n' + body + b"  ]\n}"
+    kv = LocalKV(str(tmp_path))
+    kv.set("a.json", raw)
+    got = zarr_nodes.load_json(kv, "a.json", lift_records=True)
+    assert got is not None
+    assert list(got["frame_metadata"]) == json.loads(raw)["frame_metadata"]
+
+
 def test_a_record_ends_only_at_its_newline() -> None:
     """JSON allows a CR between tokens and U+2028 inside a string; neither ends a record
     (another tool's document, read back one record per line, may hold them)."""
