@@ -401,17 +401,20 @@ def _write_parts(
 
 def _write_stream(fd: int, parts: Iterable[bytes], batch: int = 4 << 20) -> None:
     views: list[memoryview] = []
+
+    def write_held() -> None:
+        while views:  # writev takes at most IOV_MAX (1024) buffers
+            drop_written(views, os.writev(fd, views[:1024]))
+
     held = 0
     for p in parts:
         if p:
             views.append(memoryview(p).cast("B"))
             held += len(p)
         if held >= batch or len(views) >= 1024:
-            while views:
-                drop_written(views, os.writev(fd, views[:1024]))
+            write_held()
             held = 0
-    while views:
-        drop_written(views, os.writev(fd, views[:1024]))
+    write_held()
 
 
 def _finish(fd: int, durable: bool, writeback: bool) -> None:
