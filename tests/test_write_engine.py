@@ -190,6 +190,29 @@ def test_partial_shards_are_written_on_the_metadata_cadence(tmp_path: Path) -> N
     np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0")[:, 0, 0], np.arange(128))
 
 
+def test_a_partial_shard_still_being_written_is_not_queued_again(tmp_path: Path) -> None:
+    # A shard spanning many frames is written whole at each partial flush; a second
+    # copy queued behind the first would hold another shard of memory.
+    s = _settings(tmp_path, 128, size=256, metadata_interval_s=1000.0)
+    kv = SlowKV(s.output_path, delay=0.5)
+    with create_stream(s, store=kv) as stream:
+        backend: Any = stream._backend
+        stream.append(_frame(0, 256))
+        backend.flush()
+        one_copy = backend.bytes_in_flight
+        assert one_copy > 0
+        stream.append(_frame(1, 256))
+        backend.flush()  # the first partial write is still in flight: not queued again
+        assert backend.bytes_in_flight == one_copy
+        backend.flush(wait=True)  # an explicit flush still writes the newest frames
+        on_disk = zarr.open_array(s.output_path + "/0", mode="r")
+        np.testing.assert_array_equal(on_disk[:2, 0, 0], [0, 1])
+        assert kv.chunk_writes == 2
+        for v in range(2, 128):
+            stream.append(_frame(v, 256))
+    np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0")[:, 0, 0], np.arange(128))
+
+
 @pytest.mark.parametrize("compression", [None, "blosc-zstd", "blosc-lz4", "zstd", "gzip"])
 @pytest.mark.parametrize("version", ["0.5", "0.4"])
 def test_codecs_read_back_with_zarr_python(

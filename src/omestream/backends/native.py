@@ -359,6 +359,9 @@ class NativeZarrBackend(ZarrArrayBackend):
     def _submit(self, slab: _Slab, final: bool) -> None:
         image, level, block = slab.key
         g = self._geom[(image, level)]
+        accounted = slab.buf.nbytes * (1 if self._arena_overhead is None else 2)
+        # before a partial write's copy is made: waiting holds no extra slab
+        self._wait_for_budget(accounted)
         if final:
             buf, present = slab.buf, slab.present
         else:
@@ -366,8 +369,6 @@ class NativeZarrBackend(ZarrArrayBackend):
             np.copyto(buf, slab.buf)
             present = slab.present.copy()
         slab.dirty = False
-        accounted = buf.nbytes * (1 if self._arena_overhead is None else 2)
-        self._wait_for_budget(accounted)
         if not present.all():
             for local in zip(*np.nonzero(~present), strict=True):
                 g.frame_view(buf, tuple(int(i) for i in local))[...] = self.plan.fill_value
@@ -577,10 +578,19 @@ class NativeZarrBackend(ZarrArrayBackend):
 
     # -- lifecycle ----------------------------------------------------------------------
     def flush(self, wait: bool = False) -> None:
-        """Write partial slabs so data survives a crash; final writes replace them later."""
+        """Write partial slabs so data survives a crash; final writes replace them later.
+
+        Without ``wait`` a slab whose previous partial write is still in flight waits
+        for the next flush (it stays dirty): a shard spanning many frames is written
+        whole each time, and queueing another copy of it behind the first would hold
+        one more slab of memory and block the appending thread on the budget.
+        """
         for slab in list(self._slabs.values()):
-            if slab.dirty and slab.count:
-                self._submit(slab, final=False)
+            if not (slab.dirty and slab.count):
+                continue
+            if not wait and not all(f.done() for f in self._last.get(slab.key, ())):
+                continue
+            self._submit(slab, final=False)
         if wait:
             self._drain()
 
