@@ -193,7 +193,10 @@ def test_partial_shards_are_written_on_the_metadata_cadence(tmp_path: Path) -> N
 def test_a_partial_shard_still_being_written_is_not_queued_again(tmp_path: Path) -> None:
     # A shard spanning many frames is written whole at each partial flush; a second
     # copy queued behind the first would hold another shard of memory.
-    s = _settings(tmp_path, 128, size=256, metadata_interval_s=1000.0)
+    # compressed: the encoded bytes of a partial write count against the budget
+    s = _settings(tmp_path, 128, size=256, metadata_interval_s=1000.0).replace(
+        compression="blosc-zstd"
+    )
     kv = SlowKV(s.output_path, delay=0.5)
     with create_stream(s, store=kv) as stream:
         backend: Any = stream._backend
@@ -211,6 +214,45 @@ def test_a_partial_shard_still_being_written_is_not_queued_again(tmp_path: Path)
         for v in range(2, 128):
             stream.append(_frame(v, 256))
     np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0")[:, 0, 0], np.arange(128))
+
+
+@pytest.mark.parametrize("compression", [None, "blosc-zstd"])
+@pytest.mark.parametrize("chunk_t", [1, 4])
+def test_partial_writes_keep_appends_and_fill_apart(
+    tmp_path: Path, compression: str | None, chunk_t: int
+) -> None:
+    # A partial write reads a slab in place when every chunk is complete or not begun
+    # (chunk_t=1), else a copy with the fill value for the frames to come (chunk_t=4):
+    # either way what is on disk after each flush is the frames appended so far, and
+    # the appends made while it is written land whole.
+    s = AcquisitionSettings(
+        root_path=str(tmp_path / "x.ome.zarr"),
+        dimensions=[
+            Dimension(name="t", count=64, chunk_size=chunk_t, shard_size_chunks=32 // chunk_t),
+            Dimension(name="y", count=64),
+            Dimension(name="x", count=64),
+        ],
+        dtype="uint16",
+        compression=compression,
+        writer=WriterOptions(metadata_interval_s=1000.0),
+    )
+    kv = SlowKV(s.output_path, delay=0.05)
+    with create_stream(s, store=kv) as stream:
+        backend: Any = stream._backend
+        for v in range(1, 65):  # two shards: the second's buffer held the first's frames
+            stream.append(_frame(v, 64))
+            if v in (3, 6, 8, 13, 21, 35, 38, 40, 45):
+                backend.flush()  # in flight while the next frames are appended
+            if v in (6, 8, 21, 38, 40):
+                backend.flush(wait=True)
+                on_disk = zarr.open_array(s.output_path + "/0", mode="r")[:, :, :]
+                expected = np.broadcast_to(np.arange(1, v + 1)[:, None, None], (v, 64, 64))
+                np.testing.assert_array_equal(on_disk[:v], expected)
+                assert not on_disk[v:].any()  # the fill value, nothing from a later frame
+    on_disk = zarr.open_array(s.output_path + "/0", mode="r")[:, :, :]
+    np.testing.assert_array_equal(
+        on_disk, np.broadcast_to(np.arange(1, 65)[:, None, None], (64, 64, 64))
+    )
 
 
 @pytest.mark.parametrize("compression", [None, "blosc-zstd", "blosc-lz4", "zstd", "gzip"])

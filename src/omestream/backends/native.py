@@ -359,17 +359,21 @@ class NativeZarrBackend(ZarrArrayBackend):
     def _submit(self, slab: _Slab, final: bool) -> None:
         image, level, block = slab.key
         g = self._geom[(image, level)]
-        accounted = slab.buf.nbytes * (1 if self._arena_overhead is None else 2)
+        present = slab.present if final else slab.present.copy()
+        # A partial write reads the slab in place when each of its chunks is complete or
+        # not begun: appends fill only chunks it does not write. Else it writes a copy,
+        # with the fill value for the frames still to come.
+        copy = not final and not g.whole_chunks(present)
+        encoded = 0 if self._arena_overhead is None else slab.buf.nbytes  # the arenas
+        accounted = encoded + (slab.buf.nbytes if final or copy else 0)
         # before a partial write's copy is made: waiting holds no extra slab
         self._wait_for_budget(accounted)
-        if final:
-            buf, present = slab.buf, slab.present
-        else:
+        buf = slab.buf
+        if copy:
             buf = self._buffers.take(g.slab_shape, self.plan.dtype)
             np.copyto(buf, slab.buf)
-            present = slab.present.copy()
         slab.dirty = False
-        if not present.all():
+        if (final or copy) and not present.all():
             for local in zip(*np.nonzero(~present), strict=True):
                 g.frame_view(buf, tuple(int(i) for i in local))[...] = self.plan.fill_value
         chunk_present = None if present.all() else g.chunk_presence(present)
@@ -393,7 +397,7 @@ class NativeZarrBackend(ZarrArrayBackend):
             with self._lock:
                 remaining[0] -= 1
                 last = remaining[0] == 0
-            if last:
+            if last and (final or copy):  # a slab read in place is still filling
                 self._buffers.give_back(buf)
 
         for f in futures:

@@ -78,6 +78,15 @@ class Geometry:
         (ty, tx), (gy, gx), (cy, cx) = self.tiles, self.grid_yx, self.chunk_yx
         return frame.reshape(ty, gy, cy, tx, gx, cx)
 
+    def whole_chunks(self, present: np.ndarray) -> bool:
+        """Whether each inner chunk has all of its frames present or none."""
+        if all(c == 1 for c in self.chunk_outer):
+            return True
+        axes = tuple(range(1, 2 * len(self.grid_outer), 2))
+        shape = [n for g, c in zip(self.grid_outer, self.chunk_outer, strict=True) for n in (g, c)]
+        by_chunk = present.reshape(shape)
+        return bool((by_chunk.all(axis=axes) == by_chunk.any(axis=axes)).all())
+
     def chunk_presence(self, present: np.ndarray) -> np.ndarray:
         """Per inner chunk of a unit (C order): does any of its frames hold data?"""
         shape: list[int] = []
