@@ -17,7 +17,9 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +297,59 @@ def test_a_failed_unit_write_surfaces_and_keeps_earlier_frames(
     got = zarr.open_array(str(root / "0"), mode="r")[:2]
     want = np.stack([frame_for(n, settings.frame_shape, "uint16") for n in range(2)])
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "engine", [e for e in ZARR_ENGINES if e in ("zarr-python", "tensorstore")]
+)
+def test_an_open_unit_still_being_written_is_not_queued_again(engine: str, tmp_path: Path) -> None:
+    """Each partial flush writes a copy of an open unit; while one is in flight the
+    next flush leaves the unit for later instead of holding a second copy, and
+    flush(wait=True) still writes the newest frames."""
+    root = tmp_path / "q.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[
+            Dimension(name="t", count=8, chunk_size=4, type="time"),
+            Dimension(name="y", count=32, type="space"),
+            Dimension(name="x", count=32, type="space"),
+        ],
+        dtype="uint16",
+        format=fmt(engine),
+        writer=WriterOptions(metadata_interval_s=1000.0),
+    )
+    frames = [frame_for(n, settings.frame_shape, "uint16") for n in range(8)]
+    stream = create_stream(settings)
+    backend: Any = stream._backend
+    gate = threading.Event()
+    pool = ThreadPoolExecutor(2)
+    start = backend._start_write
+
+    def held_start(*args: Any, **kw: Any) -> Any:  # the library's write, begun late
+        gate.wait(10)
+        return start(*args, **kw).result()
+
+    backend._start_write = lambda *a, **k: pool.submit(held_start, *a, **k)
+    try:
+        stream.append(frames[0])
+        backend.flush()
+        one_copy = backend.bytes_in_flight
+        assert one_copy > 0
+        stream.append(frames[1])
+        backend.flush()  # the first copy is still in flight: not queued again
+        assert backend.bytes_in_flight == one_copy
+    finally:
+        gate.set()
+    backend.flush(wait=True)  # an explicit flush writes the newest frames
+    got = zarr.open_array(str(root / "0"), mode="r")[:2]
+    np.testing.assert_array_equal(got, np.stack(frames[:2]))
+    for f in frames[2:]:
+        stream.append(f)
+    stream.close()
+    pool.shutdown()
+    np.testing.assert_array_equal(
+        zarr.open_array(str(root / "0"), mode="r")[...], np.stack(frames)
+    )
 
 
 ZARR_CODECS = ("blosc-zstd", "blosc-lz4", "zstd", "gzip", None)

@@ -276,11 +276,24 @@ class UnitBackend(ZarrArrayBackend):
                 raise err
             raise WriteError(0, f"{self.name} failed writing to {self.kv.url}: {err}") from err
 
+    @property
+    def bytes_in_flight(self) -> int:
+        """Bytes of units handed to the library and not yet written."""
+        with self._lock:
+            return self._inflight_bytes
+
     # -- lifecycle ----------------------------------------------------------------------
     def flush(self, wait: bool = False) -> None:
+        """Write open blocks (from a copy); without ``wait`` a block whose last such
+        write is still in flight waits for the next flush rather than queue another
+        copy of itself."""
         for block in list(self._blocks.values()):
-            if block.dirty and block.count:
-                self._submit(block, final=False)
+            if not (block.dirty and block.count):
+                continue
+            previous = self._last.get(block.key)
+            if not wait and previous is not None and not previous.done():
+                continue
+            self._submit(block, final=False)
         if wait:
             self._drain()
 
