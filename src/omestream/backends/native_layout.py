@@ -78,26 +78,23 @@ class Geometry:
         (ty, tx), (gy, gx), (cy, cx) = self.tiles, self.grid_yx, self.chunk_yx
         return frame.reshape(ty, gy, cy, tx, gx, cx)
 
+    def _by_chunk(self, present: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+        """``present`` with each outer axis split into (chunk, frame in the chunk), and
+        the axes of the latter."""
+        shape = [n for g, c in zip(self.grid_outer, self.chunk_outer, strict=True) for n in (g, c)]
+        return present.reshape(shape), tuple(range(1, 2 * len(self.grid_outer), 2))
+
     def whole_chunks(self, present: np.ndarray) -> bool:
         """Whether each inner chunk has all of its frames present or none."""
         if all(c == 1 for c in self.chunk_outer):
             return True
-        axes = tuple(range(1, 2 * len(self.grid_outer), 2))
-        shape = [n for g, c in zip(self.grid_outer, self.chunk_outer, strict=True) for n in (g, c)]
-        by_chunk = present.reshape(shape)
-        return bool((by_chunk.all(axis=axes) == by_chunk.any(axis=axes)).all())
+        by_chunk, within = self._by_chunk(present)
+        return bool((by_chunk.all(axis=within) == by_chunk.any(axis=within)).all())
 
     def chunk_presence(self, present: np.ndarray) -> np.ndarray:
         """Per inner chunk of a unit (C order): does any of its frames hold data?"""
-        shape: list[int] = []
-        for g, c in zip(self.grid_outer, self.chunk_outer, strict=True):
-            shape += [g, c]
-        n = len(self.grid_outer)
-        per_outer = (
-            np.asarray(present.reshape(shape).any(axis=tuple(range(1, 2 * n, 2))))
-            if n
-            else present
-        )
+        by_chunk, within = self._by_chunk(present)
+        per_outer = np.asarray(by_chunk.any(axis=within)) if within else present
         return np.broadcast_to(
             per_outer[..., None, None], (*self.grid_outer, *self.grid_yx)
         ).ravel()

@@ -196,9 +196,10 @@ def _fit_open_units(
         f"with this layout up to {n} write units of {math.prod(shards or chunks) * itemsize / 2**20:.1f} "
         f"MB each fill at once ({nbytes / 2**20:.0f} MB), more than half the memory budget "
         f"(memory_budget_mb={settings.writer.memory_budget_mb}): the stream will use that "
-        "much memory, and up to twice that while it writes partial shards whose chunks hold "
-        "several frames (every metadata_interval_s). Smaller chunk_size/shard_size_chunks along the frame axes, a storage "
-        "order closer to the acquisition order, or a larger budget keep it within bounds",
+        "much memory, and up to twice that while it writes partial shards whose chunks "
+        "hold several frames (every metadata_interval_s). Smaller chunk_size/"
+        "shard_size_chunks along the frame axes, a storage order closer to the "
+        "acquisition order, or a larger budget keep it within bounds",
         UserWarning,
         stacklevel=3,
     )
