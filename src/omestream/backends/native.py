@@ -364,8 +364,9 @@ class NativeZarrBackend(ZarrArrayBackend):
         # not begun: appends fill only chunks it does not write. Else it writes a copy,
         # with the fill value for the frames still to come.
         copy = not final and not g.whole_chunks(present)
+        own = final or copy  # the buffer is this write's: fill it, give it back after
         encoded = 0 if self._arena_overhead is None else slab.buf.nbytes  # the arenas
-        accounted = encoded + (slab.buf.nbytes if final or copy else 0)
+        accounted = encoded + (slab.buf.nbytes if own else 0)
         # before a partial write's copy is made: waiting holds no extra slab
         self._wait_for_budget(accounted)
         buf = slab.buf
@@ -373,7 +374,7 @@ class NativeZarrBackend(ZarrArrayBackend):
             buf = self._buffers.take(g.slab_shape, self.plan.dtype)
             np.copyto(buf, slab.buf)
         slab.dirty = False
-        if (final or copy) and not present.all():
+        if own and not present.all():
             for local in zip(*np.nonzero(~present), strict=True):
                 g.frame_view(buf, tuple(int(i) for i in local))[...] = self.plan.fill_value
         chunk_present = None if present.all() else g.chunk_presence(present)
@@ -397,7 +398,7 @@ class NativeZarrBackend(ZarrArrayBackend):
             with self._lock:
                 remaining[0] -= 1
                 last = remaining[0] == 0
-            if last and (final or copy):  # a slab read in place is still filling
+            if last and own:  # a slab read in place is still filling
                 self._buffers.give_back(buf)
 
         for f in futures:
