@@ -25,15 +25,18 @@ from omestream import (
     AcquisitionSettings,
     Dimension,
     OmeStreamError,
+    PositionDimension,
     SettingsError,
     StoreFormatError,
     build_pyramid,
     create_stream,
 )
 from omestream.cli.app import app
+from omestream.convert import ConvertOptions, convert
 from omestream.metadata.parse import ParsedImage, ParsedLabels, parse_group
 from omestream.validate import validate_store
 from tests.checks import validate_ome_zarr
+from tests.cli_data import write_ome_zarr_py_plate
 
 runner = CliRunner()
 IMAGE_YX = (45, 38)  # odd sizes: the last block of every level is partial
@@ -493,3 +496,112 @@ def test_malformed_label_documents_only_raise_store_format_error(
     for doc in docs:
         with contextlib.suppress(StoreFormatError):  # any other exception type fails the test
             parse_group(doc, "fuzz.zarr")
+
+
+# -- converted with their images ---------------------------------------------------------
+
+
+def _label_image(path: Path) -> tuple[dict[str, Any], np.ndarray]:
+    attrs: dict[str, Any] = dict(zarr.open_group(str(path), mode="r").attrs)
+    content = attrs.get("ome", attrs)
+    level0 = content["multiscales"][0]["datasets"][0]["path"]
+    return content, np.asarray(zarr.open_array(str(path / level0), mode="r")[...])
+
+
+@pytest.mark.parametrize("out_version", ["0.4", "0.5"])
+def test_convert_carries_labels_with_their_levels(
+    tmp_path: Path, ngff_version: str, out_version: str
+) -> None:
+    src = tmp_path / "src.ome.zarr"
+    level0 = _ome_zarr_py(src, ngff_version)
+    src_image = zarr.open_array(str(src / _ms(src)["datasets"][0]["path"]), mode="r")[...]
+    out = tmp_path / "out.ome.zarr"
+
+    convert(src, out, ConvertOptions(version=out_version))
+
+    validate_ome_zarr(out)  # ome-zarr-models checks the label and image level counts
+    assert _cli_validate(out).exit_code == 0
+    np.testing.assert_array_equal(zarr.open_array(str(out / "0"), mode="r")[...], src_image)
+    label = out / "labels" / "cells"
+    content, got = _label_image(label)
+    np.testing.assert_array_equal(got, level0)  # plain zarr reads the source's pixels
+    assert content["image-label"]["colors"] == COLORS
+    assert content["image-label"]["properties"] == PROPERTIES
+    assert ("version" in content["image-label"]) == (out_version == "0.4")
+    n = len(_ms(out)["datasets"])
+    assert n == len(_ms(src)["datasets"]) == 5  # the source's level count, for both
+    _check_label_levels(label, level0, [f"s{k}" for k in range(n)])
+    is_v3 = (label / "zarr.json").exists()
+    assert is_v3 == (out_version == "0.5") and (label / ".zattrs").exists() != is_v3
+
+
+def test_labels_follow_their_position_into_renamed_series(tmp_path: Path) -> None:
+    """NGFF 0.4 numbers the series ('0', '1') that 0.5 names by position: the labels of
+    position 'b' land in series '1', and position 'a' gets none."""
+    src = tmp_path / "src.ome.zarr"
+    dims = [
+        PositionDimension(positions=["a", "b"]),
+        Dimension(name="y", count=IMAGE_YX[0], type="space"),
+        Dimension(name="x", count=IMAGE_YX[1], type="space"),
+    ]
+    with create_stream(
+        AcquisitionSettings(root_path=str(src), dimensions=dims, dtype="uint16")
+    ) as stream:
+        for k in range(2):
+            stream.append(np.full(IMAGE_YX, k + 1, np.uint16))
+    data = _labels_data(seed=5).astype(np.uint32)
+    _hand_labels(src / "b", "0.5", data)
+    out = tmp_path / "out.ome.zarr"
+
+    convert(src, out, ConvertOptions(version="0.4", pyramid_levels=2))
+
+    validate_ome_zarr(out)
+    assert not (out / "0" / "labels").exists()
+    content, got = _label_image(out / "1" / "labels" / "nuclei")
+    np.testing.assert_array_equal(got, data)
+    assert got.dtype == np.uint32
+    assert content["image-label"]["source"] == {"image": "../../"}
+    _check_label_levels(out / "1" / "labels" / "nuclei", data, ["L0", "L1"])
+    assert [d["path"] for d in _ms(out / "1")["datasets"]] == ["0", "1"]
+    assert zarr.open_array(str(out / "1" / "1"), mode="r")[0, 0] == 2
+
+
+def test_labels_an_output_cannot_hold_are_named_in_a_warning(tmp_path: Path) -> None:
+    src = tmp_path / "src.ome.zarr"
+    _ome_zarr_py(src, "0.5")
+    with pytest.warns(UserWarning, match=r"1 label image\(s\) left out .*OME-TIFF has no label"):
+        convert(src, tmp_path / "out.ome.tiff")
+    assert (tmp_path / "out.ome.tiff").stat().st_size > 0
+
+
+def test_a_label_that_cannot_be_copied_is_refused_before_any_write(tmp_path: Path) -> None:
+    src = tmp_path / "src.ome.zarr"
+    _ours(src, "0.5")
+    _hand_labels(src, "0.5", _labels_data().astype(np.float32))  # labels must be integers
+    before = _snapshot(src)
+    out = tmp_path / "out.ome.zarr"
+    with pytest.raises(StoreFormatError, match=r"labels/nuclei/L0: label pixels must be integers"):
+        convert(src, out)
+    assert not out.exists()
+    assert _snapshot(src) == before
+
+
+def test_plate_field_labels_convert_with_their_field(tmp_path: Path) -> None:
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_labels
+
+    src, _ = write_ome_zarr_py_plate(tmp_path / "plate.zarr")
+    cells = _labels_data((16, 16), seed=11)
+    field = zarr.open_group(f"{src}/B/2/0", mode="a", zarr_format=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_labels(cells, field, name="cells", axes="yx", fmt=FormatV04(), scale_factors=())
+    out = tmp_path / "plate5.ome.zarr"
+
+    convert(src, out, ConvertOptions(version="0.5"))
+
+    validate_ome_zarr(out)
+    assert not (out / "A" / "1" / "0" / "labels").exists()
+    _, got = _label_image(out / "B" / "2" / "0" / "labels" / "cells")
+    np.testing.assert_array_equal(got, cells)
+    assert _cli_validate(out).exit_code == 0

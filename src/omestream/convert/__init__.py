@@ -11,15 +11,20 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from omestream.backends.codecs import codec_choice
+from omestream.convert.labels import LabelSet, copy_labels, find_labels
 from omestream.convert.sources import Source, close_source, iter_frames, open_source
 from omestream.errors import ConcurrentModificationError, SettingsError, StoreExistsError
 from omestream.io.paths import overlaps, path_location
+from omestream.plan.storage import plan_storage
+from omestream.pyramid.build import build_pyramid
 from omestream.settings import (
     AcquisitionSettings,
     Dimension,
@@ -138,7 +143,10 @@ def convert(
         # an existing output (replaced with overwrite=True) is not ours to delete
         out = settings.output_path  # the destination, with the suffix its format adds
         created = out if not os.path.lexists(out) else None
-        with create_stream(settings) as stream:
+        labels = _source_labels(src, settings)
+        # label images get their levels with the image's, built once both are there
+        streamed = settings.model_copy(update={"pyramid": None}) if labels else settings
+        with create_stream(streamed) as stream:
             for frame in iter_frames(src.blocks, workers):
                 if not frame.dtype.isnative:  # big-endian TIFFs
                     frame = frame.astype(frame.dtype.newbyteorder("="))
@@ -147,6 +155,8 @@ def convert(
                 frame_bytes += frame.nbytes
                 if progress is not None:
                     progress(n, frame_bytes)
+        if labels:
+            _carry_labels(src, settings, labels, workers)
     except BaseException as exc:
         # A partly converted output would look like a dataset (closed streams write
         # complete metadata) while missing frames: leave nothing rather than that. A
@@ -157,6 +167,60 @@ def convert(
     finally:
         close_source(src)
     return settings
+
+
+def _source_labels(src: Source, settings: AcquisitionSettings) -> list[LabelSet]:
+    """The source's label images that the output will hold; a warning names those
+    it cannot (an OME-TIFF has no labels, an output with reordered axes no overlay)."""
+    if src.info.format != "ome-zarr":
+        return []
+    labels = find_labels(src.location, [im.path for im in src.info.images])
+    if not labels:
+        return []
+    n = sum(len(ls.names) for ls in labels)
+    why = None
+    if settings.format is None or settings.format.name != "ome-zarr":
+        why = "an OME-TIFF has no label images"
+    else:
+        out_axes = plan_storage(settings).images[0].axis_names
+        if tuple(a.name for a in src.info.images[0].axes) != out_axes:
+            why = f"the output's axes {out_axes} are ordered unlike the source's"
+    if why is None:
+        return labels
+    warnings.warn(
+        f"{src.location}: {n} label image(s) left out of {settings.output_path} ({why}); "
+        "the images' pixels and metadata are converted",
+        UserWarning,
+        stacklevel=3,
+    )
+    return []
+
+
+def _carry_labels(
+    src: Source, settings: AcquisitionSettings, labels: list[LabelSet], workers: int
+) -> None:
+    """Copy the label images next to their images in the output, then build the levels
+    of both (the stream wrote level 0 only)."""
+    plan = plan_storage(settings)
+    by_position = {im.position: im.path for im in plan.images}
+    out_of = {
+        im.path: by_position[src.positions[i]] if src.positions else plan.images[0].path
+        for i, im in enumerate(src.info.images)
+    }
+    out = settings.output_path
+    copy_labels(
+        src.location,
+        out,
+        [(ls, out_of[ls.image]) for ls in labels],
+        zarr_format=plan.zarr_format,
+        ngff_version=plan.ngff_version,
+        codec=codec_choice(settings.compression, settings.writer),
+    )
+    pyramid = settings.pyramid
+    if pyramid is not None:
+        build_pyramid(
+            out, pyramid.levels, pyramid.method, pyramid.factors, threads=max(2, workers)
+        )
 
 
 def _remove_output(path: str) -> None:

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 BIOFORMATS2RAW_LAYOUT = 3
-_VERSIONED_KEYS = ("plate", "well")  # objects that carry "version" in 0.4
+_VERSIONED_KEYS = ("plate", "well", "image-label")  # objects that carry "version" in 0.4
 
 
 def axes_doc(image: ImagePlan) -> list[dict[str, Any]]:

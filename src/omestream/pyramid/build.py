@@ -251,7 +251,7 @@ def _plan_image(
     return job, src
 
 
-def _label_images(kv: KVStore, image: str) -> list[str]:
+def label_images(kv: KVStore, image: str) -> list[str]:
     """Group paths of the label images the image's ``labels`` group lists ([] without one)."""
     path = _join(image, "labels")
     if _zarr_format(kv, path) is None:
@@ -282,7 +282,7 @@ def _plan_labels(kv: KVStore, job: _Job, src: Any, levels: int) -> list[tuple[_J
     where = f"{kv.url}/{job.image}" if job.image else kv.url
     named = {a.name: fi for a, fi in zip(job.ms.axes, job.factors, strict=True) if fi > 1}
     out = []
-    for label in _label_images(kv, job.image):
+    for label in label_images(kv, job.image):
         lwhere = f"{kv.url}/{label}"
         try:
             ljob, lsrc = _plan_image(kv, label, levels, named, "mode")
@@ -402,7 +402,7 @@ def _create_level(kv: KVStore, job: _Job, src: Any, k: int) -> Any:
     return zarr.create_array(**kwargs)
 
 
-def _blocks(
+def unit_blocks(
     shape: tuple[int, ...], unit: tuple[int, ...], src_bytes_per_el: float
 ) -> Iterator[tuple[range, ...]]:
     """Blocks of whole write units, grown from the innermost axis up to BLOCK_BYTES."""
@@ -445,7 +445,7 @@ def _fill_level(
     per_el = np.dtype(src.dtype).itemsize * math.prod(job.factors)
     pending: list[Future[None]] = []
     limit = 2 * workers  # bounded: only a few blocks in memory at once
-    for block in _blocks(job.shapes[k], unit, per_el):
+    for block in unit_blocks(job.shapes[k], unit, per_el):
         pending.append(pool.submit(_reduce_block, src, dst, block, job.factors, method))
         while len(pending) >= limit:
             pending.pop(0).result()
@@ -460,7 +460,7 @@ def _count_blocks(job: _Job, src_itemsize: int) -> int:
     for k in range(1, len(job.shapes)):
         unit = job.shards[k] or job.chunks[k]
         total += sum(
-            1 for _ in _blocks(job.shapes[k], unit, src_itemsize * math.prod(job.factors))
+            1 for _ in unit_blocks(job.shapes[k], unit, src_itemsize * math.prod(job.factors))
         )
     return total
 
