@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+import omestream.cli.info
 import omestream.cli.pyramid
 import omestream.cli.validate  # noqa: F401  (the commands register on import)
 from omestream import (
@@ -34,6 +35,7 @@ from omestream import (
 from omestream.cli.app import app
 from omestream.convert import ConvertOptions, convert
 from omestream.metadata.parse import ParsedImage, ParsedLabels, parse_group
+from omestream.summary import describe
 from omestream.validate import validate_store
 from tests.checks import validate_ome_zarr
 from tests.cli_data import write_ome_zarr_py_plate
@@ -533,6 +535,9 @@ def test_convert_carries_labels_with_their_levels(
     _check_label_levels(label, level0, [f"s{k}" for k in range(n)])
     is_v3 = (label / "zarr.json").exists()
     assert is_v3 == (out_version == "0.5") and (label / ".zattrs").exists() != is_v3
+    assert describe(str(out)).images[0].labels == ("cells",)
+    shown = runner.invoke(app, ["info", str(out)])
+    assert shown.exit_code == 0 and "labels: cells" in shown.output
 
 
 def test_labels_follow_their_position_into_renamed_series(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ def _signature(im: ImageInfo) -> tuple[object, ...]:
         tuple((lv.shape, lv.chunks, lv.shards) for lv in im.levels),
         im.codecs,
         tuple(im.channels),
+        im.labels,
     )
 
 
@@ -168,6 +169,8 @@ def render_info(info: DatasetInfo, console: Console) -> None:
         parts.append(Text(""))
         parts.append(_levels_table(im))
         parts.append(Text(f"codecs: {', '.join(im.codecs) or 'none'}", style="dim"))
+        if im.labels:
+            parts.append(Text(f"labels: {', '.join(im.labels)}"))
         if im.channels:
             parts.append(Text(""))
             parts.append(_channels_table(im))

@@ -71,6 +71,7 @@ class ImageInfo:
     fill_value: Any = None
     well: str | None = None  # "A/1" for plate fields
     rgb: bool = False  # a TIFF's RGB pages: its channel axis holds red, green, blue samples
+    labels: tuple[str, ...] = ()  # label images its NGFF labels group lists (OME-Zarr)
 
     @property
     def shape(self) -> tuple[int, ...]:

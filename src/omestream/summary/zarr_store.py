@@ -107,7 +107,18 @@ def describe_image(
         channels=channels,
         fill_value=first.fill_value,
         well=well,
+        labels=_label_names(group),
     )
+
+
+def _label_names(image: Node | None) -> tuple[str, ...]:
+    """What the image's ``labels`` group lists: shown, not checked (``validate`` does)."""
+    node = image.child("labels") if image is not None else None
+    if node is None or node.kind != "group":
+        return ()
+    content = node.attrs.get("ome", node.attrs)
+    names = content.get("labels") if isinstance(content, dict) else None
+    return tuple(n for n in names if isinstance(n, str)) if isinstance(names, list) else ()
 
 
 def _parse(root: Node, path: str) -> object | None:
