@@ -122,6 +122,28 @@ def test_positions_and_a_torn_shard(tmp_path: Path) -> None:
     assert [r["n"] for r in meta] == [1, 3]
 
 
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_a_series_list_never_written_is_restored(tmp_path: Path, version: str) -> None:
+    """A writer killed while creating a multi-position dataset, after the root's record
+    but before the ``OME/`` series group: repair writes the group from the record."""
+    dims = [UNBOUNDED[0], PositionDimension(positions=["a", "b"]), *UNBOUNDED[2:]]
+    s = _settings(
+        tmp_path / "live.ome.zarr", dims, format={"name": "ome-zarr", "version": version}
+    )
+    stream = create_stream(s)
+    for n in range(6):
+        stream.append(frame_for(n, (8, 6), "uint16"))
+    crashed = Path(_snapshot(stream, tmp_path / "crashed.ome.zarr"))
+    stream.close()
+    for doc in ("zarr.json", ".zattrs", ".zgroup"):
+        (crashed / "OME" / doc).unlink(missing_ok=True)
+    report = omestream.repair(str(crashed), force=True)
+    assert report.resume_at == 6  # three time points of both positions
+    series = zarr.open_group(str(crashed / "OME"), mode="r").attrs.asdict()
+    assert series.get("ome", series)["series"] == (["0", "1"] if version == "0.4" else ["a", "b"])
+    validate_ome_zarr(crashed)
+
+
 def test_journal_of_a_long_acquisition_is_folded_back(tmp_path: Path) -> None:
     n_frames = SMALL + 600
     dims = [Dimension(name="t", count=None, chunk_size=1, shard_size_chunks=256),

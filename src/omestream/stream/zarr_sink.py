@@ -81,6 +81,9 @@ class ZarrMetadataSink:
         root[OMESTREAM_KEY] = record
         self._write("", root, durable)
         if final and self.plan.layout == "bioformats2raw":
+            # the series list too: a writer killed while creating the dataset may have
+            # left the root without it, and repair closes through here
+            self._write("OME", dict(self.docs["OME"]), durable)
             self._write_ome_xml(state)
         if final and self.journal is not None:
             self.journal.finish()
