@@ -24,6 +24,7 @@ from omestream import (
     Plate,
     Position,
     PositionDimension,
+    build_pyramid,
     create_stream,
 )
 from omestream.cli.app import app
@@ -146,6 +147,9 @@ def test_zarr_04_to_05_and_back_keeps_pixels_and_levels(tmp_path: Path) -> None:
         assert len(info.images[0].levels) == 2
         assert [c.label for c in info.images[0].channels] == ["a", "b"]
         assert np.array_equal(zarr.open_array(str(tmp_path / path / "0"))[...], data)
+        # level 1 is the source's own (ome-zarr-py's rounding), copied, not made anew
+        ozp1 = zarr.open_array(f"{src}/s1", mode="r")[...]
+        assert np.array_equal(zarr.open_array(str(tmp_path / path / "1"))[...], ozp1)
         validate_ome_zarr(tmp_path / path)
 
 
@@ -434,3 +438,38 @@ def test_automatic_compression_fits_the_output(tmp_path: Path) -> None:
     with tifffile.TiffFile(tiff_out) as tif:
         assert tif.pages[0].compression == tifffile.COMPRESSION.ZSTD
         assert np.array_equal(tif.asarray(), data)
+
+
+def test_a_source_pyramid_is_copied_as_it_is(tmp_path: Path) -> None:
+    """Levels halved along z too and smoothed (gaussian) are kept so; asking for a
+    level count computes y/x levels anew instead."""
+    src = tmp_path / "vol.ome.zarr"
+    vol = np.random.default_rng(4).integers(0, 4000, (8, 40, 36), dtype=np.uint16)
+    dims = [
+        Dimension(name="z", count=8, type="space", scale=2.0, unit="micrometer"),
+        Dimension(name="y", count=40, type="space", scale=0.5, unit="micrometer"),
+        Dimension(name="x", count=36, type="space", scale=0.5, unit="micrometer"),
+    ]
+    with create_stream(
+        AcquisitionSettings(root_path=str(src), dimensions=dims, dtype="uint16")
+    ) as stream:
+        for plane in vol:
+            stream.append(plane)
+    build_pyramid(src, levels=3, method="gaussian", factors={"z": 2, "y": 2, "x": 2})
+    out = tmp_path / "vol04.ome.zarr"
+
+    convert(src, out, ConvertOptions(version="0.4"))
+
+    validate_ome_zarr(out)
+    got, want = describe(str(out)).images[0], describe(str(src)).images[0]
+    assert [lv.shape for lv in got.levels] == [(8, 40, 36), (4, 20, 18), (2, 10, 9)]
+    assert [lv.scale for lv in got.levels] == [lv.scale for lv in want.levels]
+    for lv in want.levels:
+        a = zarr.open_array(str(out / lv.path), mode="r")[...]
+        assert np.array_equal(a, zarr.open_array(str(src / lv.path), mode="r")[...]), lv.path
+    attrs = dict(zarr.open_group(str(out), mode="r").attrs)
+    assert attrs["multiscales"][0]["type"] == "gaussian"
+
+    convert(src, tmp_path / "yx.ome.zarr", ConvertOptions(pyramid_levels=2))
+    rebuilt = describe(str(tmp_path / "yx.ome.zarr")).images[0]
+    assert [lv.shape for lv in rebuilt.levels] == [(8, 40, 36), (8, 20, 18)]

@@ -510,34 +510,56 @@ def _label_image(path: Path) -> tuple[dict[str, Any], np.ndarray]:
     return content, np.asarray(zarr.open_array(str(path / level0), mode="r")[...])
 
 
+def _levels(path: Path) -> list[np.ndarray]:
+    return [
+        np.asarray(zarr.open_array(str(path / d["path"]), mode="r")[...])
+        for d in _ms(path)["datasets"]
+    ]
+
+
 @pytest.mark.parametrize("out_version", ["0.4", "0.5"])
 def test_convert_carries_labels_with_their_levels(
     tmp_path: Path, ngff_version: str, out_version: str
 ) -> None:
     src = tmp_path / "src.ome.zarr"
     level0 = _ome_zarr_py(src, ngff_version)
-    src_image = zarr.open_array(str(src / _ms(src)["datasets"][0]["path"]), mode="r")[...]
     out = tmp_path / "out.ome.zarr"
 
     convert(src, out, ConvertOptions(version=out_version))
 
     validate_ome_zarr(out)  # ome-zarr-models checks the label and image level counts
     assert _cli_validate(out).exit_code == 0
-    np.testing.assert_array_equal(zarr.open_array(str(out / "0"), mode="r")[...], src_image)
     label = out / "labels" / "cells"
-    content, got = _label_image(label)
-    np.testing.assert_array_equal(got, level0)  # plain zarr reads the source's pixels
+    # every level of the image and of its label, pixel for pixel as the source has them
+    for a, b in ((out, src), (label, src / "labels" / "cells")):
+        got, want = _levels(a), _levels(b)
+        assert len(got) == len(want) == 5
+        for k, (g, w) in enumerate(zip(got, want, strict=True)):
+            np.testing.assert_array_equal(g, w, err_msg=f"{a.name} level {k}")
+        steps = [d["coordinateTransformations"][0]["scale"] for d in _ms(a)["datasets"]]
+        assert steps == [d["coordinateTransformations"][0]["scale"] for d in _ms(b)["datasets"]]
+    content, got0 = _label_image(label)
+    np.testing.assert_array_equal(got0, level0)  # plain zarr reads the source's pixels
     assert content["image-label"]["colors"] == COLORS
     assert content["image-label"]["properties"] == PROPERTIES
     assert ("version" in content["image-label"]) == (out_version == "0.4")
-    n = len(_ms(out)["datasets"])
-    assert n == len(_ms(src)["datasets"]) == 5  # the source's level count, for both
-    _check_label_levels(label, level0, [f"s{k}" for k in range(n)])
     is_v3 = (label / "zarr.json").exists()
     assert is_v3 == (out_version == "0.5") and (label / ".zattrs").exists() != is_v3
     assert describe(str(out)).images[0].labels == ("cells",)
     shown = runner.invoke(app, ["info", str(out)])
     assert shown.exit_code == 0 and "labels: cells" in shown.output
+
+
+def test_labels_get_levels_built_with_the_image_when_others_are_asked(tmp_path: Path) -> None:
+    src = tmp_path / "src.ome.zarr"
+    level0 = _ome_zarr_py(src, "0.4")
+    out = tmp_path / "out.ome.zarr"
+
+    convert(src, out, ConvertOptions(pyramid_levels=3))
+
+    validate_ome_zarr(out)
+    assert len(_ms(out)["datasets"]) == 3 and _ms(out)["type"] == "mean"
+    _check_label_levels(out / "labels" / "cells", level0, ["s0", "s1", "s2"])
 
 
 def test_labels_follow_their_position_into_renamed_series(tmp_path: Path) -> None:

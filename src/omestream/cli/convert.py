@@ -71,7 +71,7 @@ def convert_command(
         None,
         "--pyramid-levels",
         min=1,
-        help="Resolution levels to write (default: as in the source).",
+        help="Resolution levels to compute anew (default: as in the source; an OME-Zarr source's levels are copied as they are into an OME-Zarr output).",
     ),
     workers: int | None = typer.Option(
         None, "--workers", "-w", min=1, help="Threads for reading and encoding."

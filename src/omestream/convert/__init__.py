@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from omestream.backends.codecs import codec_choice
 from omestream.convert.labels import LabelSet, copy_labels, find_labels
+from omestream.convert.levels import check_levels, copy_levels
 from omestream.convert.sources import Source, close_source, iter_frames, open_source
 from omestream.errors import ConcurrentModificationError, SettingsError, StoreExistsError
 from omestream.io.paths import overlaps, path_location
@@ -45,7 +46,9 @@ class ConvertOptions:
     compression: str | None = "auto"
     chunks: dict[str, int] = field(default_factory=dict)  # per axis name
     shards: dict[str, int] = field(default_factory=dict)  # chunks per shard, per axis name
-    pyramid_levels: int | None = None  # None: as many as the source has
+    # None: an OME-Zarr source's levels copied as they are into an OME-Zarr output
+    # (else as many computed anew); a number: that many computed anew
+    pyramid_levels: int | None = None
     workers: int | None = None  # read + encode threads
     overwrite: bool = False
     stack_axis: str = "z"  # what an unnamed TIFF page sequence is
@@ -143,9 +146,9 @@ def convert(
         # an existing output (replaced with overwrite=True) is not ours to delete
         out = settings.output_path  # the destination, with the suffix its format adds
         created = out if not os.path.lexists(out) else None
-        labels = _source_labels(src, settings)
-        # label images get their levels with the image's, built once both are there
-        streamed = settings.model_copy(update={"pyramid": None}) if labels else settings
+        carry = _plan_carry(src, settings, opts)
+        # levels copied or built once the images' level 0 (and labels) are there
+        streamed = settings.model_copy(update={"pyramid": None}) if carry.after else settings
         with create_stream(streamed) as stream:
             for frame in iter_frames(src.blocks, workers):
                 if not frame.dtype.isnative:  # big-endian TIFFs
@@ -155,8 +158,8 @@ def convert(
                 frame_bytes += frame.nbytes
                 if progress is not None:
                     progress(n, frame_bytes)
-        if labels:
-            _carry_labels(src, settings, labels, workers)
+        if carry.after:
+            _carry(src, settings, carry, workers)
     except BaseException as exc:
         # A partly converted output would look like a dataset (closed streams write
         # complete metadata) while missing frames: leave nothing rather than that. A
@@ -169,38 +172,61 @@ def convert(
     return settings
 
 
-def _source_labels(src: Source, settings: AcquisitionSettings) -> list[LabelSet]:
-    """The source's label images that the output will hold; a warning names those
-    it cannot (an OME-TIFF has no labels, an output with reordered axes no overlay)."""
+@dataclass(frozen=True)
+class _Carry:
+    """What an OME-Zarr source has that the frame stream does not write."""
+
+    labels: list[LabelSet]
+    copy_levels: bool  # the source's lower levels as they are (else computed anew)
+
+    @property
+    def after(self) -> bool:
+        return self.copy_levels or bool(self.labels)
+
+
+def _plan_carry(src: Source, settings: AcquisitionSettings, opts: ConvertOptions) -> _Carry:
+    """Checked before anything is written. Levels are copied into an OME-Zarr output
+    unless ``--pyramid-levels`` asks for others (or a label's level count differs
+    from its image's, which NGFF forbids: then both are rebuilt); a warning names the
+    label images an output cannot hold (an OME-TIFF has none, reordered axes no overlay)."""
     if src.info.format != "ome-zarr":
-        return []
-    labels = find_labels(src.location, [im.path for im in src.info.images])
-    if not labels:
-        return []
-    n = sum(len(ls.names) for ls in labels)
+        return _Carry([], False)
+    zarr_out = settings.format is not None and settings.format.name == "ome-zarr"
+    images = [im.path for im in src.info.images]
+    labels = find_labels(src.location, images)
     why = None
-    if settings.format is None or settings.format.name != "ome-zarr":
+    if not zarr_out:
         why = "an OME-TIFF has no label images"
-    else:
-        out_axes = plan_storage(settings).images[0].axis_names
-        if tuple(a.name for a in src.info.images[0].axes) != out_axes:
-            why = f"the output's axes {out_axes} are ordered unlike the source's"
-    if why is None:
-        return labels
-    warnings.warn(
-        f"{src.location}: {n} label image(s) left out of {settings.output_path} ({why}); "
-        "the images' pixels and metadata are converted",
-        UserWarning,
-        stacklevel=3,
+    elif (
+        tuple(a.name for a in src.info.images[0].axes)
+        != plan_storage(settings).images[0].axis_names
+    ):
+        why = "the output's axes are ordered unlike the source's"
+        zarr_out = False  # nor would the source's levels fit
+    if labels and why is not None:
+        n = sum(len(ls.names) for ls in labels)
+        warnings.warn(
+            f"{src.location}: {n} label image(s) left out of {settings.output_path} "
+            f"({why}); the images' pixels and metadata are converted",
+            UserWarning,
+            stacklevel=3,
+        )
+        labels = []
+    counts = {im.path: len(im.levels) for im in src.info.images}
+    copy = (
+        zarr_out
+        and opts.pyramid_levels is None
+        and max(counts.values()) > 1
+        and all(n == counts[ls.image] for ls in labels for n in ls.levels)
     )
-    return []
+    if copy:
+        check_levels(src.location, images)
+    return _Carry(labels, copy)
 
 
-def _carry_labels(
-    src: Source, settings: AcquisitionSettings, labels: list[LabelSet], workers: int
-) -> None:
-    """Copy the label images next to their images in the output, then build the levels
-    of both (the stream wrote level 0 only)."""
+def _carry(src: Source, settings: AcquisitionSettings, carry: _Carry, workers: int) -> None:
+    """Copy the source's levels and label images beside the output's images, or copy
+    the labels' level 0 and build the levels of both (the stream wrote level 0 only)."""
     plan = plan_storage(settings)
     by_position = {im.position: im.path for im in plan.images}
     out_of = {
@@ -208,16 +234,21 @@ def _carry_labels(
         for i, im in enumerate(src.info.images)
     }
     out = settings.output_path
+    codec = codec_choice(settings.compression, settings.writer)
+    if carry.copy_levels:
+        pairs = list(out_of.items())
+        copy_levels(src.location, out, pairs, zarr_format=plan.zarr_format, codec=codec)
     copy_labels(
         src.location,
         out,
-        [(ls, out_of[ls.image]) for ls in labels],
+        [(ls, out_of[ls.image]) for ls in carry.labels],
         zarr_format=plan.zarr_format,
         ngff_version=plan.ngff_version,
-        codec=codec_choice(settings.compression, settings.writer),
+        codec=codec,
+        all_levels=carry.copy_levels,
     )
     pyramid = settings.pyramid
-    if pyramid is not None:
+    if not carry.copy_levels and pyramid is not None:
         build_pyramid(
             out, pyramid.levels, pyramid.method, pyramid.factors, threads=max(2, workers)
         )

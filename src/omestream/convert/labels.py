@@ -1,31 +1,30 @@
 """Label images (NGFF ``labels``) carried from an OME-Zarr source into its conversion.
 
 A segmentation stored beside an image is part of the dataset: converting 0.4 to 0.5
-must not drop it. Each label image is copied at level 0 (pixels, axes, transforms and
-its ``image-label`` object, in the output's NGFF version and Zarr format); its lower
-levels are built afterwards together with the image's (by mode, see
-:func:`omestream.build_pyramid`), so both have as many levels as NGFF requires.
+must not drop it. Each label image is copied (pixels, axes, transforms and its
+``image-label`` object, in the output's NGFF version and Zarr format): every level when
+the image's levels are copied too, else level 0, its lower levels then built with the
+image's (by mode, see :func:`omestream.build_pyramid`). Either way both have as many
+levels as NGFF requires.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from omestream.backends.codecs import CodecChoice
+from omestream.convert.arrays import copy_array, group_content, join, source_array
 from omestream.errors import StoreFormatError
-from omestream.io.kv import open_kv
-from omestream.io.zarr_nodes import create_array, write_group
+from omestream.io.kv import KVStore, open_kv
+from omestream.io.zarr_nodes import write_group
 from omestream.metadata.ngff import versioned
-from omestream.metadata.parse import ngff_content
-from omestream.plan.storage import ArrayPlan
-from omestream.pyramid.build import label_images, unit_blocks
+from omestream.pyramid.build import label_images
 
 __all__ = ["LabelSet", "copy_labels", "find_labels"]
+
+_FIX = "fix or remove the label image (and its entry in labels/), then convert again"
 
 
 @dataclass(frozen=True)
@@ -34,27 +33,29 @@ class LabelSet:
 
     image: str  # the image's group path in the source ("" for a root image)
     names: tuple[str, ...]  # as its labels group lists them
-
-
-def _join(*parts: str) -> str:
-    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+    levels: tuple[int, ...]  # how many levels each has
 
 
 def find_labels(location: str, images: Sequence[str]) -> list[LabelSet]:
     """The label images of each of ``images`` (group paths in the store at ``location``),
     for the images that have any. Each is checked here, before anything is written: a
-    labels list, label metadata or level 0 that cannot be copied is refused."""
+    labels list, label metadata or array that cannot be copied is refused."""
     kv = open_kv(location)
     store = kv.zarr_store(read_only=True)
     out = []
     for image in images:
-        prefix = _join(image, "labels") + "/"
+        prefix = join(image, "labels") + "/"
         names = tuple(p[len(prefix) :] for p in label_images(kv, image))
+        levels = []
         for name in names:
-            path = _join(image, "labels", name)
-            _level0(store, path, _label_content(kv, path))
+            path = join(image, "labels", name)
+            content = _label_content(kv, path)
+            datasets = content["multiscales"][0]["datasets"]
+            for ds in datasets:
+                _label_array(store, path, ds, content)
+            levels.append(len(datasets))
         if names:
-            out.append(LabelSet(image, names))
+            out.append(LabelSet(image, names, tuple(levels)))
     return out
 
 
@@ -66,57 +67,60 @@ def copy_labels(
     zarr_format: int,
     ngff_version: str,
     codec: CodecChoice,
+    all_levels: bool,
 ) -> int:
     """Copy each :class:`LabelSet` of the source at ``location`` under its output image
-    (the group path paired with it) in ``output``; returns how many label images were
-    copied. Label images are written before the ``labels`` group that lists them, so a
-    reader never finds a listed label that is not complete."""
+    (the group path paired with it) in ``output``: every level, or (``all_levels``
+    false) level 0 only. Returns how many label images were copied. Label images are
+    written before the ``labels`` group that lists them, so a reader never finds a
+    listed label that is not complete."""
     src_kv, out_kv = open_kv(location), open_kv(output)
     src_store = src_kv.zarr_store(read_only=True)
-    out_store = out_kv.zarr_store()
     copied = 0
     for labels, out_image in pairs:
         for name in labels.names:
-            src_path = _join(labels.image, "labels", name)
-            out_path = _join(out_image, "labels", name)
+            src_path = join(labels.image, "labels", name)
+            out_path = join(out_image, "labels", name)
             content = _label_content(src_kv, src_path)
-            _copy_level0(
-                src_store, src_path, content, out_kv, out_store, out_path, zarr_format, codec
-            )
-            _write_attrs(out_kv, out_path, content, ngff_version, zarr_format)
+            ms = content["multiscales"][0]
+            if not all_levels:  # the rest is rebuilt, with what says how it was made
+                ms = {k: v for k, v in ms.items() if k not in ("type", "metadata")}
+                ms["datasets"] = ms["datasets"][:1]
+                content["multiscales"] = [ms]
+            names = _axis_names(ms)
+            for ds in ms["datasets"]:
+                src, dtype = _label_array(src_store, src_path, ds, content)
+                units = (_cut(src.chunks, src.shape), None)
+                path = join(out_path, str(ds["path"]))
+                copy_array(src, dtype, out_kv, path, units, codec, zarr_format, names)
+            _write(out_kv, out_path, content, ngff_version, zarr_format)
             copied += 1
         listing = {"labels": list(labels.names)}
-        _write_attrs(out_kv, _join(out_image, "labels"), listing, ngff_version, zarr_format)
+        _write(out_kv, join(out_image, "labels"), listing, ngff_version, zarr_format)
     return copied
 
 
-def _write_attrs(
-    kv: Any, path: str, content: dict[str, Any], version: str, zarr_format: int
+def _cut(chunks: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(min(c, max(s, 1)) for c, s in zip(chunks, shape, strict=True))
+
+
+def _write(
+    kv: KVStore, path: str, content: dict[str, Any], version: str, zarr_format: int
 ) -> None:
     write_group(kv, path, versioned(content, version), zarr_format)
 
 
-def _attrs(kv: Any, path: str) -> dict[str, Any]:
-    for key in ("zarr.json", ".zattrs"):
-        raw = kv.get(_join(path, key))
-        if raw is not None:
-            doc = json.loads(raw)
-            return dict(doc.get("attributes", {}) if key == "zarr.json" else doc)
-    raise StoreFormatError(f"{kv.url}/{path}: listed as a label image, but no Zarr group is there")
-
-
-def _label_content(kv: Any, path: str) -> dict[str, Any]:
-    """The label's NGFF content, version-neutral, cut to level 0: its lower levels
-    (and the ``type``/``metadata`` that describe how they were made) are rebuilt."""
-    version, content = ngff_content(_attrs(kv, path), f"{kv.url}/{path}")
+def _label_content(kv: KVStore, path: str) -> dict[str, Any]:
+    """The label's NGFF content, version-neutral (the output's version is added)."""
+    content = group_content(kv, path, "listed as a label image")
     multiscales = content.get("multiscales")
-    if version is None or not multiscales or not multiscales[0].get("datasets"):
-        raise StoreFormatError(
-            f"{kv.url}/{path}: listed as a label image, but it has no multiscales; fix or "
-            "remove it (and its entry in labels/), then convert again"
-        )
-    ms = {k: v for k, v in multiscales[0].items() if k not in ("version", "type", "metadata")}
-    ms["datasets"] = [multiscales[0]["datasets"][0]]
+    if (
+        not multiscales
+        or not isinstance(multiscales[0], dict)
+        or not multiscales[0].get("datasets")
+    ):
+        raise StoreFormatError(f"{kv.url}/{path}: a label image without multiscales; {_FIX}")
+    ms = {k: v for k, v in multiscales[0].items() if k != "version"}
     out: dict[str, Any] = {"multiscales": [ms]}
     label = content.get("image-label")
     if isinstance(label, dict):
@@ -124,61 +128,23 @@ def _label_content(kv: Any, path: str) -> dict[str, Any]:
     return out
 
 
-def _level0(
-    src_store: Any, src_path: str, content: dict[str, Any]
-) -> tuple[Any, np.dtype, tuple[str, ...]]:
-    """The label's level-0 array, the dtype it is written with and its axis names."""
-    import zarr
+def _axis_names(ms: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes") or ())
 
-    ms = content["multiscales"][0]
-    level0 = str(ms["datasets"][0]["path"])
-    fix = "fix or remove the label image (and its entry in labels/), then convert again"
-    try:
-        src = zarr.open_array(src_store, path=_join(src_path, level0), mode="r")
-    except Exception as exc:
-        raise StoreFormatError(
-            f"{src_path}/{level0}: the label's level 0 is not a readable Zarr array ({exc}); {fix}"
-        ) from None
-    dtype = np.dtype(src.dtype)
+
+def _label_array(
+    store: Any, path: str, ds: dict[str, Any], content: dict[str, Any]
+) -> tuple[Any, Any]:
+    src, dtype = source_array(store, join(path, str(ds.get("path", ""))), _FIX)
     if dtype.kind not in "iu":
         raise StoreFormatError(
-            f"{src_path}/{level0}: label pixels must be integers, found {dtype}; {fix}"
+            f"{join(path, str(ds.get('path')))}: label pixels must be integers, found "
+            f"{dtype}; {_FIX}"
         )
-    names = tuple(a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes") or ())
-    if len(names) != src.ndim:
+    n = len(_axis_names(content["multiscales"][0]))
+    if n != src.ndim:
         raise StoreFormatError(
-            f"{src_path}: multiscales names {len(names)} axes, its level 0 has {src.ndim} "
-            f"dimensions; {fix}"
+            f"{path}: multiscales names {n} axes, its array {ds.get('path')!r} has "
+            f"{src.ndim} dimensions; {_FIX}"
         )
-    return src, dtype.newbyteorder("="), names  # big-endian Zarr v2 labels become native
-
-
-def _copy_level0(
-    src_store: Any,
-    src_path: str,
-    content: dict[str, Any],
-    out_kv: Any,
-    out_store: Any,
-    out_path: str,
-    zarr_format: int,
-    codec: CodecChoice,
-) -> None:
-    """The label's level-0 pixels, chunked as in the source, encoded as the output's."""
-    import zarr
-
-    src, dtype, names = _level0(src_store, src_path, content)
-    plan = ArrayPlan(
-        path=str(content["multiscales"][0]["datasets"][0]["path"]),
-        shape=tuple(src.shape),
-        chunks=tuple(min(c, max(s, 1)) for c, s in zip(src.chunks, src.shape, strict=True)),
-        shards=None,
-        scale=(1.0,) * src.ndim,
-        translation=(0.0,) * src.ndim,
-    )
-    path = _join(out_path, plan.path)
-    fill = int(src.fill_value or 0)
-    create_array(out_kv, path, plan, dtype.str, codec, zarr_format, names, fill)
-    dst = zarr.open_array(out_store, path=path, mode="r+")
-    for block in unit_blocks(plan.shape, plan.chunks, dtype.itemsize):
-        sel = tuple(slice(r.start, r.stop) for r in block)
-        dst[sel] = np.asarray(src[sel], dtype=dtype)
+    return src, dtype

@@ -228,27 +228,30 @@ def _plan_image(
     shapes = [tuple(src.shape)]
     for _ in range(1, levels):
         shapes.append(tuple(-(-s // fi) for s, fi in zip(shapes[-1], f, strict=True)))
-    chunk0 = tuple(src.chunks)
     src_shards = getattr(src, "shards", None)
-    shard0 = tuple(src_shards) if src_shards else None
-    chunks: list[tuple[int, ...]] = []
-    shards: list[tuple[int, ...] | None] = []
-    for shp in shapes:
-        c = tuple(min(ci, max(si, 1)) for ci, si in zip(chunk0, shp, strict=True))
-        chunks.append(c)
-        if shard0 is None:
-            shards.append(None)
-            continue
-        sh = tuple(
-            max(ci, min(s, -(-max(si, 1) // ci) * ci) // ci * ci)
-            for s, si, ci in zip(shard0, shp, c, strict=True)
-        )
-        shards.append(sh)
+    units = [level_units(tuple(src.chunks), src_shards, shp) for shp in shapes]
+    chunks = [c for c, _ in units]
+    shards = [sh for _, sh in units]
     key = _join(image, "zarr.json" if fmt == 3 else ".zattrs")
     job = _Job(
         image, fmt, key, ms, f, paths, tuple(shapes), tuple(chunks), tuple(shards), old, method
     )
     return job, src
+
+
+def level_units(
+    chunk0: tuple[int, ...], shard0: tuple[int, ...] | None, shape: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """Chunks (and shards) of a level of ``shape``: level 0's, cut to the level's size,
+    shards kept whole multiples of the chunks."""
+    c = tuple(min(ci, max(si, 1)) for ci, si in zip(chunk0, shape, strict=True))
+    if not shard0:
+        return c, None
+    sh = tuple(
+        max(ci, min(s, -(-max(si, 1) // ci) * ci) // ci * ci)
+        for s, si, ci in zip(shard0, shape, c, strict=True)
+    )
+    return c, sh
 
 
 def label_images(kv: KVStore, image: str) -> list[str]:

@@ -1,0 +1,104 @@
+"""Resolution levels carried from an OME-Zarr source into its conversion.
+
+The stream writes level 0; the source's lower levels are then copied as they are (the
+same pixels, shapes and steps between levels, however the source made them: averaged,
+smoothed, downsampled along z) rather than computed anew, and the image's
+``multiscales`` lists them once they are all written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from omestream.backends.codecs import CodecChoice
+from omestream.convert.arrays import (
+    copy_array,
+    group_content,
+    join,
+    level_transforms,
+    source_array,
+)
+from omestream.errors import StoreFormatError
+from omestream.io.kv import open_kv
+from omestream.pyramid.build import level_paths, level_units
+
+__all__ = ["check_levels", "copy_levels"]
+
+_FIX = "convert with --pyramid-levels to compute the levels anew instead"
+
+
+def _multiscale(kv: Any, image: str) -> dict[str, Any]:
+    content = group_content(kv, image, "an image")
+    ms = content.get("multiscales") or [{}]
+    if not isinstance(ms[0], dict) or not ms[0].get("datasets"):
+        raise StoreFormatError(f"{kv.url}/{image}: an image without multiscales datasets")
+    return ms[0]
+
+
+def check_levels(location: str, images: Sequence[str]) -> None:
+    """Refuse, before anything is written, source levels that cannot be copied."""
+    kv = open_kv(location)
+    store = kv.zarr_store(read_only=True)
+    for image in images:
+        ms = _multiscale(kv, image)
+        ndim = len(ms.get("axes") or ())
+        for ds in ms["datasets"][1:]:
+            src, _ = source_array(store, join(image, str(ds.get("path", ""))), _FIX)
+            if src.ndim != ndim:
+                raise StoreFormatError(
+                    f"{kv.url}/{image}/{ds.get('path')}: {src.ndim} dimensions, the image "
+                    f"has {ndim} axes; {_FIX}"
+                )
+
+
+def copy_levels(
+    location: str,
+    output: str,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    zarr_format: int,
+    codec: CodecChoice,
+) -> None:
+    """For each (source image, output image) pair: the source's levels 1.. written beside
+    the output's level 0 (chunked and sharded as it is, cut to each level's size), then
+    the output's ``multiscales`` lists them, with the source's steps between levels and
+    its ``type``/``metadata`` (how they were made)."""
+    import zarr
+
+    src_kv, out_kv = open_kv(location), open_kv(output)
+    src_store, out_store = src_kv.zarr_store(read_only=True), out_kv.zarr_store()
+    for src_image, out_image in pairs:
+        src_ms, out_ms = _multiscale(src_kv, src_image), _multiscale(out_kv, out_image)
+        names = tuple(a["name"] if isinstance(a, dict) else str(a) for a in out_ms["axes"])
+        out0 = out_ms["datasets"][0]
+        level0 = zarr.open_array(out_store, path=join(out_image, str(out0["path"])), mode="r")
+        chunk0, shard0 = tuple(level0.chunks), getattr(level0, "shards", None)
+        paths = level_paths(str(out0["path"]), len(src_ms["datasets"]))
+        datasets = [out0]
+        for k, ds in enumerate(src_ms["datasets"][1:], start=1):
+            src, dtype = source_array(src_store, join(src_image, str(ds["path"])), _FIX)
+            units = level_units(chunk0, shard0, tuple(src.shape))
+            path = join(out_image, paths[k])
+            copy_array(src, dtype, out_kv, path, units, codec, zarr_format, names)
+            tfs = level_transforms(src_ms["datasets"][0], ds, out0, len(names))
+            datasets.append({"path": paths[k], "coordinateTransformations": tfs})
+        _list_levels(out_kv, out_image, zarr_format, datasets, src_ms)
+
+
+def _list_levels(
+    kv: Any, image: str, zarr_format: int, datasets: list[dict[str, Any]], src_ms: dict[str, Any]
+) -> None:
+    """Replace the output image's datasets in one document write (other keys kept)."""
+    key = join(image, "zarr.json" if zarr_format == 3 else ".zattrs")
+    doc = json.loads(kv.get(key) or b"{}")
+    attrs = doc.setdefault("attributes", {}) if zarr_format == 3 else doc
+    content = attrs.get("ome", attrs)
+    ms = dict(content["multiscales"][0])
+    ms["datasets"] = datasets
+    for k in ("type", "metadata"):
+        if k in src_ms:
+            ms[k] = src_ms[k]
+    content["multiscales"] = [ms, *content["multiscales"][1:]]
+    kv.set(key, json.dumps(doc, indent=2, allow_nan=False).encode())
