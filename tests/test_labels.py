@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+import omestream.cli.convert
 import omestream.cli.info
 import omestream.cli.pyramid
 import omestream.cli.validate  # noqa: F401  (the commands register on import)
@@ -555,8 +556,11 @@ def test_labels_get_levels_built_with_the_image_when_others_are_asked(tmp_path: 
     level0 = _ome_zarr_py(src, "0.4")
     out = tmp_path / "out.ome.zarr"
 
-    convert(src, out, ConvertOptions(pyramid_levels=3))
+    result = runner.invoke(app, ["convert", str(src), str(out), "--pyramid-levels", "3"])
 
+    assert result.exit_code == 0, result.output
+    # what runs once the frames are written is said, not left as a silent wait
+    assert "copying 1 label image, building the levels of images and labels" in result.output
     validate_ome_zarr(out)
     assert len(_ms(out)["datasets"]) == 3 and _ms(out)["type"] == "mean"
     _check_label_levels(out / "labels" / "cells", level0, ["s0", "s1", "s2"])

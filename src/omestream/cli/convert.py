@@ -125,9 +125,14 @@ def convert_command(
             task, completed=n, rate=f"{n / dt:.0f} frames/s, {nbytes / dt / 1e6:.0f} MB/s"
         )
 
+    def on_stage(what: str) -> None:
+        progress.console.print(f"{what} ...")
+
     try:
         with progress:
-            settings = convert(src, dst, opts, progress=on_frame, on_start=on_start)
+            settings = convert(
+                src, dst, opts, progress=on_frame, on_start=on_start, on_stage=on_stage
+            )
     except OmeStreamError as exc:
         in_cli_words(exc, _CLI_WORDS)
         raise

@@ -124,11 +124,14 @@ def convert(
     options: ConvertOptions | None = None,
     progress: Callable[[int, int], Any] | None = None,
     on_start: Callable[[Source, AcquisitionSettings], Any] | None = None,
+    on_stage: Callable[[str], Any] | None = None,
 ) -> AcquisitionSettings:
     """Convert ``src_path`` to ``dst_path`` (format from its suffix: .ome.zarr / .ome.tiff).
 
     ``progress(frames, bytes)`` is called after each frame; ``on_start`` once the
-    output is planned. Returns the settings the output was written with.
+    output is planned; ``on_stage(what)`` when work other than frames starts once
+    they are written (copying levels and labels, building levels). Returns the
+    settings the output was written with.
     """
     opts = options or ConvertOptions()
     src_s, dst_s = os.fspath(src_path), os.fspath(dst_path)
@@ -159,6 +162,8 @@ def convert(
                 if progress is not None:
                     progress(n, frame_bytes)
         if carry.after:
+            if on_stage is not None:
+                on_stage(carry.describe(settings.pyramid is not None))
             _carry(src, settings, carry, workers)
     except BaseException as exc:
         # A partly converted output would look like a dataset (closed streams write
@@ -182,6 +187,15 @@ class _Carry:
     @property
     def after(self) -> bool:
         return self.copy_levels or bool(self.labels)
+
+    def describe(self, pyramid: bool) -> str:
+        n = sum(len(ls.names) for ls in self.labels)
+        labels = f"{n} label image{'s' if n != 1 else ''}"
+        if self.copy_levels:
+            return "copying the source's resolution levels" + (f" and {labels}" if n else "")
+        return f"copying {labels}" + (
+            ", building the levels of images and labels" if pyramid else ""
+        )
 
 
 def _plan_carry(src: Source, settings: AcquisitionSettings, opts: ConvertOptions) -> _Carry:
