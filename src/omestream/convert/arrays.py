@@ -10,24 +10,20 @@ import numpy as np
 
 from omestream.backends.codecs import CodecChoice
 from omestream.errors import StoreFormatError
-from omestream.io.kv import KVStore
+from omestream.io.kv import KVStore, join_key
 from omestream.io.zarr_nodes import create_array
 from omestream.metadata.parse import ngff_content
 from omestream.plan.storage import ArrayPlan
 from omestream.pyramid.build import unit_blocks
 
-__all__ = ["copy_array", "group_content", "join", "level_transforms", "source_array"]
-
-
-def join(*parts: str) -> str:
-    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+__all__ = ["copy_array", "group_content", "level_transforms", "source_array"]
 
 
 def group_content(kv: KVStore, path: str, what: str) -> dict[str, Any]:
     """The version-neutral NGFF content of the group at ``path`` (``what`` it is meant
     to be, for the error when there is none)."""
     for key in ("zarr.json", ".zattrs"):
-        raw = kv.get(join(path, key))
+        raw = kv.get(join_key(path, key))
         if raw is None:
             continue
         doc = json.loads(raw)

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from omestream.backends.codecs import CodecChoice
-from omestream.convert.arrays import copy_array, group_content, join, source_array
+from omestream.convert.arrays import copy_array, group_content, source_array
 from omestream.errors import StoreFormatError
-from omestream.io.kv import KVStore, open_kv
+from omestream.io.kv import KVStore, join_key, open_kv
 from omestream.io.zarr_nodes import write_group
 from omestream.metadata.ngff import versioned
-from omestream.pyramid.build import label_images
+from omestream.pyramid.build import label_images, level_units
 
 __all__ = ["LabelSet", "copy_labels", "find_labels"]
 
@@ -44,11 +44,11 @@ def find_labels(location: str, images: Sequence[str]) -> list[LabelSet]:
     store = kv.zarr_store(read_only=True)
     out = []
     for image in images:
-        prefix = join(image, "labels") + "/"
+        prefix = join_key(image, "labels") + "/"
         names = tuple(p[len(prefix) :] for p in label_images(kv, image))
         levels = []
         for name in names:
-            path = join(image, "labels", name)
+            path = join_key(image, "labels", name)
             content = _label_content(kv, path)
             datasets = content["multiscales"][0]["datasets"]
             for ds in datasets:
@@ -79,8 +79,8 @@ def copy_labels(
     copied = 0
     for labels, out_image in pairs:
         for name in labels.names:
-            src_path = join(labels.image, "labels", name)
-            out_path = join(out_image, "labels", name)
+            src_path = join_key(labels.image, "labels", name)
+            out_path = join_key(out_image, "labels", name)
             content = _label_content(src_kv, src_path)
             ms = content["multiscales"][0]
             if not all_levels:  # the rest is rebuilt, with what says how it was made
@@ -90,18 +90,14 @@ def copy_labels(
             names = _axis_names(ms)
             for ds in ms["datasets"]:
                 src, dtype = _label_array(src_store, src_path, ds, content)
-                units = (_cut(src.chunks, src.shape), None)
-                path = join(out_path, str(ds["path"]))
+                units = level_units(tuple(src.chunks), None, tuple(src.shape))
+                path = join_key(out_path, str(ds["path"]))
                 copy_array(src, dtype, out_kv, path, units, codec, zarr_format, names)
             _write(out_kv, out_path, content, ngff_version, zarr_format)
             copied += 1
         listing = {"labels": list(labels.names)}
-        _write(out_kv, join(out_image, "labels"), listing, ngff_version, zarr_format)
+        _write(out_kv, join_key(out_image, "labels"), listing, ngff_version, zarr_format)
     return copied
-
-
-def _cut(chunks: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(min(c, max(s, 1)) for c, s in zip(chunks, shape, strict=True))
 
 
 def _write(
@@ -135,10 +131,10 @@ def _axis_names(ms: dict[str, Any]) -> tuple[str, ...]:
 def _label_array(
     store: Any, path: str, ds: dict[str, Any], content: dict[str, Any]
 ) -> tuple[Any, Any]:
-    src, dtype = source_array(store, join(path, str(ds.get("path", ""))), _FIX)
+    src, dtype = source_array(store, join_key(path, str(ds.get("path", ""))), _FIX)
     if dtype.kind not in "iu":
         raise StoreFormatError(
-            f"{join(path, str(ds.get('path')))}: label pixels must be integers, found "
+            f"{join_key(path, str(ds.get('path')))}: label pixels must be integers, found "
             f"{dtype}; {_FIX}"
         )
     n = len(_axis_names(content["multiscales"][0]))

@@ -16,12 +16,11 @@ from omestream.backends.codecs import CodecChoice
 from omestream.convert.arrays import (
     copy_array,
     group_content,
-    join,
     level_transforms,
     source_array,
 )
 from omestream.errors import StoreFormatError
-from omestream.io.kv import open_kv
+from omestream.io.kv import join_key, open_kv
 from omestream.pyramid.build import level_paths, level_units
 
 __all__ = ["check_levels", "copy_levels"]
@@ -45,7 +44,7 @@ def check_levels(location: str, images: Sequence[str]) -> None:
         ms = _multiscale(kv, image)
         ndim = len(ms.get("axes") or ())
         for ds in ms["datasets"][1:]:
-            src, _ = source_array(store, join(image, str(ds.get("path", ""))), _FIX)
+            src, _ = source_array(store, join_key(image, str(ds.get("path", ""))), _FIX)
             if src.ndim != ndim:
                 raise StoreFormatError(
                     f"{kv.url}/{image}/{ds.get('path')}: {src.ndim} dimensions, the image "
@@ -73,14 +72,14 @@ def copy_levels(
         src_ms, out_ms = _multiscale(src_kv, src_image), _multiscale(out_kv, out_image)
         names = tuple(a["name"] if isinstance(a, dict) else str(a) for a in out_ms["axes"])
         out0 = out_ms["datasets"][0]
-        level0 = zarr.open_array(out_store, path=join(out_image, str(out0["path"])), mode="r")
+        level0 = zarr.open_array(out_store, path=join_key(out_image, str(out0["path"])), mode="r")
         chunk0, shard0 = tuple(level0.chunks), getattr(level0, "shards", None)
         paths = level_paths(str(out0["path"]), len(src_ms["datasets"]))
         datasets = [out0]
         for k, ds in enumerate(src_ms["datasets"][1:], start=1):
-            src, dtype = source_array(src_store, join(src_image, str(ds["path"])), _FIX)
+            src, dtype = source_array(src_store, join_key(src_image, str(ds["path"])), _FIX)
             units = level_units(chunk0, shard0, tuple(src.shape))
-            path = join(out_image, paths[k])
+            path = join_key(out_image, paths[k])
             copy_array(src, dtype, out_kv, path, units, codec, zarr_format, names)
             tfs = level_transforms(src_ms["datasets"][0], ds, out0, len(names))
             datasets.append({"path": paths[k], "coordinateTransformations": tfs})
@@ -91,7 +90,7 @@ def _list_levels(
     kv: Any, image: str, zarr_format: int, datasets: list[dict[str, Any]], src_ms: dict[str, Any]
 ) -> None:
     """Replace the output image's datasets in one document write (other keys kept)."""
-    key = join(image, "zarr.json" if zarr_format == 3 else ".zattrs")
+    key = join_key(image, "zarr.json" if zarr_format == 3 else ".zattrs")
     doc = json.loads(kv.get(key) or b"{}")
     attrs = doc.setdefault("attributes", {}) if zarr_format == 3 else doc
     content = attrs.get("ome", attrs)

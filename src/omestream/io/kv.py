@@ -27,9 +27,14 @@ from omestream.io.libc import (
     set_direct,
 )
 
-__all__ = ["FsspecKV", "KVStore", "LocalKV", "open_kv"]
+__all__ = ["FsspecKV", "KVStore", "LocalKV", "join_key", "open_kv"]
 
 TMP_PREFIX = ".omestream-tmp-"
+
+
+def join_key(*parts: str) -> str:
+    """A store key from group and array paths; empty parts ("" is the root) drop out."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
 class KVStore(ABC):

@@ -16,7 +16,7 @@ from typing import Any
 
 from omestream.backends.codecs import CodecChoice
 from omestream.errors import StoreFormatError
-from omestream.io.kv import KVStore
+from omestream.io.kv import KVStore, join_key
 from omestream.metadata.records import FrameRecords
 from omestream.plan import ArrayPlan
 
@@ -32,16 +32,12 @@ __all__ = [
 ]
 
 
-def _join(*parts: str) -> str:
-    return "/".join(p for p in parts if p)
-
-
 def group_meta_key(path: str, zarr_format: int) -> str:
-    return _join(path, "zarr.json" if zarr_format == 3 else ".zattrs")
+    return join_key(path, "zarr.json" if zarr_format == 3 else ".zattrs")
 
 
 def array_meta_key(path: str, zarr_format: int) -> str:
-    return _join(path, "zarr.json" if zarr_format == 3 else ".zarray")
+    return join_key(path, "zarr.json" if zarr_format == 3 else ".zarray")
 
 
 def _dump_parts(doc: dict[str, Any]) -> Iterator[bytes]:
@@ -176,11 +172,11 @@ def write_group(
 ) -> None:
     if zarr_format == 3:
         doc = {"zarr_format": 3, "node_type": "group", "attributes": attrs}
-        kv.set_stream(_join(path, "zarr.json"), _dump_parts(doc), durable=durable)
+        kv.set_stream(join_key(path, "zarr.json"), _dump_parts(doc), durable=durable)
     else:
-        if not kv.exists(_join(path, ".zgroup")):
-            kv.set(_join(path, ".zgroup"), _dump({"zarr_format": 2}), durable=durable)
-        kv.set_stream(_join(path, ".zattrs"), _dump_parts(attrs), durable=durable)
+        if not kv.exists(join_key(path, ".zgroup")):
+            kv.set(join_key(path, ".zgroup"), _dump({"zarr_format": 2}), durable=durable)
+        kv.set_stream(join_key(path, ".zattrs"), _dump_parts(attrs), durable=durable)
 
 
 def read_group_attrs(
@@ -188,7 +184,7 @@ def read_group_attrs(
 ) -> dict[str, Any] | None:
     """A group's attributes (None: no group there); ``lift_records`` as in :func:`load_json`."""
     if zarr_format == 3:
-        doc = load_json(kv, _join(path, "zarr.json"), lift_records=lift_records)
+        doc = load_json(kv, join_key(path, "zarr.json"), lift_records=lift_records)
         if doc is None:
             return None
         if doc.get("node_type") != "group":
@@ -197,9 +193,9 @@ def read_group_attrs(
             )
         attrs = doc.get("attributes", {})
         return attrs if isinstance(attrs, dict) else {}
-    if not kv.exists(_join(path, ".zgroup")):
+    if not kv.exists(join_key(path, ".zgroup")):
         return None
-    return load_json(kv, _join(path, ".zattrs"), lift_records=lift_records) or {}
+    return load_json(kv, join_key(path, ".zattrs"), lift_records=lift_records) or {}
 
 
 def create_array(
@@ -221,7 +217,7 @@ def create_array(
     kv.delete_prefix(path)
     for name, data in docs:
         # not synced, as zarr-python does not: a stream syncs everything at close
-        kv.set(_join(path, name), data, durable=False)
+        kv.set(join_key(path, name), data, durable=False)
 
 
 @functools.lru_cache(maxsize=64)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from omestream.errors import SettingsError, StoreFormatError
-from omestream.io.kv import KVStore, open_kv
+from omestream.io.kv import KVStore, join_key, open_kv
 from omestream.io.locks import check_no_stream
 from omestream.metadata.parse import (
     Multiscale,
@@ -83,14 +83,10 @@ class _Job:
 # -- planning (no writes) ---------------------------------------------------------------
 
 
-def _join(*parts: str) -> str:
-    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
-
-
 def _zarr_format(kv: KVStore, path: str) -> int | None:
-    if kv.exists(_join(path, "zarr.json")):
+    if kv.exists(join_key(path, "zarr.json")):
         return 3
-    if kv.exists(_join(path, ".zgroup")) or kv.exists(_join(path, ".zattrs")):
+    if kv.exists(join_key(path, ".zgroup")) or kv.exists(join_key(path, ".zattrs")):
         return 2
     return None
 
@@ -100,7 +96,7 @@ def _group_attrs(kv: KVStore, path: str) -> tuple[int, dict[str, Any]]:
     where = f"{kv.url}/{path}" if path else kv.url
     if fmt is None:
         raise StoreFormatError(f"{where} is not a Zarr group (no zarr.json, .zgroup or .zattrs)")
-    key = _join(path, "zarr.json" if fmt == 3 else ".zattrs")
+    key = join_key(path, "zarr.json" if fmt == 3 else ".zattrs")
     raw = kv.get(key)
     try:
         doc = json.loads(raw) if raw else {}
@@ -122,24 +118,24 @@ def _image_paths(kv: KVStore, path: str) -> list[str]:
     if isinstance(node, ParsedImage):
         return [path]
     if isinstance(node, ParsedBioformats2raw):
-        _, series_attrs = _group_attrs(kv, _join(path, "OME"))
-        series = parse_group(series_attrs, f"{kv.url}/{_join(path, 'OME')}")
+        _, series_attrs = _group_attrs(kv, join_key(path, "OME"))
+        series = parse_group(series_attrs, f"{kv.url}/{join_key(path, 'OME')}")
         if isinstance(series, ParsedSeries):
-            return [_join(path, s) for s in series.series]
+            return [join_key(path, s) for s in series.series]
         found = []
         for name in sorted(
             kv.list_dir(path), key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n)
         ):
-            if name.isdigit() and _zarr_format(kv, _join(path, name)) is not None:
-                found.append(_join(path, name))
+            if name.isdigit() and _zarr_format(kv, join_key(path, name)) is not None:
+                found.append(join_key(path, name))
         return found
     if isinstance(node, ParsedPlate):
         out: list[str] = []
         for w in node.wells:
-            out += _image_paths(kv, _join(path, w.path))
+            out += _image_paths(kv, join_key(path, w.path))
         return out
     if isinstance(node, ParsedWell):
-        return [_join(path, f) for f in node.images]
+        return [join_key(path, f) for f in node.images]
     raise StoreFormatError(f"{kv.url}/{path}: holds no image to build levels for")
 
 
@@ -202,7 +198,7 @@ def _plan_image(
     f = _resolve_factors(ms, factors, where)
     level0 = ms.datasets[0].path
     try:
-        src = zarr.open_array(kv.zarr_store(), path=_join(image, level0), mode="r")
+        src = zarr.open_array(kv.zarr_store(), path=join_key(image, level0), mode="r")
     except Exception as exc:
         raise StoreFormatError(
             f"{where}: level 0 ({level0!r}) is not a readable Zarr array: {exc}"
@@ -218,12 +214,12 @@ def _plan_image(
         if p == level0 or p.startswith(level0 + "/") or level0.startswith(p + "/"):
             raise StoreFormatError(f"{where}: level path {p!r} overlaps level 0 ({level0!r})")
     for p in paths[1:]:
-        if p not in old and _zarr_format(kv, _join(image, p)) is not None:
+        if p not in old and _zarr_format(kv, join_key(image, p)) is not None:
             raise StoreFormatError(
                 f"{where}/{p} already holds a Zarr node that is not one of this image's levels; "
                 "omestream will not overwrite it"
             )
-        if p not in old and kv.exists(_join(image, p, ".zarray")):
+        if p not in old and kv.exists(join_key(image, p, ".zarray")):
             raise StoreFormatError(f"{where}/{p} already holds a Zarr array; not overwriting it")
     shapes = [tuple(src.shape)]
     for _ in range(1, levels):
@@ -232,7 +228,7 @@ def _plan_image(
     units = [level_units(tuple(src.chunks), src_shards, shp) for shp in shapes]
     chunks = [c for c, _ in units]
     shards = [sh for _, sh in units]
-    key = _join(image, "zarr.json" if fmt == 3 else ".zattrs")
+    key = join_key(image, "zarr.json" if fmt == 3 else ".zattrs")
     job = _Job(
         image, fmt, key, ms, f, paths, tuple(shapes), tuple(chunks), tuple(shards), old, method
     )
@@ -256,7 +252,7 @@ def level_units(
 
 def label_images(kv: KVStore, image: str) -> list[str]:
     """Group paths of the label images the image's ``labels`` group lists ([] without one)."""
-    path = _join(image, "labels")
+    path = join_key(image, "labels")
     if _zarr_format(kv, path) is None:
         return []
     _, attrs = _group_attrs(kv, path)
@@ -273,7 +269,7 @@ def label_images(kv: KVStore, image: str) -> list[str]:
             f"{kv.url}/{path}: expected a 'labels' list of label images, found "
             f"{type(node).__name__}"
         )
-    return [_join(path, name) for name in node.labels]
+    return [join_key(path, name) for name in node.labels]
 
 
 def _plan_labels(kv: KVStore, job: _Job, src: Any, levels: int) -> list[tuple[_Job, Any]]:
@@ -380,7 +376,7 @@ def _reconsolidate(kv: KVStore) -> None:
 def _create_level(kv: KVStore, job: _Job, src: Any, k: int) -> Any:
     import zarr
 
-    path = _join(job.image, job.paths[k])
+    path = join_key(job.image, job.paths[k])
     kv.delete_prefix(path)
     kwargs: dict[str, Any] = {
         "store": kv.zarr_store(),
@@ -561,7 +557,7 @@ def build_pyramid(
             for job, src in group:
                 for p in job.old_paths:
                     if p not in job.paths:
-                        kv.delete_prefix(_join(job.image, p))
+                        kv.delete_prefix(join_key(job.image, p))
                 prev = src
                 for k in range(1, len(job.paths)):
                     dst = _create_level(kv, job, src, k)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from omestream.errors import FrameShapeError, SettingsError, StoreFormatError
+from omestream.io.kv import join_key
 from omestream.metadata.ngff import omero_doc
 from omestream.metadata.parse import parse_group
 from omestream.settings import Channel
@@ -25,10 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["create_image", "remove_node"]
 
 _AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
-
-
-def _join(*parts: str) -> str:
-    return "/".join(p for p in parts if p)
 
 
 def _from_like(
@@ -57,7 +54,7 @@ def _from_like(
         doc = json.loads(raw)
         doc["shape"] = list(s)
         rel = lv.path[len(like.path) :].lstrip("/") if like.path else lv.path
-        docs[_join(path, rel, key)] = json.dumps(doc, indent=2).encode()
+        docs[join_key(path, rel, key)] = json.dumps(doc, indent=2).encode()
     content = copy.deepcopy(like._parsed.raw)
     content = {k: v for k, v in content.items() if k in ("multiscales", "omero")}
     for m in content["multiscales"]:
@@ -162,7 +159,7 @@ def _from_data(
     ctx.changing()
     zarr.create_array(
         ctx.kv.zarr_store(),
-        name=_join(path, "0"),
+        name=join_key(path, "0"),
         shape=data.shape,
         chunks=chunks,
         dtype=data.dtype,

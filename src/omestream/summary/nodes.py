@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from omestream.errors import StoreFormatError
-from omestream.io.kv import KVStore, open_kv
+from omestream.io.kv import KVStore, join_key, open_kv
 from omestream.io.zarr_nodes import load_json
 
 __all__ = ["ArrayMeta", "Node", "disk_usage", "read_tree"]
@@ -85,35 +85,31 @@ class Node:
             yield from c.walk()
 
 
-def _join(*parts: str) -> str:
-    return "/".join(p for p in parts if p)
-
-
 def _read_node(kv: KVStore, path: str) -> Node | None:
     # frame metadata stays text: a long time-lapse's records are most of its document
-    v3 = load_json(kv, _join(path, "zarr.json"), lift_records=True)
+    v3 = load_json(kv, join_key(path, "zarr.json"), lift_records=True)
     if v3 is not None:
         kind = v3.get("node_type")
         if kind not in ("group", "array"):
             raise StoreFormatError(
-                f"{_join(path, 'zarr.json')}: node_type must be 'group' or 'array', found {kind!r}"
+                f"{join_key(path, 'zarr.json')}: node_type must be 'group' or 'array', found {kind!r}"
             )
         attrs = v3.get("attributes") or {}
         return Node(
             path, kind, 3, attrs if isinstance(attrs, dict) else {}, v3 if kind == "array" else {}
         )
-    zarray = load_json(kv, _join(path, ".zarray"))
+    zarray = load_json(kv, join_key(path, ".zarray"))
     if zarray is not None:
         return Node(
             path,
             "array",
             2,
-            load_json(kv, _join(path, ".zattrs"), lift_records=True) or {},
+            load_json(kv, join_key(path, ".zattrs"), lift_records=True) or {},
             zarray,
         )
-    if kv.get(_join(path, ".zgroup")) is not None:
+    if kv.get(join_key(path, ".zgroup")) is not None:
         return Node(
-            path, "group", 2, load_json(kv, _join(path, ".zattrs"), lift_records=True) or {}, {}
+            path, "group", 2, load_json(kv, join_key(path, ".zattrs"), lift_records=True) or {}, {}
         )
     return None
 
@@ -122,7 +118,7 @@ def _children(kv: KVStore, node: Node) -> None:
     for name in kv.list_dir(node.path):
         if name.startswith(".") or name in _SKIP or name in ("zarr.json",):
             continue
-        child = _read_node(kv, _join(node.path, name))
+        child = _read_node(kv, join_key(node.path, name))
         if child is None:
             continue
         try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from omestream.errors import StoreFormatError
+from omestream.io.kv import join_key
 from omestream.metadata.parse import (
     ParsedLabels,
     has_ngff,
@@ -52,10 +53,6 @@ class Problem:
     def __str__(self) -> str:
         tag = "warning: " if self.severity == "warning" else ""
         return f"{self.where}: {tag}{self.message}"
-
-
-def _join(*parts: str) -> str:
-    return "/".join(p for p in parts if p)
 
 
 def _list(value: Any) -> list[Any]:
@@ -179,7 +176,7 @@ class _Checker:
                 if not isinstance(path, str):
                     self.add(node.path, f"{dkey}.path must be a string, found {path!r}")
                     continue
-                where = _join(node.path, path)
+                where = join_key(node.path, path)
                 arr = node.find(path)
                 if arr is None or arr.kind != "array":
                     self.add(where, f"{dkey} names array {path!r}, but no array is there")
@@ -366,15 +363,15 @@ class _Checker:
                     )
             well = node.find(path)
             if well is None or well.kind != "group":
-                self.add(_join(node.path, path), f"well listed in {key} is not on disk")
+                self.add(join_key(node.path, path), f"well listed in {key} is not on disk")
                 continue
             wc = _ngff(well)
             if "well" not in wc:
-                self.add(_join(node.path, path), f"well listed in {key} has no 'well' metadata")
+                self.add(join_key(node.path, path), f"well listed in {key} has no 'well' metadata")
                 continue
             images = [_dict(im).get("path") for im in _list(_dict(wc["well"]).get("images"))]
             max_fields = max(max_fields, len(images))
-            fields += [_join(node.path, path, str(p)) for p in images]
+            fields += [join_key(node.path, path, str(p)) for p in images]
         for row in node.children:
             for well in row.children if row.kind == "group" else []:
                 rel = f"{row.name}/{well.name}"
@@ -396,11 +393,11 @@ class _Checker:
             field = node.find(path)
             if field is None or field.kind != "group":
                 self.add(
-                    _join(node.path, path), f"field listed in well.images[{k}] is not on disk"
+                    join_key(node.path, path), f"field listed in well.images[{k}] is not on disk"
                 )
             elif "multiscales" not in _ngff(field):
                 self.add(
-                    _join(node.path, path),
+                    join_key(node.path, path),
                     f"field listed in well.images[{k}] has no 'multiscales' metadata",
                 )
         for child in node.children:
@@ -420,10 +417,10 @@ class _Checker:
             target = node.find(str(s)) if isinstance(s, str) else None
             if target is None or "multiscales" not in _ngff(target):
                 self.add(
-                    _join(node.path, str(s)),
+                    join_key(node.path, str(s)),
                     f"series[{k}] in OME/ names an image that is not on disk",
                 )
-        paths = [_join(node.path, s) for s in series if isinstance(s, str)]
+        paths = [join_key(node.path, s) for s in series if isinstance(s, str)]
         self._consistent(node.path, "position", paths)
 
     # -- labels ------------------------------------------------------------------------
@@ -447,7 +444,7 @@ class _Checker:
             )
         n_image = _level_count(image)
         for i, name in enumerate(parsed.labels):
-            where = _join(node.path, name)
+            where = join_key(node.path, name)
             child = node.find(name)
             if child is None or child.kind != "group":
                 self.add(where, f"label image listed in labels[{i}] is not on disk")
