@@ -23,6 +23,7 @@ from omestream.convert.labels import LabelSet, copy_labels, find_labels
 from omestream.convert.levels import check_levels, copy_levels
 from omestream.convert.sources import Source, close_source, iter_frames, open_source
 from omestream.errors import ConcurrentModificationError, SettingsError, StoreExistsError
+from omestream.io.durability import syncfs
 from omestream.io.paths import overlaps, path_location
 from omestream.plan.storage import plan_storage
 from omestream.pyramid.build import build_pyramid
@@ -266,6 +267,8 @@ def _carry(src: Source, settings: AcquisitionSettings, carry: _Carry, workers: i
         build_pyramid(
             out, pyramid.levels, pyramid.method, pyramid.factors, threads=max(2, workers)
         )
+    if settings.writer.fsync and os.path.isdir(out):  # durable as the stream's close is
+        syncfs(out)
 
 
 def _remove_output(path: str) -> None:
