@@ -25,7 +25,7 @@ from omestream.convert.sources import Source, close_source, iter_frames, open_so
 from omestream.errors import ConcurrentModificationError, SettingsError, StoreExistsError
 from omestream.io.durability import syncfs
 from omestream.io.paths import overlaps, path_location
-from omestream.plan.storage import plan_storage
+from omestream.plan.storage import StoragePlan, plan_storage
 from omestream.pyramid.build import build_pyramid
 from omestream.settings import (
     AcquisitionSettings,
@@ -184,6 +184,7 @@ class _Carry:
 
     labels: list[LabelSet]
     copy_levels: bool  # the source's lower levels as they are (else computed anew)
+    plan: StoragePlan | None = None  # the output's, when it is an OME-Zarr
 
     @property
     def after(self) -> bool:
@@ -207,15 +208,13 @@ def _plan_carry(src: Source, settings: AcquisitionSettings, opts: ConvertOptions
     if src.info.format != "ome-zarr":
         return _Carry([], False)
     zarr_out = settings.format is not None and settings.format.name == "ome-zarr"
+    plan = plan_storage(settings) if zarr_out else None
     images = [im.path for im in src.info.images]
     labels = find_labels(src.location, images)
     why = None
-    if not zarr_out:
+    if plan is None:
         why = "an OME-TIFF has no label images"
-    elif (
-        tuple(a.name for a in src.info.images[0].axes)
-        != plan_storage(settings).images[0].axis_names
-    ):
+    elif tuple(a.name for a in src.info.images[0].axes) != plan.images[0].axis_names:
         why = "the output's axes are ordered unlike the source's"
         zarr_out = False  # nor would the source's levels fit
     if labels and why is not None:
@@ -236,13 +235,14 @@ def _plan_carry(src: Source, settings: AcquisitionSettings, opts: ConvertOptions
     )
     if copy:
         check_levels(src.location, images)
-    return _Carry(labels, copy)
+    return _Carry(labels, copy, plan)
 
 
 def _carry(src: Source, settings: AcquisitionSettings, carry: _Carry, workers: int) -> None:
     """Copy the source's levels and label images beside the output's images, or copy
     the labels' level 0 and build the levels of both (the stream wrote level 0 only)."""
-    plan = plan_storage(settings)
+    plan = carry.plan
+    assert plan is not None  # only OME-Zarr outputs carry anything
     by_position = {im.position: im.path for im in plan.images}
     out_of = {
         im.path: by_position[src.positions[i]] if src.positions else plan.images[0].path
