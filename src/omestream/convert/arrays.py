@@ -16,7 +16,7 @@ from omestream.metadata.parse import ngff_content
 from omestream.plan.storage import ArrayPlan
 from omestream.pyramid.build import unit_blocks
 
-__all__ = ["copy_array", "group_content", "level_transforms", "source_array"]
+__all__ = ["axis_names", "copy_array", "group_content", "level_transforms", "source_array"]
 
 
 def group_content(kv: KVStore, path: str, what: str) -> dict[str, Any]:
@@ -32,6 +32,11 @@ def group_content(kv: KVStore, path: str, what: str) -> dict[str, Any]:
         if version is not None:
             return content
     raise StoreFormatError(f"{kv.url}/{path}: {what}, but no NGFF group is there")
+
+
+def axis_names(ms: dict[str, Any]) -> tuple[str, ...]:
+    """The axis names of a ``multiscales`` entry (0.4 and 0.5 objects, or bare names)."""
+    return tuple(a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes") or ())
 
 
 def source_array(store: Any, path: str, fix: str) -> tuple[Any, np.dtype]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from omestream.backends.codecs import CodecChoice
-from omestream.convert.arrays import copy_array, group_content, source_array
+from omestream.convert.arrays import axis_names, copy_array, group_content, source_array
 from omestream.errors import StoreFormatError
 from omestream.io.kv import KVStore, join_key, open_kv
 from omestream.io.zarr_nodes import write_group
@@ -87,7 +87,7 @@ def copy_labels(
                 ms = {k: v for k, v in ms.items() if k not in ("type", "metadata")}
                 ms["datasets"] = ms["datasets"][:1]
                 content["multiscales"] = [ms]
-            names = _axis_names(ms)
+            names = axis_names(ms)
             for ds in ms["datasets"]:
                 src, dtype = _label_array(src_store, src_path, ds, content)
                 units = level_units(tuple(src.chunks), None, tuple(src.shape))
@@ -124,10 +124,6 @@ def _label_content(kv: KVStore, path: str) -> dict[str, Any]:
     return out
 
 
-def _axis_names(ms: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes") or ())
-
-
 def _label_array(
     store: Any, path: str, ds: dict[str, Any], content: dict[str, Any]
 ) -> tuple[Any, Any]:
@@ -137,7 +133,7 @@ def _label_array(
             f"{join_key(path, str(ds.get('path')))}: label pixels must be integers, found "
             f"{dtype}; {_FIX}"
         )
-    n = len(_axis_names(content["multiscales"][0]))
+    n = len(axis_names(content["multiscales"][0]))
     if n != src.ndim:
         raise StoreFormatError(
             f"{path}: multiscales names {n} axes, its array {ds.get('path')!r} has "

@@ -8,12 +8,12 @@ smoothed, downsampled along z) rather than computed anew, and the image's
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from omestream.backends.codecs import CodecChoice
 from omestream.convert.arrays import (
+    axis_names,
     copy_array,
     group_content,
     level_transforms,
@@ -21,7 +21,8 @@ from omestream.convert.arrays import (
 )
 from omestream.errors import StoreFormatError
 from omestream.io.kv import join_key, open_kv
-from omestream.pyramid.build import level_paths, level_units
+from omestream.io.zarr_nodes import group_meta_key
+from omestream.pyramid.build import level_paths, level_units, set_datasets
 
 __all__ = ["check_levels", "copy_levels"]
 
@@ -70,7 +71,7 @@ def copy_levels(
     src_store, out_store = src_kv.zarr_store(read_only=True), out_kv.zarr_store()
     for src_image, out_image in pairs:
         src_ms, out_ms = _multiscale(src_kv, src_image), _multiscale(out_kv, out_image)
-        names = tuple(a["name"] if isinstance(a, dict) else str(a) for a in out_ms["axes"])
+        names = axis_names(out_ms)
         out0 = out_ms["datasets"][0]
         level0 = zarr.open_array(out_store, path=join_key(out_image, str(out0["path"])), mode="r")
         chunk0, shard0 = tuple(level0.chunks), getattr(level0, "shards", None)
@@ -83,21 +84,5 @@ def copy_levels(
             copy_array(src, dtype, out_kv, path, units, codec, zarr_format, names)
             tfs = level_transforms(src_ms["datasets"][0], ds, out0, len(names))
             datasets.append({"path": paths[k], "coordinateTransformations": tfs})
-        _list_levels(out_kv, out_image, zarr_format, datasets, src_ms)
-
-
-def _list_levels(
-    kv: Any, image: str, zarr_format: int, datasets: list[dict[str, Any]], src_ms: dict[str, Any]
-) -> None:
-    """Replace the output image's datasets in one document write (other keys kept)."""
-    key = join_key(image, "zarr.json" if zarr_format == 3 else ".zattrs")
-    doc = json.loads(kv.get(key) or b"{}")
-    attrs = doc.setdefault("attributes", {}) if zarr_format == 3 else doc
-    content = attrs.get("ome", attrs)
-    ms = dict(content["multiscales"][0])
-    ms["datasets"] = datasets
-    for k in ("type", "metadata"):
-        if k in src_ms:
-            ms[k] = src_ms[k]
-    content["multiscales"] = [ms, *content["multiscales"][1:]]
-    kv.set(key, json.dumps(doc, indent=2, allow_nan=False).encode())
+        made: dict[str, Any] = {k: src_ms[k] for k in ("type", "metadata") if k in src_ms}
+        set_datasets(out_kv, group_meta_key(out_image, zarr_format), zarr_format, datasets, made)

@@ -48,7 +48,7 @@ from omestream.metadata.parse import (
 from omestream.pyramid.kernels import METHODS, SHIFTING_METHODS, downsample, halo, source_window
 from omestream.settings.acquisition import useful_levels
 
-__all__ = ["PyramidResult", "build_pyramid", "level_paths"]
+__all__ = ["PyramidResult", "build_pyramid", "level_paths", "set_datasets"]
 
 Progress = Callable[[int, int], None]
 DEFAULT_FACTORS = {"y": 2, "x": 2}
@@ -333,17 +333,12 @@ def _datasets(job: _Job, method: str, n: int) -> list[dict[str, Any]]:
 
 def _write_multiscale(kv: KVStore, job: _Job, method: str | None, n: int) -> None:
     """Atomically replace the first multiscale's datasets (other keys stay as they were)."""
-    raw = kv.get(job.attrs_key)
-    doc = json.loads(raw) if raw else {}
-    attrs = doc.get("attributes", {}) if job.zarr_format == 3 else doc
-    content = attrs.get("ome", attrs)
-    ms = dict(content["multiscales"][0])
-    ms["datasets"] = _datasets(job, method or "mean", n)
+    made: dict[str, Any] = {}
     if method is not None and n > 1:
         from omestream import __version__
 
-        ms["type"] = method
-        ms["metadata"] = {
+        made["type"] = method
+        made["metadata"] = {
             "description": f"levels computed by omestream.build_pyramid, method {method!r}",
             "method": f"omestream.pyramid.{method}",
             "version": __version__,
@@ -353,11 +348,32 @@ def _write_multiscale(kv: KVStore, job: _Job, method: str | None, n: int) -> Non
                 }
             },
         }
-    else:
-        ms.pop("type", None)
-        ms.pop("metadata", None)
+    set_datasets(kv, job.attrs_key, job.zarr_format, _datasets(job, method or "mean", n), made)
+
+
+def set_datasets(
+    kv: KVStore,
+    key: str,
+    zarr_format: int,
+    datasets: list[dict[str, Any]],
+    made: dict[str, Any],
+) -> None:
+    """Replace the first multiscale's ``datasets`` in the image document at ``key``, in
+    one write; ``made`` holds the ``type``/``metadata`` saying how the levels were made
+    (those it leaves out are removed). The multiscale's other keys stay as they were."""
+    raw = kv.get(key)
+    doc = json.loads(raw) if raw else {}
+    attrs = doc.setdefault("attributes", {}) if zarr_format == 3 else doc
+    content = attrs.get("ome", attrs)
+    ms = dict(content["multiscales"][0])
+    ms["datasets"] = datasets
+    for k in ("type", "metadata"):
+        if k in made:
+            ms[k] = made[k]
+        else:
+            ms.pop(k, None)
     content["multiscales"] = [ms, *content["multiscales"][1:]]
-    kv.set(job.attrs_key, json.dumps(doc, indent=2, allow_nan=False).encode())
+    kv.set(key, json.dumps(doc, indent=2, allow_nan=False).encode())
 
 
 def _reconsolidate(kv: KVStore) -> None:
