@@ -8,11 +8,17 @@ from typing import Any
 
 import ome_types
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from omestream import AcquisitionSettings, Dimension
-from omestream.metadata.ome_xml import PLANE_KEYS, build_ome, frame_planes, render_xml
+from omestream.metadata.ome_xml import (
+    PLANE_KEYS,
+    build_ome,
+    frame_planes,
+    plane_records,
+    render_xml,
+)
 from omestream.plan import plan_storage
 
 SETTINGS = AcquisitionSettings(
@@ -97,6 +103,47 @@ def test_planes_read_back_as_recorded(user: list[dict[str, Any]]) -> None:
         assert len(refs) == (1 if expected else 0)
         if expected:
             assert {m.k: m.value for m in notes[refs[0].id].value.ms} == expected
+
+
+def _document(records: list[dict[str, Any]]) -> ome_types.OME:
+    frames = frame_planes(PLAN.images[0], SHAPE, records)
+    return ome_types.from_xml(render_xml(build_ome(PLAN, [SHAPE]), [frames]), validate=True)
+
+
+def _planes_and_notes(ome: ome_types.OME) -> list[tuple[Any, dict[str, str]]]:
+    notes = {
+        a.id: {m.k: m.value for m in a.value.ms}
+        for a in ome.structured_annotations.map_annotations
+    }
+    return [
+        (
+            p.model_copy(update={"annotation_refs": []}),
+            notes[p.annotation_refs[0].id] if p.annotation_refs else {},
+        )
+        for p in ome.images[0].pixels.planes
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_user, min_size=1, max_size=12))
+@example([{"delta_t": "1.5", "note": "2", "n": None}, {"exposure_ms": 3, "delta_t_ms": [1]}])
+@example([{"exposure_time_ms": "", "exposure_ms": 0}])
+def test_planes_read_back_into_records_write_the_same_document(
+    user: list[dict[str, Any]],
+) -> None:
+    """A resumed OME-TIFF stream takes its earlier frames' metadata back from the
+    document: written again, those records give the same planes and annotations."""
+    records = _records(user)
+    first = _document(records)
+    notes = {a.id: a for a in first.structured_annotations.map_annotations}
+    back = plane_records(PLAN.images[0], SHAPE, first.images[0].pixels.planes, notes)
+    again = []
+    for rec in records:
+        i = rec["index"]
+        index = (i["t"], i["c"], i["z"])
+        if index in back:
+            again.append({"frame": rec["frame"], "index": i, **back[index]})
+    assert _planes_and_notes(_document(again)) == _planes_and_notes(first)
 
 
 def test_no_frames_renders_the_model_alone() -> None:

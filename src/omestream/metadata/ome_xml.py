@@ -28,6 +28,7 @@ __all__ = [
     "ome_dimension_map",
     "ome_dimension_order",
     "plane_index",
+    "plane_records",
     "render_pieces",
     "render_xml",
     "stage_label",
@@ -600,3 +601,74 @@ def tiff_data_text(
 def _xml_attr_quoted(value: str) -> str:
     """An attribute value in double quotes, as ome-types writes it."""
     return '"' + escape(_NOT_XML.sub("\ufffd", value), {'"': "&quot;"}) + '"'
+
+
+# Plane attribute and unit -> the per-frame keys that write it, in PLANE_KEYS order
+_PLANE_KEYS_OF: dict[tuple[str, str], list[str]] = {}
+for _key, _attr_unit in PLANE_KEYS.items():
+    _PLANE_KEYS_OF.setdefault(_attr_unit, []).append(_key)
+
+
+def plane_records(
+    image: ImagePlan,
+    shape: Sequence[int],
+    planes: Iterable[m.Plane],
+    annotations: Mapping[str, m.MapAnnotation],
+) -> dict[tuple[int, ...], dict[str, Any]]:
+    """The per-frame metadata :func:`frame_planes` wrote, read back: by storage index,
+    the user keys of each plane (Plane attributes and its MapAnnotation's values).
+
+    Values in annotations come back as JSON where they are JSON as omestream writes
+    it, text otherwise (so a string that looked like a number returns as the number;
+    written again, either gives the same text).
+    """
+    sizes = _outer_sizes(image, shape)
+    letters = ome_dimension_map(image)
+    steps = [
+        (letters[a.name], s)
+        for a, s in zip(reversed(image.axes[:-2]), reversed(sizes), strict=True)
+    ]
+    out: dict[tuple[int, ...], dict[str, Any]] = {}
+    for p in planes:
+        where = {"Z": p.the_z, "C": p.the_c, "T": p.the_t}
+        n, stride = 0, 1
+        for letter, size in steps:
+            if where[letter] >= size:
+                break  # outside the shape asked for
+            n += where[letter] * stride
+            stride *= size
+        else:
+            index = tuple(int(i) for i in np.unravel_index(n, sizes)) if sizes else ()
+            out[index] = _plane_keys(p, annotations)
+    return out
+
+
+def _plane_keys(p: m.Plane, annotations: Mapping[str, m.MapAnnotation]) -> dict[str, Any]:
+    rec: dict[str, Any] = {}
+    for ref in p.annotation_refs:
+        ann = annotations.get(ref.id)
+        for item in ann.value.ms if ann is not None else ():
+            if item.k in PLANE_KEYS:  # a number there would have been an attribute
+                rec[item.k] = item.value
+            elif item.k is not None:
+                rec[item.k] = _annotation_read(item.value)
+    for attr in dict.fromkeys(attr for attr, _ in PLANE_KEYS.values()):
+        value = getattr(p, attr, None)
+        unit = getattr(p, f"{attr}_unit", None)
+        keys = _PLANE_KEYS_OF.get((attr, str(getattr(unit, "value", unit))), [])
+        # the first key the annotation does not hold (a text value under another
+        # key for the same attribute, say exposure_ms beside exposure_time_ms)
+        key = next((k for k in keys if k not in rec), None)
+        if value is not None and key is not None:
+            rec[key] = value
+    return rec
+
+
+def _annotation_read(text: str) -> Any:
+    """A value as :func:`_annotation_value` wrote it: JSON where it is JSON written that
+    way (so writing it again gives the same text), else the text itself."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if _annotation_value(value) == text else text
