@@ -263,6 +263,34 @@ class TiffBackend(ArrayBackend):
         except OSError as exc:
             self._close_writers()
             raise WriteError(exc.errno or 0, f"cannot create {out!r}: {exc}") from exc
+        self._start_threads()
+
+    def reopen(self, uuids: Sequence[str], pages: PageMap) -> None:
+        """Continue the files of an earlier stream (``resume``): each keeps the level-0
+        pages ``pages`` gives it, already the whole chain (see
+        :func:`omestream.tiff.ifd.complete_pages`), and new pages are linked after them.
+        A file that keeps none starts afresh (its first page carries the OME-XML)."""
+        self.uuids = list(uuids)
+        self._pages = pages
+        self._queued = [pages.present(i) for i in range(len(self.plan.images))]
+        try:
+            if self._direct_io and not reports_holes(self.layout.folder):
+                self._use_direct_io(False)  # as in create_arrays
+            for f, path in enumerate(self.layout.paths):
+                kept = pages.pages(f) > 0
+                self._writers[f] = tifffile.TiffWriter(
+                    path, bigtiff=True, byteorder="<", append="force" if kept else False
+                )
+                if self._direct_io:
+                    self._direct_fds[f] = open_direct(path)
+        except OSError as exc:
+            self._close_writers()
+            raise WriteError(
+                exc.errno or 0, f"cannot reopen {self.settings.output_path!r}: {exc}"
+            ) from exc
+        self._start_threads()
+
+    def _start_threads(self) -> None:
         threads = self.options.threads or max(2, os.cpu_count() or 2)
         if self.format.compressed:
             self._pool = ThreadPoolExecutor(threads, thread_name_prefix="omestream-tiff-encode")
@@ -703,20 +731,35 @@ class TiffBackend(ArrayBackend):
         began = time.monotonic()
         if began - self._refreshed_at < _REFRESH_COST_RATIO * self._refresh_cost:
             return
+        self._describe(state, lengths, durable=False)
+        self._refreshed_at = time.monotonic()
+        self._refresh_cost = self._refreshed_at - began
+
+    def describe_resumed(self) -> None:
+        """Before a resumed stream's first page: describe the pages kept, as a stream
+        still running, in every file that has pages (a final document left there would
+        tell :func:`~omestream.tiff.recover` there is nothing to recover)."""
+        assert self._state is not None, "start() first"
+        self._describe(self._state, [len(r) for r in self._state.frame_metadata], durable=True)
+
+    def _describe(self, state: StreamState, lengths: list[int], durable: bool) -> None:
+        """Write a "streaming" document for the pages written so far into every file
+        that has a first page; new pages go after it."""
         extents = [max(1, self._pages.extent(i)) for i in range(len(self.plan.images))]
         records = [r[:n] for r, n in zip(state.frame_metadata, lengths, strict=True)]
         doc = self._document(self._pages, self._shapes(extents), state, "streaming", records)
         del records
         total = 0
         for f, (path, urn) in enumerate(zip(self.layout.paths, self.uuids, strict=True)):
-            fh = writers[f].filehandle
+            writer = self._writers[f]
+            if writer is None or not self._pages.pages(f):
+                continue
+            fh = writer.filehandle
             fh.flush()
-            total += replace_description(path, doc.pieces(urn), durable=False)
+            total += replace_description(path, doc.pieces(urn), durable=durable)
             fh.seek(0, os.SEEK_END)  # the next page goes after the new document
         self._xml_bytes = total
-        self._described_bytes = sum(w.filehandle.tell() for w in writers)
-        self._refreshed_at = time.monotonic()
-        self._refresh_cost = self._refreshed_at - began
+        self._described_bytes = sum(w.filehandle.tell() for w in self._writers if w is not None)
 
     def _write_final(self) -> None:
         state = (self._state or StreamState(n_images=len(self.plan.images))).snapshot()

@@ -137,18 +137,16 @@ def _acquisition_line(a: AcquisitionInfo, info: DatasetInfo) -> Text:
         else:
             end = "closed" if a.planned is None else "complete"
         return Text.assemble("acquisition: ", (count, "bold"), f", {end}{started}")
-    zarr = info.format == "ome-zarr"
     if a.mended:
-        resume = ", and resumable: create_stream(settings, resume=True)" if zarr else ""
         return Text(
-            f"acquisition: {count}{started}; interrupted, then repaired: readable{resume}",
+            f"acquisition: {count}{started}; interrupted, then repaired: readable, and "
+            "resumable: create_stream(settings, resume=True)",
             style="yellow",
         )
-    then = "readable and resumable" if zarr else "readable"
     return Text(
         f"acquisition: {count} so far{started}; its stream did not close it: still being "
         f"written, or interrupted (once no writer runs, `omestream repair {info.path}` "
-        f"makes it {then})",
+        "makes it readable and resumable)",
         style="yellow",
     )
 

@@ -39,7 +39,7 @@ from omestream.stream.state import StreamState
 from omestream.stream.zarr_sink import OMESTREAM_KEY, ZarrMetadataSink
 from omestream.summary.nodes import ArrayMeta, array_meta
 
-__all__ = ["resume_stream"]
+__all__ = ["check_same_settings", "resume_stream"]
 
 # May differ between the first run and the resumed one. root_path: the dataset is the
 # one at the path being resumed, wherever it was first written (copied, moved, or the
@@ -65,7 +65,7 @@ def _record(kv: KVStore, zarr_format: int, where: str) -> dict[str, Any]:
     return record
 
 
-def _check_same(settings: AcquisitionSettings, saved: dict[str, Any], where: str) -> None:
+def check_same_settings(settings: AcquisitionSettings, saved: dict[str, Any], where: str) -> None:
     now = settings.model_dump(mode="json")
     diffs = sorted(
         k for k in set(now) | set(saved) if k not in _IGNORED and now.get(k) != saved.get(k)
@@ -266,7 +266,7 @@ def resume_stream(
     fmt = settings.format
     assert fmt is not None
     if fmt.name != "ome-zarr":
-        raise SettingsError(f"resume=True is available for OME-Zarr, not {fmt.name!r}")
+        raise SettingsError(f"resume_stream continues OME-Zarr, not {fmt.name!r}")
     engine = load_engine(fmt.backend)
     reason = engine.check(settings)
     if reason:
@@ -291,7 +291,7 @@ def _resume(
 ) -> OMEStream:
     where = settings.output_path
     record = _record(kv, plan.zarr_format, where)
-    _check_same(settings, record["settings"], where)
+    check_same_settings(settings, record["settings"], where)
     plan, level0 = _stored_layout(kv, plan)
     done = int(record["frames"])
     router = FrameRouter(settings)

@@ -546,18 +546,23 @@ def create_stream(
     ``store`` replaces the storage location derived from ``settings.output_path`` with a
     :class:`~omestream.io.KVStore` of your own (OME-Zarr only).
     ``resume=True`` continues the interrupted stream that wrote ``settings.output_path``
-    from its first frame not yet written (see :mod:`omestream.store.resume`).
+    from its first frame not yet written (see :mod:`omestream.store.resume` and, for
+    OME-TIFF, :mod:`omestream.tiff.resume`).
     """
     if not isinstance(settings, AcquisitionSettings):
         raise SettingsError(
             f"create_stream needs AcquisitionSettings, got {type(settings).__name__}"
         )
+    fmt = settings.format
+    assert fmt is not None
+    if resume and fmt.name == "ome-tiff":
+        from omestream.tiff.resume import resume_tiff  # the tiff layer sits above this one
+
+        return resume_tiff(settings)
     if resume:
         from omestream.store.resume import resume_stream  # the store layer sits above this one
 
         return resume_stream(settings, store=store, **storage_options)
-    fmt = settings.format
-    assert fmt is not None
     engine = load_engine(fmt.backend)
     reason = engine.check(settings)
     if reason:

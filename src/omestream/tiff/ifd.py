@@ -144,8 +144,13 @@ def _description_entry(path: str) -> tuple[int, str, str]:
     raise StoreFormatError(f"{path!r}: the first page has no ImageDescription tag")
 
 
-def complete_pages(path: str, repair: bool = True) -> PageCount:
-    """Level-0 pages whose data, IFD and SubIFDs were all written; cut a dangling link."""
+def complete_pages(path: str, repair: bool = True, keep: int | None = None) -> PageCount:
+    """Level-0 pages whose data, IFD and SubIFDs were all written; cut a dangling link.
+
+    ``keep``: cut the chain after this many pages at most (a resumed stream drops the
+    fill pages its first run's close or ``recover`` put after its frames); the pages
+    cut off stay in the file as dead bytes.
+    """
     size = os.path.getsize(path)
     # a descriptor of its own for hole queries: lseek would move tifffile's position
     with _quiet_tifffile(), tifffile.TiffFile(path) as tif, open(path, "rb") as probe:
@@ -155,7 +160,7 @@ def complete_pages(path: str, repair: bool = True) -> PageCount:
         last_offset = None
         fd = probe.fileno()
         for page in pages:
-            if page is None or not _complete(page, size, fd):
+            if (keep is not None and n >= keep) or page is None or not _complete(page, size, fd):
                 break
             n += 1
             last_offset = page.offset

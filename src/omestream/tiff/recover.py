@@ -53,7 +53,7 @@ class RecoveryReport:
     interrupted: bool = True  # its stream never closed it (recovered before or now)
 
 
-def _find_files(path: str) -> tuple[str, list[str], dict, str]:
+def find_files(path: str) -> tuple[str, list[str], dict, str]:
     """(folder, file names, record, xml) from a file or a folder of OME-TIFF files."""
     path = os.path.abspath(path)
     if os.path.isdir(path):
@@ -86,7 +86,7 @@ def recover(
     ``path`` is the ``.ome.tiff`` file, any file of a multi-file dataset, or its folder.
     ``dry_run`` reports what would be done (frames found, fill planes) and writes nothing.
     """
-    folder, names, record, xml = _find_files(os.fspath(path))
+    folder, names, record, xml = find_files(os.fspath(path))
     settings = AcquisitionSettings.model_validate(record["settings"])
     if record.get("state") != "streaming":
         n = int(record.get("frames", 0))
@@ -144,13 +144,13 @@ def recover(
                 padded += 1
 
     old, _ = read_record(xml)
-    started = _parse_date(record.get("started"))
+    started = parse_date(record.get("started"))
     new_record = {
         **record, "version": __version__, "state": "recovered", "frames": frames,
         "skipped": [s for s in record.get("skipped", []) if s < frames],
         "complete": False, "padded_planes": padded,
     }  # fmt: skip
-    uuids = list(record.get("uuids") or _file_uuids(old, layout))
+    uuids = list(record.get("uuids") or file_uuids(old, layout))
     ome = assemble_ome(
         plan, layout, uuids, shapes, pages, [[] for _ in range(n_images)], started, new_record, old
     )
@@ -172,7 +172,7 @@ def arrival_pages_after_crash(
     return arrival_pages(router, layout, keys, None, present)
 
 
-def _file_uuids(old: object, layout: TiffLayout) -> list[str]:
+def file_uuids(old: object, layout: TiffLayout) -> list[str]:
     """Keep the UUIDs the files were written with (TiffData refer to them by name)."""
     by_name: dict[str, str] = {}
     for image in getattr(old, "images", []):
@@ -182,7 +182,7 @@ def _file_uuids(old: object, layout: TiffLayout) -> list[str]:
     return [by_name.get(n) or f"urn:uuid:{_uuid.uuid4()}" for n in layout.files]
 
 
-def _parse_date(value: object) -> _dt.datetime:
+def parse_date(value: object) -> _dt.datetime:
     if isinstance(value, str):
         try:
             return _dt.datetime.fromisoformat(value)

@@ -1,0 +1,169 @@
+"""Resume an OME-TIFF acquisition: ``create_stream(settings, resume=True)``.
+
+A TIFF page holds one plane and is written once, so unlike OME-Zarr (see
+:mod:`omestream.store.resume`) nothing is read back or replayed: the files keep the
+pages of the frames already written and new pages are linked after them.
+
+1. The record in the files' OME-XML gives the settings (they must match the given
+   ones, as for OME-Zarr), the file names and their UUIDs.
+2. Frames written: for a stream that never closed, the frames, in acquisition order,
+   whose pages are complete in their files (a dangling last link is cut, as
+   :func:`~omestream.tiff.recover` does); for one that was closed or recovered, the
+   frames its record counts. Fill pages written after them for planes that never
+   came (by ``close`` or ``recover``) are cut off the IFD chain and stay as dead bytes.
+3. The per-frame metadata of those frames comes back from the Plane elements of the
+   last document written.
+4. Before the first new page every file that has pages is described as a stream
+   still running, so a second interruption is recovered like the first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+from collections.abc import Callable
+from typing import Any
+
+from omestream.backends.registry import load_engine
+from omestream.backends.tiff import TiffBackend
+from omestream.errors import SettingsError, StoreFormatError
+from omestream.io.kv import open_kv
+from omestream.io.locks import hold_stream
+from omestream.metadata.ome_xml import plane_records
+from omestream.metadata.records import FrameRecords
+from omestream.plan import FrameRouter, StoragePlan, plan_storage
+from omestream.settings import AcquisitionSettings
+from omestream.store.resume import check_same_settings
+from omestream.stream import OMEStream
+from omestream.stream.state import StreamState
+from omestream.tiff.ifd import complete_pages
+from omestream.tiff.layout import TiffLayout, arrival_pages, first_outer_axis, tiff_layout
+from omestream.tiff.pagemap import PageMap, plane_keys
+from omestream.tiff.recover import file_uuids, find_files
+from omestream.tiff.xml import read_record
+
+__all__ = ["resume_tiff"]
+
+
+def resume_tiff(settings: AcquisitionSettings) -> OMEStream:
+    """Reopen the OME-TIFF stream that wrote ``settings.output_path`` and continue
+    after its last complete frame."""
+    fmt = settings.format
+    assert fmt is not None
+    engine = load_engine(fmt.backend)
+    reason = engine.check(settings)
+    if reason:
+        raise SettingsError(f"backend {fmt.backend!r} cannot write these settings: {reason}")
+    plan = plan_storage(settings)
+    release = hold_stream(settings.output_path)
+    try:
+        return _resume(settings, plan, release)
+    except BaseException:
+        release()
+        raise
+
+
+def _resume(
+    settings: AcquisitionSettings, plan: StoragePlan, release: Callable[[], None]
+) -> OMEStream:
+    where = settings.output_path
+    layout = tiff_layout(settings, plan)
+    if not os.path.exists(where):
+        raise StoreFormatError(f"{where}: nothing to resume; no OME-TIFF output here")
+    try:
+        folder, names, record, xml = find_files(where)
+    except StoreFormatError as exc:
+        raise StoreFormatError(
+            f"{exc}. To start the acquisition again, pass overwrite=True without resume"
+        ) from None
+    if tuple(names) != tuple(layout.files):
+        raise StoreFormatError(
+            f"{where}: its record lists the files {names}, the settings make "
+            f"{list(layout.files)}; nothing to resume here"
+        )
+    check_same_settings(settings, record["settings"], where)
+    missing = [p for p in layout.paths if not os.path.isfile(p)]
+    if missing:
+        raise StoreFormatError(
+            f"{missing[0]!r} is missing: the dataset lists it in its OME-XML; nothing to resume"
+        )
+    router = FrameRouter(settings)
+    keys = plane_keys(plan, first_outer_axis(settings))
+    pages, done = _frames_on_disk(router, layout, keys, record, where)
+    old, _ = read_record(xml)
+
+    state = StreamState(n_images=len(plan.images), frames=done)
+    with contextlib.suppress(TypeError, ValueError):
+        state.started = _dt.datetime.fromisoformat(record["started"])
+    skipped = record.get("skipped", [])
+    state.skipped = sorted({s for s in skipped if isinstance(s, int) and 0 <= s < done})
+    if plan.unbounded_axis is not None:
+        state.extents = [pages.extent(i) for i in range(len(plan.images))]
+    first = first_outer_axis(settings)
+    state.frame_metadata = _saved_metadata(plan, router, pages, first, old, done)
+
+    backend = TiffBackend(plan, open_kv(folder), settings.writer, settings)
+    backend.reopen(list(record.get("uuids") or file_uuids(old, layout)), pages)
+    try:
+        stream = OMEStream(settings, plan, backend.kv, backend, backend, state, release=release)
+        backend.start(stream._state)
+        backend.describe_resumed()
+    except BaseException:
+        backend.abort()
+        raise
+    return stream
+
+
+def _frames_on_disk(
+    router: FrameRouter, layout: TiffLayout, keys: Any, record: dict[str, Any], where: str
+) -> tuple[PageMap, int]:
+    """The pages each file keeps and the frames they hold; every chain is cut after them."""
+    paths = layout.paths
+    if record.get("state") == "streaming":  # killed: count what reached the disk
+        present = [complete_pages(p).pages for p in paths]
+        pages, done = arrival_pages(router, layout, keys, None, present)
+    else:  # closed or recovered: the frames the record counts, before any fill pages
+        frames = record.get("frames")
+        if not isinstance(frames, int) or frames < 0:
+            raise StoreFormatError(f"{where}: its record has no frame count; nothing to resume")
+        pages, done = arrival_pages(router, layout, keys, frames)
+        if done < frames:
+            raise StoreFormatError(
+                f"{where}: its record counts {frames} frames, the settings hold {done}"
+            )
+    for f, path in enumerate(paths):
+        need = pages.pages(f)
+        if need and complete_pages(path, keep=need).pages < need:
+            raise StoreFormatError(
+                f"{path!r} holds fewer complete pages than the {need} its record describes; "
+                f"run `omestream repair {where}` first, then resume"
+            )
+    return pages, done
+
+
+def _saved_metadata(
+    plan: StoragePlan,
+    router: FrameRouter,
+    pages: PageMap,
+    first: int | None,
+    old: Any,
+    done: int,
+) -> list[FrameRecords]:
+    """Per image, the records of frames before ``done`` that the OME-XML kept as planes."""
+    sa = old.structured_annotations
+    notes = {a.id: a for a in (sa.map_annotations if sa is not None else [])}
+    kept = []
+    for i, im in enumerate(plan.images):
+        shape = list(im.levels[0].shape)
+        if first is not None:
+            shape[first] = max(pages.extent(i), 1)
+        planes = old.images[i].pixels.planes if i < len(old.images) else []
+        kept.append(plane_records(im, shape, planes, notes))
+    out: list[list[dict[str, Any]]] = [[] for _ in plan.images]
+    for n in range(done):
+        route = router.route(n)
+        user = kept[route.image].get(route.index)
+        if user is not None:
+            out[route.image].append({"frame": n, "index": route.acquisition, **user})
+    return [FrameRecords(r) for r in out]
