@@ -36,6 +36,7 @@ from omestream import (
 from omestream.cli.app import app
 from omestream.convert import ConvertOptions, convert
 from omestream.metadata.parse import ParsedImage, ParsedLabels, parse_group
+from omestream.store import Image
 from omestream.summary import describe
 from omestream.validate import validate_store
 from tests.checks import validate_ome_zarr
@@ -636,3 +637,56 @@ def test_plate_field_labels_convert_with_their_field(tmp_path: Path) -> None:
     _, got = _label_image(out / "B" / "2" / "0" / "labels" / "cells")
     np.testing.assert_array_equal(got, cells)
     assert _cli_validate(out).exit_code == 0
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
+@pytest.mark.filterwarnings("ignore:.*do not name a downsampling method:UserWarning")
+def test_labels_grow_with_their_image_along_time(tmp_path: Path, ngff_version: str) -> None:
+    """Time points appended to an image extend its label images that have a time axis
+    of the same extent (new time points hold background, every level); labels without
+    that axis, or of another extent, are left as they were."""
+    from ome_zarr.format import FormatV04, FormatV05
+    from ome_zarr.writer import write_image, write_labels
+
+    from omestream import open_store
+
+    root = tmp_path / "t.ome.zarr"
+    fmt = FormatV04() if ngff_version == "0.4" else FormatV05()
+    group = zarr.open_group(str(root), mode="w", zarr_format=2 if ngff_version == "0.4" else 3)
+    cells = np.stack([_labels_data(seed=s) for s in range(3)])  # t, y, x
+    image = cells.astype(np.uint16) * 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_image(image, group, axes="tyx", fmt=fmt)
+        write_labels(cells, group, name="cells", axes="tyx", fmt=fmt)
+        write_labels(cells[:1], group, name="first", axes="tyx", fmt=fmt)
+        write_labels(cells[0], group, name="flat", axes="yx", fmt=fmt)
+    if ngff_version == "0.5":
+        _add_labels_version(root)
+    before = {
+        name: [
+            np.asarray(a) for _, a in sorted(zarr.open_group(str(root / "labels" / name)).arrays())
+        ]
+        for name in ("cells", "first", "flat")
+    }
+    more = np.full((2, *IMAGE_YX), 9, np.uint16)
+    store = open_store(str(root), "r+")
+    assert isinstance(store, Image)
+    store.append(more, "t")
+
+    for name, old in before.items():
+        now = [
+            np.asarray(a) for _, a in sorted(zarr.open_group(str(root / "labels" / name)).arrays())
+        ]
+        assert len(now) == len(old) == 5
+        for lv, (o, n) in enumerate(zip(old, now, strict=True)):
+            if name == "cells":
+                assert n.shape == (5, *o.shape[1:]), (lv, n.shape)
+                np.testing.assert_array_equal(n[:3], o)
+                assert not n[3:].any()
+            else:
+                np.testing.assert_array_equal(n, o)
+    image0 = store.refresh().read(0)
+    assert image0.shape == (5, *IMAGE_YX) and (image0[3:] == 9).all()
+    validate_ome_zarr(root)
+    assert validate_store(str(root)).ok

@@ -342,16 +342,76 @@ class Image:
         is_channel = self.axis_types[a] == "channel" or self.axes[a] == "c"
         self._load()
         data = self._check_append(data, a, cast)  # refused here: nothing was touched
+        labels = [] if is_channel else self._labels_along(a)
         with self._shape_change(is_channel):
             self._load()
+            old = self.shape[a]
             block = self._append_locked(data, a, cast)
             n = int(block.shape[a])
             if is_channel and self._parsed.channels is not None:
                 start = self.shape[a] - n
                 windows = channel_windows(block, a, start)
                 self._update_omero(add=[(None, None)] * n, expect_before=start, windows=windows)
+        for label in labels:
+            label._extend_empty(self.axes[a], old, n)
         self._warn_if_unlike_others()
         return self
+
+    def _labels_along(self, a: int) -> list[Image]:
+        """The label images of this image (its ``labels`` group) that have axis ``a``
+        with the image's extent: an append along it extends them too, empty."""
+        ctx = self._ctx
+        group = "/".join(p for p in (self.path, "labels") if p)
+        if not ctx.group_exists(group):
+            return []
+        try:
+            _, parsed = ctx.parse(group)
+        except StoreFormatError:
+            return []  # validate reports a malformed labels group
+        out = []
+        for name in getattr(parsed, "labels", ()):
+            try:
+                label = Image(ctx, f"{group}/{name}")
+            except StoreFormatError:
+                continue
+            if (
+                self.axes[a] in label.axes
+                and label.shape[label._axis(self.axes[a])] == (self.shape[a])
+            ):
+                out.append(label)
+        return out
+
+    def _extend_empty(self, axis: str, old: int, n: int) -> None:
+        """Extend every level by ``n`` steps along ``axis`` holding the fill value (a
+        label image following its image), if it still ends at ``old`` there. A level
+        downsampled along ``axis`` is left alone (with a warning): its last step would
+        mix old labels with new background."""
+        a = self._axis(axis)
+        with self._shape_change(False):
+            self._load()
+            if self.shape[a] != old:
+                return  # changed by another writer meanwhile
+            if any(lv.factors[a] != 1 for lv in self._levels[1:]):
+                warn_user(
+                    f"{self._ctx.where(self.path)}: not extended along {axis!r} with its "
+                    f"image: its lower levels are downsampled along {axis!r}"
+                )
+                return
+            new0 = tuple(s + n if i == a else s for i, s in enumerate(self.shape))
+            shapes = self._level_shapes(new0)
+            for lv, shape in zip(self._levels, shapes, strict=True):
+                arr = self._grown(lv, shape)
+                fill = arr.fill_value if arr.fill_value is not None else 0
+                step = lv.write_unit[a]
+                # a write unit at a time along the axis: writing the fill value
+                # deletes stale chunks there and never stores empty ones
+                for start in range(old - old % step, shape[a], step):
+                    lo, hi = max(start, old), min(start + step, shape[a])
+                    arr[
+                        tuple(slice(lo, hi) if i == a else slice(None) for i in range(len(shape)))
+                    ] = fill
+            self._commit_shapes(shapes)
+            self._load()
 
     def _warn_if_unlike_others(self) -> None:
         """After this image's shape changed: warn when it is a field of a plate and the
