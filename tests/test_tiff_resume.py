@@ -209,10 +209,16 @@ def test_closed_unbounded_stream_takes_more_time_points(tmp_path: Path) -> None:
     with create_stream(settings) as stream:
         for n in range(5):  # t=2 has c=0 only: c=1 is padded at close
             stream.append(frame_for(n, (64, 48), "uint16"))
-    assert len(tifffile.TiffFile(settings.output_path).pages) == 6
-    for until in (8, 11):
-        _continue(settings, until, (64, 48))
-        _check_frames(settings, until, 2, (64, 48))
+    with tifffile.TiffFile(settings.output_path) as tif:
+        assert len(tif.pages) == 6
+    _continue(settings, 8, (64, 48))
+    _check_frames(settings, 8, 2, (64, 48))
+    # moved since: only root_path differs from the settings it was written with
+    moved = _settings(str(tmp_path / "moved" / "u.ome.tiff"), None)
+    os.makedirs(tmp_path / "moved")
+    os.rename(settings.output_path, moved.output_path)
+    assert _continue(moved, 11, (64, 48)) == 8
+    _check_frames(moved, 11, 2, (64, 48))
 
 
 def test_resume_refuses_and_changes_nothing(tmp_path: Path) -> None:
