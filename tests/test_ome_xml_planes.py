@@ -17,6 +17,7 @@ from omestream.metadata.ome_xml import (
     build_ome,
     frame_planes,
     plane_records,
+    planes_in_xml,
     render_xml,
 )
 from omestream.plan import plan_storage
@@ -134,9 +135,10 @@ def test_planes_read_back_into_records_write_the_same_document(
     """A resumed OME-TIFF stream takes its earlier frames' metadata back from the
     document: written again, those records give the same planes and annotations."""
     records = _records(user)
-    first = _document(records)
-    notes = {a.id: a for a in first.structured_annotations.map_annotations}
-    back = plane_records(PLAN.images[0], SHAPE, first.images[0].pixels.planes, notes)
+    frames = frame_planes(PLAN.images[0], SHAPE, records)
+    xml = render_xml(build_ome(PLAN, [SHAPE]), [frames])
+    first = ome_types.from_xml(xml, validate=True)
+    back = plane_records(PLAN.images[0], SHAPE, planes_in_xml(xml)[0])
     again = []
     for rec in records:
         i = rec["index"]

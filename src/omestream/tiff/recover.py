@@ -32,7 +32,7 @@ from omestream.tiff.ifd import complete_pages, read_description, replace_descrip
 from omestream.tiff.layout import TIFF_SUFFIXES, TiffLayout, first_outer_axis
 from omestream.tiff.pagemap import PageMap, PlaneKeys, plane_keys
 from omestream.tiff.pages import PageFormat
-from omestream.tiff.xml import assemble_ome, read_record
+from omestream.tiff.xml import assemble_ome, read_record, strip_planes
 
 __all__ = ["RecoveryReport", "recover"]
 
@@ -67,7 +67,7 @@ def find_files(path: str) -> tuple[str, list[str], dict, str]:
         if not xml:
             continue
         try:
-            _, record = read_record(xml)
+            _, record = read_record(strip_planes(xml))
         except StoreFormatError:  # a description that is not OME-XML: not ours
             continue
         if record.get("settings"):

@@ -30,7 +30,7 @@ from omestream.backends.tiff import TiffBackend
 from omestream.errors import SettingsError, StoreFormatError
 from omestream.io.kv import open_kv
 from omestream.io.locks import hold_stream
-from omestream.metadata.ome_xml import plane_records
+from omestream.metadata.ome_xml import plane_records, planes_in_xml
 from omestream.metadata.records import FrameRecords
 from omestream.plan import FrameRouter, StoragePlan, plan_storage
 from omestream.settings import AcquisitionSettings
@@ -41,7 +41,7 @@ from omestream.tiff.ifd import complete_pages
 from omestream.tiff.layout import TiffLayout, arrival_pages, first_outer_axis, tiff_layout
 from omestream.tiff.pagemap import PageMap, plane_keys
 from omestream.tiff.recover import file_uuids, find_files
-from omestream.tiff.xml import read_record
+from omestream.tiff.xml import read_record, strip_planes
 
 __all__ = ["resume_tiff"]
 
@@ -91,7 +91,7 @@ def _resume(
     router = FrameRouter(settings)
     keys = plane_keys(plan, first_outer_axis(settings))
     pages, done = _frames_on_disk(router, layout, keys, record, where)
-    old, _ = read_record(xml)
+    old, _ = read_record(strip_planes(xml))  # the planes are read below, as text
 
     state = StreamState(n_images=len(plan.images), frames=done)
     with contextlib.suppress(TypeError, ValueError):
@@ -101,7 +101,7 @@ def _resume(
     if plan.unbounded_axis is not None:
         state.extents = [pages.extent(i) for i in range(len(plan.images))]
     first = first_outer_axis(settings)
-    state.frame_metadata = _saved_metadata(plan, router, pages, first, old, done)
+    state.frame_metadata = _saved_metadata(plan, router, pages, first, xml, done)
 
     backend = TiffBackend(plan, open_kv(folder), settings.writer, settings)
     backend.reopen(list(record.get("uuids") or file_uuids(old, layout)), pages)
@@ -147,19 +147,18 @@ def _saved_metadata(
     router: FrameRouter,
     pages: PageMap,
     first: int | None,
-    old: Any,
+    xml: str,
     done: int,
 ) -> list[FrameRecords]:
     """Per image, the records of frames before ``done`` that the OME-XML kept as planes."""
-    sa = old.structured_annotations
-    notes = {a.id: a for a in (sa.map_annotations if sa is not None else [])}
+    planes = planes_in_xml(xml)
     kept = []
     for i, im in enumerate(plan.images):
         shape = list(im.levels[0].shape)
         if first is not None:
             shape[first] = max(pages.extent(i), 1)
-        planes = old.images[i].pixels.planes if i < len(old.images) else []
-        kept.append(plane_records(im, shape, planes, notes))
+        kept.append(plane_records(im, shape, planes[i] if i < len(planes) else []))
+    del planes
     out: list[list[dict[str, Any]]] = [[] for _ in plan.images]
     for n in range(done):
         route = router.route(n)
