@@ -32,7 +32,7 @@ from omestream.tiff.ifd import complete_pages, read_description, replace_descrip
 from omestream.tiff.layout import TIFF_SUFFIXES, TiffLayout, first_outer_axis
 from omestream.tiff.pagemap import PageMap, PlaneKeys, plane_keys
 from omestream.tiff.pages import PageFormat
-from omestream.tiff.xml import assemble_ome, read_record, strip_planes
+from omestream.tiff.xml import assemble_ome, read_record, saved_records, strip_planes
 
 __all__ = ["RecoveryReport", "recover"]
 
@@ -143,7 +143,8 @@ def recover(
                 pages.add(f, i, ix)
                 padded += 1
 
-    old, _ = read_record(xml)
+    old, _ = read_record(strip_planes(xml))  # the planes are read as text
+    records = saved_records(xml, plan, router, shapes, frames)
     started = parse_date(record.get("started"))
     new_record = {
         **record, "version": __version__, "state": "recovered", "frames": frames,
@@ -151,13 +152,11 @@ def recover(
         "complete": False, "padded_planes": padded,
     }  # fmt: skip
     uuids = list(record.get("uuids") or file_uuids(old, layout))
-    ome = assemble_ome(
-        plan, layout, uuids, shapes, pages, [[] for _ in range(n_images)], started, new_record, old
-    )
+    ome = assemble_ome(plan, layout, uuids, shapes, pages, records, started, new_record)
     if not dry_run:
         for p, u in zip(paths, uuids, strict=True):
             replace_description(p, ome.pieces(u), durable=durable)
-    kept = sum(len(im.pixels.planes) for im in ome.ome.images)
+    kept = sum(len(r) for r in records)
     return RecoveryReport(
         os.fspath(path), tuple(names), frames, padded, False, settings.total_frames,
         frames // router.per_outer, kept, settings,

@@ -30,8 +30,6 @@ from omestream.backends.tiff import TiffBackend
 from omestream.errors import SettingsError, StoreFormatError
 from omestream.io.kv import open_kv
 from omestream.io.locks import hold_stream
-from omestream.metadata.ome_xml import plane_records, planes_in_xml
-from omestream.metadata.records import FrameRecords
 from omestream.plan import FrameRouter, StoragePlan, plan_storage
 from omestream.settings import AcquisitionSettings
 from omestream.store.resume import check_same_settings
@@ -41,7 +39,7 @@ from omestream.tiff.ifd import complete_pages
 from omestream.tiff.layout import TiffLayout, arrival_pages, first_outer_axis, tiff_layout
 from omestream.tiff.pagemap import PageMap, plane_keys
 from omestream.tiff.recover import file_uuids, find_files
-from omestream.tiff.xml import read_record, strip_planes
+from omestream.tiff.xml import read_record, saved_records, strip_planes
 
 __all__ = ["resume_tiff"]
 
@@ -101,7 +99,13 @@ def _resume(
     if plan.unbounded_axis is not None:
         state.extents = [pages.extent(i) for i in range(len(plan.images))]
     first = first_outer_axis(settings)
-    state.frame_metadata = _saved_metadata(plan, router, pages, first, xml, done)
+    shapes = []
+    for i, im in enumerate(plan.images):
+        shape = list(im.levels[0].shape)
+        if first is not None:
+            shape[first] = max(pages.extent(i), 1)
+        shapes.append(shape)
+    state.frame_metadata = saved_records(xml, plan, router, shapes, done)
 
     backend = TiffBackend(plan, open_kv(folder), settings.writer, settings)
     backend.reopen(list(record.get("uuids") or file_uuids(old, layout)), pages)
@@ -140,29 +144,3 @@ def _frames_on_disk(
                 f"run `omestream repair {where}` first, then resume"
             )
     return pages, done
-
-
-def _saved_metadata(
-    plan: StoragePlan,
-    router: FrameRouter,
-    pages: PageMap,
-    first: int | None,
-    xml: str,
-    done: int,
-) -> list[FrameRecords]:
-    """Per image, the records of frames before ``done`` that the OME-XML kept as planes."""
-    planes = planes_in_xml(xml)
-    kept = []
-    for i, im in enumerate(plan.images):
-        shape = list(im.levels[0].shape)
-        if first is not None:
-            shape[first] = max(pages.extent(i), 1)
-        kept.append(plane_records(im, shape, planes[i] if i < len(planes) else []))
-    del planes
-    out: list[list[dict[str, Any]]] = [[] for _ in plan.images]
-    for n in range(done):
-        route = router.route(n)
-        user = kept[route.image].get(route.index)
-        if user is not None:
-            out[route.image].append({"frame": n, "index": route.acquisition, **user})
-    return [FrameRecords(r) for r in out]

@@ -27,11 +27,14 @@ from omestream.metadata.ome_xml import (
     FramePlanes,
     build_ome,
     frame_planes,
+    plane_records,
+    planes_in_xml,
     render_pieces,
     stage_label,
     tiff_data_text,
 )
-from omestream.plan import StoragePlan
+from omestream.metadata.records import FrameRecords
+from omestream.plan import FrameRouter, StoragePlan
 from omestream.tiff.layout import TiffLayout
 from omestream.tiff.pagemap import PageMap
 
@@ -42,6 +45,7 @@ __all__ = [
     "file_xmls",
     "read_record",
     "record_in",
+    "saved_records",
     "strip_planes",
 ]
 
@@ -99,33 +103,24 @@ def assemble_ome(
     records: Sequence[Iterable[Mapping[str, Any]]],
     started: _dt.datetime,
     record: Mapping[str, Any],
-    old: OME | None = None,
 ) -> TiffDocument:
     """The document for ``pages`` (per file, (image, storage index) of each IFD).
 
     ``shapes`` are the level-0 shapes per image to declare; pages outside them are not
-    referenced. ``records`` are per-image frame metadata records; with ``old`` (a
-    document read back after a crash) its planes inside the new shapes are kept.
+    referenced. ``records`` are per-image frame metadata records (those of a document
+    read back: :func:`saved_records`).
     """
     ome = build_ome(plan, shapes, acquisition_date=started, metadata_only=False)
     ome.uuid = uuids[0]
     files = list(zip(layout.files, uuids, strict=True)) if layout.multi_file else None
-    notes: list[m.MapAnnotation] = []  # kept from ``old``
     frames: list[FramePlanes | None] = []
     tiff_data: list[list[str]] = []
     n_notes = 0
     for i, (im, ome_image) in enumerate(zip(plan.images, ome.images, strict=True)):
-        px = ome_image.pixels
         tiff_data.append(tiff_data_text(im, shapes[i], pages.blocks(i, shapes[i]), files))
         planes = frame_planes(im, shapes[i], records[i], annotation_start=n_notes, joined=True)
-        if old is not None and i < len(old.images) and not planes.n_planes:
-            px.planes, kept = _kept_planes(old, i, px, n_notes)
-            notes.extend(kept)
-            n_notes += len(kept)
-            frames.append(None)
-        else:
-            frames.append(planes)
-            n_notes += planes.n_notes
+        frames.append(planes)
+        n_notes += planes.n_notes
         label = stage_label(im)
         if label is not None:
             ome_image.stage_label = label
@@ -134,33 +129,32 @@ def assemble_ome(
         namespace=RECORD_NAMESPACE,
         value=json.dumps(record, separators=(",", ":")),
     )
-    ome.structured_annotations = m.StructuredAnnotations(
-        map_annotations=notes, comment_annotations=[comment]
-    )
+    ome.structured_annotations = m.StructuredAnnotations(comment_annotations=[comment])
     return TiffDocument(ome, frames, tiff_data)
 
 
-def _kept_planes(
-    old: OME, i: int, px: m.Pixels, start: int
-) -> tuple[list[m.Plane], list[m.MapAnnotation]]:
-    by_id = {
-        a.id: a
-        for a in (old.structured_annotations.map_annotations if old.structured_annotations else [])
-    }
-    planes: list[m.Plane] = []
-    notes: list[m.MapAnnotation] = []
-    for p in old.images[i].pixels.planes:
-        if p.the_z >= px.size_z or p.the_c >= px.size_c or p.the_t >= px.size_t:
-            continue
-        refs = []
-        for ref in p.annotation_refs:
-            ann = by_id.get(ref.id)
-            if ann is not None:
-                new_id = f"Annotation:{start + len(notes)}"
-                notes.append(ann.model_copy(update={"id": new_id}))
-                refs.append(m.AnnotationRef(id=new_id))
-        planes.append(p.model_copy(update={"annotation_refs": refs}))
-    return planes, notes
+def saved_records(
+    xml: str,
+    plan: StoragePlan,
+    router: FrameRouter,
+    shapes: Sequence[Sequence[int]],
+    frames: int,
+) -> list[FrameRecords]:
+    """Per image, the records of frames before ``frames`` that the document ``xml``
+    keeps as planes within ``shapes`` (read as text: :func:`planes_in_xml`)."""
+    planes = planes_in_xml(xml)
+    kept = [
+        plane_records(im, shape, planes[i] if i < len(planes) else [])
+        for i, (im, shape) in enumerate(zip(plan.images, shapes, strict=True))
+    ]
+    del planes
+    out: list[list[dict[str, Any]]] = [[] for _ in plan.images]
+    for n in range(frames):
+        route = router.route(n)
+        user = kept[route.image].get(route.index)
+        if user is not None:
+            out[route.image].append({"frame": n, "index": route.acquisition, **user})
+    return [FrameRecords(r) for r in out]
 
 
 def file_xmls(doc: TiffDocument, uuids: Sequence[str]) -> list[str]:
