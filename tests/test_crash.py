@@ -175,8 +175,9 @@ def validate(root: str, extents: list[int] | None = None) -> None:
     import ome_zarr_models
     import yaozarrs
 
-    for path, extent in zip(series(root), extents, strict=True):
-        group = zarr.open_group(f"{root}/{path}", mode="r")
+    paths = series(root) if os.path.isdir(f"{root}/OME") else [""]  # one image: the root
+    for path, extent in zip(paths, extents, strict=True):
+        group = zarr.open_group(f"{root}/{path}" if path else root, mode="r")
         ome_zarr_models.open_ome_zarr(group)
         assert group["0"].shape[0] == extent
     yaozarrs.validate_zarr_store(root)
