@@ -244,3 +244,33 @@ def test_resume_refuses_and_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(StoreFormatError, match="no OME-TIFF written by omestream"):
         create_stream(_settings(foreign, 4), resume=True)
     assert Path(foreign).read_bytes() == raw
+
+
+def test_a_resume_that_fails_midway_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fails while the fill pages of a closed acquisition are being cut off:
+    the files still read as the frames written, and the next resume finishes the job."""
+    import omestream.tiff.resume as resume_module
+
+    settings = _settings(str(tmp_path / "f.ome.tiff"), 4)
+    with create_stream(settings) as stream:
+        for n in range(3):
+            stream.append(frame_for(n, (64, 48), "uint16"))
+    real = resume_module.complete_pages
+
+    def failing(path: str, repair: bool = True, keep: int | None = None) -> object:
+        if repair and keep is not None:
+            raise OSError(28, "No space left on device")
+        return real(path, repair=repair, keep=keep)
+
+    monkeypatch.setattr(resume_module, "complete_pages", failing)
+    with pytest.raises(OSError, match="No space left"):
+        create_stream(settings, resume=True)
+    monkeypatch.undo()
+    with tifffile.TiffFile(settings.output_path) as tif:
+        got = tif.series[0].asarray().reshape(-1, 2, 64, 48)
+    for n in range(3):
+        np.testing.assert_array_equal(got[divmod(n, 2)], frame_for(n, (64, 48), "uint16"))
+    assert _continue(settings, 8, (64, 48)) == 3
+    _check_frames(settings, 8, 2, (64, 48))

@@ -200,6 +200,7 @@ class TiffBackend(ArrayBackend):
         self._refresh_cost = 0.0  # seconds the last refresh took ...
         self._refreshed_at = 0.0  # ... and when it ended (monotonic)
         self._xml_bytes = 0  # size of the last OME-XML written, all files
+        self._resume_marks: dict[str, list[int]] = {}  # set when resuming (adopt)
 
     def _use_direct_io(self, on: bool) -> None:
         """Direct I/O or not, and the pages per batch that go with it."""
@@ -265,19 +266,30 @@ class TiffBackend(ArrayBackend):
             raise WriteError(exc.errno or 0, f"cannot create {out!r}: {exc}") from exc
         self._start_threads()
 
-    def reopen(self, uuids: Sequence[str], pages: PageMap) -> None:
-        """Continue the files of an earlier stream (``resume``): each keeps the level-0
-        pages ``pages`` gives it, already the whole chain (see
-        :func:`omestream.tiff.ifd.complete_pages`), and new pages are linked after them.
-        A file that keeps none starts afresh (its first page carries the OME-XML)."""
+    def adopt(self, uuids: Sequence[str], pages: PageMap) -> None:
+        """Take over the files of an earlier stream (``resume``): their UUIDs, and the
+        level-0 pages ``pages`` says each keeps. Nothing is opened yet: the resuming
+        code describes the pages kept (:meth:`describe_resumed`), cuts each chain
+        after them, then calls :meth:`reopen`."""
         self.uuids = list(uuids)
         self._pages = pages
         self._queued = [pages.present(i) for i in range(len(self.plan.images))]
+        # every document from now on says where the kept pages end: pages after them
+        # and before these sizes are fill pages being cut off (see tiff.xml.resume_marks)
+        self._resume_marks = {
+            "resume_pages": [pages.pages(f) for f in range(len(self.layout.files))],
+            "resume_sizes": [os.path.getsize(p) for p in self.layout.paths],
+        }
+
+    def reopen(self) -> None:
+        """Open the adopted files for appending: new pages are linked after the last
+        page of each chain. A file that keeps no page starts afresh (its first page
+        carries the OME-XML)."""
         try:
             if self._direct_io and not reports_holes(self.layout.folder):
                 self._use_direct_io(False)  # as in create_arrays
             for f, path in enumerate(self.layout.paths):
-                kept = pages.pages(f) > 0
+                kept = self._pages.pages(f) > 0
                 self._writers[f] = tifffile.TiffWriter(
                     path, bigtiff=True, byteorder="<", append="force" if kept else False
                 )
@@ -708,6 +720,7 @@ class TiffBackend(ArrayBackend):
             "uuids": list(self.uuids),
             "settings": self.settings.model_dump(mode="json"),
             **state.summary(),
+            **self._resume_marks,
         }
         return assemble_ome(
             self.plan, self.layout, self.uuids, shapes, pages,
@@ -736,9 +749,10 @@ class TiffBackend(ArrayBackend):
         self._refresh_cost = self._refreshed_at - began
 
     def describe_resumed(self) -> None:
-        """Before a resumed stream's first page: describe the pages kept, as a stream
-        still running, in every file that has pages (a final document left there would
-        tell :func:`~omestream.tiff.recover` there is nothing to recover)."""
+        """Before a resumed stream changes a chain: describe the pages kept, as a
+        stream still running, in every file that has pages (a final document left
+        there would tell :func:`~omestream.tiff.recover` there is nothing to recover,
+        and would declare fill pages about to be cut off)."""
         assert self._state is not None, "start() first"
         self._describe(self._state, [len(r) for r in self._state.frame_metadata], durable=True)
 
@@ -752,12 +766,13 @@ class TiffBackend(ArrayBackend):
         total = 0
         for f, (path, urn) in enumerate(zip(self.layout.paths, self.uuids, strict=True)):
             writer = self._writers[f]
-            if writer is None or not self._pages.pages(f):
+            if not self._pages.pages(f):
                 continue
-            fh = writer.filehandle
-            fh.flush()
+            if writer is not None:
+                writer.filehandle.flush()
             total += replace_description(path, doc.pieces(urn), durable=durable)
-            fh.seek(0, os.SEEK_END)  # the next page goes after the new document
+            if writer is not None:
+                writer.filehandle.seek(0, os.SEEK_END)  # the next page goes after it
         self._xml_bytes = total
         self._described_bytes = sum(w.filehandle.tell() for w in self._writers if w is not None)
 

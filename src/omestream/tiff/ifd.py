@@ -144,12 +144,19 @@ def _description_entry(path: str) -> tuple[int, str, str]:
     raise StoreFormatError(f"{path!r}: the first page has no ImageDescription tag")
 
 
-def complete_pages(path: str, repair: bool = True, keep: int | None = None) -> PageCount:
+def complete_pages(
+    path: str,
+    repair: bool = True,
+    keep: int | None = None,
+    fresh: tuple[int, int] | None = None,
+) -> PageCount:
     """Level-0 pages whose data, IFD and SubIFDs were all written; cut a dangling link.
 
     ``keep``: cut the chain after this many pages at most (a resumed stream drops the
     fill pages its first run's close or ``recover`` put after its frames); the pages
-    cut off stay in the file as dead bytes.
+    cut off stay in the file as dead bytes. ``fresh`` = (pages, size): after the first
+    ``pages``, only pages that start at or past byte ``size`` count (those a resumed
+    stream appended; earlier ones are fill pages it had not cut off yet).
     """
     size = os.path.getsize(path)
     # a descriptor of its own for hole queries: lseek would move tifffile's position
@@ -164,6 +171,8 @@ def complete_pages(path: str, repair: bool = True, keep: int | None = None) -> P
         fd = probe.fileno()
         for page in pages:
             if (keep is not None and n >= keep) or page is None or not _complete(page, size, fd):
+                break
+            if fresh is not None and n >= fresh[0] and page.offset < fresh[1]:
                 break
             n += 1
             last_offset = page.offset

@@ -32,7 +32,13 @@ from omestream.tiff.ifd import complete_pages, read_description, replace_descrip
 from omestream.tiff.layout import TIFF_SUFFIXES, TiffLayout, first_outer_axis
 from omestream.tiff.pagemap import PageMap, PlaneKeys, plane_keys
 from omestream.tiff.pages import PageFormat
-from omestream.tiff.xml import assemble_ome, read_record, saved_records, strip_planes
+from omestream.tiff.xml import (
+    assemble_ome,
+    read_record,
+    resume_marks,
+    saved_records,
+    strip_planes,
+)
 
 __all__ = ["RecoveryReport", "recover"]
 
@@ -106,7 +112,11 @@ def recover(
     for p in paths:
         if not os.path.isfile(p):
             raise StoreFormatError(f"{p!r} is missing: the dataset lists it in its OME-XML")
-    present = [complete_pages(p, repair=not dry_run).pages for p in paths]
+    marks = resume_marks(record, len(paths))  # a resume cutting fill pages off was stopped
+    present = [
+        complete_pages(p, repair=not dry_run, fresh=m).pages
+        for p, m in zip(paths, marks, strict=True)
+    ]
     first_axis = first_outer_axis(settings)
     keys = plane_keys(plan, first_axis)
     pages, frames = arrival_pages_after_crash(router, layout, keys, present)

@@ -10,11 +10,13 @@ pages of the frames already written and new pages are linked after them.
    whose pages are complete in their files (a dangling last link is cut, as
    :func:`~omestream.tiff.recover` does); for one that was closed or recovered, the
    frames its record counts. Fill pages written after them for planes that never
-   came (by ``close`` or ``recover``) are cut off the IFD chain and stay as dead bytes.
+   came (by ``close`` or ``recover``) are cut off the IFD chain (after step 4) and
+   stay as dead bytes.
 3. The per-frame metadata of those frames comes back from the Plane elements of the
    last document written.
-4. Before the first new page every file that has pages is described as a stream
-   still running, so a second interruption is recovered like the first.
+4. Before any page is cut off and before the first new page, every file that has
+   pages is described as a stream still running over the pages it keeps, so an
+   interruption at any later moment is recovered (or resumed) like the first.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from omestream.tiff.ifd import complete_pages
 from omestream.tiff.layout import TiffLayout, arrival_pages, first_outer_axis, tiff_layout
 from omestream.tiff.pagemap import PageMap, plane_keys
 from omestream.tiff.recover import file_uuids, find_files
-from omestream.tiff.xml import read_record, saved_records, strip_planes
+from omestream.tiff.xml import read_record, resume_marks, saved_records, strip_planes
 
 __all__ = ["resume_tiff"]
 
@@ -108,24 +110,32 @@ def _resume(
     state.frame_metadata = saved_records(xml, plan, router, shapes, done)
 
     backend = TiffBackend(plan, open_kv(folder), settings.writer, settings)
-    backend.reopen(list(record.get("uuids") or file_uuids(old, layout)), pages)
+    backend.adopt(list(record.get("uuids") or file_uuids(old, layout)), pages)
+    backend.start(state)
+    # Described first, cut after: a failure in between leaves a running stream's
+    # document over pages that are all still there, which recover or resume handle.
+    backend.describe_resumed()
+    for f, path in enumerate(layout.paths):
+        if pages.pages(f):
+            complete_pages(path, keep=pages.pages(f))
+    backend.reopen()
     try:
-        stream = OMEStream(settings, plan, backend.kv, backend, backend, state, release=release)
-        backend.start(stream._state)
-        backend.describe_resumed()
+        return OMEStream(settings, plan, backend.kv, backend, backend, state, release=release)
     except BaseException:
         backend.abort()
         raise
-    return stream
 
 
 def _frames_on_disk(
     router: FrameRouter, layout: TiffLayout, keys: Any, record: dict[str, Any], where: str
 ) -> tuple[PageMap, int]:
-    """The pages each file keeps and the frames they hold; every chain is cut after them."""
+    """The pages each file keeps and the frames they hold (only links to nothing cut)."""
     paths = layout.paths
     if record.get("state") == "streaming":  # killed: count what reached the disk
-        present = [complete_pages(p).pages for p in paths]
+        # a link to nothing is cut now (as recover does): the document written next
+        # goes at the end of the file, where such a link may point
+        marks = resume_marks(record, len(paths))
+        present = [complete_pages(p, fresh=m).pages for p, m in zip(paths, marks, strict=True)]
         pages, done = arrival_pages(router, layout, keys, None, present)
     else:  # closed or recovered: the frames the record counts, before any fill pages
         frames = record.get("frames")
@@ -138,7 +148,7 @@ def _frames_on_disk(
             )
     for f, path in enumerate(paths):
         need = pages.pages(f)
-        if need and complete_pages(path, keep=need).pages < need:
+        if need and complete_pages(path, repair=False, keep=need).pages < need:
             raise StoreFormatError(
                 f"{path!r} holds fewer complete pages than the {need} its record describes; "
                 f"run `omestream repair {where}` first, then resume"

@@ -45,6 +45,7 @@ __all__ = [
     "file_xmls",
     "read_record",
     "record_in",
+    "resume_marks",
     "saved_records",
     "strip_planes",
 ]
@@ -155,6 +156,17 @@ def saved_records(
         if user is not None:
             out[route.image].append({"frame": n, "index": route.acquisition, **user})
     return [FrameRecords(r) for r in out]
+
+
+def resume_marks(record: Mapping[str, Any], n_files: int) -> list[tuple[int, int] | None]:
+    """Per file, what a resumed stream recorded before cutting fill pages off: (pages
+    kept, file size then), for :func:`~omestream.tiff.ifd.complete_pages`'s ``fresh``."""
+    pages, sizes = record.get("resume_pages"), record.get("resume_sizes")
+    if not (isinstance(pages, list) and isinstance(sizes, list)):
+        return [None] * n_files
+    if len(pages) != n_files or len(sizes) != n_files:
+        return [None] * n_files
+    return [(int(p), int(s)) for p, s in zip(pages, sizes, strict=True)]
 
 
 def file_xmls(doc: TiffDocument, uuids: Sequence[str]) -> list[str]:
