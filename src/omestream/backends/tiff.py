@@ -74,6 +74,7 @@ from omestream.tiff.layout import (
     TIFF_SUFFIXES,
     TiffLayout,
     arrival_pages,
+    declared_shapes,
     first_outer_axis,
     tiff_layout,
 )
@@ -252,19 +253,9 @@ class TiffBackend(ArrayBackend):
             if not os.path.isdir(folder):
                 os.makedirs(folder)
                 self._created_folder = True
-            if self._direct_io and not reports_holes(folder):
-                # pages reserved for direct writes are linked before their pixels land;
-                # where holes read as data, a killed writer's unwritten pages would look
-                # like zero-valued frames to recovery, so pixels go first, with their IFDs
-                self._use_direct_io(False)
-            for f, path in enumerate(self.layout.paths):
-                self._writers[f] = tifffile.TiffWriter(path, bigtiff=True, byteorder="<")
-                if self._direct_io:
-                    self._direct_fds[f] = open_direct(path)
         except OSError as exc:
-            self._close_writers()
             raise WriteError(exc.errno or 0, f"cannot create {out!r}: {exc}") from exc
-        self._start_threads()
+        self._open_files([False] * len(self.layout.paths), "create")
 
     def adopt(self, uuids: Sequence[str], pages: PageMap) -> None:
         """Take over the files of an earlier stream (``resume``): their UUIDs, and the
@@ -285,21 +276,29 @@ class TiffBackend(ArrayBackend):
         """Open the adopted files for appending: new pages are linked after the last
         page of each chain. A file that keeps no page starts afresh (its first page
         carries the OME-XML)."""
+        self._open_files(
+            [self._pages.pages(f) > 0 for f in range(len(self.layout.paths))], "reopen"
+        )
+
+    def _open_files(self, append: list[bool], verb: str) -> None:
+        """A tifffile writer per file (appending to the files marked so, else writing
+        them anew), direct I/O descriptors where used, then the writer threads."""
         try:
             if self._direct_io and not reports_holes(self.layout.folder):
-                self._use_direct_io(False)  # as in create_arrays
+                # pages reserved for direct writes are linked before their pixels land;
+                # where holes read as data, a killed writer's unwritten pages would look
+                # like zero-valued frames to recovery, so pixels go first, with their IFDs
+                self._use_direct_io(False)
             for f, path in enumerate(self.layout.paths):
-                kept = self._pages.pages(f) > 0
                 self._writers[f] = tifffile.TiffWriter(
-                    path, bigtiff=True, byteorder="<", append="force" if kept else False
+                    path, bigtiff=True, byteorder="<", append="force" if append[f] else False
                 )
                 if self._direct_io:
                     self._direct_fds[f] = open_direct(path)
         except OSError as exc:
             self._close_writers()
-            raise WriteError(
-                exc.errno or 0, f"cannot reopen {self.settings.output_path!r}: {exc}"
-            ) from exc
+            where = self.settings.output_path
+            raise WriteError(exc.errno or 0, f"cannot {verb} {where!r}: {exc}") from exc
         self._start_threads()
 
     def _start_threads(self) -> None:
@@ -697,13 +696,7 @@ class TiffBackend(ArrayBackend):
                         self.skip_frame(i, index, level)
 
     def _shapes(self, extents: list[int]) -> list[list[int]]:
-        out = []
-        for im, extent in zip(self.plan.images, extents, strict=True):
-            shape = list(im.levels[0].shape)
-            if self._first_axis is not None:
-                shape[self._first_axis] = extent
-            out.append(shape)
-        return out
+        return declared_shapes(self.plan, self._first_axis, extents)
 
     def _document(
         self,

@@ -11,7 +11,14 @@ from omestream.plan import FrameRouter, StoragePlan
 from omestream.settings import AcquisitionSettings
 from omestream.tiff.pagemap import PageMap, PlaneKeys
 
-__all__ = ["TIFF_SUFFIXES", "TiffLayout", "arrival_pages", "first_outer_axis", "tiff_layout"]
+__all__ = [
+    "TIFF_SUFFIXES",
+    "TiffLayout",
+    "arrival_pages",
+    "declared_shapes",
+    "first_outer_axis",
+    "tiff_layout",
+]
 
 TIFF_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.btf", ".tiff", ".tif")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -101,3 +108,17 @@ def first_outer_axis(settings: AcquisitionSettings) -> int | None:
     if len(settings.array_dimensions) == 2:
         return None
     return settings.storage_dimension_names.index(first.name)
+
+
+def declared_shapes(
+    plan: StoragePlan, first_axis: int | None, extents: Sequence[int]
+) -> list[list[int]]:
+    """Per image, its level-0 shape with ``extents[i]`` steps along the first
+    acquisition dimension (``first_axis``, see :func:`first_outer_axis`)."""
+    out = []
+    for im, extent in zip(plan.images, extents, strict=True):
+        shape = list(im.levels[0].shape)
+        if first_axis is not None:
+            shape[first_axis] = extent
+        out.append(shape)
+    return out

@@ -29,7 +29,7 @@ from omestream.errors import StoreFormatError
 from omestream.plan import FrameRouter, plan_storage
 from omestream.settings import AcquisitionSettings
 from omestream.tiff.ifd import complete_pages, read_description, replace_description
-from omestream.tiff.layout import TIFF_SUFFIXES, TiffLayout, first_outer_axis
+from omestream.tiff.layout import TIFF_SUFFIXES, TiffLayout, declared_shapes, first_outer_axis
 from omestream.tiff.pagemap import PageMap, PlaneKeys, plane_keys
 from omestream.tiff.pages import PageFormat
 from omestream.tiff.xml import (
@@ -121,14 +121,10 @@ def recover(
     keys = plane_keys(plan, first_axis)
     pages, frames = arrival_pages_after_crash(router, layout, keys, present)
 
-    shapes = []
+    shapes = declared_shapes(plan, first_axis, [max(pages.extent(i), 1) for i in range(n_images)])
     missing: list[list[tuple[int, ...]]] = []
-    for i, im in enumerate(plan.images):
+    for i, shape in enumerate(shapes):
         mine = pages.present(i)
-        shape = list(im.levels[0].shape)
-        if first_axis is not None:
-            shape[first_axis] = max(pages.extent(i), 1)
-        shapes.append(shape)
         missing.append(
             [ix for ix in itertools.product(*(range(s) for s in shape[:-2])) if ix not in mine]
         )

@@ -38,7 +38,13 @@ from omestream.store.resume import check_same_settings
 from omestream.stream import OMEStream
 from omestream.stream.state import StreamState
 from omestream.tiff.ifd import complete_pages
-from omestream.tiff.layout import TiffLayout, arrival_pages, first_outer_axis, tiff_layout
+from omestream.tiff.layout import (
+    TiffLayout,
+    arrival_pages,
+    declared_shapes,
+    first_outer_axis,
+    tiff_layout,
+)
 from omestream.tiff.pagemap import PageMap, plane_keys
 from omestream.tiff.recover import file_uuids, find_files
 from omestream.tiff.xml import read_record, resume_marks, saved_records, strip_planes
@@ -89,7 +95,8 @@ def _resume(
             f"{missing[0]!r} is missing: the dataset lists it in its OME-XML; nothing to resume"
         )
     router = FrameRouter(settings)
-    keys = plane_keys(plan, first_outer_axis(settings))
+    first = first_outer_axis(settings)
+    keys = plane_keys(plan, first)
     pages, done = _frames_on_disk(router, layout, keys, record, where)
     old, _ = read_record(strip_planes(xml))  # the planes are read below, as text
 
@@ -100,13 +107,8 @@ def _resume(
     state.skipped = sorted({s for s in skipped if isinstance(s, int) and 0 <= s < done})
     if plan.unbounded_axis is not None:
         state.extents = [pages.extent(i) for i in range(len(plan.images))]
-    first = first_outer_axis(settings)
-    shapes = []
-    for i, im in enumerate(plan.images):
-        shape = list(im.levels[0].shape)
-        if first is not None:
-            shape[first] = max(pages.extent(i), 1)
-        shapes.append(shape)
+    extents = [max(pages.extent(i), 1) for i in range(len(plan.images))]
+    shapes = declared_shapes(plan, first, extents)
     state.frame_metadata = saved_records(xml, plan, router, shapes, done)
 
     backend = TiffBackend(plan, open_kv(folder), settings.writer, settings)
