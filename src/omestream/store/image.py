@@ -369,15 +369,13 @@ class Image:
         except StoreFormatError:
             return []  # validate reports a malformed labels group
         out = []
+        axis = self.axes[a]
         for name in getattr(parsed, "labels", ()):
             try:
                 label = Image(ctx, f"{group}/{name}")
             except StoreFormatError:
                 continue
-            if (
-                self.axes[a] in label.axes
-                and label.shape[label._axis(self.axes[a])] == (self.shape[a])
-            ):
+            if axis in label.axes and label.shape[label._axis(axis)] == self.shape[a]:
                 out.append(label)
         return out
 

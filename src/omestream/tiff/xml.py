@@ -72,11 +72,10 @@ def strip_planes(xml: str) -> str:
 @dataclass
 class TiffDocument:
     """The OME model of a dataset, per image the planes made from its frames' metadata
-    (None: the model's own planes, kept from an earlier document) and its TiffData
-    elements as text, and the document's text as pieces once rendered."""
+    and its TiffData elements as text, and the document's text as pieces once rendered."""
 
     ome: OME
-    frames: list[FramePlanes | None]
+    frames: list[FramePlanes]
     tiff_data: list[list[str]] = field(default_factory=list)
     _pieces: list[str] | None = None
     _uuid: str = ""
@@ -114,7 +113,7 @@ def assemble_ome(
     ome = build_ome(plan, shapes, acquisition_date=started, metadata_only=False)
     ome.uuid = uuids[0]
     files = list(zip(layout.files, uuids, strict=True)) if layout.multi_file else None
-    frames: list[FramePlanes | None] = []
+    frames: list[FramePlanes] = []
     tiff_data: list[list[str]] = []
     n_notes = 0
     for i, (im, ome_image) in enumerate(zip(plan.images, ome.images, strict=True)):
