@@ -64,12 +64,14 @@ from omestream.errors import SettingsError, StoreExistsError, StoreFormatError, 
 from omestream.io.direct import direct_fits, open_direct, pwrite_all
 from omestream.io.durability import settle_and_drop, start_writeback
 from omestream.io.holes import reports_holes
-from omestream.io.kv import KVStore, open_kv
+from omestream.io.journal import MetadataJournal
+from omestream.io.kv import KVStore, LocalKV, open_kv
 from omestream.io.libc import DIRECT_IO_ALIGN
 from omestream.plan import FrameRouter, StoragePlan
 from omestream.settings import AcquisitionSettings, WriterOptions
 from omestream.stream.state import StreamState
 from omestream.tiff.ifd import replace_description
+from omestream.tiff.journal import TIFF_JOURNAL, metadata_journal_root
 from omestream.tiff.layout import (
     TIFF_SUFFIXES,
     TiffLayout,
@@ -202,6 +204,10 @@ class TiffBackend(ArrayBackend):
         self._refreshed_at = 0.0  # ... and when it ended (monotonic)
         self._xml_bytes = 0  # size of the last OME-XML written, all files
         self._resume_marks: dict[str, list[int]] = {}  # set when resuming (adopt)
+        # per-frame metadata appended on the metadata cadence, beside the stream lock,
+        # so a killed stream keeps the records its last OME-XML refresh had not reached
+        root = metadata_journal_root(settings.output_path)
+        self._journal = MetadataJournal(LocalKV(root), TIFF_JOURNAL, len(plan.images))
 
     def _use_direct_io(self, on: bool) -> None:
         """Direct I/O or not, and the pages per batch that go with it."""
@@ -313,6 +319,8 @@ class TiffBackend(ArrayBackend):
     # -- metadata sink ------------------------------------------------------------------
     def start(self, state: StreamState) -> None:
         self._state = state
+        self._journal.skip_to(state)  # a resumed stream's records are in its document
+        os.makedirs(self._journal.kv.root, exist_ok=True)  # (the stream lock's folder)
         router = FrameRouter(self.settings)
         pages, _ = arrival_pages(router, self.layout, self._keys, router.per_outer)
         extents = [max(1, pages.extent(i)) for i in range(len(self.plan.images))]
@@ -334,6 +342,8 @@ class TiffBackend(ArrayBackend):
             if not self._final:
                 self.close()
             return
+        if not self._closed:
+            self._journal.absorb(state)
         if not self._closed and not self._refresh_pending:
             self._refresh_pending = True
             lengths = [len(r) for r in state.frame_metadata]  # records are append-only
@@ -641,6 +651,7 @@ class TiffBackend(ArrayBackend):
             self._error = self._error or WriteError(0, "the stream was aborted")
         self._stop()
         if not len(self._pages):  # nothing was written: leave nothing behind
+            self._journal.finish()
             for path in self.layout.paths:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -781,6 +792,7 @@ class TiffBackend(ArrayBackend):
         for path, urn in zip(self.layout.paths, self.uuids, strict=True):
             replace_description(path, doc.pieces(urn), durable=self.options.fsync)
         self._final = True
+        self._journal.finish()  # every record is in the final document
 
 
 def _fsync_path(path: str) -> None:

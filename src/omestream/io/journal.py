@@ -58,6 +58,12 @@ class MetadataJournal:
             return None
         return cls(kv, journal_key(plan), len(plan.images))
 
+    def skip_to(self, state: Any) -> None:
+        """Take what ``state`` holds now as journalled (stored elsewhere already)."""
+        self._sent = [len(r) for r in state.frame_metadata]
+        self._skipped_sent = len(state.skipped)
+        self._frames_sent = state.frames
+
     def absorb(self, state: Any) -> bool:
         """Journal what is new in ``state``; True when the full rewrite can be skipped."""
         lines: list[str] = []

@@ -29,7 +29,14 @@ from omestream.errors import StoreFormatError
 from omestream.plan import FrameRouter, plan_storage
 from omestream.settings import AcquisitionSettings
 from omestream.tiff.ifd import complete_pages, read_description, replace_description
-from omestream.tiff.layout import TIFF_SUFFIXES, TiffLayout, declared_shapes, first_outer_axis
+from omestream.tiff.journal import drop_journal, read_tiff_journal
+from omestream.tiff.layout import (
+    TIFF_SUFFIXES,
+    TiffLayout,
+    declared_shapes,
+    first_outer_axis,
+    tiff_layout,
+)
 from omestream.tiff.pagemap import PageMap, PlaneKeys, plane_keys
 from omestream.tiff.pages import PageFormat
 from omestream.tiff.xml import (
@@ -150,11 +157,13 @@ def recover(
                 padded += 1
 
     old, _ = read_record(strip_planes(xml))  # the planes are read as text
-    records = saved_records(xml, plan, router, shapes, frames)
+    root = folder if tiff_layout(settings, plan).in_folder else paths[0]
+    journal = read_tiff_journal(root)  # records newer than the document's
+    records = saved_records(xml, plan, router, shapes, frames, journal.records)
     started = parse_date(record.get("started"))
     new_record = {
         **record, "version": __version__, "state": "recovered", "frames": frames,
-        "skipped": [s for s in record.get("skipped", []) if s < frames],
+        "skipped": sorted({s for s in [*record.get("skipped", []), *journal.skipped] if s < frames}),
         "complete": False, "padded_planes": padded,
     }  # fmt: skip
     uuids = list(record.get("uuids") or file_uuids(old, layout))
@@ -162,6 +171,7 @@ def recover(
     if not dry_run:
         for p, u in zip(paths, uuids, strict=True):
             replace_description(p, ome.pieces(u), durable=durable)
+        drop_journal(root)  # its records are in the document now
     kept = sum(len(r) for r in records)
     return RecoveryReport(
         os.fspath(path), tuple(names), frames, padded, False, settings.total_frames,

@@ -38,6 +38,7 @@ from omestream.store.resume import check_same_settings
 from omestream.stream import OMEStream
 from omestream.stream.state import StreamState
 from omestream.tiff.ifd import complete_pages
+from omestream.tiff.journal import drop_journal, read_tiff_journal
 from omestream.tiff.layout import (
     TiffLayout,
     arrival_pages,
@@ -103,13 +104,15 @@ def _resume(
     state = StreamState(n_images=len(plan.images), frames=done)
     with contextlib.suppress(TypeError, ValueError):
         state.started = _dt.datetime.fromisoformat(record["started"])
-    skipped = record.get("skipped", [])
+    journal = read_tiff_journal(where)  # records newer than the document's
+    skipped = [*record.get("skipped", []), *journal.skipped]
     state.skipped = sorted({s for s in skipped if isinstance(s, int) and 0 <= s < done})
     if plan.unbounded_axis is not None:
         state.extents = [pages.extent(i) for i in range(len(plan.images))]
     extents = [max(pages.extent(i), 1) for i in range(len(plan.images))]
     shapes = declared_shapes(plan, first, extents)
-    state.frame_metadata = saved_records(xml, plan, router, shapes, done)
+    state.frame_metadata = saved_records(xml, plan, router, shapes, done, journal.records)
+    del journal
 
     backend = TiffBackend(plan, open_kv(folder), settings.writer, settings)
     backend.adopt(list(record.get("uuids") or file_uuids(old, layout)), pages)
@@ -117,6 +120,7 @@ def _resume(
     # Described first, cut after: a failure in between leaves a running stream's
     # document over pages that are all still there, which recover or resume handle.
     backend.describe_resumed()
+    drop_journal(where)  # its records are in the document now; the stream starts anew
     for f, path in enumerate(layout.paths):
         if pages.pages(f):
             complete_pages(path, keep=pages.pages(f))

@@ -139,22 +139,27 @@ def saved_records(
     router: FrameRouter,
     shapes: Sequence[Sequence[int]],
     frames: int,
+    journal: Mapping[int, Iterable[Mapping[str, Any]]] | None = None,
 ) -> list[FrameRecords]:
     """Per image, the records of frames before ``frames`` that the document ``xml``
-    keeps as planes within ``shapes`` (read as text: :func:`planes_in_xml`)."""
+    keeps as planes within ``shapes`` (read as text: :func:`planes_in_xml`), and
+    those of ``journal`` (per image, records a stream journalled since: they win)."""
     planes = planes_in_xml(xml)
     kept = [
         plane_records(im, shape, planes[i] if i < len(planes) else [])
         for i, (im, shape) in enumerate(zip(plan.images, shapes, strict=True))
     ]
     del planes
-    out: list[list[dict[str, Any]]] = [[] for _ in plan.images]
+    out: list[dict[int, Mapping[str, Any]]] = [{} for _ in plan.images]
     for n in range(frames):
         route = router.route(n)
         user = kept[route.image].get(route.index)
         if user is not None:
-            out[route.image].append({"frame": n, "index": route.acquisition, **user})
-    return [FrameRecords(r) for r in out]
+            out[route.image][n] = {"frame": n, "index": route.acquisition, **user}
+    for image, records in (journal or {}).items():
+        if 0 <= image < len(out):
+            out[image].update((r["frame"], r) for r in records if r["frame"] < frames)
+    return [FrameRecords(r for _, r in sorted(by_frame.items())) for by_frame in out]
 
 
 def resume_marks(record: Mapping[str, Any], n_files: int) -> list[tuple[int, int] | None]:
