@@ -277,3 +277,22 @@ def test_a_resume_that_fails_midway_loses_nothing(
         np.testing.assert_array_equal(got[divmod(n, 2)], frame_for(n, (64, 48), "uint16"))
     assert _continue(settings, 8, (64, 48)) == 3
     _check_frames(settings, 8, 2, (64, 48))
+
+
+def test_an_overwritten_dataset_leaves_no_journal_to_the_new_one(tmp_path: Path) -> None:
+    """A killed stream's journal stays beside its files; a new stream over them
+    (overwrite=True) starts without it, so no stale record is folded into its data."""
+    root = str(tmp_path / "run.ome.tiff")
+    run_and_kill("flushed", root, "flushed")
+    settings = crash_settings("flushed", root)
+    journal = Path(lock_dir(settings.output_path)) / "frame-metadata.jsonl"
+    assert journal.exists()
+    assert '"record"' in journal.read_text()
+    with create_stream(settings.model_copy(update={"overwrite": True})) as stream:
+        for n in range(4):
+            stream.append(frame_for(n, (24, 32), "uint16"))
+        stream.flush()  # journals what the new stream has: no record, no old one
+        assert journal.exists() and '"record"' not in journal.read_text()
+    assert not journal.exists()
+    for f in _files(settings):
+        assert not any(im.pixels.planes for im in _ome(f).images)  # no metadata given

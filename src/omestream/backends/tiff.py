@@ -252,6 +252,7 @@ class TiffBackend(ArrayBackend):
     def create_arrays(self) -> None:
         out = self.settings.output_path
         folder = self.layout.folder
+        self._journal.finish()  # an earlier dataset's records (overwrite=True) go too
         try:
             if self.layout.in_folder and os.path.isdir(folder):
                 for name in os.listdir(folder):  # only TIFFs: _check_location made sure
