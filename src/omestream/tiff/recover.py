@@ -8,7 +8,9 @@ written when the stream started. :func:`recover`:
 3. replays the acquisition order to know which plane each page holds;
 4. keeps, per image, the steps of the first acquisition dimension that began and
    writes fill pages for the rest of the last, partial step;
-5. writes the final OME-XML to every file (crash-safely, see :mod:`omestream.tiff.ifd`).
+5. writes the final OME-XML to every file (crash-safely, see :mod:`omestream.tiff.ifd`),
+   with the per-frame metadata of the last document and the stream's journal
+   (:mod:`omestream.tiff.journal`), which it then deletes.
 
 Running it again on a recovered or properly closed dataset changes nothing.
 """

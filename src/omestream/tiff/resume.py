@@ -13,7 +13,8 @@ pages of the frames already written and new pages are linked after them.
    came (by ``close`` or ``recover``) are cut off the IFD chain (after step 4) and
    stay as dead bytes.
 3. The per-frame metadata of those frames comes back from the Plane elements of the
-   last document written.
+   last document written and from the stream's journal (:mod:`omestream.tiff.journal`),
+   which is deleted once the document of step 4 holds its records.
 4. Before any page is cut off and before the first new page, every file that has
    pages is described as a stream still running over the pages it keeps, so an
    interruption at any later moment is recovered (or resumed) like the first.
