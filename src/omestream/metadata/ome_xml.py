@@ -328,15 +328,21 @@ def plane_index(image: ImagePlan, shape: Sequence[int], index: Sequence[int]) ->
     return n
 
 
-def _zct_of(image: ImagePlan, shape: Sequence[int]) -> Callable[[int], dict[str, int]]:
-    """TheZ/TheC/TheT of an OME plane number, for ``image`` at ``shape``."""
+def _zct_steps(image: ImagePlan, shape: Sequence[int]) -> list[tuple[str, int]]:
+    """(letter, size) of each outer axis of ``image`` at ``shape``, fastest first: the
+    digits of an OME plane number."""
     letters = ome_dimension_map(image)
-    steps = [
+    return [
         (letters[a.name], s)
         for a, s in zip(
             reversed(image.axes[:-2]), reversed(_outer_sizes(image, shape)), strict=True
         )
     ]
+
+
+def _zct_of(image: ImagePlan, shape: Sequence[int]) -> Callable[[int], dict[str, int]]:
+    """TheZ/TheC/TheT of an OME plane number, for ``image`` at ``shape``."""
+    steps = _zct_steps(image, shape)
 
     def zct(plane: int) -> dict[str, int]:
         out = {"Z": 0, "C": 0, "T": 0}
@@ -668,11 +674,7 @@ def plane_records(
     """By storage index of ``image`` at ``shape``, the per-frame keys of ``planes``
     (the inverse of :func:`frame_planes`); planes outside ``shape`` are left out."""
     sizes = _outer_sizes(image, shape)
-    letters = ome_dimension_map(image)
-    steps = [
-        (letters[a.name], s)
-        for a, s in zip(reversed(image.axes[:-2]), reversed(sizes), strict=True)
-    ]
+    steps = _zct_steps(image, shape)
     out: dict[tuple[int, ...], dict[str, Any]] = {}
     for p in planes:
         where = {"Z": p.z, "C": p.c, "T": p.t}

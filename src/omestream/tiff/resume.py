@@ -143,16 +143,17 @@ def _frames_on_disk(
         # goes at the end of the file, where such a link may point
         marks = resume_marks(record, len(paths))
         present = [complete_pages(p, fresh=m).pages for p, m in zip(paths, marks, strict=True)]
-        pages, done = arrival_pages(router, layout, keys, None, present)
-    else:  # closed or recovered: the frames the record counts, before any fill pages
-        frames = record.get("frames")
-        if not isinstance(frames, int) or frames < 0:
-            raise StoreFormatError(f"{where}: its record has no frame count; nothing to resume")
-        pages, done = arrival_pages(router, layout, keys, frames)
-        if done < frames:
-            raise StoreFormatError(
-                f"{where}: its record counts {frames} frames, the settings hold {done}"
-            )
+        # (replayed within what is present: every page counted is there)
+        return arrival_pages(router, layout, keys, None, present)
+    # closed or recovered: the frames the record counts, before any fill pages
+    frames = record.get("frames")
+    if not isinstance(frames, int) or frames < 0:
+        raise StoreFormatError(f"{where}: its record has no frame count; nothing to resume")
+    pages, done = arrival_pages(router, layout, keys, frames)
+    if done < frames:
+        raise StoreFormatError(
+            f"{where}: its record counts {frames} frames, the settings hold {done}"
+        )
     for f, path in enumerate(paths):
         need = pages.pages(f)
         if need and complete_pages(path, repair=False, keep=need).pages < need:
