@@ -210,3 +210,32 @@ def test_shards_go_through_the_cache_while_the_writer_is_behind(
         assert set(store.modes) == {"all"}
     np.testing.assert_array_equal(zarr.open_array(s.output_path + "/0", mode="r")[...], frames)
     validate_ome_zarr(s.output_path)
+
+
+@pytest.mark.parametrize("direct_io", [True, False])
+def test_inner_chunks_of_skipped_frames_stay_empty(tmp_path: Path, direct_io: bool) -> None:
+    """In a shard of 4 frames, the inner chunks of frames that were skipped get empty
+    index entries (no bytes) and read as the fill value; a shard of skipped frames only
+    is no file at all."""
+    frames = _frames(12)
+    skipped = {1, 2, 4, 5, 6, 7}  # shard 0: frames 1-2; shard 1: all of it
+    root = tmp_path / "d.ome.zarr"
+    with create_stream(_settings(root, 4, direct_io=direct_io, count=12)) as stream:
+        for t, f in enumerate(frames):
+            if t in skipped:
+                stream.skip()
+            else:
+                stream.append(f)
+    files = _shard_files(root)
+    assert [f.relative_to(root / "0" / "c").parts[0] for f in files] == ["0", "2"]
+    index = _index(files[0], 4 * 12)
+    per_frame = index.reshape(4, 12, 2)[:, :, 0] == EMPTY
+    assert per_frame.all(axis=1).tolist() == [False, True, True, False]
+    assert not per_frame.any(axis=1)[[0, 3]].any()
+    want = frames.copy()
+    want[sorted(skipped)] = 0
+    np.testing.assert_array_equal(zarr.open_array(root / "0", mode="r")[...], want)
+    got = _read_tensorstore(root / "0")
+    if got is not None:
+        np.testing.assert_array_equal(got, want)
+    validate_ome_zarr(root)

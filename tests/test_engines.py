@@ -40,6 +40,7 @@ from omestream.backends.registry import available_engines, load_engine
 from omestream.io.kv import open_kv
 from omestream.metadata import plan_documents
 from omestream.plan import StoragePlan, plan_storage
+from omestream.repair import repair
 from omestream.settings.formats import ENGINES
 from tests.cases import CASES, Case, frame_for
 from tests.checks import validate_ome_zarr
@@ -575,8 +576,8 @@ def _stored_objects(array: Path) -> int:
 def test_frames_equal_to_the_fill_value_are_stored(
     engine: str, version: str, tmp_path: Path
 ) -> None:
-    """Every engine stores every written chunk, also a dark or skipped frame that equals
-    the fill value, so the engines write the same files."""
+    """Every engine stores every written chunk, also a dark frame that equals the fill
+    value (a frame that was appended is data) and a skipped frame sharing its unit."""
     root = tmp_path / "dark.ome.zarr"
     settings = _small(engine, root, format=fmt(engine, version))
     if version == "0.5":  # shards of one t chunk (2 frames), so frames 2-3 fill one
@@ -601,6 +602,52 @@ def test_frames_equal_to_the_fill_value_are_stored(
     want = np.stack([frame_for(n, settings.frame_shape, "uint16") for n in range(5)])
     want[2:4] = 0
     np.testing.assert_array_equal(read_zarr_python(root / "0"), want)
+
+
+@pytest.mark.parametrize(
+    ("engine", "version"),
+    [(e, v) for e in ZARR_ENGINES for v in ("0.5", "0.4") if (e, v) != ("acquire-zarr", "0.4")],
+)
+def test_units_of_skipped_frames_only_are_not_stored(
+    engine: str, version: str, tmp_path: Path
+) -> None:
+    """A new dataset stores nothing for a write unit whose frames were all skipped (a
+    whole z-stack lost to the autofocus costs neither disk nor time): the absent unit
+    reads as the fill value, and repair counts its frames as the skips they were.
+    acquire-zarr takes frames in order and stores them all."""
+    root = tmp_path / "skipped.ome.zarr"
+    settings = _small(engine, root, frames=6, format=fmt(engine, version))
+    if version == "0.5":  # shards of one t chunk (2 frames)
+        dims = list(settings.dimensions)
+        dims[0] = dims[0].model_copy(update={"shard_size_chunks": 1})
+        settings = settings.model_copy(update={"dimensions": tuple(dims)})
+    with create_stream(settings) as stream:
+        for n in range(6):
+            if n in (2, 3, 5):  # frames 2-3: a whole t block; 5 shares one with 4
+                stream.skip(frames=1)
+            else:
+                stream.append(frame_for(n, settings.frame_shape, "uint16"))
+    per_block = math.ceil(40 / 16) * math.ceil(36 / 16)  # y, x: (40, 16), (36, 16)
+    layout = plan_storage(settings).images[0].levels[0]
+    assert (layout.shards or layout.chunks)[0] == 2
+    blocks = 3 if engine == "acquire-zarr" else 2
+    assert _stored_objects(root / "0") == blocks * per_block
+    t_blocks = {
+        p.relative_to(root / "0").parts[version == "0.5"]
+        for p in (root / "0").rglob("*")
+        if p.is_file() and p.name not in {"zarr.json", ".zarray", ".zattrs"}
+    }
+    assert t_blocks == ({"0", "1", "2"} if blocks == 3 else {"0", "2"})
+    want = np.stack([frame_for(n, settings.frame_shape, "uint16") for n in range(6)])
+    want[[2, 3, 5]] = 0
+    np.testing.assert_array_equal(read_zarr_python(root / "0"), want)
+    if HAS_TENSORSTORE:
+        np.testing.assert_array_equal(
+            read_tensorstore(root / "0", 3 if version == "0.5" else 2), want
+        )
+    validate_ome_zarr(root)
+    report = repair(str(root))
+    assert report.changes == [] and report.frames_present == 6, report.summary()
 
 
 @pytest.mark.parametrize("engine", ZARR_ENGINES)

@@ -31,19 +31,22 @@ from omestream import AcquisitionSettings, create_stream
 from tests.cases import frame_for
 settings = AcquisitionSettings.model_validate_json(sys.argv[1])
 n = int(sys.argv[2])
+skip = {int(i) for i in sys.argv[3].split(",") if i} if len(sys.argv) > 3 else set()
 stream = create_stream(settings)
 for i in range(n):
+    if i in skip:
+        stream.skip()
+        continue
     stream.append(frame_for(i, settings.frame_shape, settings.dtype), metadata={"i": i})
 stream.flush()  # partial shards reach the disk, with the progress record
 os.kill(os.getpid(), signal.SIGKILL)  # no close(): a crash
 """
 
 
-def _crash_after(settings: AcquisitionSettings, n: int) -> None:
+def _crash_after(settings: AcquisitionSettings, n: int, skip: range = range(0)) -> None:
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, settings.model_dump_json(), str(n)], cwd=root, check=False
-    )
+    args = [settings.model_dump_json(), str(n), ",".join(map(str, skip))]
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *args], cwd=root, check=False)
     assert proc.returncode == -9
 
 
@@ -296,3 +299,63 @@ def test_resume_keeps_the_frame_metadata_of_frames_before_the_crash(
         kept = [group[name].attrs["omestream"]["frame_metadata"] for name in names]
     got = sorted((r["frame"], r["i"]) for recs in kept for r in recs)
     assert got == [(i, i) for i in range(16)]
+
+
+def _t_blocks(array: Path) -> set[str]:
+    """The t indices of an array's stored chunk or shard files (``/`` separated keys);
+    metadata documents and the hidden files of a killed writer left out."""
+    files = [p for p in array.rglob("*") if p.is_file() and not p.name.startswith((".", "zarr"))]
+    return {p.relative_to(array).parts[(array / "zarr.json").exists()] for p in files}
+
+
+@pytest.mark.parametrize("via", ["resume", "repair"])
+def test_a_killed_stream_resumes_past_units_it_skipped(
+    tmp_path: Path, ngff_version: str, via: str
+) -> None:
+    """Units of skipped frames only are never stored; after a kill, resume and repair
+    still count those frames as done, from the stream's own record of the skips."""
+    from omestream.repair import repair
+
+    root = tmp_path / "acq.ome.zarr"
+    settings = _unbounded(root, ngff_version)  # 4 time points of 2 channels per unit
+    _crash_after(settings, 18, skip=range(8, 16))  # the second unit: skipped whole
+    assert _t_blocks(root / "0") == {"0", "2"}
+    start = 18
+    if via == "repair":
+        report = repair(str(root), force=True)
+        # a v2 chunk of 4 time points has no index: once written, all its frames count
+        start = 18 if ngff_version == "0.5" else 24
+        assert report.resume_at == start == report.frames_present, report.summary()
+        stream = report.resume()
+    else:
+        stream = create_stream(settings, resume=True)
+    with stream:
+        assert stream.frames_written == start
+        for i in range(start, 26):
+            stream.append(frame_for(i, SHAPE, "uint16"))
+    frames = np.stack([frame_for(i, SHAPE, "uint16") for i in range(26)])
+    frames[8:16] = 0
+    frames[18:start] = 0
+    np.testing.assert_array_equal(_level(root, 0), frames.reshape(13, 2, *SHAPE))
+    assert _t_blocks(root / "0") == {"0", "2", "3"}  # the skipped unit still has no file
+    validate_ome_zarr(root)
+
+
+def test_a_resumed_stream_overwrites_what_it_skips(tmp_path: Path, ngff_version: str) -> None:
+    """A reopened dataset may hold frames a killed stream wrote but never recorded:
+    skipping them after a resume stores the fill value over them, not nothing."""
+    root = tmp_path / "acq.ome.zarr"
+    settings = _unbounded(root, ngff_version)
+    with create_stream(settings) as stream:
+        for i in range(16):  # two whole units
+            stream.append(frame_for(i, SHAPE, "uint16"))
+    group = zarr.open_group(str(root), mode="r+")
+    record = dict(group.attrs["omestream"])
+    group.attrs["omestream"] = {**record, "frames": 8, "complete": False}  # unit 1 unrecorded
+    with create_stream(settings, resume=True) as stream:
+        assert stream.frames_written == 8
+        stream.skip(frames=8)
+    frames = np.stack([frame_for(i, SHAPE, "uint16") for i in range(16)])
+    frames[8:] = 0
+    np.testing.assert_array_equal(_level(root, 0), frames.reshape(8, 2, *SHAPE))
+    validate_ome_zarr(root)

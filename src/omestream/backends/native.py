@@ -67,14 +67,15 @@ def _nbytes(parts: list[bytes | memoryview | np.ndarray]) -> int:
 
 
 class _Slab:
-    __slots__ = ("buf", "count", "dirty", "expected", "key", "present")
+    __slots__ = ("buf", "count", "data", "dirty", "expected", "key", "present")
 
     def __init__(self, key: tuple, buf: np.ndarray, outer: tuple[int, ...], expected: int) -> None:
         self.key = key
         self.buf = buf
         self.expected = expected
         self.count = 0
-        self.present = np.zeros(outer, dtype=bool)
+        self.present = np.zeros(outer, dtype=bool)  # frames appended or skipped
+        self.data = np.zeros(outer, dtype=bool)  # frames appended
         self.dirty = False
 
 
@@ -149,6 +150,7 @@ class NativeZarrBackend(ZarrArrayBackend):
         slab, local, g = self._slab_for(image, level, index)
         frame = self._padded(image, level, frame)
         np.copyto(g.frame_view(slab.buf, local), g.as_6d(frame), casting="no")
+        slab.data[local] = True
         self._mark(slab, local)
 
     def _padded(self, image: int, level: int, frame: np.ndarray) -> np.ndarray:
@@ -165,6 +167,9 @@ class NativeZarrBackend(ZarrArrayBackend):
 
     def skip_frame(self, image: int, index: tuple[int, ...], level: int = 0) -> None:
         if self._direct[(image, level)]:
+            self._raise_if_failed()
+            if self.absent_is_fill:  # the frame's units stay absent: they read as fill
+                return
             fill = self._fill_frames.get((image, level))
             if fill is None:
                 shape = self._geom[(image, level)].padded
@@ -359,6 +364,13 @@ class NativeZarrBackend(ZarrArrayBackend):
     def _submit(self, slab: _Slab, final: bool) -> None:
         image, level, block = slab.key
         g = self._geom[(image, level)]
+        if self.absent_is_fill and not slab.data.any():
+            # Skipped frames only: nothing to store (no earlier write of this unit
+            # either, as each held data). A new dataset reads the absent unit as fill.
+            slab.dirty = False
+            if final:
+                self._buffers.give_back(slab.buf)
+            return
         present = slab.present if final else slab.present.copy()
         # A partial write reads the slab in place when each of its chunks is complete or
         # not begun: appends fill only chunks it does not write. Else it writes a copy,
@@ -377,7 +389,9 @@ class NativeZarrBackend(ZarrArrayBackend):
         if own and not present.all():
             for local in zip(*np.nonzero(~present), strict=True):
                 g.frame_view(buf, tuple(int(i) for i in local))[...] = self.plan.fill_value
-        chunk_present = None if present.all() else g.chunk_presence(present)
+        # Inner chunks of skipped frames only stay out of a new dataset's shards too.
+        stored = (slab.data if final else slab.data.copy()) if self.absent_is_fill else present
+        chunk_present = None if stored.all() else g.chunk_presence(stored)
         previous = self._last.get(slab.key, [])
         futures: list[Future[None]] = []
         for ty in range(g.tiles[0]):

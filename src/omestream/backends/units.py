@@ -40,14 +40,15 @@ class Pending(Protocol):
 class _Block:
     """Frames of one write unit along the outer axes, whole frames along y/x."""
 
-    __slots__ = ("buf", "count", "dirty", "expected", "key", "present", "start")
+    __slots__ = ("buf", "count", "data", "dirty", "expected", "key", "present", "start")
 
     def __init__(self, key: tuple, start: tuple[int, ...], buf: np.ndarray, expected: int) -> None:
         self.key = key  # (image, level, block grid index)
         self.start = start
         self.buf = buf
         self.expected = expected
-        self.present = np.zeros(buf.shape[:-2], dtype=bool)
+        self.present = np.zeros(buf.shape[:-2], dtype=bool)  # frames appended or skipped
+        self.data = False  # whether any frame was appended (not skipped)
         self.count = 0
         self.dirty = False
 
@@ -118,12 +119,16 @@ class UnitBackend(ZarrArrayBackend):
             return
         block, local = self._block_for(image, level, index)
         block.buf[local] = frame
+        block.data = True
         self._mark(block, local)
 
     def _one_frame_units(self, image: int, level: int) -> bool:
         return all(u == 1 for u in self.plan.images[image].levels[level].write_unit[:-2])
 
     def skip_frame(self, image: int, index: tuple[int, ...], level: int = 0) -> None:
+        if self.absent_is_fill and self._takes_frames(image, level):
+            self._raise_if_failed()
+            return  # a unit of this frame alone stays absent: it reads as fill
         block, local = self._block_for(image, level, index)
         block.buf[local].fill(self.plan.fill_value)
         self._mark(block, local)
@@ -161,6 +166,12 @@ class UnitBackend(ZarrArrayBackend):
     def _submit(self, block: _Block, final: bool) -> None:
         """Write the frames a block holds; open blocks are written from a copy."""
         block.dirty = False
+        if self.absent_is_fill and not block.data:
+            # Skipped frames only: a new dataset reads the unit as fill without it (and
+            # no earlier write of it exists, as each held data).
+            if final:
+                self._buffers.give_back(block.buf)
+            return
         image, level, _ = key = block.key
         shape = self.shapes[(image, level)]
         # only the part inside the array (edge blocks, the unbounded axis so far)

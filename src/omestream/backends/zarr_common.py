@@ -37,11 +37,17 @@ class ZarrArrayBackend(ArrayBackend):
             for i, im in enumerate(plan.images)
             for lv, level in enumerate(im.levels)
         }
+        #: whether a write unit never written reads as the fill value because nothing
+        #: was ever stored there: true for arrays this engine created (a new dataset),
+        #: false for reopened ones, where an old unit may hold frames a killed stream
+        #: wrote but never recorded. Units of skipped frames only are then not written.
+        self.absent_is_fill = False
 
     def path(self, image: int, level: int) -> str:
         return array_path(self.plan, image, level)
 
     def create_arrays(self) -> None:
+        self.absent_is_fill = True
         for i, im in enumerate(self.plan.images):
             for lv, level in enumerate(im.levels):
                 zarr_nodes.create_array(
@@ -56,6 +62,7 @@ class ZarrArrayBackend(ArrayBackend):
                 )
 
     def open_arrays(self) -> None:
+        self.absent_is_fill = False
         for i, lv in self.shapes:
             meta = zarr_nodes.read_array_meta(self.kv, self.path(i, lv), self.plan.zarr_format)
             self.shapes[(i, lv)] = tuple(meta["shape"])

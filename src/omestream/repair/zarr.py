@@ -220,8 +220,17 @@ def repair_zarr(
         total = settings.total_frames
     else:
         total = max(numbers) + 1 if numbers else 0
+    # Skipped frames the stream recorded count as found: a new dataset stores nothing
+    # for write units of skipped frames only, as they read as the fill value anyway.
+    spill_dir = os.path.dirname(os.path.abspath(kv.path(""))) if isinstance(kv, LocalKV) else None
+    jkey = journal_key(plan)
+    journal = read_journal(kv, jkey, spill_dir)
+    recorded_skipped = record.get("skipped")
+    old_skipped = recorded_skipped if isinstance(recorded_skipped, list) else []
+    said_skipped = {int(s) for s in [*old_skipped, *journal.skipped] if isinstance(s, int)}
     found = np.zeros(total, dtype=bool)
     found[[n for n in numbers if n < total]] = True
+    found[[s for s in said_skipped if 0 <= s < total]] = True
     missing = np.flatnonzero(~found)
     resume_at = int(missing[0]) if missing.size else total
     n_present = int(found.sum())
@@ -245,10 +254,7 @@ def repair_zarr(
         )
 
     # -- metadata: attributes + journal, kept for frames present ------------------------
-    # a long acquisition's records wait on the data's own disk, not in memory
-    spill_dir = os.path.dirname(os.path.abspath(kv.path(""))) if isinstance(kv, LocalKV) else None
-    jkey = journal_key(plan)
-    journal = read_journal(kv, jkey, spill_dir)
+    # a long acquisition's records wait on the data's own disk (spill_dir), not in memory
     kept: list[FrameRecords] = []
     recorded = 0
     for i, saved in enumerate(_saved_records(kv, plan, fmt, record)):
@@ -261,10 +267,7 @@ def repair_zarr(
         )
         kept.append(records)
         recorded += n_saved
-    recorded_skipped = record.get("skipped")
-    old_skipped = recorded_skipped if isinstance(recorded_skipped, list) else []
-    skipped = sorted({int(s) for s in [*old_skipped, *journal.skipped]
-                      if isinstance(s, int) and 0 <= s < total and found[s]})  # fmt: skip
+    skipped = sorted(s for s in said_skipped if 0 <= s < total)
     complete = settings.total_frames is not None and resume_at >= settings.total_frames
     temp = sorted(kv.walk_tmp()) if isinstance(kv, LocalKV) else []
 

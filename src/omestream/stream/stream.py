@@ -249,7 +249,10 @@ class OMEStream:
                 windows[c] = merged
 
     def skip(self, frames: int = 1) -> None:
-        """Declare that ``frames`` frames will not come; they read as the fill value."""
+        """Declare that ``frames`` frames will not come; they read as the fill value.
+
+        In a new OME-Zarr dataset, chunks and shards that only skipped frames fall in are
+        not written at all (the stream records the skips for ``repair`` and resuming)."""
         self._check_open()
         if isinstance(frames, bool) or not isinstance(frames, int | np.integer) or frames < 1:
             raise ValueError(f"frames must be a positive whole number, got {frames!r}")
