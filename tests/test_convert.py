@@ -473,3 +473,69 @@ def test_a_source_pyramid_is_copied_as_it_is(tmp_path: Path) -> None:
     convert(src, tmp_path / "yx.ome.zarr", ConvertOptions(pyramid_levels=2))
     rebuilt = describe(str(tmp_path / "yx.ome.zarr")).images[0]
     assert [lv.shape for lv in rebuilt.levels] == [(8, 40, 36), (8, 20, 18)]
+
+
+def _tiff_pyramid(path: Path, volumes: list[np.ndarray], levels: int, axes: str = "ZCYX") -> None:
+    """An OME-TIFF whose series keep reduced resolutions as SubIFDs, written by tifffile:
+    every other pixel kept per level (no averaging, unlike the levels omestream computes)."""
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        for vol in volumes:
+            meta = {"axes": axes, "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}
+            tif.write(vol, subifds=levels - 1, metadata=meta, photometric="minisblack")
+            for k in range(1, levels):
+                tif.write(vol[..., :: 2**k, :: 2**k], subfiletype=1, photometric="minisblack")
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_ome_tiff_sub_ifd_levels_are_copied_as_they_are(tmp_path: Path, version: str) -> None:
+    """Both series' SubIFD levels land in the OME-Zarr as they are (the source's
+    decimation, not a mean computed anew), in the output's axis order, with scales
+    that follow each level's step; asking for a level count computes them anew."""
+    rng = np.random.default_rng(11)
+    vols = [rng.integers(0, 4000, (3, 2, 40, 36), dtype=np.uint16) for _ in range(2)]
+    src = tmp_path / "pyr.ome.tiff"
+    _tiff_pyramid(src, vols, levels=3)
+    out = tmp_path / "pyr.ome.zarr"
+
+    convert(src, out, ConvertOptions(version=version))
+
+    validate_ome_zarr(out)
+    info = describe(str(out))
+    assert len(info.images) == 2
+    for im, vol in zip(info.images, vols, strict=True):
+        assert im.axis_names == "czyx"  # NGFF order; the source's is z, c, y, x
+        assert [lv.shape for lv in im.levels] == [(2, 3, 40, 36), (2, 3, 20, 18), (2, 3, 10, 9)]
+        assert [lv.scale[-2:] for lv in im.levels] == [(0.5, 0.5), (1.0, 1.0), (2.0, 2.0)]
+        assert all(lv.scale[:2] == im.levels[0].scale[:2] for lv in im.levels)
+        for k, lv in enumerate(im.levels):
+            got = zarr.open_array(str(out / im.path / lv.path), mode="r")[...]
+            want = vol[..., :: 2**k, :: 2**k].transpose(1, 0, 2, 3)
+            assert np.array_equal(got, want), lv.path
+    with tifffile.TiffFile(src) as tif:  # the same pixels tifffile reads as the levels
+        assert np.array_equal(tif.series[1].levels[2].asarray(), vols[1][..., ::4, ::4])
+
+    again = tmp_path / "computed.ome.zarr"
+    convert(src, again, ConvertOptions(pyramid_levels=2))
+    (first, _) = describe(str(again)).images
+    low = zarr.open_array(str(again / first.path / first.levels[1].path), mode="r")[...]
+    mean = vols[0].reshape(3, 2, 20, 2, 18, 2).mean(axis=(3, 5)).transpose(1, 0, 2, 3)
+    assert np.abs(low - mean).max() <= 1  # computed: the mean of 2 x 2
+
+
+def test_ome_tiff_levels_that_differ_between_series_are_computed_anew(tmp_path: Path) -> None:
+    rng = np.random.default_rng(12)
+    src = tmp_path / "uneven.ome.tiff"
+    with tifffile.TiffWriter(src, ome=True) as tif:
+        for n_levels in (3, 2):
+            vol = rng.integers(0, 4000, (2, 32, 32), dtype=np.uint16)
+            tif.write(
+                vol, subifds=n_levels - 1, metadata={"axes": "ZYX"}, photometric="minisblack"
+            )
+            for k in range(1, n_levels):
+                tif.write(vol[..., :: 2**k, :: 2**k], subfiletype=1, photometric="minisblack")
+    out = tmp_path / "uneven.ome.zarr"
+    with pytest.warns(UserWarning, match="resolution levels cannot be copied .*computed anew"):
+        convert(src, out)
+    validate_ome_zarr(out)
+    for im in describe(str(out)).images:
+        assert [lv.shape[-2:] for lv in im.levels][:2] == [(32, 32), (16, 16)]

@@ -16,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from omestream.backends.codecs import codec_choice
 from omestream.convert.labels import LabelSet, copy_labels, find_labels
 from omestream.convert.levels import check_levels, copy_levels
 from omestream.convert.sources import Source, close_source, iter_frames, open_source
+from omestream.convert.tiff_levels import TiffLevels, copy_tiff_levels, tiff_levels
 from omestream.errors import ConcurrentModificationError, SettingsError, StoreExistsError
 from omestream.io.durability import syncfs
 from omestream.io.paths import overlaps, path_location
@@ -185,6 +187,7 @@ class _Carry:
     labels: list[LabelSet]
     copy_levels: bool  # the source's lower levels as they are (else computed anew)
     plan: StoragePlan | None = None  # the output's, when it is an OME-Zarr
+    tiff: TiffLevels | None = None  # an OME-TIFF source's SubIFD levels, to copy
 
     @property
     def after(self) -> bool:
@@ -205,9 +208,9 @@ def _plan_carry(src: Source, settings: AcquisitionSettings, opts: ConvertOptions
     unless ``--pyramid-levels`` asks for others (or a label's level count differs
     from its image's, which NGFF forbids: then both are rebuilt); a warning names the
     label images an output cannot hold (an OME-TIFF has none, reordered axes no overlay)."""
-    if src.info.format != "ome-zarr":
-        return _Carry([], False)
     zarr_out = settings.format is not None and settings.format.name == "ome-zarr"
+    if src.info.format != "ome-zarr":
+        return _plan_tiff_carry(src, settings, opts) if zarr_out else _Carry([], False)
     plan = plan_storage(settings) if zarr_out else None
     images = [im.path for im in src.info.images]
     labels = find_labels(src.location, images)
@@ -238,6 +241,35 @@ def _plan_carry(src: Source, settings: AcquisitionSettings, opts: ConvertOptions
     return _Carry(labels, copy, plan)
 
 
+def _plan_tiff_carry(src: Source, settings: AcquisitionSettings, opts: ConvertOptions) -> _Carry:
+    """An OME-TIFF's SubIFD levels are copied into an OME-Zarr output unless
+    ``--pyramid-levels`` asks for others; levels that cannot be (series whose levels
+    differ, say) are computed anew, with a warning that says why."""
+    if opts.pyramid_levels is not None or src.levels < 2 or src.series is None:
+        return _Carry([], False)
+    assert src.read_page is not None
+    plan = plan_storage(settings)
+    levels = TiffLevels(
+        src.series,
+        src.read_page,
+        len(src.info.images),
+        tuple(d.name for d in src.dims),
+        plan.images[0].axis_names,
+        src.per_page,
+        np.dtype(src.dtype).newbyteorder("="),
+    )
+    why = tiff_levels(levels)
+    if why is not None:
+        warnings.warn(
+            f"{src.location}: its resolution levels cannot be copied ({why}); "
+            f"{settings.output_path} gets levels computed anew from the full resolution",
+            UserWarning,
+            stacklevel=4,
+        )
+        return _Carry([], False)
+    return _Carry([], True, plan, levels)
+
+
 def _carry(src: Source, settings: AcquisitionSettings, carry: _Carry, workers: int) -> None:
     """Copy the source's levels and label images beside the output's images, or copy
     the labels' level 0 and build the levels of both (the stream wrote level 0 only)."""
@@ -250,7 +282,10 @@ def _carry(src: Source, settings: AcquisitionSettings, carry: _Carry, workers: i
     }
     out = settings.output_path
     codec = codec_choice(settings.compression, settings.writer)
-    if carry.copy_levels:
+    if carry.tiff is not None:  # series k is image k of the source
+        series = [(k, out_of[im.path]) for k, im in enumerate(src.info.images)]
+        copy_tiff_levels(carry.tiff, out, series, zarr_format=plan.zarr_format, codec=codec)
+    elif carry.copy_levels:
         pairs = list(out_of.items())
         copy_levels(src.location, out, pairs, zarr_format=plan.zarr_format, codec=codec)
     copy_labels(

@@ -37,6 +37,10 @@ class Source:
     plate: Plate | None = None
     levels: int = 1
     blocks: list[Block] = field(default_factory=list)
+    # a TIFF source's series (by index) and page reader, for its lower levels
+    series: Callable[[int], Any] | None = None
+    read_page: Callable[[Any, int], np.ndarray] | None = None  # (page, its series)
+    per_page: int = 1  # frames in each page: 1, or its planar samples
 
     @property
     def frame_shape(self) -> tuple[int, int]:
@@ -299,6 +303,22 @@ def _from_tiff(
             f"{'; '.join(problems)}. The file is truncated or incomplete, and converting it "
             "would leave frames out; nothing was written"
         )
+
+    def read_page(page: Any, k: int) -> np.ndarray:
+        if page.parent.filehandle.closed:
+            # tifffile closes the other files of a multi-file series once their
+            # pages are listed, then reopens them for every read: keep them open
+            page.parent.filehandle.open()
+            with handles_lock:
+                handles.append(page.parent)
+        try:
+            return np.asarray(page.asarray())
+        except Exception as exc:  # data cut off, or not decodable
+            raise StoreFormatError(
+                f"{page.parent.filehandle.path}: page {page.index} of series {k} cannot be read "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+
     frame = first.shape[-2:]
     # A page may hold several frames: planar (separate) samples, which info shows as
     # channels. Each page is read once and yields its sample planes in order.
@@ -318,22 +338,12 @@ def _from_tiff(
                         f"{location}: series {k} holds {len(pages)} pages, page {i} of the "
                         f"{n} its metadata declares is missing"
                     )
-                if page.parent.filehandle.closed:
-                    # tifffile closes the other files of a multi-file series once their
-                    # pages are listed, then reopens them for every read: keep them open
-                    page.parent.filehandle.open()
-                    with handles_lock:
-                        handles.append(page.parent)
-                try:
-                    data = page.asarray()
-                except Exception as exc:  # data cut off, or not decodable
-                    raise StoreFormatError(
-                        f"{page.parent.filehandle.path}: page {page.index} of series {k} "
-                        f"cannot be read ({type(exc).__name__}: {exc})"
-                    ) from None
-                return np.asarray(data).reshape(per_page, *frame)
+                return read_page(page, k).reshape(per_page, *frame)
 
             src.blocks.append(read)
+    src.series = lambda k: handle().series[k]
+    src.read_page = read_page
+    src.per_page = per_page
     return src
 
 
