@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from importlib import import_module
+from typing import Any
 
 import typer
 
@@ -22,9 +23,14 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
+def flag(default: bool, *names: str, help: str) -> Any:
+    """A boolean option, shown without a value placeholder: it is a switch."""
+    return typer.Option(default, *names, help=help, metavar="")
+
+
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    debug: bool = flag(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     _state["debug"] = debug
 

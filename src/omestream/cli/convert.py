@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from omestream.cli.app import app, in_cli_words
+from omestream.cli.app import app, flag, in_cli_words
 from omestream.convert import ConvertOptions, Source, convert
 from omestream.errors import OmeStreamError, SettingsError
 from omestream.settings import AcquisitionSettings
@@ -79,8 +79,8 @@ def convert_command(
     stack_axis: str = typer.Option(
         "z", "--stack-axis", help="What a plain TIFF page sequence is: z, t or c."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    overwrite: bool = flag(False, "--overwrite", help="Replace DST if it exists."),
+    quiet: bool = flag(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Convert a dataset chunk by chunk (bounded memory) with a live progress bar.
 

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from omestream.cli.app import app, in_cli_words
+from omestream.cli.app import app, flag, in_cli_words
 from omestream.errors import OmeStreamError
 from omestream.settings import (
     AcquisitionSettings,
@@ -64,7 +64,7 @@ def demo(
         "blosc-zstd", help="blosc-zstd, blosc-lz4, zstd, gzip or none."
     ),
     version: str = typer.Option("0.5", help="OME-Zarr version: 0.5 (Zarr v3) or 0.4 (Zarr v2)."),
-    overwrite: bool = typer.Option(True, help="Replace an existing dataset at PATH."),
+    overwrite: bool = flag(True, help="Replace an existing dataset at PATH."),
 ) -> None:
     """Stream a synthetic multi-position time-lapse to OME-Zarr and summarise it.
 

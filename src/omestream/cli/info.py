@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from omestream.cli.app import app
+from omestream.cli.app import app, flag
 from omestream.summary import AcquisitionInfo, DatasetInfo, ImageInfo, describe
 
 __all__ = ["human_bytes", "info", "render_info"]
@@ -198,7 +198,7 @@ def info(
     path: str = typer.Argument(
         ..., help="An OME-Zarr store (folder or URL), an OME-TIFF file or a folder of them."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON document instead of tables."),
+    as_json: bool = flag(False, "--json", help="Print a JSON document instead of tables."),
 ) -> None:
     """Describe a dataset: layout, NGFF/Zarr version, axes, levels, channels, sizes.
 

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from omestream.cli.app import app
+from omestream.cli.app import app, flag
 from omestream.errors import SettingsError
 from omestream.pyramid import METHODS, build_pyramid
 
@@ -43,7 +43,7 @@ def pyramid(
     threads: int | None = typer.Option(
         None, min=1, help="Worker threads (default: one per core)."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = flag(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """(Re)build levels 1..N-1 of existing images, chunk by chunk (any image size).
 

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from omestream.cli.app import app
+from omestream.cli.app import app, flag
 from omestream.repair import repair as repair_dataset
 from omestream.repair.zarr import DEFAULT_IDLE_S
 
@@ -17,8 +17,8 @@ def repair(
     path: str = typer.Argument(
         ..., help="The OME-Zarr store (path or URL) or OME-TIFF file/folder."
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only report; change nothing."),
-    force: bool = typer.Option(
+    dry_run: bool = flag(False, "--dry-run", help="Only report; change nothing."),
+    force: bool = flag(
         False, "--force", help="Repair even if the dataset was written to very recently."
     ),
     idle: float = typer.Option(
@@ -27,7 +27,7 @@ def repair(
         help="Seconds without writes before a dataset counts as stopped (not needed when "
         "the stream that wrote it is known to be gone: its lock is free).",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = flag(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Make an interrupted acquisition readable again (or ready to resume).
 

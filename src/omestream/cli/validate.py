@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from omestream.cli.app import app
+from omestream.cli.app import app, flag
 from omestream.validate import ValidationReport, validate_store
 
 __all__ = ["render_report", "validate"]
@@ -42,12 +42,12 @@ def validate(
     path: str = typer.Argument(
         ..., help="An OME-Zarr store (folder or URL), or an OME-TIFF file or folder of them."
     ),
-    external: bool = typer.Option(
+    external: bool = flag(
         True,
         "--external/--structure-only",
         help="Also run ome-zarr-models and yaozarrs (OME-TIFF: the OME schema and tifffile).",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = flag(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Check a store's structure and metadata, then run independent validators.
 

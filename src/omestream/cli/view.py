@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from omestream.cli.app import app
+from omestream.cli.app import app, flag
 from omestream.summary import describe
 from omestream.view import render_dataset
 
@@ -21,9 +21,7 @@ def view(
     ),
     output: Path = typer.Option(Path("view.png"), "--output", "-o", help="PNG to write."),  # noqa: B008
     size: int = typer.Option(256, min=16, max=4096, help="Thumbnail edge in pixels."),
-    mid: bool = typer.Option(
-        False, "--mid", help="Show the middle z plane, not the max projection."
-    ),
+    mid: bool = flag(False, "--mid", help="Show the middle z plane, not the max projection."),
     t: int | None = typer.Option(None, "--t", min=0, help="Time point (default: the middle one)."),
 ) -> None:
     """Draw the dataset as a PNG: projections per channel, or a plate's wells.
