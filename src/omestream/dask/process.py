@@ -26,7 +26,7 @@ from omestream.dask.layout import ArrayRef, Dataset, ImageRef, open_array, read_
 from omestream.dask.target import NewDataset, StreamHold, create_dataset, location, overlaps
 from omestream.errors import FrameDtypeError, FrameShapeError, SettingsError
 from omestream.io import zarr_nodes
-from omestream.io.kv import KVStore, LocalKV, open_kv
+from omestream.io.kv import KVStore, open_kv
 from omestream.io.locks import check_no_stream
 from omestream.metadata.display import apply_windows, channel_windows, merge_windows
 from omestream.plan import plan_storage
@@ -290,7 +290,7 @@ def _finish_existing(
     from omestream.store.node import StoreContext
 
     zf = ds.zarr_format
-    locks = StoreLocks(kv.root if isinstance(kv, LocalKV) else None)
+    locks = StoreLocks.of(kv)
     # the caller holds the stream lock: the documents are written here, not through
     # StoreContext.write_attrs, which would find that lock held
     ctx = StoreContext(kv, kv.url, "0.5" if zf == 3 else "0.4", zf, "r+", locks)

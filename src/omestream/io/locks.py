@@ -6,6 +6,9 @@ never inside it (see :mod:`omestream.store.lock` for the locks of changes made t
 second stream on the same path (``overwrite=True`` included) and changes to a dataset
 being streamed are refused instead of mixing two writers' bytes. ``flock`` locks: the
 kernel releases them when a process dies, so a killed stream leaves nothing held.
+Datasets in S3-compatible object stores get the same locks as lease objects made with
+conditional writes (see :mod:`omestream.io.object_locks`): a killed stream's lease runs
+out instead.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Callable
+from typing import Any
 
 try:
     import fcntl
@@ -22,8 +26,9 @@ except ImportError:  # Windows
 
 from omestream.errors import ConcurrentModificationError
 from omestream.io.kv import KVStore, LocalKV
+from omestream.io.object_locks import ObjectLock, ObjectLockTimeout, supports_object_locks
 
-__all__ = ["check_no_stream", "hold_stream", "lock_dir"]
+__all__ = ["check_no_stream", "hold_stream", "lock_dir", "remote_locks"]
 
 _STREAM = "stream.lock"
 
@@ -33,8 +38,8 @@ def _nothing() -> None:
 
 
 def _local_root(location: KVStore | str) -> str | None:
-    """The folder of a local dataset; None for remote stores, which have no shared lock
-    (one writer is assumed there)."""
+    """The folder of a local dataset; None for remote stores (whose locks, where the
+    store takes conditional writes, are leases: see remote_locks)."""
     if isinstance(location, LocalKV):
         return location.root
     if isinstance(location, str) and "://" not in location:
@@ -46,6 +51,18 @@ def lock_dir(root: str) -> str:
     root = os.path.abspath(root).rstrip(os.sep)
     parent, name = os.path.split(root)
     return os.path.join(parent, f".{name}.locks")
+
+
+def remote_locks(location: KVStore | str) -> tuple[Any, str] | None:
+    """(file system, lock folder) of a dataset in an object store that takes conditional
+    writes; None elsewhere (local datasets, and stores where one writer is assumed)."""
+    fs = getattr(location, "fs", None)
+    if isinstance(location, str | LocalKV) or fs is None or not supports_object_locks(fs):
+        return None
+    root = str(getattr(location, "root", "")).rstrip("/")
+    parent, _, name = root.rpartition("/")
+    # a dataset at the top of its bucket keeps its locks inside it
+    return fs, f"{parent}/.{name}.locks" if parent else f"{root}/.omestream.locks"
 
 
 class _Busy(Exception):
@@ -86,7 +103,7 @@ def hold_stream(location: KVStore | str) -> Callable[[], None]:
     that is open there already is an error) and return the function that releases it."""
     root = _local_root(location)
     if root is None:
-        return _nothing
+        return _hold_remote(location)
     try:
         unlock = _try_lock(root)
     except _Busy:
@@ -119,6 +136,47 @@ def hold_stream(location: KVStore | str) -> Callable[[], None]:
     return release
 
 
+def _hold_remote(location: KVStore | str) -> Callable[[], None]:
+    remote = remote_locks(location)
+    if remote is None:
+        return _nothing
+    fs, folder = remote
+    lock = ObjectLock(fs, f"{folder}/{_STREAM}")
+    try:
+        lock.acquire(timeout=0)
+    except ObjectLockTimeout:
+        raise ConcurrentModificationError(
+            f"{getattr(location, 'url', location)} is being written by another open stream "
+            f"(its lease {lock.path} is held); close that stream first, or write to "
+            "another root_path; nothing was changed"
+        ) from None
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            lock.release()
+
+    return release
+
+
+def _check_remote(location: KVStore | str, action: str) -> bool:
+    remote = remote_locks(location)
+    if remote is None:
+        return False
+    fs, folder = remote
+    lock = ObjectLock(fs, f"{folder}/{_STREAM}")
+    state = lock.state()
+    if state == "held":
+        raise ConcurrentModificationError(
+            f"{getattr(location, 'url', location)} is being written by an open stream (its "
+            f"lease {lock.path} is held); cannot {action} until it is closed; nothing was "
+            "changed"
+        )
+    return state == "stale"
+
+
 def check_no_stream(location: KVStore | str, action: str) -> bool:
     """Raise if an open stream holds the stream lock of the local dataset at ``location``
     or of a dataset holding it (an image opened inside a plate being streamed).
@@ -128,7 +186,7 @@ def check_no_stream(location: KVStore | str, action: str) -> bool:
     """
     root = _local_root(location)
     if root is None:
-        return False
+        return _check_remote(location, action)
     path = os.path.abspath(root)
     free = False
     while os.path.basename(path):  # up to, not including, the file system's root

@@ -180,10 +180,10 @@ def _new_series_path(name: str, series: list[str]) -> str:
     return name
 
 
-def _stream_records(kv: KVStore, zf: int) -> Iterator[tuple[str, Any]]:
+def _stream_records(kv: KVStore, zf: int) -> Iterator[tuple[str | KVStore, Any]]:
     """(where, record) of the omestream stream records at the opened group and, on a
     local disk, at the groups holding it (a field opened inside a streamed plate)."""
-    yield kv.url, zarr_nodes.read_group_attrs(kv, "", zf)
+    yield kv if not kv.is_local else kv.url, zarr_nodes.read_group_attrs(kv, "", zf)
     if not kv.is_local:
         return
     path = os.path.abspath(kv.url)
@@ -218,6 +218,7 @@ def _refuse_interrupted(kv: KVStore, url: str, zf: int) -> None:
             check_no_stream(where, "open it for writing")
         except ConcurrentModificationError:
             return  # a live stream: changes wait for it to close
+        where = getattr(where, "url", where)
         raise StoreFormatError(
             f"{where}: the stream that wrote it was interrupted ({info.frames} frames "
             "recorded) and it has not been repaired: its arrays may be stored longer than "
@@ -290,7 +291,7 @@ def open_store(
         )
     if mode != "r":
         _refuse_interrupted(kv, url, zf)
-    locks = StoreLocks(kv.root if kv.is_local else None, lock_timeout)  # type: ignore[attr-defined]
+    locks = StoreLocks.of(kv, lock_timeout)
     ctx = StoreContext(kv, url, version, zf, mode, locks)
     parsed = parse_group(copy.deepcopy(attrs), url)
     if isinstance(parsed, ParsedPlate):

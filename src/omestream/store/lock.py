@@ -24,8 +24,11 @@ lock under an image lock raises RuntimeError, so a path breaking the order fails
 once instead of deadlocking until the timeout.
 
 Locks are ``filelock`` (``flock``) locks: released by the kernel when a process dies;
-re-entrant within one thread, exclusive between threads and processes.
-Remote stores (``s3://``...) have no shared lock; changes there assume one writer.
+re-entrant within one thread, exclusive between threads and processes. In S3-compatible
+object stores the same locks are lease objects made with conditional writes (see
+:mod:`omestream.io.object_locks`), so writers on several machines take turns there too;
+a killed writer's lease runs out. Other remote stores have no shared lock; changes
+there assume one writer.
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from omestream.errors import ConcurrentModificationError
-from omestream.io.locks import lock_dir
+from omestream.io.kv import KVStore
+from omestream.io.locks import lock_dir, remote_locks
+from omestream.io.object_locks import ObjectLock, ObjectLockTimeout
 
 __all__ = ["DEFAULT_TIMEOUT_S", "StoreLocks", "lock_dir"]
 
@@ -46,13 +52,31 @@ _METADATA = "metadata.lock"
 
 
 class StoreLocks:
-    """Locks for one local dataset (``root`` None: a remote store, locks are no-ops)."""
+    """Locks for one dataset: ``root`` a local one's folder, ``remote`` (file system,
+    lock folder) one in an object store; neither: locks are no-ops (one writer)."""
 
-    def __init__(self, root: str | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        root: str | None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        remote: tuple[Any, str] | None = None,
+    ) -> None:
         self.root = root
+        self.remote = remote
         self.timeout_s = timeout_s
         self._locks: dict[str, object] = {}
         self._local = threading.local()  # names of the locks this thread holds, with repeats
+
+    @classmethod
+    def of(cls, kv: KVStore, timeout_s: float = DEFAULT_TIMEOUT_S) -> StoreLocks:
+        """The locks of the dataset ``kv`` holds, wherever it is."""
+        if kv.is_local:
+            return cls(kv.root, timeout_s)  # type: ignore[attr-defined]
+        return cls(None, timeout_s, remote_locks(kv))
+
+    @property
+    def _where(self) -> str:
+        return self.root if self.root is not None else self.remote[1] if self.remote else "?"
 
     def _held_here(self) -> list[str]:
         held: list[str] | None = getattr(self._local, "held", None)
@@ -65,7 +89,7 @@ class StoreLocks:
         held = self._held_here()
         if name == _METADATA and _METADATA not in held and held:
             raise RuntimeError(
-                f"{self.root}: the metadata lock was asked for while an image lock is held; "
+                f"{self._where}: the metadata lock was asked for while an image lock is held; "
                 "the lock order is metadata, then image (see omestream.store.lock)"
             )
 
@@ -73,6 +97,9 @@ class StoreLocks:
         from filelock import FileLock
 
         lock = self._locks.get(name)
+        if lock is None and self.remote is not None:
+            fs, folder = self.remote
+            lock = self._locks[name] = ObjectLock(fs, f"{folder}/{name}")
         if lock is None:
             assert self.root is not None
             directory = lock_dir(self.root)
@@ -82,7 +109,7 @@ class StoreLocks:
 
     @contextlib.contextmanager
     def _held(self, name: str, what: str) -> Iterator[None]:
-        if self.root is None:
+        if self.root is None and self.remote is None:
             yield
             return
         from filelock import Timeout
@@ -91,10 +118,11 @@ class StoreLocks:
         lock = self._lock(name)
         try:
             lock.acquire(timeout=self.timeout_s)  # type: ignore[attr-defined]
-        except Timeout:
+        except (Timeout, ObjectLockTimeout):
+            folder = lock_dir(self.root) if self.root is not None else self._where
             raise ConcurrentModificationError(
-                f"{self.root}: another writer has held the {what} lock for more than "
-                f"{self.timeout_s:g} s ({lock_dir(self.root)}/{name}); nothing was changed"
+                f"{self._where}: another writer has held the {what} lock for more than "
+                f"{self.timeout_s:g} s ({folder}/{name}); nothing was changed"
             ) from None
         held = self._held_here()
         held.append(name)

@@ -499,7 +499,8 @@ def _prepare_location(settings: AcquisitionSettings, kv: KVStore) -> None:
     deletes the old dataset first: callers hold the dataset's stream lock
     (:func:`omestream.io.locks.hold_stream`) around that and for as long as they write,
     so a second overwriting writer is refused instead of deleting the first one's new
-    dataset. Object stores have neither guarantee (one writer is assumed there).
+    dataset. On S3-compatible object stores that lock is a lease object, so the second
+    guarantee holds there too; the first (an exclusive create) is a local disk's only.
     """
     out = kv.url
     if kv.is_local and os.path.isfile(out):

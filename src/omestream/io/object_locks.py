@@ -1,0 +1,170 @@
+"""Locks for datasets in S3-compatible object stores, made of conditional writes.
+
+A lock is a small object beside the dataset (``<parent>/.<name>.locks/<lock>``, as on a
+local disk) that a writer creates with ``If-None-Match: *``: of several writers asking
+at once, the store lets exactly one create it. The holder renews it every third of the
+lease with a write conditional on its ETag (``If-Match``) and deletes it, again
+conditionally, when done. A writer that dies stops renewing; once the object is older
+than its lease by the store's own clock (the ``Date`` of the very response that read
+it, so no client's clock matters), a waiting writer takes it over with ``If-Match``,
+which again lets only one of them succeed.
+
+Stores without conditional writes (most other fsspec file systems) get no lock: one
+writer is assumed there, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+__all__ = ["DEFAULT_LEASE_S", "ObjectLock", "ObjectLockTimeout", "supports_object_locks"]
+
+DEFAULT_LEASE_S = 30.0
+_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+
+
+class ObjectLockTimeout(Exception):
+    """The lock stayed held by another writer for the whole timeout."""
+
+
+def supports_object_locks(fs: Any) -> bool:
+    """Whether ``fs`` is an S3 file system (s3fs), whose stores take conditional writes."""
+    return hasattr(fs, "call_s3") and hasattr(fs, "split_path")
+
+
+def _conflict(exc: BaseException) -> bool:
+    """Whether a failed request was refused for its condition (another writer won)."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        response = getattr(e, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code") in _CONFLICT:
+            return True
+    return isinstance(exc, FileExistsError)  # s3fs's name for a failed If-None-Match
+
+
+class ObjectLock:
+    """One lock object; re-entrant within a thread, exclusive between threads,
+    processes and machines (the same interface as ``filelock.FileLock``)."""
+
+    def __init__(self, fs: Any, path: str, lease_s: float = DEFAULT_LEASE_S) -> None:
+        self._fs = fs
+        self._bucket, self._key = fs.split_path(path)[:2]
+        self.path = path
+        self.lease_s = lease_s
+        self._local = threading.Lock()  # threads of this process queue here first
+        self._owner: int | None = None
+        self._depth = 0
+        self._etag: str | None = None
+        self._lost = False
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def _call(self, method: str, **kw: Any) -> Any:
+        return self._fs.call_s3(method, Bucket=self._bucket, Key=self._key, **kw)
+
+    def _body(self) -> bytes:
+        who = {"host": socket.gethostname(), "pid": os.getpid(), "lease_s": self.lease_s}
+        return json.dumps(who).encode()
+
+    def state(self) -> str:
+        """``"free"`` (no lock object), ``"held"`` (a lease still running) or ``"stale"``
+        (left by a writer that stopped renewing it)."""
+        head = self._head()
+        if head is None:
+            return "free"
+        return "stale" if self._expired(head) else "held"
+
+    def _head(self) -> dict[str, Any] | None:
+        try:
+            return self._call("head_object")  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return None
+
+    def _expired(self, head: dict[str, Any]) -> bool:
+        now = parsedate_to_datetime(head["ResponseMetadata"]["HTTPHeaders"]["date"])
+        return (now - head["LastModified"]).total_seconds() > self.lease_s
+
+    # -- taking and giving back ----------------------------------------------------------
+    def acquire(self, timeout: float) -> None:
+        me = threading.get_ident()
+        if self._owner == me:
+            self._depth += 1
+            return
+        deadline = time.monotonic() + timeout
+        if not self._local.acquire(timeout=max(0.0, timeout)):
+            raise ObjectLockTimeout(self.path)
+        try:
+            delay = 0.02
+            while not self._try_take():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ObjectLockTimeout(self.path)
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 1.0)
+        except BaseException:
+            self._local.release()
+            raise
+        self._owner, self._depth, self._lost = me, 1, False
+        self._stop.clear()
+        self._renewer = threading.Thread(
+            target=self._renew, name="omestream-lock-lease", daemon=True
+        )
+        self._renewer.start()
+
+    def _try_take(self) -> bool:
+        try:
+            self._etag = self._call("put_object", Body=self._body(), IfNoneMatch="*")["ETag"]
+            return True
+        except OSError as exc:
+            if not _conflict(exc):
+                raise
+        head = self._head()  # held: is it stale by the store's clock?
+        if head is None or not self._expired(head):
+            return False  # (released meanwhile: tried again after the pause)
+        try:  # its writer stopped renewing: take it over, one writer only
+            self._etag = self._call("put_object", Body=self._body(), IfMatch=head["ETag"])["ETag"]
+            return True
+        except (OSError, FileNotFoundError) as exc:
+            if isinstance(exc, FileNotFoundError) or _conflict(exc):
+                return False
+            raise
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                self._etag = self._call("put_object", Body=self._body(), IfMatch=self._etag)[
+                    "ETag"
+                ]
+            except Exception:  # a network error: the next renewal may pass
+                with contextlib.suppress(Exception):
+                    head = self._call("head_object")
+                    if head["ETag"] != self._etag:
+                        self._lost = True  # taken over: this writer was too slow to renew
+                        return
+
+    def release(self) -> None:
+        """Give the lock back (a stream may close on another thread than it opened on)."""
+        if self._owner is None:
+            raise RuntimeError(f"{self.path}: released but not held")
+        self._depth -= 1
+        if self._depth:
+            return
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        try:
+            if not self._lost:
+                with contextlib.suppress(FileNotFoundError):
+                    self._call("delete_object", IfMatch=self._etag)
+        except OSError as exc:
+            if not _conflict(exc):  # taken over already: not ours to delete
+                raise
+        finally:
+            self._owner, self._etag = None, None
+            self._local.release()
