@@ -166,3 +166,35 @@ def test_a_stream_on_s3_holds_its_dataset(s3_server: S3Server, s3_bucket: str) -
     np.testing.assert_array_equal(
         got.read(), np.stack([frame_for(n, (Y, X), "uint16") for n in range(5)])
     )
+
+
+class _NoConditions:
+    """A real S3 file system, but its store refuses conditional writes (as some
+    S3-compatible stores do) with a 501 NotImplemented."""
+
+    def __init__(self, fs: Any) -> None:
+        self._fs = fs
+        self.split_path = fs.split_path
+
+    def call_s3(self, method: str, **kw: Any) -> Any:
+        if "IfNoneMatch" in kw or "IfMatch" in kw:
+            from botocore.exceptions import ClientError
+
+            error = {"Error": {"Code": "NotImplemented", "Message": "not implemented"}}
+            raise OSError("not implemented") from ClientError(error, method)
+        return self._fs.call_s3(method, **kw)
+
+
+def test_a_store_without_conditional_writes_gets_no_lock_and_a_warning(
+    s3_server: S3Server, s3_bucket: str
+) -> None:
+    path = f"{s3_bucket}/.d.ome.zarr.locks/metadata.lock"
+    lock = ObjectLock(_NoConditions(_fs(s3_server)), path)
+    with pytest.warns(RuntimeWarning, match="does not take conditional writes .NotImplemented."):
+        lock.acquire(timeout=1)
+    assert lock.unsupported and lock.state() == "free"  # nothing was written
+    lock.acquire(timeout=1)  # re-entrant all the same
+    lock.release()
+    lock.release()
+    with pytest.raises(RuntimeError, match="released but not held"):
+        lock.release()

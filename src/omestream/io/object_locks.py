@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -28,6 +29,8 @@ __all__ = ["DEFAULT_LEASE_S", "ObjectLock", "ObjectLockTimeout", "supports_objec
 
 DEFAULT_LEASE_S = 30.0
 _CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+# what stores without conditional writes answer to If-None-Match / If-Match
+_UNSUPPORTED = {"NotImplemented", "InvalidArgument", "InvalidRequest", "501"}
 
 
 class ObjectLockTimeout(Exception):
@@ -39,13 +42,19 @@ def supports_object_locks(fs: Any) -> bool:
     return hasattr(fs, "call_s3") and hasattr(fs, "split_path")
 
 
-def _conflict(exc: BaseException) -> bool:
-    """Whether a failed request was refused for its condition (another writer won)."""
+def _code(exc: BaseException) -> str | None:
+    """The S3 error code behind a failed request (s3fs keeps botocore's error as cause)."""
     for e in (exc, exc.__cause__, exc.__context__):
         response = getattr(e, "response", None)
-        if isinstance(response, dict) and response.get("Error", {}).get("Code") in _CONFLICT:
-            return True
-    return isinstance(exc, FileExistsError)  # s3fs's name for a failed If-None-Match
+        if isinstance(response, dict):
+            return str(response.get("Error", {}).get("Code"))
+    return None
+
+
+def _conflict(exc: BaseException) -> bool:
+    """Whether a failed request was refused for its condition (another writer won)."""
+    # FileExistsError: s3fs's name for a failed If-None-Match
+    return _code(exc) in _CONFLICT or isinstance(exc, FileExistsError)
 
 
 class ObjectLock:
@@ -64,6 +73,8 @@ class ObjectLock:
         self._lost = False
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        #: the store refused conditional writes: no lock there, one writer assumed
+        self.unsupported = False
 
     def _call(self, method: str, **kw: Any) -> Any:
         return self._fs.call_s3(method, Bucket=self._bucket, Key=self._key, **kw)
@@ -111,6 +122,8 @@ class ObjectLock:
             self._local.release()
             raise
         self._owner, self._depth, self._lost = me, 1, False
+        if self.unsupported:
+            return
         self._stop.clear()
         self._renewer = threading.Thread(
             target=self._renew, name="omestream-lock-lease", daemon=True
@@ -118,10 +131,22 @@ class ObjectLock:
         self._renewer.start()
 
     def _try_take(self) -> bool:
+        if self.unsupported:
+            return True
         try:
             self._etag = self._call("put_object", Body=self._body(), IfNoneMatch="*")["ETag"]
             return True
         except OSError as exc:
+            if _code(exc) in _UNSUPPORTED:
+                self.unsupported = True
+                warnings.warn(
+                    f"{self.path}: this object store does not take conditional writes "
+                    f"({_code(exc)}), so it holds no lock; changes to this dataset assume "
+                    "one writer at a time",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                return True
             if not _conflict(exc):
                 raise
         head = self._head()  # held: is it stale by the store's clock?
@@ -158,8 +183,9 @@ class ObjectLock:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join()
+            self._renewer = None
         try:
-            if not self._lost:
+            if not (self._lost or self.unsupported):
                 with contextlib.suppress(FileNotFoundError):
                     self._call("delete_object", IfMatch=self._etag)
         except OSError as exc:
