@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from omestream.errors import StoreFormatError
+from omestream.metadata.ome_text import strip_planes
 from omestream.settings.names import row_letters
 from omestream.settings.units import SPACE_UNITS, normalize_unit
 from omestream.summary.acquisition import AcquisitionInfo, acquisition_from_record
@@ -22,7 +23,6 @@ from omestream.summary.model import (
     PlateInfo,
     WellInfo,
 )
-from omestream.tiff.xml import strip_planes
 
 __all__ = [
     "TIFF_AXES",
