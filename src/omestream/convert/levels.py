@@ -24,7 +24,7 @@ from omestream.io.kv import join_key, open_kv
 from omestream.io.zarr_nodes import group_meta_key
 from omestream.pyramid.build import level_paths, level_units, set_datasets
 
-__all__ = ["check_levels", "copy_levels"]
+__all__ = ["OutputLevels", "check_levels", "copy_levels"]
 
 _FIX = "convert with --pyramid-levels to compute the levels anew instead"
 
@@ -65,24 +65,52 @@ def copy_levels(
     the output's level 0 (chunked and sharded as it is, cut to each level's size), then
     the output's ``multiscales`` lists them, with the source's steps between levels and
     its ``type``/``metadata`` (how they were made)."""
-    import zarr
-
     src_kv, out_kv = open_kv(location), open_kv(output)
-    src_store, out_store = src_kv.zarr_store(read_only=True), out_kv.zarr_store()
+    src_store = src_kv.zarr_store(read_only=True)
     for src_image, out_image in pairs:
-        src_ms, out_ms = _multiscale(src_kv, src_image), _multiscale(out_kv, out_image)
-        names = axis_names(out_ms)
-        out0 = out_ms["datasets"][0]
-        level0 = zarr.open_array(out_store, path=join_key(out_image, str(out0["path"])), mode="r")
-        chunk0, shard0 = tuple(level0.chunks), getattr(level0, "shards", None)
-        paths = level_paths(str(out0["path"]), len(src_ms["datasets"]))
-        datasets = [out0]
+        src_ms = _multiscale(src_kv, src_image)
+        out = OutputLevels(out_kv, out_image, len(src_ms["datasets"]))
         for k, ds in enumerate(src_ms["datasets"][1:], start=1):
             src, dtype = source_array(src_store, join_key(src_image, str(ds["path"])), _FIX)
-            units = level_units(chunk0, shard0, tuple(src.shape))
-            path = join_key(out_image, paths[k])
-            copy_array(src, dtype, out_kv, path, units, codec, zarr_format, names)
-            tfs = level_transforms(src_ms["datasets"][0], ds, out0, len(names))
-            datasets.append({"path": paths[k], "coordinateTransformations": tfs})
+            tfs = level_transforms(src_ms["datasets"][0], ds, out.level0, len(out.names))
+            out.copy(k, src, dtype, tfs, codec, zarr_format)
         made: dict[str, Any] = {k: src_ms[k] for k in ("type", "metadata") if k in src_ms}
-        set_datasets(out_kv, group_meta_key(out_image, zarr_format), zarr_format, datasets, made)
+        out.list_levels(zarr_format, made)
+
+
+class OutputLevels:
+    """The levels of one output image being copied in beside its level 0 (the stream
+    wrote that): chunked and sharded as level 0 is, cut to each level's size."""
+
+    def __init__(self, out_kv: Any, image: str, levels: int) -> None:
+        import zarr
+
+        ms = _multiscale(out_kv, image)
+        self.kv, self.image = out_kv, image
+        self.names = axis_names(ms)
+        self.level0: dict[str, Any] = ms["datasets"][0]
+        path0 = join_key(image, str(self.level0["path"]))
+        self.array0 = zarr.open_array(out_kv.zarr_store(), path=path0, mode="r")
+        self.paths = level_paths(str(self.level0["path"]), levels)
+        self.datasets: list[dict[str, Any]] = [self.level0]
+
+    def copy(
+        self,
+        k: int,
+        src: Any,
+        dtype: Any,
+        transforms: list[dict[str, Any]],
+        codec: CodecChoice,
+        zarr_format: int,
+    ) -> None:
+        """Write level ``k`` from ``src`` (an array-like) and note its transforms."""
+        chunk0, shard0 = tuple(self.array0.chunks), getattr(self.array0, "shards", None)
+        units = level_units(chunk0, shard0, tuple(src.shape))
+        path = join_key(self.image, self.paths[k])
+        copy_array(src, dtype, self.kv, path, units, codec, zarr_format, self.names)
+        self.datasets.append({"path": self.paths[k], "coordinateTransformations": transforms})
+
+    def list_levels(self, zarr_format: int, made: dict[str, Any]) -> None:
+        """The image's ``multiscales`` lists the levels, once they are all written."""
+        key = group_meta_key(self.image, zarr_format)
+        set_datasets(self.kv, key, zarr_format, self.datasets, made)

@@ -17,10 +17,8 @@ from typing import Any
 import numpy as np
 
 from omestream.backends.codecs import CodecChoice
-from omestream.convert.arrays import axis_names, copy_array, group_content
-from omestream.io.kv import join_key, open_kv
-from omestream.io.zarr_nodes import group_meta_key
-from omestream.pyramid.build import level_paths, level_units, set_datasets
+from omestream.convert.levels import OutputLevels
+from omestream.io.kv import open_kv
 
 __all__ = ["TiffLevels", "copy_tiff_levels", "tiff_levels"]
 
@@ -135,42 +133,26 @@ def copy_tiff_levels(
     """For each (series, output image) pair: the series' levels 1.. written beside the
     output's level 0 (chunked and sharded as it is, cut to each level's size), then
     listed in the output's ``multiscales``."""
-    import zarr
-
     out_kv = open_kv(output)
-    out_store = out_kv.zarr_store()
     for k, out_image in pairs:
-        ms = (group_content(out_kv, out_image, "an image").get("multiscales") or [{}])[0]
-        names = axis_names(ms)
-        out0 = ms["datasets"][0]
-        level0 = zarr.open_array(out_store, path=join_key(out_image, str(out0["path"])), mode="r")
-        chunk0, shard0 = tuple(level0.chunks), getattr(level0, "shards", None)
         shapes = levels.shapes(k)
-        paths = level_paths(str(out0["path"]), len(shapes))
+        out = OutputLevels(out_kv, out_image, len(shapes))
+        shape0 = out.array0.shape
         scale0 = next(
-            (list(t["scale"]) for t in out0.get("coordinateTransformations", ())
+            (list(t["scale"]) for t in out.level0.get("coordinateTransformations", ())
              if t.get("type") == "scale"),
-            [1.0] * len(names),
+            [1.0] * len(out.names),
         )  # fmt: skip
-        datasets = [out0]
+        shift = [t for t in out.level0.get("coordinateTransformations", ())
+                 if t.get("type") == "translation"]  # fmt: skip
         for lv in range(1, len(shapes)):
             src = levels.array(k, lv)
-            path = join_key(out_image, paths[lv])
-            units = level_units(chunk0, shard0, tuple(src.shape))
-            copy_array(src, levels.dtype, out_kv, path, units, codec, zarr_format, names)
             # y and x shrink by the source's step; the leading axes keep their pixel size
-            steps = [1.0] * (len(names) - 2) + [
-                _step(a, b) for a, b in zip(level0.shape[-2:], src.shape[-2:], strict=True)
+            steps = [1.0] * (len(out.names) - 2) + [
+                _step(a, b) for a, b in zip(shape0[-2:], src.shape[-2:], strict=True)
             ]
             scale = [float(s) * f for s, f in zip(scale0, steps, strict=True)]
-            tfs: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
-            tfs += [
-                t
-                for t in out0.get("coordinateTransformations", ())
-                if t.get("type") == "translation"
-            ]
-            datasets.append({"path": paths[lv], "coordinateTransformations": tfs})
-        made = {
-            "metadata": {"description": "reduced resolutions copied from the OME-TIFF's SubIFDs"}
-        }
-        set_datasets(out_kv, group_meta_key(out_image, zarr_format), zarr_format, datasets, made)
+            tfs: list[dict[str, Any]] = [{"type": "scale", "scale": scale}, *shift]
+            out.copy(lv, src, levels.dtype, tfs, codec, zarr_format)
+        description = "reduced resolutions copied from the OME-TIFF's SubIFDs"
+        out.list_levels(zarr_format, {"metadata": {"description": description}})
