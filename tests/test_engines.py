@@ -568,22 +568,29 @@ def _stored_objects(array: Path) -> int:
     return sum(1 for p in array.rglob("*") if p.is_file() and p.name not in meta)
 
 
-@pytest.mark.parametrize(
-    ("engine", "version"),
-    # acquire-zarr writes NGFF 0.5 only
-    [(e, v) for e in ZARR_ENGINES for v in ("0.5", "0.4") if (e, v) != ("acquire-zarr", "0.4")],
-)
+def _t_blocks_of_two(settings: AcquisitionSettings) -> AcquisitionSettings:
+    """Write units of one t chunk (2 frames): NGFF 0.5 shards of one chunk along t."""
+    if settings.format is None or settings.format.version != "0.5":
+        return settings
+    dims = list(settings.dimensions)
+    dims[0] = dims[0].model_copy(update={"shard_size_chunks": 1})
+    return settings.model_copy(update={"dimensions": tuple(dims)})
+
+
+# acquire-zarr writes NGFF 0.5 only
+ENGINE_VERSIONS = [
+    (e, v) for e in ZARR_ENGINES for v in ("0.5", "0.4") if (e, v) != ("acquire-zarr", "0.4")
+]
+
+
+@pytest.mark.parametrize(("engine", "version"), ENGINE_VERSIONS)
 def test_frames_equal_to_the_fill_value_are_stored(
     engine: str, version: str, tmp_path: Path
 ) -> None:
     """Every engine stores every written chunk, also a dark frame that equals the fill
     value (a frame that was appended is data) and a skipped frame sharing its unit."""
     root = tmp_path / "dark.ome.zarr"
-    settings = _small(engine, root, format=fmt(engine, version))
-    if version == "0.5":  # shards of one t chunk (2 frames), so frames 2-3 fill one
-        dims = list(settings.dimensions)
-        dims[0] = dims[0].model_copy(update={"shard_size_chunks": 1})
-        settings = settings.model_copy(update={"dimensions": tuple(dims)})
+    settings = _t_blocks_of_two(_small(engine, root, format=fmt(engine, version)))
     dark = np.zeros(settings.frame_shape, "uint16")  # the fill value is 0
     with create_stream(settings) as stream:
         for n in range(5):
@@ -604,10 +611,7 @@ def test_frames_equal_to_the_fill_value_are_stored(
     np.testing.assert_array_equal(read_zarr_python(root / "0"), want)
 
 
-@pytest.mark.parametrize(
-    ("engine", "version"),
-    [(e, v) for e in ZARR_ENGINES for v in ("0.5", "0.4") if (e, v) != ("acquire-zarr", "0.4")],
-)
+@pytest.mark.parametrize(("engine", "version"), ENGINE_VERSIONS)
 def test_units_of_skipped_frames_only_are_not_stored(
     engine: str, version: str, tmp_path: Path
 ) -> None:
@@ -616,11 +620,7 @@ def test_units_of_skipped_frames_only_are_not_stored(
     reads as the fill value, and repair counts its frames as the skips they were.
     acquire-zarr takes frames in order and stores them all."""
     root = tmp_path / "skipped.ome.zarr"
-    settings = _small(engine, root, frames=6, format=fmt(engine, version))
-    if version == "0.5":  # shards of one t chunk (2 frames)
-        dims = list(settings.dimensions)
-        dims[0] = dims[0].model_copy(update={"shard_size_chunks": 1})
-        settings = settings.model_copy(update={"dimensions": tuple(dims)})
+    settings = _t_blocks_of_two(_small(engine, root, frames=6, format=fmt(engine, version)))
     with create_stream(settings) as stream:
         for n in range(6):
             if n in (2, 3, 5):  # frames 2-3: a whole t block; 5 shares one with 4
