@@ -198,3 +198,32 @@ def test_a_store_without_conditional_writes_gets_no_lock_and_a_warning(
     lock.release()
     with pytest.raises(RuntimeError, match="released but not held"):
         lock.release()
+
+
+class _NoDeletes(_NoConditions):
+    """A real S3 file system whose credentials may write but not delete."""
+
+    def call_s3(self, method: str, **kw: Any) -> Any:
+        if method == "delete_object":
+            from botocore.exceptions import ClientError
+
+            error = {"Error": {"Code": "AccessDenied", "Message": "access denied"}}
+            raise PermissionError("access denied") from ClientError(error, method)
+        return self._fs.call_s3(method, **kw)
+
+
+def test_a_lock_that_cannot_be_given_back_warns_and_expires(
+    s3_server: S3Server, s3_bucket: str
+) -> None:
+    """The change under the lock is done: failing to delete the lock object is a
+    warning, and the next writer takes the lock once its lease ran out."""
+    path = f"{s3_bucket}/.d.ome.zarr.locks/metadata.lock"
+    lock = ObjectLock(_NoDeletes(_fs(s3_server)), path, lease_s=1.0)
+    lock.acquire(timeout=1)
+    with pytest.warns(RuntimeWarning, match="could not be given back .*lease runs out"):
+        lock.release()
+    nxt = ObjectLock(_fs(s3_server), path, lease_s=1.0)
+    assert nxt.state() == "held"
+    nxt.acquire(timeout=10)
+    nxt.release()
+    assert nxt.state() == "free"

@@ -189,8 +189,15 @@ class ObjectLock:
                 with contextlib.suppress(FileNotFoundError):
                     self._call("delete_object", IfMatch=self._etag)
         except OSError as exc:
-            if not _conflict(exc):  # taken over already: not ours to delete
-                raise
+            # The change made under the lock is done either way: a lock object left
+            # behind only makes the next writer wait for its lease to run out.
+            if not _conflict(exc):  # (a conflict: taken over already, not ours to delete)
+                warnings.warn(
+                    f"{self.path}: the lock could not be given back ({exc}); other writers "
+                    f"wait until its lease runs out ({self.lease_s:g} s)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         finally:
             self._owner, self._etag = None, None
             self._local.release()
