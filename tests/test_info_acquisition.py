@@ -183,3 +183,46 @@ def test_changes_after_the_acquisition_are_noted(tmp_path: Path, version: str) -
     assert "image '.' is (4, 3, 8, 8) (tcyx); its stream left it at most (3, 2, 8, 8)" in note
     result = CliRunner().invoke(app, ["info", str(path)])
     assert result.exit_code == 0 and "changed since the acquisition" in result.output
+
+
+_KILLED = """
+import os, signal, sys
+import numpy as np
+from omestream import AcquisitionSettings, create_stream
+settings = AcquisitionSettings.model_validate_json(sys.argv[1])
+stream = create_stream(settings)
+for n in range(2):
+    stream.append(np.full(settings.frame_shape, n + 1, dtype="uint16"))
+stream.flush()
+os.kill(os.getpid(), signal.SIGKILL)  # no close()
+"""
+
+
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".ome.tiff"])
+def test_info_tells_a_running_stream_from_a_killed_one(tmp_path: Path, suffix: str) -> None:
+    """From the dataset's stream lock: a stream still holding it is at work; a stream
+    that holds it no more is gone, and repair is the next step."""
+    import subprocess
+    import sys
+
+    live = _settings(tmp_path / f"live{suffix}")
+    stream = create_stream(live)
+    try:
+        stream.append(_frame(0))
+        stream.flush()
+        acq, text = _info(live.output_path)
+        assert acq["writer"] == "streaming" and acq["complete"] is False
+        assert "being written now by an open stream" in text and "repair" not in text
+    finally:
+        stream.close()
+
+    killed = _settings(tmp_path / f"killed{suffix}")
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED, killed.model_dump_json()], cwd=repo, check=False
+    )
+    assert proc.returncode == -9
+    acq, text = _info(killed.output_path)
+    assert acq["writer"] == "gone" and acq["complete"] is False
+    assert "interrupted: the stream that wrote it is gone" in text
+    assert f"omestream repair {killed.output_path}" in text

@@ -143,6 +143,15 @@ def _acquisition_line(a: AcquisitionInfo, info: DatasetInfo) -> Text:
             "resumable: create_stream(settings, resume=True)",
             style="yellow",
         )
+    if a.writer == "streaming":
+        return Text(f"acquisition: {count} so far{started}; being written now by an open stream")
+    if a.writer == "gone":
+        return Text(
+            f"acquisition: {count}{started}; interrupted: the stream that wrote it is gone "
+            f"without closing it. `omestream repair {info.path}` makes it readable and "
+            "resumable",
+            style="yellow",
+        )
     return Text(
         f"acquisition: {count} so far{started}; its stream did not close it: still being "
         f"written, or interrupted (once no writer runs, `omestream repair {info.path}` "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from omestream.io.paths import missing
@@ -81,7 +82,29 @@ def describe(location: str | os.PathLike[str]) -> DatasetInfo:
     if is_tiff(loc):
         from omestream.summary.tiff import describe_tiff
 
-        return describe_tiff(loc)
-    from omestream.summary.zarr_store import describe_zarr
+        info = describe_tiff(loc)
+    else:
+        from omestream.summary.zarr_store import describe_zarr
 
-    return describe_zarr(loc)
+        info = describe_zarr(loc)
+    acq = info.acquisition
+    if acq is not None and not acq.complete and not acq.mended:
+        info = dataclasses.replace(info, acquisition=dataclasses.replace(acq, writer=_writer(loc)))
+    return info
+
+
+def _writer(location: str) -> str | None:
+    """Whether the stream of an unfinished dataset is still at work, from its stream
+    lock: "streaming", "gone", or None when nothing says (a copied dataset, a store
+    without locks)."""
+    from omestream.errors import ConcurrentModificationError
+    from omestream.io.kv import open_kv
+    from omestream.io.locks import check_no_stream
+
+    try:
+        where = open_kv(location) if "://" in location else location
+        return "gone" if check_no_stream(where, "describe it") else None
+    except ConcurrentModificationError:
+        return "streaming"
+    except Exception:  # a lock this user cannot read, a store that cannot say: unknown
+        return None

@@ -27,6 +27,9 @@ class AcquisitionInfo:
     started: str | None = None  # ISO 8601
     state: str | None = None  # OME-TIFF: "streaming", "closed" or "recovered"
     repaired: str | None = None  # OME-Zarr: when ``omestream repair`` last mended it
+    # unfinished only, from the dataset's stream lock: "streaming" (a stream holds it
+    # now), "gone" (the stream that wrote it holds it no more); None: cannot tell
+    writer: str | None = None
 
     @property
     def mended(self) -> bool:
