@@ -267,7 +267,8 @@ def repair_zarr(
         )
         kept.append(records)
         recorded += n_saved
-    skipped = sorted(s for s in said_skipped if 0 <= s < total)
+    # an interrupted stream's record ends where its frames stop being present
+    skipped = sorted(s for s in said_skipped if 0 <= s < (resume_at if interrupted else total))
     complete = settings.total_frames is not None and resume_at >= settings.total_frames
     temp = sorted(kv.walk_tmp()) if isinstance(kv, LocalKV) else []
 
