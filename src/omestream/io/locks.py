@@ -147,7 +147,8 @@ def _hold_remote(location: KVStore | str) -> Callable[[], None]:
     except ObjectLockTimeout:
         raise ConcurrentModificationError(
             f"{getattr(location, 'url', location)} is being written by another open stream "
-            f"(its lease {lock.path} is held); close that stream first, or write to "
+            f"(its lease {lock.path} is held; a stream that was killed frees it once its "
+            f"{lock.lease_s:g} s lease runs out); close that stream first, or write to "
             "another root_path; nothing was changed"
         ) from None
     released = False
@@ -171,8 +172,8 @@ def _check_remote(location: KVStore | str, action: str) -> bool:
     if state == "held":
         raise ConcurrentModificationError(
             f"{getattr(location, 'url', location)} is being written by an open stream (its "
-            f"lease {lock.path} is held); cannot {action} until it is closed; nothing was "
-            "changed"
+            f"lease {lock.path} is held; a killed stream's runs out after {lock.lease_s:g} "
+            f"s); cannot {action} until it is closed; nothing was changed"
         )
     return state == "stale"
 
