@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,28 +169,38 @@ def test_a_stream_on_s3_holds_its_dataset(s3_server: S3Server, s3_bucket: str) -
     )
 
 
-class _NoConditions:
-    """A real S3 file system, but its store refuses conditional writes (as some
-    S3-compatible stores do) with a 501 NotImplemented."""
+class _Refusing:
+    """A real S3 file system whose store refuses some requests, as some stores or
+    credentials do: ``refuse(method, kwargs)`` gives the S3 error code, or None."""
 
-    def __init__(self, fs: Any) -> None:
+    def __init__(self, fs: Any, refuse: Callable[[str, dict[str, Any]], str | None]) -> None:
         self._fs = fs
+        self._refuse = refuse
         self.split_path = fs.split_path
 
     def call_s3(self, method: str, **kw: Any) -> Any:
-        if "IfNoneMatch" in kw or "IfMatch" in kw:
-            from botocore.exceptions import ClientError
+        code = self._refuse(method, kw)
+        if code is None:
+            return self._fs.call_s3(method, **kw)
+        from botocore.exceptions import ClientError
 
-            error = {"Error": {"Code": "NotImplemented", "Message": "not implemented"}}
-            raise OSError("not implemented") from ClientError(error, method)
-        return self._fs.call_s3(method, **kw)
+        error = ClientError({"Error": {"Code": code, "Message": code}}, method)
+        raise (PermissionError if code == "AccessDenied" else OSError)(code) from error
+
+
+def _no_conditions(method: str, kw: dict[str, Any]) -> str | None:
+    return "NotImplemented" if "IfNoneMatch" in kw or "IfMatch" in kw else None
+
+
+def _no_deletes(method: str, kw: dict[str, Any]) -> str | None:
+    return "AccessDenied" if method == "delete_object" else None
 
 
 def test_a_store_without_conditional_writes_gets_no_lock_and_a_warning(
     s3_server: S3Server, s3_bucket: str
 ) -> None:
     path = f"{s3_bucket}/.d.ome.zarr.locks/metadata.lock"
-    lock = ObjectLock(_NoConditions(_fs(s3_server)), path)
+    lock = ObjectLock(_Refusing(_fs(s3_server), _no_conditions), path)
     with pytest.warns(RuntimeWarning, match="does not take conditional writes .NotImplemented."):
         lock.acquire(timeout=1)
     assert lock.unsupported and lock.state() == "free"  # nothing was written
@@ -200,25 +211,13 @@ def test_a_store_without_conditional_writes_gets_no_lock_and_a_warning(
         lock.release()
 
 
-class _NoDeletes(_NoConditions):
-    """A real S3 file system whose credentials may write but not delete."""
-
-    def call_s3(self, method: str, **kw: Any) -> Any:
-        if method == "delete_object":
-            from botocore.exceptions import ClientError
-
-            error = {"Error": {"Code": "AccessDenied", "Message": "access denied"}}
-            raise PermissionError("access denied") from ClientError(error, method)
-        return self._fs.call_s3(method, **kw)
-
-
 def test_a_lock_that_cannot_be_given_back_warns_and_expires(
     s3_server: S3Server, s3_bucket: str
 ) -> None:
     """The change under the lock is done: failing to delete the lock object is a
     warning, and the next writer takes the lock once its lease ran out."""
     path = f"{s3_bucket}/.d.ome.zarr.locks/metadata.lock"
-    lock = ObjectLock(_NoDeletes(_fs(s3_server)), path, lease_s=1.0)
+    lock = ObjectLock(_Refusing(_fs(s3_server), _no_deletes), path, lease_s=1.0)
     lock.acquire(timeout=1)
     with pytest.warns(RuntimeWarning, match="could not be given back .*lease runs out"):
         lock.release()
