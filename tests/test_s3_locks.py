@@ -226,3 +226,23 @@ def test_a_lock_that_cannot_be_given_back_warns_and_expires(
     nxt.acquire(timeout=10)
     nxt.release()
     assert nxt.state() == "free"
+
+
+def test_a_change_that_waits_too_long_is_refused_and_changes_nothing(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    write_plate(tmp_path / "busy.ome.zarr", "0.5", "omestream")
+    url = _upload(s3_server, tmp_path / "busy.ome.zarr", s3_bucket)
+    opts = s3_server.storage_options
+    held = ObjectLock(_fs(s3_server), f"{s3_bucket}/.busy.ome.zarr.locks/metadata.lock")
+    held.acquire(timeout=1)  # another writer in the middle of a change
+    try:
+        plate = open_store(url, "r+", storage_options=opts, lock_timeout=0.5)
+        like = plate["A/1/0"]
+        with pytest.raises(ConcurrentModificationError, match="held the metadata lock") as err:
+            plate.add_position("C", "3", "0", like=like, data=pixels(5))
+        assert url in str(err.value) and "nothing was changed" in str(err.value)
+    finally:
+        held.release()
+    assert set(open_store(url, storage_options=opts).wells) == {"A/1", "B/2"}
+    assert not _fs(s3_server).exists(f"{s3_bucket}/busy.ome.zarr/C")

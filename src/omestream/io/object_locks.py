@@ -155,7 +155,7 @@ class ObjectLock:
         try:  # its writer stopped renewing: take it over, one writer only
             self._etag = self._call("put_object", Body=self._body(), IfMatch=head["ETag"])["ETag"]
             return True
-        except (OSError, FileNotFoundError) as exc:
+        except OSError as exc:  # FileNotFoundError: released meanwhile
             if isinstance(exc, FileNotFoundError) or _conflict(exc):
                 return False
             raise

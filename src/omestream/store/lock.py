@@ -60,10 +60,12 @@ class StoreLocks:
         root: str | None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         remote: tuple[Any, str] | None = None,
+        url: str | None = None,
     ) -> None:
         self.root = root
         self.remote = remote
         self.timeout_s = timeout_s
+        self._where = url or root or "the dataset"  # named in errors
         self._locks: dict[str, object] = {}
         self._local = threading.local()  # names of the locks this thread holds, with repeats
 
@@ -72,11 +74,7 @@ class StoreLocks:
         """The locks of the dataset ``kv`` holds, wherever it is."""
         if kv.is_local:
             return cls(kv.root, timeout_s)  # type: ignore[attr-defined]
-        return cls(None, timeout_s, remote_locks(kv))
-
-    @property
-    def _where(self) -> str:
-        return self.root if self.root is not None else self.remote[1] if self.remote else "?"
+        return cls(None, timeout_s, remote_locks(kv), kv.url)
 
     def _held_here(self) -> list[str]:
         held: list[str] | None = getattr(self._local, "held", None)
@@ -119,7 +117,7 @@ class StoreLocks:
         try:
             lock.acquire(timeout=self.timeout_s)  # type: ignore[attr-defined]
         except (Timeout, ObjectLockTimeout):
-            folder = lock_dir(self.root) if self.root is not None else self._where
+            folder = lock_dir(self.root) if self.root is not None else self.remote[1]  # type: ignore[index]
             raise ConcurrentModificationError(
                 f"{self._where}: another writer has held the {what} lock for more than "
                 f"{self.timeout_s:g} s ({folder}/{name}); nothing was changed"
