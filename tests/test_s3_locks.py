@@ -4,6 +4,7 @@ writes; a killed writer's lease runs out by the store's clock."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import signal
 import subprocess
@@ -246,3 +247,45 @@ def test_a_change_that_waits_too_long_is_refused_and_changes_nothing(
         held.release()
     assert set(open_store(url, storage_options=opts).wells) == {"A/1", "B/2"}
     assert not _fs(s3_server).exists(f"{s3_bucket}/busy.ome.zarr/C")
+
+
+def test_a_stream_that_loses_its_lease_stops_writing(
+    s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer took the dataset over (here: its lease object replaced, as a
+    takeover after a long network outage does): the stream's next append says so, and
+    close writes nothing more, its final metadata included."""
+    from omestream import AcquisitionSettings, Dimension
+    from omestream.io import object_locks
+
+    monkeypatch.setattr(object_locks, "DEFAULT_LEASE_S", 1.5)  # renewed every 0.5 s
+    url = f"s3://{s3_bucket}/lost.ome.zarr"
+    opts = s3_server.storage_options
+    settings = AcquisitionSettings(
+        root_path=url,
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=1, type="time"),
+            Dimension(name="y", count=Y, type="space"),
+            Dimension(name="x", count=X, type="space"),
+        ],
+        dtype="uint16",
+    )
+    fs = _fs(s3_server)
+    stream = create_stream(settings, **opts)
+    stream.append(frame_for(0, (Y, X), "uint16"))
+    stream.flush()
+    lease = f"{s3_bucket}/.lost.ome.zarr.locks/stream.lock"
+    fs.pipe_file(lease, b'{"host": "elsewhere"}')  # the other writer's lease now
+    deadline = time.monotonic() + 10
+    with pytest.raises(ConcurrentModificationError, match="lost its lease"):
+        for n in range(1, 100):  # until a renewal finds the lease gone
+            assert time.monotonic() < deadline, "the stream never noticed"
+            stream.append(frame_for(n, (Y, X), "uint16"))
+            time.sleep(0.1)
+    record = json.loads(fs.cat_file(f"{s3_bucket}/lost.ome.zarr/zarr.json"))
+    with pytest.raises(ConcurrentModificationError, match="lost its lease"):
+        stream.close()
+    after = json.loads(fs.cat_file(f"{s3_bucket}/lost.ome.zarr/zarr.json"))
+    assert after == record  # no final metadata over the other writer's
+    assert after["attributes"]["omestream"]["complete"] is False
+    assert fs.cat_file(lease) == b'{"host": "elsewhere"}'  # its lease left alone

@@ -151,15 +151,23 @@ def _hold_remote(location: KVStore | str) -> Callable[[], None]:
             f"{lock.lease_s:g} s lease runs out); close that stream first, or write to "
             "another root_path; nothing was changed"
         ) from None
-    released = False
+    return _RemoteHold(lock)
 
-    def release() -> None:
-        nonlocal released
-        if not released:
-            released = True
-            lock.release()
 
-    return release
+class _RemoteHold:
+    """Gives a stream's lease back once; says whether the stream lost it meanwhile."""
+
+    def __init__(self, lock: ObjectLock) -> None:
+        self._lock = lock
+        self._released = False
+
+    def __call__(self) -> None:
+        if not self._released:
+            self._released = True
+            self._lock.release()
+
+    def lost(self) -> bool:
+        return self._lock.lost
 
 
 def _check_remote(location: KVStore | str, action: str) -> bool:

@@ -61,11 +61,11 @@ class ObjectLock:
     """One lock object; re-entrant within a thread, exclusive between threads,
     processes and machines (the same interface as ``filelock.FileLock``)."""
 
-    def __init__(self, fs: Any, path: str, lease_s: float = DEFAULT_LEASE_S) -> None:
+    def __init__(self, fs: Any, path: str, lease_s: float | None = None) -> None:
         self._fs = fs
         self._bucket, self._key = fs.split_path(path)[:2]
         self.path = path
-        self.lease_s = lease_s
+        self.lease_s = lease_s if lease_s is not None else DEFAULT_LEASE_S
         self._local = threading.Lock()  # threads of this process queue here first
         self._owner: int | None = None
         self._depth = 0
@@ -82,6 +82,12 @@ class ObjectLock:
     def _body(self) -> bytes:
         who = {"host": socket.gethostname(), "pid": os.getpid(), "lease_s": self.lease_s}
         return json.dumps(who).encode()
+
+    @property
+    def lost(self) -> bool:
+        """Whether another writer took the lock over while this one held it (its
+        renewals failed for a whole lease: a network outage, a suspended process)."""
+        return self._lost
 
     def state(self) -> str:
         """``"free"`` (no lock object), ``"held"`` (a lease still running) or ``"stale"``

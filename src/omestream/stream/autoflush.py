@@ -92,6 +92,8 @@ def sync_if_due(stream: Any, requested: bool = False) -> float | None:
                 return None
             if stream._replaying:  # see OMEStream._replaying: nothing new to push
                 return interval
+            if stream._lease_lost():  # another writer's dataset now: append says so
+                return None
             if not requested:  # append already pushed partial shards when it asked
                 now = time.monotonic()
                 remaining = stream._last_sync + interval - now

@@ -21,6 +21,7 @@ import numpy as np
 from omestream.backends.base import ArrayBackend
 from omestream.backends.registry import load_engine
 from omestream.errors import (
+    ConcurrentModificationError,
     FrameCountError,
     FrameDtypeError,
     FrameError,
@@ -304,6 +305,10 @@ class OMEStream:
         atexit.unregister(self._exit_hooks[1])
         self._closed = True
         self._finalizer.detach()
+        if self._lease_lost():  # the dataset is another writer's now: leave it alone
+            self._backend.abort()
+            self._release()
+            raise self._lost_error()
         error: BaseException | None = None
         if self._pyramid is not None:  # groups (e.g. of z planes) left incomplete
             try:
@@ -393,7 +398,7 @@ class OMEStream:
         """Write a pending growth of the unbounded axis (caller holds ``_sink_lock``)."""
         with self._lock:
             extent, self._pending_extent = self._pending_extent, None
-        if extent is None or self._closed:
+        if extent is None or self._closed or self._lease_lost():
             return
         try:
             self._resize_all(extent)
@@ -402,8 +407,23 @@ class OMEStream:
                 self._growth_error = self._growth_error or exc
 
     def _raise_growth_error(self) -> None:
+        if self._growth_error is None and self._lease_lost():
+            self._growth_error = self._lost_error()
         if self._growth_error is not None:
             raise self._growth_error
+
+    def _lease_lost(self) -> bool:
+        """Whether another writer took this stream's dataset over (object stores: its
+        lease ran out while it could not be renewed; see omestream.io.object_locks)."""
+        lost = getattr(self._release, "lost", None)
+        return bool(lost is not None and lost())
+
+    def _lost_error(self) -> ConcurrentModificationError:
+        return ConcurrentModificationError(
+            f"{self.output_path}: this stream lost its lease on the dataset to another "
+            "writer (it could not renew it in time); it writes nothing more, its metadata "
+            "included. Frames written before stay; check the dataset before going on"
+        )
 
     def _resize_all(self, extent: int | list[int]) -> None:
         u = self._unbounded
