@@ -174,8 +174,8 @@ class ObjectLock:
                 ]
             except Exception:  # a network error: the next renewal may pass
                 with contextlib.suppress(Exception):
-                    head = self._call("head_object")
-                    if head["ETag"] != self._etag:
+                    head = self._head()
+                    if head is not None and head["ETag"] != self._etag:
                         self._lost = True  # taken over: this writer was too slow to renew
                         return
 

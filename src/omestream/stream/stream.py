@@ -224,7 +224,7 @@ class OMEStream:
             record = _encoded({"frame": n, "index": route.acquisition, **plain}, f"frame {n}")
         with self._lock:
             self._user = threading.current_thread()
-            self._raise_growth_error()
+            self._raise_deferred_error()
             self._grow(route.index)
             self._backend.write_frame(route.image, route.index, frame)
             self._observe(route.image, route.index, frame)
@@ -267,7 +267,7 @@ class OMEStream:
             )
         with self._lock:
             self._user = threading.current_thread()
-            self._raise_growth_error()
+            self._raise_deferred_error()
             for k in range(frames):
                 route = self._router.route(n + k)
                 self._grow(route.index)
@@ -284,7 +284,7 @@ class OMEStream:
         self._check_open()
         with self._sink_lock, self._lock:
             self._apply_growth()
-            self._raise_growth_error()
+            self._raise_deferred_error()
             # wait for the writes, so the record written next never claims missing frames
             if "wait" in inspect.signature(self._backend.flush).parameters:
                 self._backend.flush(wait=True)  # type: ignore[call-arg]
@@ -406,7 +406,9 @@ class OMEStream:
             with self._lock:
                 self._growth_error = self._growth_error or exc
 
-    def _raise_growth_error(self) -> None:
+    def _raise_deferred_error(self) -> None:
+        """Raise what went wrong away from the caller's thread: a failed growth of the
+        unbounded axis, or the dataset taken over by another writer."""
         if self._growth_error is None and self._lease_lost():
             self._growth_error = self._lost_error()
         if self._growth_error is not None:
