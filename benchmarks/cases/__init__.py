@@ -58,6 +58,7 @@ _TABLE: tuple[tuple[str, str, Group, str | None, dict[str, Any], str], ...] = (
     ("raw-direct", "raw:raw_direct", "limit", None, {}, "O_DIRECT from page-aligned buffers"),
     ("raw-direct-files4", _FILES, "limit", None, {}, "O_DIRECT, ~8 MiB files, 4 in flight"),
     ("codec-limit", _CODEC, "limit", "numcodecs", {"cname": "zstd"}, "blosc-zstd, all cores"),
+    ("codec-limit-blosc2", _CODEC, "limit", "blosc2", {"impl": "blosc2"}, "C-Blosc2, all cores"),
     ("codec-limit-lz4", _CODEC, "limit", "numcodecs", {"cname": "lz4"}, "blosc-lz4, all cores"),
     ("codec-write", "codec:codec_write", "limit", "numcodecs", {}, "encode + O_DIRECT file/frame"),
     ("tensorstore-zarr3", _TS, "baseline", "tensorstore", {"zarr_format": 3}, "futures"),

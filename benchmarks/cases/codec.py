@@ -6,6 +6,11 @@ numcodecs' Blosc uses its global, internally-threaded context only when
 thread); with ``use_threads = False`` every call uses a private context with
 one internal thread and releases the GIL, so a pool of ``os.cpu_count()``
 Python threads encodes independent chunks on all cores.
+
+``codec-limit-blosc2`` encodes the same chunks with C-Blosc2 through
+python-blosc2's own API (one single-threaded context per call, GIL released):
+a faster build of the same codecs, so the limit is the faster of the two (like
+the disk limit, the faster of two raw writes).
 """
 
 from __future__ import annotations
@@ -23,22 +28,50 @@ from benchmarks.workloads import BLOSC_BLOCKSIZE
 _T = TypeVar("_T")
 
 
-def _chunk_encoder(
-    ctx: CaseContext, cname: str, then: Callable[[bytes], _T]
-) -> Callable[[ThreadPoolExecutor, np.ndarray], list[Future[_T]]]:
-    """``submit(pool, block)``: each chunk of ``block`` encoded on the pool's threads,
-    with the workloads' Blosc codec (one private single-threaded context per call),
-    and ``then`` applied to the encoded bytes on the same thread."""
+def _numcodecs_blosc(cname: str, typesize: int) -> Callable[[np.ndarray], bytes]:
     import numcodecs.blosc
     from numcodecs import Blosc
 
     numcodecs.blosc.use_threads = False
     codec = Blosc(cname=cname, clevel=1, shuffle=Blosc.BITSHUFFLE, blocksize=BLOSC_BLOCKSIZE)
+    return codec.encode  # type: ignore[no-any-return]
+
+
+def _blosc2(cname: str, typesize: int) -> Callable[[np.ndarray], bytes]:
+    import blosc2
+
+    blosc2.set_releasegil(True)
+    params = {
+        "codec": blosc2.Codec[cname.upper()],
+        "clevel": 1,
+        "filters": [blosc2.Filter.BITSHUFFLE],
+        "typesize": typesize,
+        "blocksize": BLOSC_BLOCKSIZE,
+        "nthreads": 1,
+        "splitmode": blosc2.SplitMode.FORWARD_COMPAT_SPLIT,
+    }
+
+    def encode(chunk: np.ndarray) -> bytes:
+        return blosc2.compress2(chunk, **params)  # type: ignore[no-any-return]
+
+    return encode
+
+
+_ENCODERS = {"numcodecs": _numcodecs_blosc, "blosc2": _blosc2}
+
+
+def _chunk_encoder(
+    ctx: CaseContext, cname: str, then: Callable[[bytes], _T], impl: str = "numcodecs"
+) -> Callable[[ThreadPoolExecutor, np.ndarray], list[Future[_T]]]:
+    """``submit(pool, block)``: each chunk of ``block`` encoded on the pool's threads,
+    with the workloads' Blosc codec (one private single-threaded context per call),
+    and ``then`` applied to the encoded bytes on the same thread."""
     w = ctx.workload
+    codec = _ENCODERS[impl](cname, np.dtype(w.dtype).itemsize)
     _, cy, cx = w.chunk
 
     def encode(block: np.ndarray, y: int, x: int) -> _T:
-        return then(codec.encode(np.ascontiguousarray(block[:, y : y + cy, x : x + cx])))
+        return then(codec(np.ascontiguousarray(block[:, y : y + cy, x : x + cx])))
 
     def submit(pool: ThreadPoolExecutor, block: np.ndarray) -> list[Future[_T]]:
         return [
@@ -50,8 +83,8 @@ def _chunk_encoder(
     return submit
 
 
-def codec_limit(ctx: CaseContext, cname: str = "zstd") -> RunFn:
-    submit = _chunk_encoder(ctx, cname, len)  # only the sizes are kept
+def codec_limit(ctx: CaseContext, cname: str = "zstd", impl: str = "numcodecs") -> RunFn:
+    submit = _chunk_encoder(ctx, cname, len, impl)  # only the sizes are kept
     w = ctx.workload
     threads = os.cpu_count() or 1
 
