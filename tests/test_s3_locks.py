@@ -9,6 +9,7 @@ import multiprocessing as mp
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -227,6 +228,49 @@ def test_a_lock_that_cannot_be_given_back_warns_and_expires(
     nxt.acquire(timeout=10)
     nxt.release()
     assert nxt.state() == "free"
+
+
+class _Partitioned:
+    """A real S3 file system that this writer cannot reach while ``down`` (a network
+    outage, or a suspended process, as the store sees it); counts requests by thread."""
+
+    def __init__(self, fs: Any) -> None:
+        self._fs = fs
+        self.split_path = fs.split_path
+        self.down = False
+        self.calls: dict[int, int] = {}
+
+    def call_s3(self, method: str, **kw: Any) -> Any:
+        me = threading.get_ident()
+        self.calls[me] = self.calls.get(me, 0) + 1
+        if self.down:
+            raise ConnectionError(f"{method}: the store cannot be reached")
+        return self._fs.call_s3(method, **kw)
+
+
+def test_a_holder_cut_off_for_longer_than_its_lease_knows_at_once_that_it_lost_it(
+    s3_server: S3Server, s3_bucket: str
+) -> None:
+    path = f"{s3_bucket}/.cut.ome.zarr.locks/stream.lock"
+    lease = 1.5
+    net = _Partitioned(_fs(s3_server))
+    holder = ObjectLock(net, path, lease_s=lease)
+    holder.acquire(timeout=1)
+    me = threading.get_ident()
+    asked = net.calls[me]
+    assert not any(holder.lost for _ in range(1000))
+    assert net.calls[me] == asked  # renewals on time: asking costs no request
+    net.down = True
+    other = ObjectLock(_fs(s3_server), path, lease_s=lease)
+    other.acquire(timeout=10 * lease)  # the holder's lease ran out by the store's clock
+    net.down = False
+    # known on the first question, not at the renewer's next try up to lease/3 later
+    assert holder.lost
+    assert other.state() == "held" and not other.lost
+    holder.release()  # deletes nothing: the lock is the other writer's now
+    assert other.state() == "held"
+    other.release()
+    assert other.state() == "free"
 
 
 def test_a_change_that_waits_too_long_is_refused_and_changes_nothing(

@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 import warnings
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -70,7 +71,10 @@ class ObjectLock:
         self._owner: int | None = None
         self._depth = 0
         self._etag: str | None = None
+        self._token = uuid.uuid4().hex
         self._lost = False
+        self._renewed = 0.0  # monotonic time of the last lease write that succeeded
+        self._lease_io = threading.Lock()  # one renewal or check of the lease at a time
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         #: the store refused conditional writes: no lock there, one writer assumed
@@ -80,13 +84,30 @@ class ObjectLock:
         return self._fs.call_s3(method, Bucket=self._bucket, Key=self._key, **kw)
 
     def _body(self) -> bytes:
-        who = {"host": socket.gethostname(), "pid": os.getpid(), "lease_s": self.lease_s}
+        # The token makes each holding's ETag (the MD5 of the body) its own: two holders
+        # in one process would otherwise write equal bodies, and If-Match could not
+        # tell a lease taken over from one's own.
+        who = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "lease_s": self.lease_s,
+            "token": self._token,
+        }
         return json.dumps(who).encode()
 
     @property
     def lost(self) -> bool:
         """Whether another writer took the lock over while this one held it (its
-        renewals failed for a whole lease: a network outage, a suspended process)."""
+        renewals failed for a whole lease: a network outage, a suspended process).
+
+        Free while renewals are on time. Once the last one that succeeded is older
+        than two thirds of the lease (the renewer could not reach the store, or the
+        whole process was suspended), the lease is renewed here and now before the
+        answer, so a writer never goes on for up to a renewal period on a dataset
+        another writer may already have taken over."""
+        held = self._owner is not None and not (self._lost or self.unsupported)
+        if held and time.monotonic() - self._renewed > self.lease_s * 2 / 3:
+            self._renew_once()
         return self._lost
 
     def state(self) -> str:
@@ -118,6 +139,7 @@ class ObjectLock:
             raise ObjectLockTimeout(self.path)
         try:
             delay = 0.02
+            self._token = uuid.uuid4().hex  # a new holding
             while not self._try_take():
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -128,6 +150,7 @@ class ObjectLock:
             self._local.release()
             raise
         self._owner, self._depth, self._lost = me, 1, False
+        self._renewed = time.monotonic()
         if self.unsupported:
             return
         self._stop.clear()
@@ -168,16 +191,24 @@ class ObjectLock:
 
     def _renew(self) -> None:
         while not self._stop.wait(self.lease_s / 3):
+            if not self._renew_once():
+                return
+
+    def _renew_once(self) -> bool:
+        """Write the lease again, conditional on it being ours; False once it is not."""
+        with self._lease_io:
+            if self._lost or self._etag is None:
+                return not self._lost
             try:
-                self._etag = self._call("put_object", Body=self._body(), IfMatch=self._etag)[
-                    "ETag"
-                ]
+                put = self._call("put_object", Body=self._body(), IfMatch=self._etag)
+                self._etag, self._renewed = put["ETag"], time.monotonic()
             except Exception:  # a network error: the next renewal may pass
                 with contextlib.suppress(Exception):
                     head = self._head()
-                    if head is not None and head["ETag"] != self._etag:
-                        self._lost = True  # taken over: this writer was too slow to renew
-                        return
+                    # replaced, or taken over and given back: either way not ours
+                    if head is None or head["ETag"] != self._etag:
+                        self._lost = True
+            return not self._lost
 
     def release(self) -> None:
         """Give the lock back (a stream may close on another thread than it opened on)."""
