@@ -108,6 +108,15 @@ def test_a_too_small_buffer_is_refused() -> None:
         encoder.encode_into(data, memoryview(bytearray(data.nbytes)))
 
 
+def test_a_chunk_over_2_gib_is_refused_before_any_copy() -> None:
+    encoder = blosc_c.blosc1_encoder("zstd", 1, "bitshuffle", 1, BLOSC_BLOCKSIZE)
+    assert encoder is not None
+    # a broadcast view: 2 GiB long without 2 GiB of memory
+    huge = np.broadcast_to(np.zeros(1, np.uint8), (2**31,))
+    with pytest.raises(ValueError, match=r"at most \d+ bytes, not 2147483648: choose smaller"):
+        encoder.encode_into(huge, memoryview(bytearray(64)))
+
+
 def test_streams_use_it_by_default() -> None:
     assert isinstance(codec_choice("blosc-zstd").encoder("uint16"), blosc_c.Blosc1Encoder)
     # codecs Blosc 1 cannot hold have no C-Blosc2 path

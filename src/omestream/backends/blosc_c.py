@@ -37,6 +37,7 @@ _SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 _FORWARD_COMPAT_SPLIT = 4  # split blocks as c-blosc 1 does
 _MAX_FILTERS = 6
 _MAX_OVERHEAD = 32  # BLOSC2_MAX_OVERHEAD: a destination this much larger always fits
+_MAX_BUFFERSIZE = 2**31 - 1 - _MAX_OVERHEAD  # sizes are int32 in the Blosc 1 format
 _SUPPORTED = ((3, 4), (4, 0))
 _CONTEXTS_PER_THREAD = 8  # C-Blosc2 versions with the Blosc 1 writer, this layout
 
@@ -171,6 +172,11 @@ class Blosc1Encoder:
 
     def encode_into(self, data: np.ndarray, out: memoryview) -> int:
         """Encode into ``out`` (at least ``data.nbytes + max_overhead`` long); the size."""
+        if data.nbytes > _MAX_BUFFERSIZE:
+            raise ValueError(
+                f"a Blosc chunk holds at most {_MAX_BUFFERSIZE} bytes, not {data.nbytes}: "
+                "choose smaller chunks"
+            )
         src = np.ascontiguousarray(data)
         dest = np.frombuffer(out, np.uint8)
         if dest.size < src.nbytes + _MAX_OVERHEAD or dest.flags.writeable is False:
