@@ -55,6 +55,22 @@ def test_codec_other_case_and_other_workload_references() -> None:
     assert ts["target"] == ">= 1.3x tensorstore-zarr3"
 
 
+def test_the_codec_limit_is_the_faster_build_in_each_round() -> None:
+    ratio = {"compression_ratio": 2.0}
+    results = [
+        _row(0, "big-zstd", "codec-limit", 1000, extra=ratio),
+        _row(0, "big-zstd", "codec-limit-blosc2", 1250, extra=ratio),  # faster here
+        _row(1, "big-zstd", "codec-limit", 1000, extra=ratio),  # C-Blosc2 failed here
+        _row(1, "big-zstd", "codec-limit-blosc2", 0, extra=ratio) | {"status": "error"},
+        *_round(0, "big-zstd", {"raw-buffered": 2000, "omestream": 1000}),
+        *_round(1, "big-zstd", {"raw-buffered": 2000, "omestream": 900}),
+    ]
+    [codec] = evaluate(
+        results, WORKLOADS, (Target("zstd", "big-zstd", "omestream", "codec", 0.8),)
+    )
+    assert codec["values"] == pytest.approx([0.8, 0.9])
+
+
 def test_failed_rounds_and_missing_cases_are_not_counted() -> None:
     results = [
         _row(0, "big-raw", "raw-buffered", 500.0),
