@@ -243,6 +243,12 @@ def test_demo_streams_and_ends_with_info(tmp_path: Path) -> None:
 def test_every_command_has_help_with_an_example(command: str) -> None:
     code, out = invoke(command, "--help")
     assert code == 0 and "Example: omestream " + command in " ".join(out.split())
+    assert "<bool>" not in out  # switches (--help among them) take no value
+
+
+def test_the_top_level_help_shows_switches_without_a_value() -> None:
+    code, out = invoke("--help")
+    assert code == 0 and "--debug" in out and "--help" in out and "<bool>" not in out
 
 
 def test_errors_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:

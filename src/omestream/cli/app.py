@@ -8,10 +8,38 @@ from importlib import import_module
 from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from omestream.errors import OmeStreamError
 
-app = typer.Typer(
+
+def _as_switch(option: Any) -> Any:
+    # --help is a switch like our flags (see flag()); typer would show it as <bool>
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class _Command(TyperCommand):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _as_switch(super().get_help_option(ctx))
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _as_switch(super().get_help_option(ctx))
+
+
+class _App(typer.Typer):
+    """Commands of this app are :class:`_Command` unless they say otherwise."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _App(
+    cls=_Group,
     name="omestream",
     help="Write, inspect, check and convert OME-Zarr and OME-TIFF datasets.",
     no_args_is_help=True,
