@@ -4,15 +4,15 @@ Zarr's ``blosc`` codec is the Blosc 1 chunk format, which every Blosc reader
 decodes (numcodecs, tensorstore, imagecodecs). C-Blosc2 3.4 and later can write
 that format from a compression context, and its shuffle and codecs run faster on
 current CPUs than the c-blosc 1 builds in numcodecs' and imagecodecs' wheels:
-the same chunks, byte for byte the same size, and ~1.15x end to end on a
+chunks of the same size (zstd; lz4 within 0.5%), ~1.15x end to end on a
 blosc-zstd stream here (see docs/performance.md).
 
 python-blosc2 does not expose that switch, but its wheels ship C-Blosc2 as a
 shared library with its headers (for plugins to link against). This module calls
-the five functions it needs through :mod:`ctypes`, one context per thread, and
-checks once per setting that numcodecs' c-blosc 1 decodes what it wrote; any
-mismatch (another C-Blosc2 version, a different struct layout) means the caller
-falls back to c-blosc 1 instead.
+the functions it needs through :mod:`ctypes`, one context per thread and chunk
+size, and checks once per setting that numcodecs' c-blosc 1 decodes what it
+wrote; any mismatch (another C-Blosc2 version, a different struct layout) means
+the caller falls back to c-blosc 1 instead.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ _FORWARD_COMPAT_SPLIT = 4  # split blocks as c-blosc 1 does
 _MAX_FILTERS = 6
 _MAX_OVERHEAD = 32  # BLOSC2_MAX_OVERHEAD: a destination this much larger always fits
 _MAX_BUFFERSIZE = 2**31 - 1 - _MAX_OVERHEAD  # sizes are int32 in the Blosc 1 format
-_SUPPORTED = ((3, 4), (4, 0))
-_CONTEXTS_PER_THREAD = 8  # C-Blosc2 versions with the Blosc 1 writer, this layout
+_SUPPORTED = ((3, 4), (4, 0))  # C-Blosc2 versions with the Blosc 1 writer, this layout
+_CONTEXTS_PER_THREAD = 8
 
 
 class _CParams(ctypes.Structure):
@@ -209,9 +209,9 @@ def blosc1_encoder(
         encoder = Blosc1Encoder(lib, cname, level, shuffle, typesize, blocksize)
         if _decodes_alike(encoder):
             return encoder
+        log.debug("C-Blosc2's Blosc 1 chunks do not decode alike with c-blosc 1; not used")
     except (RuntimeError, ValueError) as e:
-        log.debug("C-Blosc2 Blosc 1 writer not usable: %s", e)
-    log.debug("C-Blosc2's Blosc 1 chunks do not decode with c-blosc 1; not used")
+        log.debug("C-Blosc2's Blosc 1 writer not usable: %s", e)
     return None
 
 
