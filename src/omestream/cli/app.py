@@ -13,21 +13,22 @@ from typer.core import TyperCommand, TyperGroup
 from omestream.errors import OmeStreamError
 
 
-def _as_switch(option: Any) -> Any:
-    # --help is a switch like our flags (see flag()); typer would show it as <bool>
-    if option is not None:
-        option.metavar = ""
-    return option
+class _SwitchHelp:
+    """--help shown as a switch like our flags (see flag()); typer shows it as <bool>."""
 
-
-class _Command(TyperCommand):
     def get_help_option(self, ctx: Any) -> Any:
-        return _as_switch(super().get_help_option(ctx))
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
 
 
-class _Group(TyperGroup):
-    def get_help_option(self, ctx: Any) -> Any:
-        return _as_switch(super().get_help_option(ctx))
+class _Command(_SwitchHelp, TyperCommand):
+    pass
+
+
+class _Group(_SwitchHelp, TyperGroup):
+    pass
 
 
 class _App(typer.Typer):
